@@ -1,0 +1,67 @@
+"""The algorithm contract (DomainBed's): ``update(minibatches) -> dict[str, float]`` owns its optimizer step,
+``predict(x) -> logits``. Everything needed to resume (optimizer, moving averages) is in ``state_dict()``."""
+
+from __future__ import annotations
+
+from typing import Any, Generic, TypeVar
+
+import torch
+from torch import nn
+
+from pipeline.algorithms.hparams import HParams
+
+H = TypeVar("H", bound=HParams)
+Minibatches = list[tuple[torch.Tensor, torch.Tensor]]
+
+
+class Algorithm(nn.Module, Generic[H]):
+    """A domain-generalisation algorithm over ``network = classifier(featurizer(x))``.
+
+    Subclasses set ``HPARAMS`` (their hparams dataclass) and implement ``update``. The optimizer lives on the
+    algorithm so ``update`` can reset it (Fishr) and ``state_dict`` can carry it (resume).
+    """
+
+    HPARAMS: type[HParams] = HParams
+    name: str = ""
+
+    def __init__(self, featurizer: nn.Module, classifier: nn.Module, num_domains: int, hparams: H) -> None:
+        super().__init__()
+        self.featurizer = featurizer
+        self.classifier = classifier
+        self.num_domains = num_domains
+        self.hparams = hparams
+        self.optimizer = self.make_optimizer(self.parameters())
+        self.register_buffer("update_count", torch.zeros((), dtype=torch.long))
+
+    def make_optimizer(self, params) -> torch.optim.Optimizer:
+        return torch.optim.Adam(params, lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
+
+    @property
+    def network(self) -> nn.Module:
+        """featurizer -> classifier as one module (what model.pt stores and evaluate/audit load)."""
+        from pipeline.models.network import Classifier
+
+        return Classifier(self.featurizer, self.classifier)
+
+    def update(self, minibatches: Minibatches) -> dict[str, float]:
+        raise NotImplementedError
+
+    def predict(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.featurizer(x))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.predict(x)
+
+    # Resume: module state (weights, buffers such as Fishr's moving averages) plus the optimizer.
+    def state_dict(self, *args: Any, **kwargs: Any) -> dict[str, Any]:  # type: ignore[override]
+        state = super().state_dict(*args, **kwargs)
+        state["__optimizer__"] = self.optimizer.state_dict()
+        return state
+
+    def load_state_dict(self, state: dict[str, Any], strict: bool = True, assign: bool = False):  # type: ignore[override]
+        state = dict(state)
+        optimizer_state = state.pop("__optimizer__", None)
+        result = super().load_state_dict(state, strict=strict, assign=assign)
+        if optimizer_state is not None:
+            self.optimizer.load_state_dict(optimizer_state)
+        return result

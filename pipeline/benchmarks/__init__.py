@@ -1,0 +1,1 @@
+"""Benchmarks behind `cxr-fishr bench`: one module per stage exposing `run(quick: bool) -> dict`."""

@@ -1,0 +1,93 @@
+"""The manifest: one row per ingested image, the contract between ingest and every later stage.
+
+Columns (ARCHITECTURE.md, plus ``lesion_mask`` and ``counterfactual_index``)::
+
+    image_id, path, patient_key (salted hash), site, modality, manufacturer, view, position, age_years, age_group,
+    sex, label, label_name, domain, split, lung_mask, shortcut_mask, lesion_mask, source_sha256, cache_index,
+    counterfactual_index
+
+``position`` is one of erect|supine|unknown, ``age_group`` one of child|adult|unknown, ``split`` one of
+train|val|ood_val|test, ``label`` 0|1. ``age_years`` is float (NaN = unknown). Mask columns hold paths or "".
+Extra columns (``*_source`` provenance of derived fields, ...) are allowed and kept.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from pipeline.errors import DataError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+SCHEMA_VERSION = 1
+MANIFEST_FILENAME = "manifest.parquet"
+
+COLUMNS = (
+    "image_id", "path", "patient_key", "site", "modality", "manufacturer", "view", "position", "age_years",
+    "age_group", "sex", "label", "label_name", "domain", "split", "lung_mask", "shortcut_mask", "lesion_mask",
+    "source_sha256", "cache_index", "counterfactual_index",
+)
+POSITIONS = ("erect", "supine", "unknown")
+AGE_GROUPS = ("child", "adult", "unknown")
+SPLITS = ("train", "val", "ood_val", "test")
+SEXES = ("M", "F", "O", "unknown")
+
+
+def validate_manifest(frame: "pd.DataFrame", where: str = "manifest") -> None:
+    """Raise :class:`DataError` naming the first broken rule; return None when the manifest is well-formed."""
+    missing = [c for c in COLUMNS if c not in frame.columns]
+    if missing:
+        raise DataError(f"manifest: columns {missing} must be present, got {list(frame.columns)} ({where}).")
+    for column, allowed in (("position", POSITIONS), ("age_group", AGE_GROUPS), ("split", SPLITS)):
+        bad = sorted(set(frame[column].astype(str)) - set(allowed))
+        if bad:
+            raise DataError(f"manifest: {column} must be one of {list(allowed)}, got {bad} ({where}).")
+    bad_labels = sorted(set(frame["label"].tolist()) - {0, 1})
+    if bad_labels:
+        raise DataError(f"manifest: label must be 0 or 1, got {bad_labels} ({where}).")
+    if frame["image_id"].duplicated().any():
+        dup = frame.loc[frame["image_id"].duplicated(), "image_id"].iloc[0]
+        raise DataError(f"manifest: image_id must be unique, got {dup!r} twice ({where}).")
+    per_patient = frame.groupby("patient_key")["split"].nunique()
+    leaking = per_patient[per_patient > 1]
+    if len(leaking):
+        raise DataError(
+            f"manifest: every patient must sit in one split, got {len(leaking)} patients in several ({where})."
+        )
+
+
+def read_manifest(ingest_dir: str | Path) -> "pd.DataFrame":
+    import pandas as pd
+
+    path = Path(ingest_dir) / MANIFEST_FILENAME
+    if not path.is_file():
+        raise DataError(f"manifest: {path} must exist, got nothing. Run `cxr-fishr ingest SOURCE --out {ingest_dir}`.")
+    frame = pd.read_parquet(path)
+    validate_manifest(frame, where=str(path))
+    return frame
+
+
+def write_manifest(frame: "pd.DataFrame", ingest_dir: str | Path) -> Path:
+    """Validate and write the manifest atomically (Parquet, schema version in its metadata)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from pipeline.stage import atomic_path
+
+    validate_manifest(frame)
+    path = Path(ingest_dir) / MANIFEST_FILENAME
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    table = table.replace_schema_metadata({**(table.schema.metadata or {}), b"cxr_fishr_schema": str(SCHEMA_VERSION).encode()})
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp)
+    return path
+
+
+def domain_values(frame: "pd.DataFrame", domain_columns: tuple[str, ...]) -> "pd.Series":
+    """The domain of each row: the values of ``domain_columns`` joined by '|' (e.g. 'north|supine')."""
+    missing = [c for c in domain_columns if c not in frame.columns]
+    if missing:
+        raise DataError(f"manifest: domain columns must exist, got unknown {missing}; columns are {list(frame.columns)}.")
+    return frame[list(domain_columns)].astype(str).agg("|".join, axis=1)

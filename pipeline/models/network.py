@@ -1,0 +1,123 @@
+"""Featurizer + linear head built from a timm model name; saving and loading the model file (``model.pt``)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from torch import nn
+
+from pipeline.config import StrictModel
+from pipeline.errors import ConfigError, DataError
+
+MODEL_FILE_FORMAT = 1
+
+
+class ModelConfig(StrictModel):
+    """The network: backbone name (any timm model), its normalisation, head size, optional local checkpoint."""
+
+    backbone: str = "resnet10t"
+    norm_layer: Literal["default", "batch", "group"] = "default"
+    num_classes: int = 2
+    in_chans: int = 1
+    drop_rate: float = 0.0
+    pretrained: str | None = None  # a local checkpoint path (timm state dict); never a hub name
+
+
+def group_norm(num_channels: int, eps: float = 1e-5, affine: bool = True, **_: Any) -> nn.GroupNorm:
+    """GroupNorm with up to 8 groups that divide ``num_channels`` (timm calls norm_layer(channels, ...))."""
+    groups = math.gcd(num_channels, 8)
+    return nn.GroupNorm(groups, num_channels, eps=eps, affine=affine)
+
+
+class Classifier(nn.Module):
+    """``logits = classifier(featurizer(x))``; ``featurizer`` returns pooled features (B, n_outputs)."""
+
+    def __init__(self, featurizer: nn.Module, classifier: nn.Linear) -> None:
+        super().__init__()
+        self.featurizer = featurizer
+        self.classifier = classifier
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.featurizer(x))
+
+
+def _create_featurizer(cfg: ModelConfig) -> nn.Module:
+    import timm
+
+    if not timm.is_model(cfg.backbone):
+        close = timm.list_models(f"*{cfg.backbone.split('_')[0]}*")[:20]
+        raise ConfigError(
+            f"model: backbone must be a timm model name, got {cfg.backbone!r}. Similar names: {close}. "
+            "`python -c 'import timm; print(timm.list_models())'` lists them all."
+        )
+    kwargs: dict[str, Any] = {"num_classes": 0, "in_chans": cfg.in_chans, "pretrained": False,
+                              "drop_rate": cfg.drop_rate}
+    if cfg.norm_layer == "batch":
+        kwargs["norm_layer"] = nn.BatchNorm2d
+    elif cfg.norm_layer == "group":
+        kwargs["norm_layer"] = group_norm
+    try:
+        featurizer = timm.create_model(cfg.backbone, **kwargs)
+    except TypeError as exc:
+        raise ConfigError(
+            f"model: norm_layer must be one that {cfg.backbone!r} accepts, got {cfg.norm_layer!r} ({exc}). "
+            "Use norm_layer: default for this backbone."
+        ) from exc
+    if cfg.pretrained:
+        _load_local_weights(featurizer, cfg.pretrained)
+    return featurizer
+
+
+def _load_local_weights(featurizer: nn.Module, checkpoint: str) -> None:
+    path = Path(checkpoint)
+    if not path.is_file():
+        raise ConfigError(f"model: pretrained must be a local checkpoint file, got {checkpoint!r} (not found).")
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if isinstance(state, dict) and "state_dict" in state:
+        state = state["state_dict"]
+    own = featurizer.state_dict()
+    usable = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+    if not usable:
+        raise ConfigError(f"model: pretrained checkpoint {checkpoint!r} has no tensor matching the backbone.")
+    featurizer.load_state_dict(usable, strict=False)
+
+
+def build_network(cfg: ModelConfig) -> Classifier:
+    featurizer = _create_featurizer(cfg)
+    head = nn.Linear(featurizer.num_features, cfg.num_classes)
+    return Classifier(featurizer, head)
+
+
+def save_model(path: str | Path, network: nn.Module, cfg: ModelConfig, meta: dict[str, Any]) -> None:
+    """Write ``model.pt`` atomically: the config to rebuild the network, its weights, and metadata (algorithm,
+    hparams, seed, selection rule, step, ...)."""
+    from pipeline.stage import atomic_path
+
+    payload = {
+        "format": MODEL_FILE_FORMAT,
+        "model_config": cfg.model_dump(mode="json"),
+        "state_dict": {k: v.detach().cpu() for k, v in network.state_dict().items()},
+        "meta": meta,
+    }
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+
+
+def load_model(path: str | Path) -> tuple[Classifier, ModelConfig, dict[str, Any]]:
+    """Load ``model.pt`` (or ``<dir>/model.pt``) into an eval-mode network on CPU."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "model.pt"
+    if not path.is_file():
+        raise DataError(f"model: {path} must exist, got nothing. Train with `cxr-fishr train` first.")
+    payload = torch.load(path, map_location="cpu", weights_only=False)
+    if payload.get("format") != MODEL_FILE_FORMAT:
+        raise DataError(f"model: {path} must be format {MODEL_FILE_FORMAT}, got {payload.get('format')!r}.")
+    cfg = ModelConfig.model_validate({**payload["model_config"], "pretrained": None})
+    network = build_network(cfg)
+    network.load_state_dict(payload["state_dict"])
+    network.eval()
+    return network, cfg, dict(payload.get("meta", {}))
