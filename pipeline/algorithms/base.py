@@ -18,7 +18,10 @@ class Algorithm(nn.Module, Generic[H]):
     """A domain-generalisation algorithm over ``network = classifier(featurizer(x))``.
 
     Subclasses set ``HPARAMS`` (their hparams dataclass) and implement ``update``. The optimizer lives on the
-    algorithm so ``update`` can reset it (Fishr) and ``state_dict`` can carry it (resume).
+    algorithm so ``update`` can reset it (Fishr, IRM, V-REx re-create it when the penalty switches on: always read
+    ``algorithm.optimizer`` afresh, never keep a reference) and ``state_dict`` can carry it (resume). State that is
+    neither a tensor nor the main optimizer (DANN's discriminator optimizer, Fish's inner Adam) travels through
+    ``get_extra_state``/``set_extra_state`` (the ``_extra_state`` key of ``state_dict()``).
     """
 
     HPARAMS: type[HParams] = HParams

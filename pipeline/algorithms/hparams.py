@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -77,7 +78,10 @@ class HParams:
         for f in dataclasses.fields(cls):
             search = f.metadata.get("search")
             if search is not None:
-                kwargs[f.name] = search(np.random.RandomState(seed_hash(seed, _external_name(f))))
+                value = search(np.random.RandomState(seed_hash(seed, _external_name(f))))
+                # numpy scalars (r.choice) become the field's Python type so to_dict() stays JSON-serialisable
+                kind = type(f.default)
+                kwargs[f.name] = kind(value) if kind in (int, float, bool) else value
         return cls(**kwargs)
 
     def to_dict(self) -> dict[str, Any]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import pickle
 from pathlib import Path
 from typing import Any, Literal
 
@@ -48,9 +49,9 @@ def _create_featurizer(cfg: ModelConfig) -> nn.Module:
     import timm
 
     if not timm.is_model(cfg.backbone):
-        close = timm.list_models(f"*{cfg.backbone.split('_')[0]}*")[:20]
         raise ConfigError(
-            f"model: backbone must be a timm model name, got {cfg.backbone!r}. Similar names: {close}. "
+            f"model: backbone must be a timm model name, got {cfg.backbone!r}. "
+            f"Similar names: {_similar_models(cfg.backbone)}. "
             "`python -c 'import timm; print(timm.list_models())'` lists them all."
         )
     kwargs: dict[str, Any] = {"num_classes": 0, "in_chans": cfg.in_chans, "pretrained": False,
@@ -66,22 +67,59 @@ def _create_featurizer(cfg: ModelConfig) -> nn.Module:
             f"model: norm_layer must be one that {cfg.backbone!r} accepts, got {cfg.norm_layer!r} ({exc}). "
             "Use norm_layer: default for this backbone."
         ) from exc
+    _disable_inplace(featurizer)
     if cfg.pretrained:
-        _load_local_weights(featurizer, cfg.pretrained)
+        _load_local_weights(featurizer, cfg.pretrained, cfg.in_chans)
     return featurizer
 
 
-def _load_local_weights(featurizer: nn.Module, checkpoint: str) -> None:
+def _similar_models(name: str) -> list[str]:
+    import difflib
+
+    import timm
+
+    names = timm.list_models()
+    close = difflib.get_close_matches(name, names, n=8, cutoff=0.6)
+    prefix = [n for n in names if n.startswith(name.split("_")[0][:5])][:8]
+    return list(dict.fromkeys(close + prefix))[:10]
+
+
+def _disable_inplace(module: nn.Module) -> None:
+    """In-place activations break the backward hooks Captum registers (pytorch#61519): turn them off."""
+    for m in module.modules():
+        if getattr(m, "inplace", False) is True:
+            m.inplace = False
+
+
+def _load_local_weights(featurizer: nn.Module, checkpoint: str, in_chans: int) -> None:
+    """Load a timm/torchvision-style state dict from a local file: a ``module.``/``state_dict`` wrapper is
+    unwrapped, the classifier is dropped, and a 3-channel first convolution is adapted to ``in_chans``."""
     path = Path(checkpoint)
     if not path.is_file():
-        raise ConfigError(f"model: pretrained must be a local checkpoint file, got {checkpoint!r} (not found).")
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    if isinstance(state, dict) and "state_dict" in state:
+        raise ConfigError(f"model: pretrained must be a local checkpoint file, got {checkpoint!r} (not found). "
+                          "Download the weights once and point `pretrained` at the file; nothing is fetched.")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except (RuntimeError, ValueError, EOFError, pickle.UnpicklingError) as exc:
+        raise ConfigError(f"model: pretrained must be a torch checkpoint, got {checkpoint!r} ({exc}).") from exc
+    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]
+    if not isinstance(state, dict):
+        raise ConfigError(f"model: pretrained must hold a state dict, got {type(state).__name__} ({checkpoint!r}).")
+    state = {k.removeprefix("module."): v for k, v in state.items() if isinstance(v, torch.Tensor)}
+    first_conv = getattr(featurizer, "pretrained_cfg", {}).get("first_conv")
     own = featurizer.state_dict()
+    if first_conv and f"{first_conv}.weight" in state:
+        from timm.models import adapt_input_conv
+
+        key = f"{first_conv}.weight"
+        if key in own and state[key].shape[1] != own[key].shape[1]:
+            state[key] = adapt_input_conv(in_chans, state[key])
     usable = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
-    if not usable:
-        raise ConfigError(f"model: pretrained checkpoint {checkpoint!r} has no tensor matching the backbone.")
+    if len(usable) < len(own) / 2:
+        raise ConfigError(f"model: pretrained checkpoint {checkpoint!r} must match the backbone, got only "
+                          f"{len(usable)} of its {len(own)} tensors with a matching name and shape. "
+                          "Is it a checkpoint of this backbone?")
     featurizer.load_state_dict(usable, strict=False)
 
 

@@ -1,0 +1,52 @@
+"""Deep CORAL (Sun & Saenko 2016), DomainBed's version: ERM + mmd_gamma * mean over domain pairs of the squared
+distance between feature means plus the squared distance between feature covariances (both averaged over entries)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from pipeline.algorithms.base import Algorithm, Minibatches
+from pipeline.algorithms.hparams import HParams, hparam
+from pipeline.algorithms.registry import register_algorithm
+
+
+@dataclass(frozen=True)
+class CORALHParams(HParams):
+    mmd_gamma: float = hparam(1.0, search=lambda r: 10 ** r.uniform(-1, 1))
+
+
+def coral_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """mean((mu_a - mu_b)^2) + mean((C_a - C_b)^2), C the unbiased covariance of the rows' features."""
+    mean_a, mean_b = a.mean(0, keepdim=True), b.mean(0, keepdim=True)
+    cent_a, cent_b = a - mean_a, b - mean_b
+    cova_a = (cent_a.t() @ cent_a) / (len(a) - 1)
+    cova_b = (cent_b.t() @ cent_b) / (len(b) - 1)
+    return (mean_a - mean_b).pow(2).mean() + (cova_a - cova_b).pow(2).mean()
+
+
+@register_algorithm("coral")
+class CORAL(Algorithm[CORALHParams]):
+    HPARAMS = CORALHParams
+
+    def update(self, minibatches: Minibatches) -> dict[str, float]:
+        # one forward per domain, as DomainBed (BatchNorm statistics per domain)
+        features = [self.featurizer(x) for x, _ in minibatches]
+        n = len(minibatches)
+        risks = [F.cross_entropy(self.classifier(f), y) for f, (_, y) in zip(features, minibatches, strict=True)]
+        nll = sum(risks) / n
+        penalty = features[0].new_zeros(())
+        for i in range(n):
+            for j in range(i + 1, n):
+                penalty = penalty + coral_distance(features[i], features[j])
+        if n > 1:
+            penalty = penalty / (n * (n - 1) / 2)
+        loss = nll + self.hparams.mmd_gamma * penalty
+
+        self.optimizer.zero_grad()
+        loss.backward()
+        self.optimizer.step()
+        self.update_count += 1
+        return {"loss": loss.item(), "nll": nll.item(), "penalty": penalty.item()}

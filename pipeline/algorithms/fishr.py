@@ -1,0 +1,137 @@
+"""Fishr (Rame et al., ICML 2022): match the per-domain variances of the head's per-sample gradients.
+
+Exactly /work/shared/design/FISHR.md (the authors' DomainBed numbers). Per-sample gradients come from BackPACK on
+the linear head only. BackPACK >= 1.4 registers *full* backward hooks, which never fire when the backward is
+restricted to the head's parameters while the features require grad (the reference code then fails with a missing
+``grad_batch``); we differentiate with respect to the head's input as well, so the hook fires.
+
+Scaling out (DDP): ``DomainGradStats`` holds per domain (count, sum g, sum g^2) of gradients shifted by a detached
+per-domain reference. Variance is shift-invariant, so a distributed version (1) all-reduces each domain's count and
+detached gradient sum to agree on the shift (the global mean), (2) all-reduces ``sum`` and ``sum_sq`` with
+``torch.distributed.nn.functional.all_reduce`` (keeps the local autograd graph), and (3) calls ``variance()``: v_e is
+then the variance over the global batch. Here the shift is the local mean, so ``sum`` ~ 0 and no precision is lost.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from pipeline.algorithms.base import Algorithm, Minibatches
+from pipeline.algorithms.hparams import HParams, hparam
+from pipeline.algorithms.registry import register_algorithm
+
+
+@dataclass(frozen=True)
+class FishrHParams(HParams):
+    lam: float = hparam(1000.0, name="lambda", search=lambda r: 10 ** r.uniform(1.0, 4.0))
+    penalty_anneal_iters: int = hparam(1500, search=lambda r: int(r.uniform(0.0, 5000.0)))
+    ema: float = hparam(0.95, search=lambda r: r.uniform(0.90, 0.99))
+
+
+@dataclass
+class DomainGradStats:
+    """Sufficient statistics of per-sample gradients per domain: count (E,), sum and sum_sq (E, P) of g - shift."""
+
+    count: torch.Tensor
+    sum: torch.Tensor
+    sum_sq: torch.Tensor
+
+    def variance(self) -> torch.Tensor:
+        """Diagonal, centred, biased variance per domain (E, P)."""
+        n = self.count.to(self.sum.dtype).unsqueeze(1)
+        return self.sum_sq / n - (self.sum / n) ** 2
+
+
+def domain_grad_stats(grads: torch.Tensor, sizes: list[int]) -> DomainGradStats:
+    """(count, sum, sum_sq) per domain of ``grads`` (B, P), the rows of each domain contiguous, in domain order."""
+    counts, sums, sums_sq = [], [], []
+    for g in torch.split(grads, sizes):
+        shifted = g - g.detach().mean(dim=0, keepdim=True)
+        counts.append(g.shape[0])
+        sums.append(shifted.sum(dim=0))
+        sums_sq.append(shifted.pow(2).sum(dim=0))
+    return DomainGradStats(torch.tensor(counts, device=grads.device), torch.stack(sums), torch.stack(sums_sq))
+
+
+@register_algorithm("fishr")
+class Fishr(Algorithm[FishrHParams]):
+    """ERM + lambda * distance between per-domain variances of head gradients (moving averages per domain)."""
+
+    HPARAMS = FishrHParams
+
+    def __init__(self, featurizer: nn.Module, classifier: nn.Module, num_domains: int, hparams: FishrHParams) -> None:
+        from backpack import extend
+
+        super().__init__(featurizer, classifier, num_domains, hparams)
+        extend(self.classifier)  # BackPACK on the head only: BatchNorm in the backbone has no per-sample gradient
+        self.per_sample_loss = extend(nn.CrossEntropyLoss(reduction="none"))
+        num_head_params = sum(p.numel() for p in self.classifier.parameters())
+        # s_e of FISHR.md step 5, a buffer so that state_dict() carries it across a resume
+        self.register_buffer("grad_var_ema", torch.zeros(num_domains, num_head_params))
+
+    def update(self, minibatches: Minibatches) -> dict[str, float]:
+        if len(minibatches) != self.num_domains:
+            raise ValueError(f"fishr: update needs one minibatch per domain ({self.num_domains}), "
+                             f"got {len(minibatches)}")
+        step = int(self.update_count)
+        x = torch.cat([x for x, _ in minibatches])
+        y = torch.cat([y for _, y in minibatches])
+        hp = self.hparams
+        weight = hp.lam if step >= hp.penalty_anneal_iters else 0.0
+        features = self.featurizer(x)
+        # The head and its per-sample gradients in float32 even under bf16 autocast (a no-op in float32).
+        with torch.autocast(features.device.type, enabled=False):
+            z = features.float() if features.dtype in (torch.float16, torch.bfloat16) else features
+            logits = self.classifier(z)
+            nll = F.cross_entropy(logits, y)
+            # With weight 0 the penalty's gradient would be multiplied by 0: skip its double backward (same numbers)
+            penalty = self.penalty(z, logits, y, [len(y_e) for _, y_e in minibatches],
+                                   differentiable=weight != 0.0)
+        if step == hp.penalty_anneal_iters != 0:
+            self.optimizer = self.make_optimizer(self.parameters())  # Adam dislikes the jump in gradient scale
+
+        objective = nll + weight * penalty
+        self.optimizer.zero_grad()
+        objective.backward()
+        self.optimizer.step()
+        self.update_count += 1
+        return {"loss": objective.item(), "nll": nll.item(), "penalty": penalty.item()}
+
+    def penalty(self, z: torch.Tensor, logits: torch.Tensor, y: torch.Tensor, sizes: list[int],
+                differentiable: bool = True) -> torch.Tensor:
+        """FISHR.md steps 3-6; updates the moving averages as a side effect."""
+        grads = self.per_sample_head_grads(z, logits, y, create_graph=differentiable)
+        if not differentiable:
+            grads = grads.detach()
+        variance = domain_grad_stats(grads, sizes).variance()
+        return self.penalty_from_variance(variance)
+
+    def per_sample_head_grads(self, z: torch.Tensor, logits: torch.Tensor, y: torch.Tensor,
+                              create_graph: bool = True) -> torch.Tensor:
+        """g_i = [dl_i/db, dl_i/dW flattened] (B, P), l_i the un-averaged cross-entropy, via BackPACK."""
+        from backpack import backpack
+        from backpack.extensions import BatchGrad
+
+        params = [p for _, p in sorted(self.classifier.named_parameters())]  # bias before weight, as FISHR.md
+        # The head's input must be among the differentiated tensors or BackPACK's full backward hook never fires.
+        inputs = ([z] if z.requires_grad else []) + params
+        with backpack(BatchGrad()):
+            torch.autograd.grad(self.per_sample_loss(logits, y).sum(), inputs, create_graph=create_graph,
+                                retain_graph=True)
+        grads = torch.cat([p.grad_batch.reshape(len(y), -1) for p in params], dim=1)
+        for p in params:
+            del p.grad_batch  # drop the graph it holds
+        return grads
+
+    def penalty_from_variance(self, variance: torch.Tensor) -> torch.Tensor:
+        """EMA per domain (stored detached, used divided by 1 - ema), then the mean squared deviation over domains."""
+        ema = self.hparams.ema
+        smoothed = ema * self.grad_var_ema + (1.0 - ema) * variance
+        with torch.no_grad():
+            self.grad_var_ema.copy_(smoothed)
+        corrected = smoothed / (1.0 - ema)
+        return (corrected - corrected.mean(dim=0, keepdim=True)).pow(2).mean()
