@@ -1,0 +1,101 @@
+"""`cxr-fishr report`: one self-contained index.html (inline CSS and script, figures as PNG files beside it).
+
+Python API::
+
+    from pipeline.report import run
+    result = run(evaluate_dir="runs/eval", audit_dir="runs/audit", out="reports/demo")
+    result.index, result.missing, result.headline
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from pipeline.errors import DataError
+
+
+@dataclass
+class ReportResult:
+    out: Path
+    index: Path
+    missing: list[str] = field(default_factory=list)
+    headline: dict[str, Any] = field(default_factory=dict)  # per algorithm (pipeline.report.headline)
+    figures: list[str] = field(default_factory=list)
+
+
+def render_html(context: dict[str, Any]) -> str:
+    import jinja2
+
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("pipeline.report", "templates"),
+        autoescape=True,  # every value from stage outputs is escaped: names, configs and notes are data, not HTML
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=False,
+        lstrip_blocks=False,
+    )
+    return env.get_template("index.html.j2").render(**context)
+
+
+def run(
+    *,
+    evaluate_dir: str | Path | None,
+    audit_dir: str | Path | None,
+    out: str | Path,
+    ingest_dir: str | Path | None = None,
+    title: str | None = None,
+) -> ReportResult:
+    """Render the report from whatever subset of stage outputs exists; what is missing is said in the page."""
+    from pipeline import __version__
+    from pipeline.report.cohort import build_cohort
+    from pipeline.report.evaluation import build_evaluation
+    from pipeline.report.inputs import load_inputs
+    from pipeline.report.provenance import build_provenance
+    from pipeline.report.shortcut_audit import build_audit
+    from pipeline.report.summary import build_summary
+    from pipeline.stage import StageRecord, write_text_atomic
+
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise DataError(f"report: --out must be a directory, got the file {str(out)!r}. Choose another path.")
+    inputs = load_inputs(evaluate_dir=evaluate_dir, audit_dir=audit_dir, ingest_dir=ingest_dir)
+    stage_inputs = {k: v for k, v in (("evaluate", inputs.evaluate_dir), ("audit", inputs.audit_dir),
+                                      ("ingest", inputs.ingest_dir)) if v is not None}
+    with StageRecord("report", out, config={"title": title}, inputs=stage_inputs) as record:
+        summary = build_summary(inputs.metrics, inputs.audit)
+        context = {
+            "title": title or "Does the model look at the lungs?",
+            "subtitle": _subtitle(inputs),
+            "summary": summary,
+            "cohort": build_cohort(inputs, out),
+            "evaluation": build_evaluation(inputs.metrics, out),
+            "audit": build_audit(inputs.audit, inputs.audit_dir, out, inputs.ingest_dir),
+            "provenance": build_provenance(inputs),
+            "missing": inputs.missing,
+            "version": __version__,
+            "generated": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        }
+        index = out / "index.html"
+        write_text_atomic(index, render_html(context))
+        figures = sorted(p.name for p in out.glob("fig_*.png"))
+        record.extra.update({"missing": inputs.missing, "figures": figures})
+    return ReportResult(out=out, index=index, missing=inputs.missing, headline=summary["numbers"], figures=figures)
+
+
+def _subtitle(inputs: Any) -> str:
+    parts = []
+    if inputs.metrics:
+        n = len(inputs.metrics.get("models") or {})
+        parts.append(f"{n} evaluated model checkpoint{'s' if n != 1 else ''}")
+        sites = inputs.metrics.get("sites") or []
+        if sites:
+            parts.append(f"{inputs.metrics.get('split', 'test')} site{'s' if len(sites) > 1 else ''}: "
+                         + ", ".join(sites))
+    if inputs.cohort is not None:
+        parts.append(f"{len(inputs.cohort):,} images")
+    return " · ".join(parts) or "Chest X-ray shortcut audit"
+
+
+__all__ = ["ReportResult", "run", "render_html"]

@@ -1,0 +1,107 @@
+"""The headline numbers per algorithm and selection rule (mean and spread over seeds), shared by the report's
+summary and the demo's ``summary.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from pipeline.report.shortcut_audit import shortcut_share
+from pipeline.report.tables import is_number
+
+IG = "integrated_gradients"
+# name in summary.json -> (source, how to read it from one model's entries)
+FIELDS = (
+    "training_site_accuracy", "test_site_accuracy", "test_site_auroc", "conflict_accuracy",
+    "counterfactual_flip_rate", "region_ablation_lungs", "region_ablation_shortcuts",
+    "ig_lung_mass_fraction", "ig_shortcut_mass_fraction",
+)
+
+
+RULE_ORDER = ("training_domain", "leave_one_domain_out", "ood_validation", "oracle")
+
+
+def _rule_order(rule: str) -> tuple[int, str]:
+    return (RULE_ORDER.index(rule) if rule in RULE_ORDER else len(RULE_ORDER), rule)
+
+
+def spread(values: list[Any]) -> dict[str, Any]:
+    """Mean, sample standard deviation (None for one value) and the values themselves; NaN/None are left out."""
+    numbers = [float(v) for v in values if is_number(v)]
+    if not numbers:
+        return {"mean": None, "std": None, "n": 0, "values": []}
+    mean = sum(numbers) / len(numbers)
+    std = math.sqrt(sum((x - mean) ** 2 for x in numbers) / (len(numbers) - 1)) if len(numbers) > 1 else None
+    return {"mean": mean, "std": std, "n": len(numbers), "values": numbers}
+
+
+def val_at_step(entry: dict[str, Any]) -> Any:
+    """Pooled training-domain validation accuracy of the evaluated checkpoint itself (its step's history line);
+    falls back to the mean over the run's last evaluations when the run directory is not readable."""
+    step, directory = entry.get("step"), entry.get("model_dir")
+    path = Path(directory) / "history.jsonl" if isinstance(directory, str) else None
+    if step is not None and path is not None and path.is_file():
+        for line in path.read_text(encoding="utf-8").splitlines():
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if record.get("step") == step and is_number(record.get("val_acc")):
+                return record["val_acc"]
+    return ((entry.get("history") or {}).get("val_acc") or {}).get("mean")
+
+
+def _model_numbers(entry: dict[str, Any], audited: dict[str, Any] | None) -> dict[str, Any]:
+    mean_site = entry.get("mean_site") or {}
+    audited = audited or {}
+    interventions = (audited.get("interventions") or {}).get("overall") or {}
+    ablation = (audited.get("region_ablation_share") or {}).get("overall") or {}
+    ig = ((audited.get("methods") or {}).get(IG) or {}).get("overall") or {}
+    return {
+        "training_site_accuracy": val_at_step(entry),
+        "test_site_accuracy": mean_site.get("accuracy"),
+        "test_site_auroc": mean_site.get("auroc"),
+        "conflict_accuracy": mean_site.get("conflict_accuracy"),
+        "counterfactual_flip_rate": interventions.get("counterfactual_flip_rate"),
+        "region_ablation_lungs": ablation.get("lungs"),
+        "region_ablation_shortcuts": shortcut_share(ablation) if ablation else None,
+        "ig_lung_mass_fraction": ig.get("lung_mass_fraction"),
+        "ig_shortcut_mass_fraction": ig.get("shortcut_mass_fraction"),
+    }
+
+
+def headline(metrics: dict[str, Any] | None, audit: dict[str, Any] | None) -> dict[str, dict[str, Any]]:
+    """``{algorithm: {"selection_rule", "seeds", "models", <FIELDS as spreads>, "by_rule": {rule: {...}}}}``.
+
+    The top level of each algorithm is the rule its runs were selected with (``model.pt``); ``by_rule`` holds every
+    rule evaluate reported (``RUN/selected/<rule>.pt``), training-domain validation included.
+    """
+    audited = (audit or {}).get("models") or {}
+    groups: dict[tuple[str, str], list[tuple[str, dict[str, Any]]]] = {}
+    primary: dict[str, str] = {}
+    for name, entry in ((metrics or {}).get("models") or {}).items():
+        algorithm, rule = str(entry.get("algorithm")), str(entry.get("selection_rule"))
+        groups.setdefault((algorithm, rule), []).append((name, entry))
+        if "@" not in name:
+            primary.setdefault(algorithm, rule)
+    result: dict[str, dict[str, Any]] = {}
+    for (algorithm, rule), members in sorted(groups.items(), key=lambda kv: (kv[0][0], _rule_order(kv[0][1]))):
+        # The audit ran on model.pt only: an ``<run>@<rule>`` checkpoint has no audit numbers of its own.
+        numbers = [_model_numbers(e, audited.get(n)) for n, e in members]
+        block = {
+            "selection_rule": rule,
+            "upper_bound": rule == "oracle",
+            "seeds": sorted({e.get("seed") for _, e in members if e.get("seed") is not None}),
+            "models": [n for n, _ in members],
+            "constant_predictor": [n for n, e in members if e.get("constant_predictor")],
+            **{f: spread([x[f] for x in numbers]) for f in FIELDS},
+        }
+        entry = result.setdefault(algorithm, {"by_rule": {}})
+        entry["by_rule"][rule] = block
+    for algorithm, entry in result.items():
+        rule = primary.get(algorithm) or next(iter(entry["by_rule"]))
+        entry.update({k: v for k, v in entry["by_rule"][rule].items()})
+    return result

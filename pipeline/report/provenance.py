@@ -1,0 +1,105 @@
+"""Section 5: where every number came from (stage.json of each stage), with secrets and identifiers removed."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from pipeline.report.inputs import ReportInputs
+from pipeline.report.tables import Cell, Table, cell, num_cell
+
+# Keys whose values must never reach a report: salts (they would un-hash patient keys) and patient identifiers.
+_SECRET_KEY = re.compile(r"salt|secret|password|token|api_?key|patient_?(name|id)|birth", re.IGNORECASE)
+REDACTED = "[redacted]"
+# stage.json keys (beyond the standard ones) that say what a stage estimated, approximated or skipped.
+_NOTE_KEYS = ("skipped", "estimated", "approximations", "warnings", "notes", "limitations")
+
+
+def redact(value: Any) -> Any:
+    """A copy of ``value`` with every secret-looking key's value replaced (recursively)."""
+    if isinstance(value, dict):
+        return {k: (REDACTED if _SECRET_KEY.search(str(k)) else redact(v)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [redact(v) for v in value]
+    return value
+
+
+def _seed_text(stage: dict[str, Any]) -> Cell:
+    seed = stage.get("seed")
+    return cell(seed if isinstance(seed, int) else None)
+
+
+def _notes(label: str, stage: dict[str, Any]) -> list[str]:
+    lines = []
+    for key in _NOTE_KEYS:
+        value = redact(stage.get(key))
+        if not value:
+            continue
+        if isinstance(value, dict):
+            items = [f"{k}: {v}" for k, v in value.items()]
+        elif isinstance(value, list):
+            items = [str(v) for v in value]
+        else:
+            items = [str(value)]
+        lines.extend(f"{label} ({key}): {item}" for item in items)
+    return lines
+
+
+def _result_notes(inputs: ReportInputs) -> list[str]:
+    """What the evaluate and audit results say they skipped or estimated (skipped metrics, one-class groups)."""
+    lines: list[str] = []
+    audit = inputs.audit or {}
+    for item in audit.get("skipped") or []:
+        if isinstance(item, dict):
+            lines.append(f"audit skipped {item.get('metric')}: {item.get('reason')}")
+    if audit.get("lung_masks") == "estimated":
+        lines.append("audit: lung masks were ESTIMATED (fixed ellipses); every lung number is an estimate.")
+    seen: set[str] = set()
+    for entry in ((inputs.metrics or {}).get("models") or {}).values():
+        blocks = [("overall", entry.get("overall") or {})] + list((entry.get("per_site") or {}).items())
+        for scope, block in blocks:
+            for note in block.get("notes") or []:
+                text = f"evaluate ({scope}): {note}"
+                if text not in seen:
+                    seen.add(text)
+                    lines.append(text)
+    return lines
+
+
+PIPELINE_ORDER = ("synth", "ingest", "train", "evaluate", "audit")
+
+
+def _order(label: str) -> tuple[int, str]:
+    head = label.split(":")[0]
+    return (PIPELINE_ORDER.index(head) if head in PIPELINE_ORDER else len(PIPELINE_ORDER), label)
+
+
+def build_provenance(inputs: ReportInputs) -> dict[str, Any]:
+    stages = Table(["stage", "started (UTC)", "seconds", "seed", "git commit", "command"],
+                   caption="Stages behind this report", numeric=[False, False, True, True, False, False])
+    notes: list[str] = []
+    configs = []
+    versions: dict[str, str] = {}
+    commits = set()
+    for label, stage in sorted(inputs.stages.items(), key=lambda kv: _order(kv[0])):
+        if not stage:
+            continue
+        commit = stage.get("git_commit")
+        commits.add(commit)
+        command = " ".join(str(a) for a in stage.get("command") or [])
+        stages.add([label, cell(stage.get("started")), num_cell(stage.get("seconds"), digits=1), _seed_text(stage),
+                    cell(commit[:12] + ("-dirty" if str(commit).endswith("-dirty") else "") if commit else None),
+                    Cell(command[-60:] if len(command) > 60 else command, command, "muted small", command)])
+        notes.extend(_notes(label, stage))
+        config = redact(stage.get("config"))
+        if config:
+            configs.append({"label": label, "text": json.dumps(config, indent=2, sort_keys=True, default=str)})
+        for name, version in (stage.get("versions") or {}).items():
+            versions.setdefault(str(name), str(version))
+    if len({c for c in commits if c}) > 1:
+        notes.append("The stages were produced by different git commits (see the table): compare with care.")
+    if stages.empty:
+        notes.append("No stage.json was found: the provenance of these results is unknown.")
+    notes.extend(_result_notes(inputs))
+    return {"stages": stages, "versions": sorted(versions.items()), "configs": configs, "notes": notes}

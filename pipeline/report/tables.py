@@ -1,0 +1,116 @@
+"""Sortable HTML tables as plain data: the template renders them, a small inline script sorts them.
+
+A :class:`Cell` carries its display text and a sort key (numbers sort as numbers, missing values last), so the
+rendering code never parses formatted text back.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+MISSING = "–"
+
+
+@dataclass(frozen=True)
+class Cell:
+    text: str
+    sort: float | str | None = None
+    css: str = ""  # e.g. "worst", "best", "muted": styled by the template's CSS
+    title: str = ""  # tooltip: the protocol (selection rule, split, n) behind a number
+
+
+@dataclass
+class Table:
+    columns: list[str]
+    rows: list[list[Cell]] = field(default_factory=list)
+    caption: str = ""
+    note: str = ""
+    numeric: list[bool] = field(default_factory=list)  # right-align numeric columns
+    collapsed: bool = False  # long detail tables render inside a closed <details>
+
+    def __post_init__(self) -> None:
+        if not self.numeric:
+            self.numeric = [False] * len(self.columns)
+
+    def add(self, cells: Sequence[Cell | str | float | int | None]) -> None:
+        if len(cells) != len(self.columns):
+            raise ValueError(f"table row has {len(cells)} cells, the table has {len(self.columns)} columns")
+        self.rows.append([c if isinstance(c, Cell) else cell(c) for c in cells])
+
+    @property
+    def empty(self) -> bool:
+        return not self.rows
+
+
+def is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(float(value))
+
+
+def cell(value: Any, *, css: str = "", title: str = "") -> Cell:
+    """A cell for a plain value: numbers keep their sort key, None/NaN show a dash and sort last."""
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return Cell(MISSING, None, css or "muted", title)
+    if is_number(value):
+        text = f"{value:,}" if isinstance(value, int) else f"{value:.3g}"
+        return Cell(text, float(value), css, title)
+    return Cell(str(value), str(value).lower(), css, title)
+
+
+def fmt_rate(value: Any, digits: int = 1) -> str:
+    """A proportion in [0, 1] as a percentage ("81.2%"); a dash when missing."""
+    return f"{100 * float(value):.{digits}f}%" if is_number(value) else MISSING
+
+
+def fmt_num(value: Any, digits: int = 3) -> str:
+    return f"{float(value):.{digits}f}" if is_number(value) else MISSING
+
+
+def rate_cell(value: Any, *, css: str = "", title: str = "") -> Cell:
+    if not is_number(value):
+        return Cell(MISSING, None, css or "muted", title)
+    return Cell(fmt_rate(value), float(value), css, title)
+
+
+def num_cell(value: Any, *, digits: int = 3, css: str = "", title: str = "") -> Cell:
+    if not is_number(value):
+        return Cell(MISSING, None, css or "muted", title)
+    return Cell(fmt_num(value, digits), float(value), css, title)
+
+
+def ci_cell(value: Any, interval: Iterable[Any] | None, *, digits: int = 3, css: str = "", title: str = "") -> Cell:
+    """``0.861 [0.80, 0.91]``: a point estimate with its 95% interval (the interval is omitted when absent)."""
+    if not is_number(value):
+        return Cell(MISSING, None, css or "muted", title)
+    bounds = list(interval) if interval is not None else []
+    text = fmt_num(value, digits)
+    if len(bounds) == 2 and all(is_number(b) for b in bounds):
+        text += f" [{fmt_num(bounds[0], 2)}, {fmt_num(bounds[1], 2)}]"
+    return Cell(text, float(value), css, title)
+
+
+def mean_spread_text(values: Sequence[Any], *, percent: bool = True) -> str:
+    """``52.1% ± 4.0`` (mean ± sample standard deviation over seeds); one value shows alone."""
+    numbers = [float(v) for v in values if is_number(v)]
+    if not numbers:
+        return MISSING
+    mean = sum(numbers) / len(numbers)
+    scale = 100.0 if percent else 1.0
+    text = f"{scale * mean:.1f}%" if percent else f"{mean:.3f}"
+    if len(numbers) > 1:
+        spread = math.sqrt(sum((x - mean) ** 2 for x in numbers) / (len(numbers) - 1))
+        text += f" ± {scale * spread:.1f}" if percent else f" ± {spread:.3f}"
+    return text
+
+
+def mean_std_text(mean: Any, std: Any, *, percent: bool = True, runs: int | None = None) -> str:
+    """Like :func:`mean_spread_text` for an already aggregated mean and std (std omitted when absent or one run)."""
+    if not is_number(mean):
+        return MISSING
+    scale = 100.0 if percent else 1.0
+    text = f"{scale * float(mean):.1f}%" if percent else f"{float(mean):.3f}"
+    if is_number(std) and (runs is None or runs > 1) and float(std) > 0:
+        text += f" ± {scale * float(std):.1f}" if percent else f" ± {float(std):.3f}"
+    return text

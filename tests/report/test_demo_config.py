@@ -1,0 +1,52 @@
+import json
+from pathlib import Path
+
+import pytest
+
+from pipeline.cli import main
+from pipeline.demo import _history_progress, _merge, load_demo_config
+from pipeline.errors import ConfigError
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_demo_yaml_validates_and_names_existing_config_files():
+    cfg = load_demo_config(REPO / "configs/demo.yaml")
+    assert set(cfg.train.algorithms) == {"erm", "fishr"}
+    for path in [cfg.cohort.config, cfg.ingest.config, cfg.audit.config,
+                 *[a.config for a in cfg.train.algorithms.values()]]:
+        assert (REPO / path).is_file(), path
+
+
+def test_demo_config_unknown_key_raises_config_error_naming_it(tmp_path):
+    path = tmp_path / "demo.yaml"
+    path.write_text("train: {algorithms: {erm: {config: x.yaml}}}\nworkrs: 2\n")
+    with pytest.raises(ConfigError, match="workrs"):
+        load_demo_config(path)
+
+
+def test_demo_config_repeated_seed_raises_config_error(tmp_path):
+    path = tmp_path / "demo.yaml"
+    path.write_text("train: {seeds: [0, 0], algorithms: {erm: {config: x.yaml}}}\n")
+    with pytest.raises(ConfigError, match="distinct"):
+        load_demo_config(path)
+
+
+def test_merge_nested_override_keeps_sibling_keys():
+    base = {"model": {"backbone": "a", "norm_layer": "group"}, "steps": 400}
+    merged = _merge(base, {"model": {"backbone": "b"}, "steps": 10})
+    assert merged == {"model": {"backbone": "b", "norm_layer": "group"}, "steps": 10}
+    assert base["model"]["backbone"] == "a"
+
+
+def test_history_progress_reads_last_step_and_caps_at_total(tmp_path):
+    job = {"out": str(tmp_path), "steps": 20}
+    assert _history_progress(job) == (0, 20)
+    lines = [{"step": 5, "loss": 0.7}, {"step": 10, "val_acc": 0.5}, {"step": 30, "loss": 0.1}]
+    (tmp_path / "history.jsonl").write_text("\n".join(json.dumps(x) for x in lines) + "\n{broken")
+    assert _history_progress(job) == (20, 20)
+
+
+def test_report_cli_without_inputs_exits_2_with_example(capsys, tmp_path):
+    assert main(["report", "--out", str(tmp_path / "r")]) == 2
+    assert "--evaluate or --audit must be given" in capsys.readouterr().err

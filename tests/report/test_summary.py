@@ -1,0 +1,64 @@
+import pytest
+
+from pipeline.report.headline import headline, spread
+from pipeline.report.summary import verdict
+
+
+def _numbers(**means):
+    return {k: {"mean": v, "std": None} for k, v in means.items()}
+
+
+def test_verdict_conflict_gap_over_20_points_says_shortcuts():
+    text, css = verdict(_numbers(conflict_accuracy=0.1), aligned=0.9)
+    assert "shortcuts" in text and css == "bad"
+
+
+def test_verdict_small_gap_few_flips_lung_heavy_ablation_says_lungs():
+    numbers = _numbers(conflict_accuracy=0.8, counterfactual_flip_rate=0.05, region_ablation_lungs=0.7,
+                       region_ablation_shortcuts=0.1)
+    text, css = verdict(numbers, aligned=0.85)
+    assert text == "mostly uses lung evidence" and css == "good"
+
+
+def test_verdict_without_behavioural_measurements_cannot_judge():
+    text, css = verdict(_numbers(ig_lung_mass_fraction=0.9), aligned=None)
+    assert text.startswith("cannot be judged") and css == ""
+
+
+def test_spread_skips_missing_and_gives_sample_std():
+    result = spread([0.2, None, 0.4, float("nan")])
+    assert result["mean"] == pytest.approx(0.3) and result["std"] == pytest.approx(0.1414, abs=1e-4)
+    assert result["n"] == 2 and spread([0.5])["std"] is None
+
+
+def test_headline_groups_seeds_by_algorithm_and_rule_and_matches_audit_by_name():
+    def entry(algorithm, seed, rule, acc):
+        return {"algorithm": algorithm, "seed": seed, "selection_rule": rule, "mean_site": {"accuracy": acc}}
+
+    metrics = {"models": {"erm-s0": entry("erm", 0, "training_domain", 0.3),
+                          "erm-s1": entry("erm", 1, "training_domain", 0.5),
+                          "erm-s0@oracle": entry("erm", 0, "oracle", 0.9)}}
+    audit = {"models": {"erm-s0": {"interventions": {"overall": {"counterfactual_flip_rate": 0.6}}}}}
+    lines = headline(metrics, audit)
+    erm = lines["erm"]
+    assert erm["selection_rule"] == "training_domain" and erm["seeds"] == [0, 1]
+    assert erm["test_site_accuracy"]["mean"] == pytest.approx(0.4)
+    assert erm["counterfactual_flip_rate"]["values"] == [0.6]
+    assert list(erm["by_rule"]) == ["training_domain", "oracle"] and erm["by_rule"]["oracle"]["upper_bound"]
+    assert erm["by_rule"]["oracle"]["counterfactual_flip_rate"]["mean"] is None
+
+
+def test_disagreements_compare_algorithms_not_seeds_and_flag_contrary_method():
+    from pipeline.report.shortcut_audit import disagreements
+
+    def entry(algorithm, ablation_shortcut, ig_shortcut):
+        return {"algorithm": algorithm, "region_ablation_share": {"overall": {"scapula_shoulder": ablation_shortcut}},
+                "methods": {"integrated_gradients": {"overall": {"shortcut_mass_fraction": ig_shortcut}}}}
+
+    same_algorithm = {"f-s0": entry("fishr", 0.4, 0.1), "f-s1": entry("fishr", 0.0, 0.5)}
+    assert disagreements(same_algorithm) == []
+    contrary = {"erm-s0": entry("erm", 0.6, 0.2), "fishr-s0": entry("fishr", 0.1, 0.4)}
+    lines = disagreements(contrary)
+    assert len(lines) == 1 and "Integrated Gradients disagrees" in lines[0] and "erm depends more" in lines[0]
+    agreeing = {"erm-s0": entry("erm", 0.6, 0.5), "fishr-s0": entry("fishr", 0.1, 0.2)}
+    assert disagreements(agreeing) == []

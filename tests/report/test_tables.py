@@ -1,0 +1,39 @@
+import math
+
+import pytest
+
+from pipeline.report.tables import MISSING, Table, cell, ci_cell, mean_spread_text, mean_std_text, rate_cell
+
+
+def test_cell_missing_values_show_dash_and_sort_last():
+    for value in (None, float("nan"), math.inf):
+        c = cell(value)
+        assert c.text == MISSING and c.sort is None
+
+
+def test_rate_cell_proportion_shows_percent_and_keeps_numeric_sort_key():
+    c = rate_cell(0.8125)
+    assert c.text == "81.2%" and c.sort == pytest.approx(0.8125)
+
+
+def test_ci_cell_with_interval_shows_bounds_without_interval_shows_point():
+    assert ci_cell(0.861, [0.8, 0.91]).text == "0.861 [0.80, 0.91]"
+    assert ci_cell(0.861, [None, None]).text == "0.861"
+    assert ci_cell(None, [0.1, 0.2]).text == MISSING
+
+
+def test_mean_spread_text_one_value_has_no_spread_two_values_have_sample_std():
+    assert mean_spread_text([0.5]) == "50.0%"
+    assert mean_spread_text([0.4, 0.6]) == "50.0% ± 14.1"
+    assert mean_spread_text([None, float("nan")]) == MISSING
+
+
+def test_mean_std_text_single_run_hides_std():
+    assert mean_std_text(0.3, 0.05, runs=1) == "30.0%"
+    assert mean_std_text(0.3, 0.05, runs=3) == "30.0% ± 5.0"
+
+
+def test_table_add_wrong_row_length_raises():
+    table = Table(["a", "b"])
+    with pytest.raises(ValueError, match="2 columns"):
+        table.add(["only one"])
