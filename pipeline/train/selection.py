@@ -1,0 +1,90 @@
+"""Model selection (METRICS.md, DomainBed): which evaluation of a run (checkpoint) each rule picks.
+
+- ``training_domain``: pooled validation accuracy of the training domains (the default, the only honest one when
+  nothing else is labelled).
+- ``leave_one_domain_out``: accuracy on a training domain held out of training (runs with ``holdout_domain``; a
+  sweep averages it over the held-out domains).
+- ``ood_validation``: accuracy on the labelled validation hospital (``ood_val`` split), WILDS-style.
+- ``oracle``: test-domain accuracy. An upper bound only, never a model selection: labelled so everywhere.
+
+No rule ever selects a constant predictor (all predictions on its selection set one class): such evaluations are
+skipped and counted; a rule whose every evaluation was constant selects nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+# rule -> (score key in an evaluation record, split whose predictions must not be constant)
+RULE_SOURCES: dict[str, tuple[str, str]] = {
+    "training_domain": ("val_acc", "val"),
+    "leave_one_domain_out": ("holdout_acc", "holdout"),
+    "ood_validation": ("ood_val_acc", "ood_val"),
+    "oracle": ("test_acc", "test"),
+}
+ORACLE_LABEL = "oracle: test-domain accuracy, an upper bound only, not a valid model selection"
+
+
+def available_rules(record: dict[str, Any]) -> list[str]:
+    """Rules whose score exists in an evaluation record."""
+    return [rule for rule, (key, _) in RULE_SOURCES.items() if record.get(key) is not None]
+
+
+def rule_score(record: dict[str, Any], rule: str) -> tuple[float | None, bool]:
+    """``(score, constant)`` of one evaluation record under ``rule`` (score None when unavailable)."""
+    key, split = RULE_SOURCES[rule]
+    constant = bool(record.get("predicts_constant", {}).get(split))
+    return record.get(key), constant
+
+
+@dataclass
+class Choice:
+    step: int | None = None
+    score: float | None = None
+    constant_skipped: int = 0
+    evaluations: int = 0
+
+    def to_json(self, rule: str) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "step": self.step,
+            "score": self.score,
+            # True only when the rule found no non-constant checkpoint (then nothing is selected).
+            "constant_predictor": self.step is None and self.constant_skipped > 0,
+            "constant_evaluations_skipped": self.constant_skipped,
+            "evaluations": self.evaluations,
+        }
+        if rule == "oracle":
+            out["label"] = ORACLE_LABEL
+        return out
+
+
+class SelectionTracker:
+    """Best evaluation so far per rule (earliest wins ties); ``observe`` returns the rules that improved."""
+
+    def __init__(self, rules: list[str]) -> None:
+        self.choices = {rule: Choice() for rule in rules}
+
+    def observe(self, step: int, record: dict[str, Any]) -> list[str]:
+        improved = []
+        for rule, choice in self.choices.items():
+            score, constant = rule_score(record, rule)
+            if score is None:
+                continue
+            choice.evaluations += 1
+            if constant:
+                choice.constant_skipped += 1
+                continue
+            if choice.score is None or score > choice.score:
+                choice.step, choice.score = step, float(score)
+                improved.append(rule)
+        return improved
+
+    def summary(self) -> dict[str, dict[str, Any]]:
+        return {rule: choice.to_json(rule) for rule, choice in self.choices.items()}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {rule: vars(choice).copy() for rule, choice in self.choices.items()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.choices = {rule: Choice(**values) for rule, values in state.items()}

@@ -1,0 +1,34 @@
+import yaml
+
+from pipeline.cli import main
+
+
+def test_train_command_writes_run_and_resume_finishes(toy_ingest_dir, tmp_path, tiny_config):
+    config = tmp_path / "erm.yaml"
+    config.write_text(yaml.safe_dump(tiny_config(steps=2, eval_every=2, checkpoint_every=2)))
+    out = tmp_path / "run"
+    assert main(["train", str(toy_ingest_dir), "--config", str(config), "--out", str(out)]) == 0
+    assert (out / "model.pt").is_file() and (out / "stage.json").is_file()
+    assert main(["train", str(toy_ingest_dir), "--config", str(config), "--out", str(out), "--resume",
+                 "--steps", "3"]) == 0
+    assert '"step": 3' in (out / "history.jsonl").read_text()
+
+
+def test_train_command_one_domain_exits_2_with_message(one_domain_ingest_dir, tmp_path, tiny_config, capsys):
+    config = tmp_path / "erm.yaml"
+    config.write_text(yaml.safe_dump(tiny_config()))
+    code = main(["train", str(one_domain_ingest_dir), "--config", str(config), "--out", str(tmp_path / "r")])
+    assert code == 2 and "at least 2" in capsys.readouterr().err
+
+
+def test_shipped_train_configs_validate():
+    from pathlib import Path
+
+    from pipeline.train import load_train_config
+
+    configs = sorted((Path(__file__).resolve().parents[2] / "configs" / "train").glob("*.yaml"))
+    names = {p.stem for p in configs}
+    assert {"erm", "fishr", "coral", "dann", "irm", "vrex", "fish", "groupdro"} <= names
+    for path in configs:
+        cfg = load_train_config(path)
+        assert cfg.algorithm == path.stem
