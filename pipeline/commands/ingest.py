@@ -1,0 +1,21 @@
+"""`cxr-fishr ingest SOURCE --out DIR`: DICOM / PNG+CSV folder -> manifest, image cache, rejects, summary."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+
+def ingest_command(
+    source: Path = typer.Argument(..., help="Folder (searched recursively) of DICOM files, or PNG/JPEG images."),
+    out: Path = typer.Option(..., "--out", help="Output folder (replaced atomically; SOURCE is never modified)."),
+    metadata: Path | None = typer.Option(None, "--metadata", help="Metadata CSV (labels, ...), read via the config's metadata_mapping."),
+    config: Path | None = typer.Option(None, "--config", help="Ingest config YAML (configs/ingest/*.yaml); default: generic DICOM folder."),
+    size: int | None = typer.Option(None, "--size", help="Cache resolution in pixels (overrides cache.size)."),
+    workers: int | None = typer.Option(None, "--workers", help="Decoding processes (default: all cores, at most 8)."),
+) -> None:
+    """Decode, harmonise, split and cache a chest X-ray source; rejected files are listed in OUT/rejects.csv."""
+    from pipeline.ingest import run
+
+    run(source=source, out=out, metadata=metadata, config=config, size=size, workers=workers)

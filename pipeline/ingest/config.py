@@ -1,0 +1,179 @@
+"""Typed ingest config (``configs/ingest/*.yaml``) and the CSV column mapping (``data_manifests/sources/*.yaml``).
+
+Relative paths inside a config (``metadata_mapping``) are resolved against the config file's folder, then the
+working directory, then the repository root; ``counterfactual_source`` is resolved against SOURCE.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from pipeline.config import StrictModel, load_config, read_yaml, validate_config
+from pipeline.errors import ConfigError
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+# Ordered (first match wins) keyword -> position rules over the free-text DICOM fields and CSV columns.
+# SEMI-ERECT comes first because it contains ERECT; "portable" is only weak evidence, so it comes last.
+DEFAULT_POSITION_RULES: tuple[tuple[str, str], ...] = (
+    ("SEMI-ERECT", "unknown"), ("SEMI ERECT", "unknown"), ("SEMIERECT", "unknown"), ("SEMI-UPRIGHT", "unknown"),
+    ("SUPINE", "supine"), ("RECUMBENT", "supine"), ("LYING", "supine"), ("DECUBITUS", "unknown"),
+    ("ERECT", "erect"), ("UPRIGHT", "erect"), ("STANDING", "erect"), ("SITTING", "erect"),
+    ("HORIZONTAL", "supine"), ("PORTABLE", "supine"), ("BEDSIDE", "supine"),
+)
+DEFAULT_VIEW_MAP: dict[str, str] = {
+    "PA": "PA", "POSTEROANTERIOR": "PA", "POSTERO-ANTERIOR": "PA", "PA ERECT": "PA",
+    "AP": "AP", "ANTEROPOSTERIOR": "AP", "ANTERO-POSTERIOR": "AP", "AP SUPINE": "AP", "AP ERECT": "AP",
+    "AP SEMI ERECT": "AP", "AP SEMI-ERECT": "AP", "AP AXIAL": "AP", "AP LLD": "AP", "AP RLD": "AP",
+    "AP_HORIZONTAL": "AP", "AP HORIZONTAL": "AP",
+    "LL": "LL", "LATERAL": "LL", "L": "LL", "LAT": "LL", "LEFT LATERAL": "LL",
+    "RL": "RL", "RIGHT LATERAL": "RL",
+    "LLD": "LLD", "RLD": "RLD",
+}
+DEFAULT_SEX_MAP: dict[str, str] = {
+    "M": "M", "MALE": "M", "F": "F", "FEMALE": "F", "O": "O", "OTHER": "O",
+}
+
+
+class PositionRule(StrictModel):
+    pattern: str
+    position: Literal["erect", "supine", "unknown"]
+
+
+class AgeFromBirth(StrictModel):
+    """Age = year of ``date_column`` (YYYYMMDD or ISO) minus ``birth_column`` (a year), e.g. PadChest."""
+
+    birth_column: str
+    date_column: str
+
+
+class MetadataMapping(StrictModel):
+    """How a metadata CSV's columns become manifest fields. Every column is optional except the file column."""
+
+    name: str = "metadata"
+    file_column: str
+    match: Literal["path", "basename", "stem"] = "path"
+    file_suffix: str = ""  # appended to the file column (RSNA: patientId + '.dcm')
+    label_column: str | None = None
+    positive_values: list[str] = Field(default_factory=list)
+    negative_values: list[str] | None = None  # None: every non-positive value (incl. missing) is negative
+    label_separator: str | None = None  # multi-label cells ('Cardiomegaly|Effusion')
+    label_strip_chars: str = ""  # stripped from each part ("[]' " for PadChest's "['normal', 'copd']")
+    label_name: str | None = None
+    site_column: str | None = None
+    site_constant: str | None = None
+    view_columns: list[str] = Field(default_factory=list)  # first non-missing mapped value wins
+    position_columns: list[str] = Field(default_factory=list)  # free text searched for position keywords
+    age_column: str | None = None
+    age_from_birth: AgeFromBirth | None = None
+    age_missing_values: list[str] = Field(default_factory=list)  # placeholders meaning 'unknown' (CheXpert: '0')
+    sex_column: str | None = None
+    patient_column: str | None = None
+    patient_regex: str | None = None  # patient ID from the file column (group 1), e.g. CheXpert '(patient\\d+)'
+    modality_column: str | None = None
+    modality_map: dict[str, str] = Field(default_factory=dict)  # raw modality -> DICOM code ('X-ray' -> 'DX')
+    encoding: str | None = None  # None: utf-8, falling back to latin-1
+    separator: str = ","
+    notes: str = ""
+
+
+class SplitConfig(StrictModel):
+    test_sites: list[str] = Field(default_factory=list)
+    ood_val_sites: list[str] = Field(default_factory=list)
+    holdout: float = Field(0.2, ge=0.0, lt=1.0)
+    seed: int = 0
+
+
+class CacheConfig(StrictModel):
+    size: int = Field(128, ge=8, le=4096)
+    aspect: Literal["pad", "stretch", "crop"] = "pad"  # pad to square / stretch / centre-crop to square
+    crop_fraction: float = Field(1.0, gt=0.0, le=1.0)  # centre crop of this fraction of each side, before aspect
+
+
+class IngestConfig(StrictModel):
+    """Everything ingest needs besides SOURCE and --out (see docs/ingest.md)."""
+
+    name: str = "dicom_folder"
+    metadata_mapping: MetadataMapping | str | None = None
+    site_tag: str = "InstitutionName"
+    site_constant: str | None = None  # used when neither the CSV nor the DICOM tag names the site
+    site_map: dict[str, str] = Field(default_factory=dict)  # raw site (case-insensitive) -> short name
+    view_map: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_VIEW_MAP))
+    sex_map: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_SEX_MAP))
+    position_rules: list[PositionRule] = Field(
+        default_factory=lambda: [PositionRule(pattern=p, position=q) for p, q in DEFAULT_POSITION_RULES]
+    )
+    position_tags: list[str] = Field(
+        default_factory=lambda: ["SeriesDescription", "StudyDescription", "ProtocolName", "ImageComments",
+                                 "ViewPosition", "PatientPosition"]
+    )
+    pa_is_erect: bool = True  # a PA chest film needs a standing (or sitting) patient
+    child_max_years: float = Field(18.0, gt=0)
+    label_default: Literal[0, 1] | None = None  # label of images without a label (None: reject them)
+    label_name: str = "finding"
+    modalities: list[str] | None = Field(default_factory=lambda: ["CR", "DX", "DR", "RG", "OT", "PX"])
+    domain_columns: list[str] = Field(default_factory=lambda: ["site"])
+    splits: SplitConfig = SplitConfig()
+    cache: CacheConfig = CacheConfig()
+    counterfactual_source: str | None = None
+    patient_salt: str | None = None  # None: generated once, kept as salt.txt beside the manifest
+    workers: int | None = Field(None, ge=1)
+    confounding_warning_lift: float = Field(0.15, gt=0, le=1)
+    min_group_size: int = Field(20, ge=1)
+
+    @model_validator(mode="after")
+    def _check(self) -> IngestConfig:
+        overlap = set(self.splits.test_sites) & set(self.splits.ood_val_sites)
+        if overlap:
+            raise ValueError(f"sites {sorted(overlap)} cannot be both test and ood_val sites")
+        if not self.domain_columns:
+            raise ValueError("domain_columns must name at least one column, e.g. [site]")
+        return self
+
+
+def resolve_path(value: str, base: Path | None) -> Path:
+    """A relative path from a config: beside the config, else from the working directory, else the repo root."""
+    path = Path(value).expanduser()
+    if path.is_absolute():
+        return path
+    for root in (base, Path.cwd(), REPO_ROOT):
+        if root is not None and (root / path).exists():
+            return root / path
+    return (base or Path.cwd()) / path
+
+
+def load_mapping(value: MetadataMapping | str, base: Path | None) -> MetadataMapping:
+    if isinstance(value, MetadataMapping):
+        return value
+    path = resolve_path(value, base)
+    if not path.is_file():
+        raise ConfigError(
+            f"ingest: metadata_mapping must be a YAML file, got {value!r} (looked in {path}). "
+            "Use a file from data_manifests/sources/ or write the mapping inline."
+        )
+    return validate_config(MetadataMapping, read_yaml(path), source=str(path))
+
+
+def load_ingest_config(path: str | Path | None, *, size: int | None = None) -> IngestConfig:
+    """The config at ``path`` (None: all defaults), with ``--size`` applied and the metadata mapping loaded."""
+    if path is None:
+        config = IngestConfig()
+        base = None
+    else:
+        config = load_config(IngestConfig, path)
+        base = Path(path).resolve().parent
+    if config.metadata_mapping is not None and not isinstance(config.metadata_mapping, MetadataMapping):
+        config = config.model_copy(update={"metadata_mapping": load_mapping(config.metadata_mapping, base)})
+    return with_size(config, size)
+
+
+def with_size(config: IngestConfig, size: int | None) -> IngestConfig:
+    """``config`` with the cache resolution of ``--size`` (None: unchanged)."""
+    if size is None:
+        return config
+    if not 8 <= size <= 4096:
+        raise ConfigError(f"ingest: --size must be between 8 and 4096 pixels, got {size!r}. Use e.g. --size 128.")
+    return config.model_copy(update={"cache": config.cache.model_copy(update={"size": size})})

@@ -1,0 +1,255 @@
+"""Decode one DICOM (or PNG/JPEG) file the way a radiology viewer does, or say why it cannot be used.
+
+Order (PITFALLS.md): pixel data (every transfer syntax the installed pydicom plugins decode; first frame of a
+multi-frame) -> RGB to grey -> Modality LUT (RescaleSlope/Intercept) -> VOI LUT or window (skipped when the width
+is <= 0) -> MONOCHROME1 inverted so bright = dense. A constant result is rejected: some JPEG 2000 files decode to
+zeros without an error (pydicom#966). Spacing comes from PixelSpacing, else ImagerPixelSpacing (CR).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
+# Tags copied (as text) into the record; PatientName is deliberately absent and PatientID is hashed by the caller.
+TEXT_TAGS = (
+    "Modality", "Manufacturer", "InstitutionName", "ViewPosition", "SeriesDescription", "StudyDescription",
+    "ProtocolName", "ImageComments", "PatientPosition", "PatientAge", "PatientSex", "BodyPartExamined",
+    "PhotometricInterpretation",
+)
+
+
+_QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"|b'[^']*'")
+
+
+def scrub(error: object, *, with_type: bool = True, limit: int = 200) -> str:
+    """An exception or warning as text without quoted values: decoders quote element values (a PatientName with a
+    bad character, say) and these messages end up in rejects.csv and the manifest."""
+    text = _QUOTED.sub("'...'", str(error))[:limit]
+    return f"{type(error).__name__}: {text}" if with_type else text
+
+
+class Reject(Exception):
+    """A file that cannot be ingested; ``reason`` is a short code, ``detail`` says what was seen."""
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+@dataclass
+class Decoded:
+    pixels: np.ndarray  # float32 (rows, cols), bright = dense
+    tags: dict[str, str] = field(default_factory=dict)
+    patient_id: str | None = None
+    notes: list[str] = field(default_factory=list)
+    spacing_mm: float = math.nan
+    spacing_source: str = "none"
+    transfer_syntax: str = ""
+    bits_stored: int = 0
+    pixel_sha256: str = ""  # of the stored pixel values (before any LUT): equal for exact duplicate images
+
+
+def pixel_hash(arr: np.ndarray) -> str:
+    digest = hashlib.sha256(f"{arr.dtype.str}{arr.shape}".encode())
+    digest.update(np.ascontiguousarray(arr).data)
+    return digest.hexdigest()
+
+
+def _text(value: object) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue":
+        return "\\".join(str(v) for v in value)
+    return str(value).strip()
+
+
+def _spacing(ds) -> tuple[float, str]:
+    for keyword in ("PixelSpacing", "ImagerPixelSpacing"):
+        value = ds.get(keyword)
+        if value is None:
+            continue
+        try:
+            numbers = [float(v) for v in (value if hasattr(value, "__len__") and not isinstance(value, str) else [value])]
+        except (TypeError, ValueError):
+            continue
+        if numbers and all(n > 0 and math.isfinite(n) for n in numbers):
+            return float(numbers[0]), keyword
+    return math.nan, "none"
+
+
+def _first_frame(ds, notes: list[str]) -> np.ndarray:
+    from pydicom.pixels import pixel_array
+
+    frames = int(ds.get("NumberOfFrames", 1) or 1)
+    if frames > 1:
+        notes.append(f"multi-frame ({frames} frames): first frame used")
+        return pixel_array(ds, index=0)
+    return ds.pixel_array
+
+
+def _first_number(value: object) -> float:
+    return float(value[0] if hasattr(value, "__len__") and not isinstance(value, str) else value)
+
+
+def _modality(arr: np.ndarray, ds) -> np.ndarray:
+    """Rescale slope/intercept in float32 (the common case); pydicom's apply_modality_lut for a Modality LUT."""
+    from pydicom.pixels import apply_modality_lut
+
+    if "ModalityLUTSequence" in ds or "RescaleSlope" not in ds:
+        return apply_modality_lut(arr, ds)
+    slope, intercept = float(ds.RescaleSlope), float(ds.get("RescaleIntercept", 0.0) or 0.0)
+    out = arr.astype(np.float32)
+    if slope != 1.0:
+        out *= np.float32(slope)
+    if intercept != 0.0:
+        out += np.float32(intercept)
+    return out
+
+
+def _voi(arr: np.ndarray, ds, notes: list[str]) -> np.ndarray:
+    """VOI LUT or window. A LINEAR window (the common case) is computed here in float32, scaled to [0, 1]
+    (DICOM PS3.3 C.11.2.1.2.1; the output range does not matter, the cache rescales per image); anything else
+    (VOI LUT sequences, SIGMOID, LINEAR_EXACT) goes to pydicom's ``apply_voi_lut``."""
+    from pydicom.pixels import apply_voi_lut
+
+    if "VOILUTSequence" not in ds:
+        if ds.get("WindowWidth") is None or ds.get("WindowCenter") is None:
+            return arr
+        try:
+            center, width = _first_number(ds.WindowCenter), _first_number(ds.WindowWidth)
+        except (TypeError, ValueError, IndexError):
+            notes.append("WindowCenter/WindowWidth unreadable: window ignored")
+            return arr
+        if width <= 0:  # apply_voi_lut raises on width <= 0 (pydicom#1073)
+            notes.append(f"WindowWidth {width:g} <= 0: window ignored")
+            return arr
+        if str(ds.get("VOILUTFunction", "LINEAR") or "LINEAR").upper() == "LINEAR":
+            if width == 1:
+                return (arr > center - 0.5).astype(np.float32)
+            out = (np.asarray(arr, dtype=np.float32) - np.float32(center - 0.5)) / np.float32(width - 1) + 0.5
+            return np.clip(out, 0.0, 1.0, out=out)
+    try:
+        return apply_voi_lut(arr, ds, index=0, prefer_lut=True)
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:
+        notes.append(f"VOI LUT/window not applied ({type(exc).__name__})")
+        return arr
+
+
+def to_grey(arr: np.ndarray) -> np.ndarray:
+    """ITU-R BT.601 luma of an RGB(A) array; other channel counts use their mean."""
+    if arr.shape[-1] >= 3:
+        return arr[..., 0] * 0.299 + arr[..., 1] * 0.587 + arr[..., 2] * 0.114
+    return arr.mean(axis=-1)
+
+
+def decode_dicom(data: bytes, modalities: tuple[str, ...] | None) -> Decoded:
+    import io
+
+    import pydicom
+    from pydicom.errors import InvalidDicomError
+
+    try:
+        ds = pydicom.dcmread(io.BytesIO(data))
+    except InvalidDicomError as exc:
+        raise Reject("not_dicom", scrub(exc)) from None
+    except (OSError, EOFError, ValueError, TypeError, KeyError, IndexError, AttributeError, NotImplementedError) as exc:
+        raise Reject("unreadable", scrub(exc)) from None
+    if "PixelData" not in ds and "FloatPixelData" not in ds and "DoubleFloatPixelData" not in ds:
+        raise Reject("no_pixel_data", f"SOP class {_text(ds.get('SOPClassUID'))!s}")
+    tags = {name: _text(ds.get(name)) for name in TEXT_TAGS}
+    modality = tags["Modality"].upper()
+    if modalities is not None and modality and modality not in modalities:
+        raise Reject("wrong_modality", f"Modality {modality!r} is not one of {list(modalities)}")
+    notes: list[str] = []
+    if not modality:
+        notes.append("no Modality tag")
+    try:
+        arr = _first_frame(ds, notes)
+    except (ValueError, TypeError, RuntimeError, NotImplementedError, AttributeError, KeyError, IndexError,
+            EOFError, OSError, MemoryError) as exc:
+        message = str(exc).lower()
+        truncated = any(k in message for k in ("less than expected", "truncat", "end of file", "buffer is too small"))
+        kind = "truncated" if truncated else "decode_error"
+        raise Reject(kind, scrub(exc)) from None
+    stored_hash = pixel_hash(arr)
+    photometric = tags["PhotometricInterpretation"].upper()
+    if arr.ndim == 3:
+        if int(ds.get("SamplesPerPixel", 1) or 1) > 1:
+            notes.append(f"{photometric or 'colour'} converted to grey")
+            arr = to_grey(arr.astype(np.float32))
+        else:
+            raise Reject("not_2d", f"pixel array shape {arr.shape}")
+    elif arr.ndim != 2:
+        raise Reject("not_2d", f"pixel array shape {arr.shape}")
+    elif photometric in ("PALETTE COLOR",):
+        notes.append("palette colour image read as indices")
+    if photometric.startswith("MONOCHROME"):
+        arr = _voi(_modality(arr, ds), ds, notes)
+    pixels = np.asarray(arr, dtype=np.float32)
+    inverse_lut = _text(ds.get("PresentationLUTShape")).upper() == "INVERSE"
+    if photometric == "MONOCHROME1" or (photometric == "MONOCHROME2" and inverse_lut):
+        pixels = pixels.max() + pixels.min() - pixels
+        notes.append(f"{'MONOCHROME1' if photometric == 'MONOCHROME1' else 'Presentation LUT INVERSE'} inverted")
+    check_pixels(pixels)
+    spacing, spacing_source = _spacing(ds)
+    patient_id = _text(ds.get("PatientID")) or None
+    return Decoded(
+        pixels=pixels, tags=tags, patient_id=patient_id, notes=notes, spacing_mm=spacing,
+        spacing_source=spacing_source, transfer_syntax=str(ds.file_meta.get("TransferSyntaxUID", "")),
+        bits_stored=int(ds.get("BitsStored", 0) or 0), pixel_sha256=stored_hash,
+    )
+
+
+def check_pixels(pixels: np.ndarray) -> None:
+    if pixels.ndim != 2 or min(pixels.shape) < 2:
+        raise Reject("not_2d", f"pixel array shape {pixels.shape}")
+    if not np.isfinite(pixels).all():
+        raise Reject("non_finite", "NaN or infinite pixel values")
+    if float(pixels.max()) == float(pixels.min()):
+        raise Reject("constant_image", f"every pixel is {float(pixels.min())!r} (a silent decoder failure?)")
+
+
+def decode_image(data: bytes) -> Decoded:
+    """A PNG/JPEG/TIFF (8 or 16 bit; colour converted to grey); metadata comes from the CSV."""
+    import io
+
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            image.load()
+            arr = np.asarray(image)
+            mode = image.mode
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+        raise Reject("unreadable_image", scrub(exc)) from None
+    notes = []
+    stored_hash = pixel_hash(arr)
+    if arr.ndim == 3:
+        notes.append(f"{mode} converted to grey")
+        arr = to_grey(arr.astype(np.float32))
+    pixels = arr.astype(np.float32)
+    check_pixels(pixels)
+    return Decoded(pixels=pixels, notes=notes, bits_stored=16 if pixels.max() > 255 else 8, pixel_sha256=stored_hash)
+
+
+def decode_any(path: Path, data: bytes, modalities: tuple[str, ...] | None) -> Decoded:
+    """Dispatch on the suffix: PNG/JPEG/TIFF via Pillow, anything else (often no suffix at all) as DICOM.
+
+    Decoder warnings (odd VRs, excess padding, ...) become notes on the image instead of console noise.
+    """
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        decoded = decode_image(data) if path.suffix.lower() in IMAGE_SUFFIXES else decode_dicom(data, modalities)
+    for warning in caught[:3]:
+        decoded.notes.append(f"decoder warning ({scrub(warning.message, with_type=False)[:120]})")
+    return decoded

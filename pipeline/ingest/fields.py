@@ -1,0 +1,156 @@
+"""One image's manifest fields from its metadata CSV row and/or DICOM tags, each with a ``*_source`` column.
+
+Precedence: a column the CSV mapping names wins over the DICOM tag (the hospital's export is the curated record),
+the DICOM tag wins over a constant from the config. PatientName is never read; PatientID leaves only as a salted
+hash.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+from collections.abc import Mapping
+from functools import lru_cache
+from typing import Any
+
+from pipeline.ingest import harmonise as h
+from pipeline.ingest.config import IngestConfig, MetadataMapping
+
+FIELD_COLUMNS = (
+    "site", "site_source", "view", "view_source", "position", "position_source", "age_years", "age_group",
+    "age_source", "sex", "sex_source", "label", "label_name", "label_source", "patient_key", "patient_key_source",
+    "modality", "modality_source",
+)
+
+
+def patient_key(salt: str, patient_id: str) -> str:
+    return hashlib.sha256(f"{salt}\x00{patient_id}".encode()).hexdigest()[:24]
+
+
+class Harmoniser:
+    """Derives manifest fields; lookups are memoised because public CSVs repeat the same few values."""
+
+    def __init__(self, config: IngestConfig, salt: str) -> None:
+        self.config = config
+        self.mapping: MetadataMapping | None = (
+            config.metadata_mapping if isinstance(config.metadata_mapping, MetadataMapping) else None
+        )
+        self._salt = salt
+        self._view = lru_cache(maxsize=4096)(lambda raw, origin: h.map_value(raw, config.view_map, origin))
+        self._sex = lru_cache(maxsize=4096)(lambda raw, origin: h.map_value(raw, config.sex_map, origin))
+        self._age = lru_cache(maxsize=65536)(h.parse_age)
+        self._site = lru_cache(maxsize=4096)(lambda raw, origin: h.map_site(raw, config.site_map, origin))
+        self._position = lru_cache(maxsize=65536)(
+            lambda texts, view: h.map_position(texts, config.position_rules, view, config.pa_is_erect)
+        )
+        self._label = lru_cache(maxsize=65536)(
+            lambda raw, origin: h.map_label(raw, self.mapping, origin) if self.mapping else (None, "none")
+        )
+
+    def fields(
+        self, row: Mapping[str, Any] | None, tags: Mapping[str, str] | None, patient_id: str | None, fallback_id: str
+    ) -> dict[str, Any]:
+        """The fields of one image; ``label`` is None when no label could be found (the caller rejects it)."""
+        m, c = self.mapping, self.config
+        row = row if (row is not None and m is not None) else None
+        tags = tags or {}
+        out: dict[str, Any] = {}
+
+        site, source = None, "none"
+        if row is not None and m.site_column:
+            site, source = self._site(row.get(m.site_column), f"csv:{m.site_column}")
+        if site is None and row is not None and m.site_constant:
+            site, source = self._site(m.site_constant, "mapping:site_constant")
+        if site is None and tags.get(c.site_tag):
+            site, source = self._site(tags.get(c.site_tag), f"dicom:{c.site_tag}")
+        if site is None and c.site_constant:
+            site, source = self._site(c.site_constant, "config:site_constant")
+        out["site"], out["site_source"] = site or "unknown", source
+
+        candidates = [(row.get(col), f"csv:{col}") for col in m.view_columns] if row is not None else []
+        if tags.get("ViewPosition"):
+            candidates.append((tags["ViewPosition"], "dicom:ViewPosition"))
+        out["view"], out["view_source"] = self._first_view(candidates) if candidates else ("unknown", "none")
+
+        texts = []
+        if row is not None:
+            texts += [(row.get(col), f"csv:{col}") for col in [*m.position_columns, *m.view_columns]]
+        texts += [(tags.get(tag), f"dicom:{tag}") for tag in c.position_tags if tags.get(tag)]
+        out["position"], out["position_source"] = self._position(tuple(texts), out["view"])
+
+        years, source = math.nan, "none"
+        if row is not None and m.age_column:
+            raw_age = h.clean(row.get(m.age_column))
+            if raw_age is not None and raw_age in m.age_missing_values:
+                raw_age = None  # a placeholder: cleaned before parsing, so 0 never survives as an age
+            years, source = self._age(raw_age, f"csv:{m.age_column}")
+        elif row is not None and m.age_from_birth is not None:
+            years, source = h.age_from_birth_year(
+                row.get(m.age_from_birth.birth_column), row.get(m.age_from_birth.date_column), "csv:birth_year"
+            )
+        if math.isnan(years) and tags.get("PatientAge"):
+            years, source = self._age(tags.get("PatientAge"), "dicom:PatientAge")
+        out["age_years"], out["age_source"] = years, source
+        out["age_group"] = h.age_group(years, c.child_max_years)
+
+        sex, source = "unknown", "none"
+        if row is not None and m.sex_column:
+            sex, source = self._sex(row.get(m.sex_column), f"csv:{m.sex_column}")
+        if sex == "unknown" and tags.get("PatientSex"):
+            sex, source = self._sex(tags.get("PatientSex"), "dicom:PatientSex")
+        out["sex"], out["sex_source"] = sex, source
+
+        label, source = None, "none"
+        if row is not None and m.label_column:
+            label, source = self._label(row.get(m.label_column), f"csv:{m.label_column}")
+        elif c.label_default is not None:
+            label, source = c.label_default, "config:label_default"
+        out["label"], out["label_source"] = label, source
+        out["label_name"] = (m.label_name if m and m.label_name else None) or c.label_name
+
+        pid, source = None, "none"
+        if row is not None and m.patient_column:
+            pid, source = h.clean(row.get(m.patient_column)), f"csv:{m.patient_column}"
+        if pid is None and row is not None and m.patient_regex:
+            found = re.search(m.patient_regex, str(row.get(m.file_column, "")))
+            if found:
+                pid, source = found.group(1) if found.groups() else found.group(0), f"csv:{m.file_column}~regex"
+        if pid is None and patient_id:
+            pid, source = h.clean(patient_id), "dicom:PatientID"
+        if pid is None:  # without an ID every image is its own patient (the split cannot see relatives)
+            pid, source = f"file:{fallback_id}", "none:one_patient_per_image"
+        out["patient_key"], out["patient_key_source"] = patient_key(self._salt, pid), source
+
+        modality, source = (tags.get("Modality") or "unknown"), ("dicom:Modality" if tags.get("Modality") else "none")
+        if row is not None and m.modality_column:
+            raw = h.clean(row.get(m.modality_column))
+            if raw is not None:
+                mapped = {k.upper(): v for k, v in m.modality_map.items()}.get(raw.upper(), raw)
+                modality, source = mapped.upper(), f"csv:{m.modality_column}"
+        out["modality"], out["modality_source"] = modality, source
+        return out
+
+    def label_of(self, row: Mapping[str, Any]) -> int | None:
+        """The label a CSV row maps to (None: neither positive nor negative), before any decoding."""
+        if self.mapping is None or not self.mapping.label_column:
+            return None
+        return self._label(row.get(self.mapping.label_column), f"csv:{self.mapping.label_column}")[0]
+
+    def _first_view(self, candidates: list[tuple[object, str]]) -> tuple[str, str]:
+        fallback = None
+        for raw, origin in candidates:
+            value, source = self._view(h.clean(raw), origin)
+            if value != "unknown":
+                return value, source
+            fallback = fallback or (value, source)
+        return fallback
+
+
+def table_fields(frame: Any, config: IngestConfig, salt: str) -> Any:
+    """Harmonised fields of every row of a metadata table (no images): what ingest would record for each."""
+    import pandas as pd
+
+    harmoniser = Harmoniser(config, salt)
+    records = [harmoniser.fields(row, None, None, str(i)) for i, row in enumerate(frame.to_dict("records"))]
+    return pd.DataFrame.from_records(records, index=frame.index)
