@@ -1,0 +1,106 @@
+"""`audit`: does each model look at the lungs or at shortcuts? (METRICS.md, docs/audit.md)
+
+``run(model_dirs=..., ingest_dir=..., out=...)`` writes ``audit.json``, ``overlays/*.png`` and ``stage.json``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+SCHEMA_VERSION = 1
+
+
+@dataclass(frozen=True)
+class AuditResult:
+    out: Path
+    audit_path: Path
+    audit: dict[str, Any]
+
+
+def skipped_metrics(lung_source: str, has_shortcuts: bool, has_counterfactuals: bool) -> list[dict[str, str]]:
+    """What the data cannot support, said out loud (the report lists it)."""
+    skipped: list[dict[str, str]] = []
+    if lung_source == "none":
+        reason = "the manifest has no lung masks (set lung_estimate: ellipses for a labelled estimate)"
+        skipped += [{"metric": m, "reason": reason} for m in (
+            "lung_mass_fraction", "lung_focus_ratio", "pointing_game", "lung_only_accuracy",
+            "lungs_removed_accuracy", "region_ablation_share.lungs")]
+    elif lung_source == "estimated":
+        skipped.append({"metric": "lung masks", "reason": "estimated (two fixed ellipses): every lung number is "
+                                                          "an estimate, not a measurement"})
+    if not has_shortcuts:
+        skipped += [{"metric": m, "reason": "the manifest has no shortcut masks"} for m in (
+            "shortcut_mass_fraction", "shortcut_mass_fraction_per_kind", "region_ablation_share.<shortcut kinds>")]
+    if not has_counterfactuals:
+        skipped.append({"metric": "counterfactual_flip_rate", "reason": "the cache has no counterfactual arrays"})
+    if lung_source == "none" and not has_shortcuts:
+        skipped.append({"metric": "region_ablation_share", "reason": "no region masks at all"})
+    return skipped
+
+
+def run(
+    *,
+    model_dirs: Sequence[str | Path],
+    ingest_dir: str | Path,
+    out: str | Path,
+    config: Any = None,
+    names: Sequence[str] | None = None,
+    include_selected: bool = False,
+) -> AuditResult:
+    """Audit every model on the config's split of ``ingest_dir``; ``config`` is an AuditConfig, a YAML path or
+    None (defaults). Selected checkpoints other than model.pt are audited only with ``include_selected``."""
+    from tqdm.auto import tqdm
+
+    from pipeline.audit.config import AuditConfig
+    from pipeline.audit.data import AuditData
+    from pipeline.audit.model_audit import audit_network
+    from pipeline.config import dump_config, load_config
+    from pipeline.evaluate.models import collect_models
+    from pipeline.regions import SHORTCUT_KINDS
+    from pipeline.stage import StageRecord, write_json_atomic
+
+    if config is None:
+        cfg = AuditConfig()
+    elif isinstance(config, AuditConfig):
+        cfg = config
+    else:
+        cfg = load_config(AuditConfig, config)
+    out = Path(out)
+    data = AuditData.open(ingest_dir, cfg.split, cfg.lung_estimate)
+    entries = collect_models(model_dirs, names, include_selected=include_selected, stage="audit")
+    inputs = {"ingest": Path(ingest_dir) / "manifest.parquet", **{f"model:{e.name}": e.checkpoint for e in entries}}
+    with StageRecord("audit", out, config=cfg, seed=cfg.seed, inputs=inputs) as record:
+        models: dict[str, Any] = {}
+        overlays: list[dict[str, Any]] = []
+        for entry in tqdm(entries, desc="audit", leave=False):
+            network, _, _ = entry.load()
+            block, records = audit_network(network, data, cfg, name=entry.name, overlay_dir=out / "overlays")
+            models[entry.name] = {**entry.describe(), "split": cfg.split, **block}
+            overlays += records
+            del network  # one model in memory at a time
+        n_split = len(data.frame)
+        audit = {
+            "schema_version": SCHEMA_VERSION,
+            "stage": "audit",
+            "split": cfg.split,
+            "ingest_dir": str(ingest_dir),
+            "lung_masks": data.lung_source,
+            "shortcut_masks": data.has_shortcut_masks,
+            "counterfactuals": data.has_counterfactuals,
+            "shortcut_kinds": list(SHORTCUT_KINDS.values()),
+            "n_images": {"attribution": min(cfg.max_images, n_split),
+                         "interventions": min(cfg.max_intervention_images, n_split),
+                         "probe": next(iter(models.values()))["probe_n_images"] if models else 0,
+                         "sanity": min(cfg.sanity_images, cfg.max_images, n_split)},
+            "skipped": skipped_metrics(data.lung_source, data.has_shortcut_masks, data.has_counterfactuals),
+            "config": dump_config(cfg),
+            "models": models,
+            "overlays": overlays,
+        }
+        audit_path = out / "audit.json"
+        write_json_atomic(audit_path, audit)
+        record.extra["models"] = list(models)
+    return AuditResult(out=out, audit_path=audit_path, audit=audit)

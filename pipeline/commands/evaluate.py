@@ -1,0 +1,34 @@
+"""`cxr-fishr evaluate RUN [RUN ...] --ingest INGEST --out EVAL`: per-site metrics of trained models."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+
+def evaluate_command(
+    model_dirs: list[Path] = typer.Argument(..., help="Run directories (each with model.pt) or model .pt files."),
+    ingest: Path = typer.Option(..., "--ingest", help="Ingest directory (manifest.parquet + cache/)."),
+    out: Path = typer.Option(..., "--out", help="Output directory for metrics.json, metrics.csv, stage.json."),
+    split: str = typer.Option("test", "--split", help="Manifest split to evaluate: train, val, ood_val or test."),
+    name: list[str] | None = typer.Option(None, "--name", help="Model names, one per run (default: dir names)."),
+    n_bootstrap: int = typer.Option(1000, "--n-bootstrap", help="Bootstrap resamples for the AUROC intervals."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the bootstrap and the metadata baseline."),
+    last_k: int = typer.Option(5, "--last-k", help="Average history.jsonl figures over the last K evaluations."),
+    selected: bool = typer.Option(True, "--selected/--no-selected",
+                                  help="Also score RUN/selected/<rule>.pt checkpoints other than model.pt's."),
+    batch_size: int = typer.Option(64, "--batch-size", help="Images per forward pass."),
+) -> None:
+    """Per-site and per site x position metrics (accuracy, balanced accuracy, AUROC with bootstrap CI, ECE,
+    conflict/aligned accuracy), mean and worst site, and the metadata-only baseline, for every model."""
+    from pipeline.evaluate import run
+
+    result = run(model_dirs=model_dirs, ingest_dir=ingest, out=out, split=split, names=name or None,
+                 n_bootstrap=n_bootstrap, seed=seed, last_k=last_k, include_selected=selected,
+                 batch_size=batch_size)
+    typer.echo(f"evaluate: wrote {result.metrics_path}")
+    for model_name, entry in result.metrics["models"].items():
+        mean = entry["mean_site"]
+        typer.echo(f"  {model_name} [{entry['selection_rule']}]: mean-site accuracy {mean['accuracy']:.3f}, "
+                   f"conflict accuracy {mean['conflict_accuracy']:.3f}, AUROC {mean['auroc']:.3f}")

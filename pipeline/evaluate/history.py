@@ -1,0 +1,63 @@
+"""Test-hospital figures as the mean over the last evaluations of a run, and means over seeds."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+HISTORY_KEYS = ("test_acc", "test_conflict_acc", "ood_val_acc", "val_acc")
+
+
+def _stats(values: list[float]) -> dict[str, float] | None:
+    arr = np.asarray([v for v in values if v is not None and np.isfinite(v)], dtype=np.float64)
+    if arr.size == 0:
+        return None
+    return {"mean": float(arr.mean()), "std": float(arr.std()), "min": float(arr.min()), "max": float(arr.max())}
+
+
+def summarise_history(rows: list[dict[str, Any]], last_k: int = 5, up_to_step: int | None = None) -> dict | None:
+    """Mean/std/min/max of the HISTORY_KEYS over the last ``last_k`` evaluation lines (those with ``val_acc``),
+    up to ``up_to_step`` (the selected checkpoint's step) when given. None when there is no evaluation line."""
+    evals = [r for r in rows if r.get("val_acc") is not None or r.get("test_acc") is not None]
+    if up_to_step is not None:
+        evals = [r for r in evals if r.get("step") is None or r["step"] <= up_to_step] or evals
+    evals = evals[-last_k:] if last_k > 0 else evals
+    if not evals:
+        return None
+    return {
+        "last_k": last_k,
+        "n_evaluations": len(evals),
+        "steps": [r.get("step") for r in evals],
+        **{key: _stats([r.get(key) for r in evals]) for key in HISTORY_KEYS},
+    }
+
+
+def _mean_std(values: list[float]) -> dict[str, float] | None:
+    arr = np.asarray([v for v in values if v is not None and np.isfinite(v)], dtype=np.float64)
+    if arr.size == 0:
+        return None
+    return {"mean": float(arr.mean()), "std": float(arr.std())}
+
+
+def aggregate_models(models: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Group model entries by ``algorithm|selection_rule``: mean and spread over runs (seeds)."""
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for entry in models.values():
+        groups.setdefault(f"{entry['algorithm']}|{entry['selection_rule']}", []).append(entry)
+    out: dict[str, dict[str, Any]] = {}
+    for key, entries in groups.items():
+        history = [(e.get("history") or {}).get("test_acc") or {} for e in entries]
+        out[key] = {
+            "algorithm": entries[0]["algorithm"],
+            "selection_rule": entries[0]["selection_rule"],
+            "upper_bound": entries[0]["upper_bound"],
+            "n_runs": len(entries),
+            "seeds": [e["seed"] for e in entries],
+            "models": [e["name"] for e in entries],
+            "mean_site_accuracy": _mean_std([e["mean_site"]["accuracy"] for e in entries]),
+            "mean_site_conflict_accuracy": _mean_std([e["mean_site"]["conflict_accuracy"] for e in entries]),
+            "mean_site_auroc": _mean_std([e["mean_site"]["auroc"] for e in entries]),
+            "history_test_acc": _mean_std([h.get("mean") for h in history]),
+        }
+    return out

@@ -1,0 +1,50 @@
+"""metrics.json -> metrics.csv: one flat row per (model, scope, group)."""
+
+from __future__ import annotations
+
+import csv
+import io
+from typing import Any
+
+CSV_COLUMNS = (
+    "model", "algorithm", "seed", "selection_rule", "split", "scope", "group", "n", "accuracy", "balanced_accuracy",
+    "auroc", "auroc_ci_low", "auroc_ci_high", "ece", "conflict_accuracy", "aligned_accuracy", "threshold",
+)
+
+
+def _row(name: str, entry: dict[str, Any], scope: str, group: str, block: dict[str, Any]) -> dict[str, Any]:
+    ci = block.get("auroc_ci") or [None, None]
+    return {
+        "model": name, "algorithm": entry.get("algorithm"), "seed": entry.get("seed"),
+        "selection_rule": entry.get("selection_rule"), "split": entry.get("split"), "scope": scope, "group": group,
+        "n": block.get("n"), "accuracy": block.get("accuracy"), "balanced_accuracy": block.get("balanced_accuracy"),
+        "auroc": block.get("auroc"), "auroc_ci_low": ci[0], "auroc_ci_high": ci[1], "ece": block.get("ece"),
+        "conflict_accuracy": block.get("conflict_accuracy"), "aligned_accuracy": block.get("aligned_accuracy"),
+        "threshold": entry.get("threshold"),
+    }
+
+
+def metrics_rows(metrics: dict[str, Any]) -> list[dict[str, Any]]:
+    entries = dict(metrics["models"])
+    entries["metadata_baseline"] = {**metrics["metadata_baseline"], "algorithm": "metadata_baseline",
+                                    "selection_rule": "none", "split": metrics["split"]}
+    rows = []
+    for name, entry in entries.items():
+        if not entry.get("overall"):
+            continue
+        rows.append(_row(name, entry, "overall", "", entry["overall"]))
+        for site, block in entry["per_site"].items():
+            rows.append(_row(name, entry, "site", site, block))
+        for group, block in entry["per_group"].items():
+            rows.append(_row(name, entry, "group", group, block))
+        if entry.get("mean_site"):
+            rows.append(_row(name, entry, "mean_site", "", entry["mean_site"]))
+    return rows
+
+
+def metrics_csv(metrics: dict[str, Any]) -> str:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(CSV_COLUMNS), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(metrics_rows(metrics))
+    return buffer.getvalue()
