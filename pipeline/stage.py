@@ -20,9 +20,10 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
+from collections.abc import Iterator, Mapping
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any
 
 from pydantic import BaseModel
 
@@ -30,6 +31,20 @@ TRACKED_PACKAGES = (
     "cxr-fishr", "torch", "torchvision", "numpy", "timm", "monai", "backpack-for-pytorch", "captum", "pydicom",
     "scikit-learn", "torchxrayvision", "pandas", "pydantic",
 )
+
+
+def _current_umask() -> int:
+    """The process umask, read without changing it where Linux allows (os.umask can only be read by setting it)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as handle:
+            for line in handle:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 @contextlib.contextmanager
@@ -42,6 +57,9 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        if tmp_path.is_file() and not tmp_path.is_symlink():
+            # mkstemp creates 0600; the final file should get the mode a plain open() would give it
+            os.chmod(tmp_path, 0o666 & ~_current_umask())
         os.replace(tmp_path, path)
     finally:
         if tmp_path.exists():
@@ -126,7 +144,7 @@ def git_commit() -> str | None:
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 class StageRecord:
@@ -150,7 +168,7 @@ class StageRecord:
         self._t0 = 0.0
         self._started = ""
 
-    def __enter__(self) -> "StageRecord":
+    def __enter__(self) -> StageRecord:
         self.out_dir.mkdir(parents=True, exist_ok=True)
         stale = self.out_dir / "stage.json"
         if stale.exists():  # a half-rewritten directory must not look finished
