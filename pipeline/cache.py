@@ -47,7 +47,7 @@ class ImageCache:
     arrays: dict[str, np.ndarray] = field(default_factory=dict)
 
     @classmethod
-    def open(cls, ingest_dir: str | Path) -> "ImageCache":
+    def open(cls, ingest_dir: str | Path) -> ImageCache:
         root = Path(ingest_dir) / CACHE_DIRNAME
         info_path = root / "cache.json"
         if not info_path.is_file():

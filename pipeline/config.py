@@ -7,8 +7,9 @@ Unknown keys are rejected (``extra="forbid"``) so a typo never silently falls ba
 from __future__ import annotations
 
 import typing
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping, TypeVar
+from typing import Any, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError

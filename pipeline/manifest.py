@@ -35,7 +35,7 @@ SPLITS = ("train", "val", "ood_val", "test")
 SEXES = ("M", "F", "O", "unknown")
 
 
-def validate_manifest(frame: "pd.DataFrame", where: str = "manifest") -> None:
+def validate_manifest(frame: pd.DataFrame, where: str = "manifest") -> None:
     """Raise :class:`DataError` naming the first broken rule; return None when the manifest is well-formed."""
     missing = [c for c in COLUMNS if c not in frame.columns]
     if missing:
@@ -58,7 +58,7 @@ def validate_manifest(frame: "pd.DataFrame", where: str = "manifest") -> None:
         )
 
 
-def read_manifest(ingest_dir: str | Path) -> "pd.DataFrame":
+def read_manifest(ingest_dir: str | Path) -> pd.DataFrame:
     import pandas as pd
 
     path = Path(ingest_dir) / MANIFEST_FILENAME
@@ -69,7 +69,7 @@ def read_manifest(ingest_dir: str | Path) -> "pd.DataFrame":
     return frame
 
 
-def write_manifest(frame: "pd.DataFrame", ingest_dir: str | Path) -> Path:
+def write_manifest(frame: pd.DataFrame, ingest_dir: str | Path) -> Path:
     """Validate and write the manifest atomically (Parquet, schema version in its metadata)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -85,7 +85,7 @@ def write_manifest(frame: "pd.DataFrame", ingest_dir: str | Path) -> Path:
     return path
 
 
-def domain_values(frame: "pd.DataFrame", domain_columns: tuple[str, ...]) -> "pd.Series":
+def domain_values(frame: pd.DataFrame, domain_columns: tuple[str, ...]) -> pd.Series:
     """The domain of each row: the values of ``domain_columns`` joined by '|' (e.g. 'north|supine')."""
     missing = [c for c in domain_columns if c not in frame.columns]
     if missing:
