@@ -58,7 +58,9 @@ def _model_numbers(entry: dict[str, Any], audited: dict[str, Any] | None) -> dic
     mean_site = entry.get("mean_site") or {}
     audited = audited or {}
     interventions = (audited.get("interventions") or {}).get("overall") or {}
-    ablation = (audited.get("region_ablation_share") or {}).get("overall") or {}
+    # Absolute shares: signed drops cancel between images where a region is evidence for and against the prediction
+    ablation = ((audited.get("region_ablation_abs_share") or audited.get("region_ablation_share") or {})
+                .get("overall") or {})
     ig = ((audited.get("methods") or {}).get(IG) or {}).get("overall") or {}
     return {
         "training_site_accuracy": val_at_step(entry),
