@@ -85,6 +85,15 @@ def write_manifest(frame: pd.DataFrame, ingest_dir: str | Path) -> Path:
     return path
 
 
+def split_rows(frame: pd.DataFrame, split: str, *, stage: str, where: str | Path) -> pd.DataFrame:
+    """The rows of one split (index reset); a split with no rows is a DataError naming the splits present."""
+    rows = frame[frame["split"] == split].reset_index(drop=True)
+    if len(rows) == 0:
+        raise DataError(f"{stage}: split must have rows in the manifest, got none for {split!r} ({where}). "
+                        f"Splits present: {sorted(frame['split'].unique())}.")
+    return rows
+
+
 def domain_values(frame: pd.DataFrame, domain_columns: tuple[str, ...]) -> pd.Series:
     """The domain of each row: the values of ``domain_columns`` joined by '|' (e.g. 'north|supine')."""
     missing = [c for c in domain_columns if c not in frame.columns]

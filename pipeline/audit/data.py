@@ -10,7 +10,6 @@ import numpy as np
 import torch
 
 from pipeline.cache import ImageCache
-from pipeline.errors import DataError
 from pipeline.evaluate.inputs import image_batch
 
 if TYPE_CHECKING:
@@ -40,14 +39,11 @@ class AuditData:
 
     @classmethod
     def open(cls, ingest_dir: str | Path, split: str, lung_estimate: str = "none") -> AuditData:
-        from pipeline.manifest import read_manifest
+        from pipeline.manifest import read_manifest, split_rows
 
         frame = read_manifest(ingest_dir)
         cache = ImageCache.open(ingest_dir)
-        rows = frame[frame["split"] == split].reset_index(drop=True)
-        if len(rows) == 0:
-            raise DataError(f"audit: split must have rows in the manifest, got none for {split!r} ({ingest_dir}). "
-                            f"Splits present: {sorted(frame['split'].unique())}.")
+        rows = split_rows(frame, split, stage="audit", where=ingest_dir)
         idx = rows["cache_index"].to_numpy()
         has_lungs = bool(np.asarray(cache.lung_masks[np.sort(idx)]).any())
         lung_source = "manifest" if has_lungs else ("estimated" if lung_estimate == "ellipses" else "none")

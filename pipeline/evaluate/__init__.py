@@ -71,13 +71,13 @@ def run(
     from tqdm.auto import tqdm
 
     from pipeline.cache import ImageCache
-    from pipeline.errors import ConfigError, DataError
+    from pipeline.errors import ConfigError
     from pipeline.evaluate.history import aggregate_models, summarise_history
     from pipeline.evaluate.inputs import predict_proba
     from pipeline.evaluate.models import collect_models, read_history
     from pipeline.evaluate.scoring import GroupScorer, score_frame
     from pipeline.evaluate.table import metrics_csv
-    from pipeline.manifest import read_manifest
+    from pipeline.manifest import read_manifest, split_rows
     from pipeline.stage import StageRecord, write_json_atomic, write_text_atomic
 
     if split not in SPLIT_CHOICES:
@@ -90,10 +90,7 @@ def run(
     out = Path(out)
     frame = read_manifest(ingest_dir)
     cache = ImageCache.open(ingest_dir)
-    evaluated = frame[frame["split"] == split].reset_index(drop=True)
-    if len(evaluated) == 0:
-        raise DataError(f"evaluate: split must have rows in the manifest, got none for {split!r} ({ingest_dir}). "
-                        f"Splits present: {sorted(frame['split'].unique())}.")
+    evaluated = split_rows(frame, split, stage="evaluate", where=ingest_dir)
     entries = collect_models(model_dirs, names, include_selected=include_selected)
     config = {"split": split, "n_bootstrap": n_bootstrap, "seed": seed, "last_k": last_k,
               "include_selected": include_selected, "batch_size": batch_size}

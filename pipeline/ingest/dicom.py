@@ -29,7 +29,7 @@ _QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"|b'[^']*'")
 
 
 def scrub(error: object, *, with_type: bool = True, limit: int = 200) -> str:
-    """An exception or warning as text without quoted values: decoders quote element values (a PatientName with a
+    """An exception or warning as text without quoted values: decoders quote element values (a patient name with a
     bad character, say) and these messages end up in rejects.csv and the manifest."""
     text = _QUOTED.sub("'...'", str(error))[:limit]
     return f"{type(error).__name__}: {text}" if with_type else text
@@ -200,7 +200,7 @@ def decode_dicom(data: bytes, modalities: tuple[str, ...] | None) -> Decoded:
         notes.append(f"{'MONOCHROME1' if photometric == 'MONOCHROME1' else 'Presentation LUT INVERSE'} inverted")
     check_pixels(pixels)
     spacing, spacing_source = _spacing(ds)
-    patient_id = _text(ds.get("PatientID")) or None
+    patient_id = _text(ds.get("PatientID")) or None  # only ever stored as a salted hash (fields.patient_key)
     return Decoded(
         pixels=pixels, tags=tags, patient_id=patient_id, notes=notes, spacing_mm=spacing,
         spacing_source=spacing_source, transfer_syntax=str(ds.file_meta.get("TransferSyntaxUID", "")),

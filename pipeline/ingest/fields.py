@@ -117,7 +117,7 @@ class Harmoniser:
             if found:
                 pid, source = found.group(1) if found.groups() else found.group(0), f"csv:{m.file_column}~regex"
         if pid is None and patient_id:
-            pid, source = h.clean(patient_id), "dicom:PatientID"
+            pid, source = h.clean(patient_id), "dicom:PatientID"  # hashed with the salt just below
         if pid is None:  # without an ID every image is its own patient (the split cannot see relatives)
             pid, source = f"file:{fallback_id}", "none:one_patient_per_image"
         out["patient_key"], out["patient_key_source"] = patient_key(self._salt, pid), source
