@@ -18,7 +18,7 @@ from pipeline.ingest.config import IngestConfig, MetadataMapping
 from pipeline.ingest.csv_source import image_key, index_rows, read_table
 from pipeline.ingest.discover import Candidate, discover, pair_counterfactuals
 from pipeline.ingest.fields import Harmoniser
-from pipeline.ingest.preprocess import Processed, Task, init_worker, process, worker_settings
+from pipeline.ingest.preprocess import Processed, Task, init_worker, process, release_cache_arrays, worker_settings
 
 SERIAL_BELOW = 24  # a pool costs more than it saves on a handful of files
 
@@ -29,17 +29,21 @@ def _results(tasks: list[Task], workers: int, progress: bool) -> Iterator[Proces
     bar = tqdm(total=len(tasks), desc="ingest", unit="img", file=sys.stderr, disable=not progress, leave=False)
     try:
         if workers <= 1 or len(tasks) < SERIAL_BELOW:
-            with worker_settings():  # the caller runs no torch code between our yields
-                for task in tasks:
-                    yield process(task)
-                    bar.update()
+            try:
+                with worker_settings():  # the caller runs no torch code between our yields
+                    for task in tasks:
+                        yield process(task)
+                        bar.update()
+            finally:
+                release_cache_arrays()
             return
         import multiprocessing
 
         import monai.transforms  # noqa: F401  imported once here so forked workers do not each import it
 
         context = multiprocessing.get_context("fork" if sys.platform.startswith("linux") else "spawn")
-        chunk = max(1, min(32, len(tasks) // (workers * 8)))
+        # small chunks: a worker that runs out of work waits for the other's last chunk (31 images = 40 ms at 256 px)
+        chunk = max(1, min(8, len(tasks) // (workers * 8)))
         with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=init_worker) as pool:
             for result in pool.map(process, tasks, chunksize=chunk):
                 yield result
@@ -48,13 +52,19 @@ def _results(tasks: list[Task], workers: int, progress: bool) -> Iterator[Proces
         bar.close()
 
 
-def _task(candidate: Candidate, config: IngestConfig, cf: Candidate | None = None) -> Task:
+def _task(
+    candidate: Candidate, config: IngestConfig, cf: Candidate | None = None, *, cache_dir: str = "", row: int = -1,
+    cf_row: int = -1, array_prefix: str = "",
+) -> Task:
     return Task(
+        cache_dir=cache_dir, row=row, array_prefix=array_prefix,
         path=str(candidate.path), relative=candidate.relative,
         masks={k: str(v) for k, v in candidate.masks.items()}, size=config.cache.size, aspect=config.cache.aspect,
         crop_fraction=config.cache.crop_fraction,
         modalities=tuple(m.upper() for m in config.modalities) if config.modalities is not None else None,
-        counterfactual=_task(cf, config) if cf is not None else None,
+        counterfactual=(
+            _task(cf, config, cache_dir=cache_dir, row=cf_row, array_prefix="counterfactual_") if cf is not None else None
+        ),
     )
 
 
@@ -113,13 +123,19 @@ def _decode_all(
     cf_root: Path | None, writer_args: dict[str, Any], workers: int, progress: bool,
     rejects: list[tuple[str, str, str]],
 ) -> tuple[list[dict[str, Any]], CacheWriter]:
-    """Decode every candidate (process pool), append kept images to the cache, return their manifest records."""
+    """Decode every candidate (process pool) into the cache, return the manifest records of the kept ones."""
     cf_pairs = pair_counterfactuals([c for c, _ in labelled], cf_root)
-    tasks = [_task(c, config, cf_pairs.get(c.relative)) for c, _ in labelled]
-    writer = CacheWriter(capacity=len(tasks), counterfactual_capacity=len(cf_pairs), **writer_args)
+    writer = CacheWriter(capacity=len(labelled), counterfactual_capacity=len(cf_pairs), **writer_args)
+    # Row i of the cache belongs to candidate i and counterfactual row j to the j-th candidate with one; the workers
+    # write them, finish() drops the rows that were not kept.
+    cf_rows = {rel: j for j, rel in enumerate(c.relative for c, _ in labelled if c.relative in cf_pairs)}
+    tasks = [
+        _task(c, config, cf_pairs.get(c.relative), cache_dir=str(writer.root), row=i, cf_row=cf_rows.get(c.relative, -1))
+        for i, (c, _) in enumerate(labelled)
+    ]
     allowed = None if config.modalities is None else {"UNKNOWN", *(m.upper() for m in config.modalities)}
     records: list[dict[str, Any]] = []
-    for (candidate, row), result in zip(labelled, _results(tasks, workers, progress), strict=True):
+    for (candidate, row), task, result in zip(labelled, tasks, _results(tasks, workers, progress), strict=True):
         if not result.ok:
             rejects.append((candidate.relative, result.reason, result.detail))
             continue
@@ -132,11 +148,11 @@ def _decode_all(
             rejects.append((candidate.relative, "wrong_modality", f"{fields['modality_source']}={fields['modality']!r}"))
             continue
         record = _record(candidate, result, fields, source)
-        record["cache_index"] = writer.append(result.image, result.masks)
+        record["cache_index"] = writer.mark_stored(task.row, result.mask_kinds)
         record["counterfactual_index"] = -1
         cf = result.counterfactual
         if cf is not None and cf.ok:
-            record["counterfactual_index"] = writer.append_counterfactual(cf.image, cf.masks)
+            record["counterfactual_index"] = task.counterfactual.row
         elif cf is not None:
             rejects.append((_rel(cf_root / cf.relative, cf_root.parent), f"counterfactual_{cf.reason}", cf.detail))
         records.append(record)
@@ -222,7 +238,7 @@ def _rel(path: Path, source: Path) -> str:
 
 
 def _mask_path(candidate: Candidate, kind: str, result: Processed, source: Path) -> str:
-    return _rel(candidate.masks[kind], source) if kind in result.masks else ""
+    return _rel(candidate.masks[kind], source) if kind in result.mask_kinds else ""
 
 
 def _image_ids(paths: Iterable[str]) -> list[str]:

@@ -1,8 +1,10 @@
 """Write the image cache of ``pipeline/cache.py`` row by row into ``.npy`` memory maps, then trim it.
 
-Arrays are allocated for every candidate (``np.lib.format.open_memmap``), filled in order as results arrive, and at
-the end compacted in place (kept rows move down, never up) and shrunk by rewriting the header and truncating the
-file: no second copy of a cache that may be larger than memory. ``cache.json`` is written last.
+Arrays are allocated for every candidate (``np.lib.format.open_memmap``). Row i belongs to candidate i and is written
+by the worker that decodes it (``pipeline.ingest.preprocess``, through its own mapping of the same file; the parent
+only calls :meth:`CacheWriter.mark_stored`), or appended here in order. At the end the arrays are compacted in place
+(kept rows move down, never up) and shrunk by rewriting the header and truncating the file: no second copy of a
+cache that may be larger than memory. ``cache.json`` is written last.
 """
 
 from __future__ import annotations
@@ -71,6 +73,12 @@ class CacheWriter:
             self.arrays[MASK_ARRAY[kind]][row] = mask
             self.has_lesions |= kind == "lesion"
         self.n += 1
+        return row
+
+    def mark_stored(self, row: int, mask_kinds: tuple[str, ...] | list[str]) -> int:
+        """Row ``row`` was written by a worker (:func:`pipeline.ingest.preprocess.process` with ``cache_dir``)."""
+        self.has_lesions |= "lesion" in mask_kinds
+        self.n = max(self.n, row + 1)
         return row
 
     def append_counterfactual(self, image: np.ndarray, masks: dict[str, np.ndarray]) -> int:

@@ -57,6 +57,56 @@ class Decoded:
     pixel_sha256: str = ""  # of the stored pixel values (before any LUT): equal for exact duplicate images
 
 
+# Uncompressed little-endian syntaxes whose single-frame unsigned pixels are a plain buffer (see _native_pixels)
+_NATIVE_SYNTAXES = ("1.2.840.10008.1.2", "1.2.840.10008.1.2.1")
+
+
+class _Header:
+    """``ds.get(keyword)`` with each element converted once and without ``Dataset.__getitem__``: pydicom's item access
+    costs 10-50 us a call (keyword lookup, tag comparisons, DS/IS conversion) and decoding reads about 30 elements,
+    some several times. Raw elements are converted as ``__getitem__`` would (same character set), not stored back."""
+
+    def __init__(self, ds) -> None:
+        from pydicom.dataelem import RawDataElement, convert_raw_data_element
+
+        self.ds = ds
+        self._values: dict[str, object] = {}
+        self._raw_type, self._convert = RawDataElement, convert_raw_data_element
+        self._encoding = getattr(ds, "_character_set", None)
+
+    def get(self, keyword: str, default: object = None) -> object:
+        value = self._values.get(keyword, _MISSING)
+        if value is _MISSING:
+            value = self._read(_tag(keyword))
+            self._values[keyword] = value
+        return default if value is _ABSENT else value
+
+    def _read(self, tag: int) -> object:
+        element = self.ds.get_item(tag)
+        if element is None:
+            return _ABSENT
+        if isinstance(element, self._raw_type):
+            if self._encoding is None:  # an unexpected pydicom: its own (slower) conversion
+                return self.ds[tag].value
+            element = self._convert(element, encoding=self._encoding, ds=self.ds)
+        return element.value
+
+    def __contains__(self, keyword: str) -> bool:
+        return self.ds.get_item(_tag(keyword)) is not None
+
+
+_MISSING, _ABSENT = object(), object()
+_TAGS: dict[str, int] = {}
+
+
+def _tag(keyword: str) -> int:
+    if keyword not in _TAGS:
+        from pydicom.datadict import tag_for_keyword
+
+        _TAGS[keyword] = tag_for_keyword(keyword)
+    return _TAGS[keyword]
+
+
 def pixel_hash(arr: np.ndarray) -> str:
     digest = hashlib.sha256(f"{arr.dtype.str}{arr.shape}".encode())
     digest.update(np.ascontiguousarray(arr).data)
@@ -71,9 +121,9 @@ def _text(value: object) -> str:
     return str(value).strip()
 
 
-def _spacing(ds) -> tuple[float, str]:
+def _spacing(h: _Header) -> tuple[float, str]:
     for keyword in ("PixelSpacing", "ImagerPixelSpacing"):
-        value = ds.get(keyword)
+        value = h.get(keyword)
         if value is None:
             continue
         try:
@@ -85,27 +135,47 @@ def _spacing(ds) -> tuple[float, str]:
     return math.nan, "none"
 
 
-def _first_frame(ds, notes: list[str]) -> np.ndarray:
+def _native_pixels(h: _Header, transfer_syntax: str) -> np.ndarray | None:
+    """The pixels of an uncompressed single-frame unsigned 8/16-bit greyscale image read straight from the buffer;
+    None where pydicom's decoders must do it. The result equals ``ds.pixel_array`` (checked: no bits set above
+    BitsStored, where pydicom and a plain view could differ), at a fifth of its cost."""
+    if transfer_syntax not in _NATIVE_SYNTAXES or h.get("PixelRepresentation") != 0 or h.get("SamplesPerPixel") != 1:
+        return None
+    bits, stored, rows, cols = (h.get(k) for k in ("BitsAllocated", "BitsStored", "Rows", "Columns"))
+    data = h.get("PixelData")
+    if bits not in (8, 16) or not isinstance(data, bytes) or not all(isinstance(v, int) and v > 0 for v in (stored, rows, cols)):
+        return None
+    length = rows * cols * bits // 8
+    if len(data) not in (length, length + 1) or stored > bits:
+        return None
+    arr = np.frombuffer(data, dtype="<u2" if bits == 16 else "u1", count=rows * cols).reshape(rows, cols)
+    if stored < bits and int(arr.max()) >= 1 << stored:
+        return None
+    return arr.astype(arr.dtype.newbyteorder("="), copy=False)
+
+
+def _first_frame(h: _Header, notes: list[str], transfer_syntax: str) -> np.ndarray:
     from pydicom.pixels import pixel_array
 
-    frames = int(ds.get("NumberOfFrames", 1) or 1)
+    frames = int(h.get("NumberOfFrames", 1) or 1)
     if frames > 1:
         notes.append(f"multi-frame ({frames} frames): first frame used")
-        return pixel_array(ds, index=0)
-    return ds.pixel_array
+        return pixel_array(h.ds, index=0)
+    native = _native_pixels(h, transfer_syntax)
+    return native if native is not None else h.ds.pixel_array
 
 
 def _first_number(value: object) -> float:
     return float(value[0] if hasattr(value, "__len__") and not isinstance(value, str) else value)
 
 
-def _modality(arr: np.ndarray, ds) -> np.ndarray:
+def _modality(arr: np.ndarray, h: _Header) -> np.ndarray:
     """Rescale slope/intercept in float32 (the common case); pydicom's apply_modality_lut for a Modality LUT."""
     from pydicom.pixels import apply_modality_lut
 
-    if "ModalityLUTSequence" in ds or "RescaleSlope" not in ds:
-        return apply_modality_lut(arr, ds)
-    slope, intercept = float(ds.RescaleSlope), float(ds.get("RescaleIntercept", 0.0) or 0.0)
+    if "ModalityLUTSequence" in h or "RescaleSlope" not in h:
+        return apply_modality_lut(arr, h.ds)
+    slope, intercept = float(h.get("RescaleSlope")), float(h.get("RescaleIntercept", 0.0) or 0.0)
     out = arr.astype(np.float32)
     if slope != 1.0:
         out *= np.float32(slope)
@@ -114,30 +184,30 @@ def _modality(arr: np.ndarray, ds) -> np.ndarray:
     return out
 
 
-def _voi(arr: np.ndarray, ds, notes: list[str]) -> np.ndarray:
+def _voi(arr: np.ndarray, h: _Header, notes: list[str]) -> np.ndarray:
     """VOI LUT or window. A LINEAR window (the common case) is computed here in float32, scaled to [0, 1]
     (DICOM PS3.3 C.11.2.1.2.1; the output range does not matter, the cache rescales per image); anything else
     (VOI LUT sequences, SIGMOID, LINEAR_EXACT) goes to pydicom's ``apply_voi_lut``."""
     from pydicom.pixels import apply_voi_lut
 
-    if "VOILUTSequence" not in ds:
-        if ds.get("WindowWidth") is None or ds.get("WindowCenter") is None:
+    if "VOILUTSequence" not in h:
+        if h.get("WindowWidth") is None or h.get("WindowCenter") is None:
             return arr
         try:
-            center, width = _first_number(ds.WindowCenter), _first_number(ds.WindowWidth)
+            center, width = _first_number(h.get("WindowCenter")), _first_number(h.get("WindowWidth"))
         except (TypeError, ValueError, IndexError):
             notes.append("WindowCenter/WindowWidth unreadable: window ignored")
             return arr
         if width <= 0:  # apply_voi_lut raises on width <= 0 (pydicom#1073)
             notes.append(f"WindowWidth {width:g} <= 0: window ignored")
             return arr
-        if str(ds.get("VOILUTFunction", "LINEAR") or "LINEAR").upper() == "LINEAR":
+        if str(h.get("VOILUTFunction", "LINEAR") or "LINEAR").upper() == "LINEAR":
             if width == 1:
                 return (arr > center - 0.5).astype(np.float32)
             out = (np.asarray(arr, dtype=np.float32) - np.float32(center - 0.5)) / np.float32(width - 1) + 0.5
             return np.clip(out, 0.0, 1.0, out=out)
     try:
-        return apply_voi_lut(arr, ds, index=0, prefer_lut=True)
+        return apply_voi_lut(arr, h.ds, index=0, prefer_lut=True)
     except (ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:
         notes.append(f"VOI LUT/window not applied ({type(exc).__name__})")
         return arr
@@ -162,9 +232,11 @@ def decode_dicom(data: bytes, modalities: tuple[str, ...] | None) -> Decoded:
         raise Reject("not_dicom", scrub(exc)) from None
     except (OSError, EOFError, ValueError, TypeError, KeyError, IndexError, AttributeError, NotImplementedError) as exc:
         raise Reject("unreadable", scrub(exc)) from None
-    if "PixelData" not in ds and "FloatPixelData" not in ds and "DoubleFloatPixelData" not in ds:
-        raise Reject("no_pixel_data", f"SOP class {_text(ds.get('SOPClassUID'))!s}")
-    tags = {name: _text(ds.get(name)) for name in TEXT_TAGS}
+    h = _Header(ds)
+    if "PixelData" not in h and "FloatPixelData" not in h and "DoubleFloatPixelData" not in h:
+        raise Reject("no_pixel_data", f"SOP class {_text(h.get('SOPClassUID'))!s}")
+    tags = {name: _text(h.get(name)) for name in TEXT_TAGS}
+    transfer_syntax = str(ds.file_meta.get("TransferSyntaxUID", ""))
     modality = tags["Modality"].upper()
     if modalities is not None and modality and modality not in modalities:
         raise Reject("wrong_modality", f"Modality {modality!r} is not one of {list(modalities)}")
@@ -172,7 +244,7 @@ def decode_dicom(data: bytes, modalities: tuple[str, ...] | None) -> Decoded:
     if not modality:
         notes.append("no Modality tag")
     try:
-        arr = _first_frame(ds, notes)
+        arr = _first_frame(h, notes, transfer_syntax)
     except (ValueError, TypeError, RuntimeError, NotImplementedError, AttributeError, KeyError, IndexError,
             EOFError, OSError, MemoryError) as exc:
         message = str(exc).lower()
@@ -182,7 +254,7 @@ def decode_dicom(data: bytes, modalities: tuple[str, ...] | None) -> Decoded:
     stored_hash = pixel_hash(arr)
     photometric = tags["PhotometricInterpretation"].upper()
     if arr.ndim == 3:
-        if int(ds.get("SamplesPerPixel", 1) or 1) > 1:
+        if int(h.get("SamplesPerPixel", 1) or 1) > 1:
             notes.append(f"{photometric or 'colour'} converted to grey")
             arr = to_grey(arr.astype(np.float32))
         else:
@@ -192,29 +264,30 @@ def decode_dicom(data: bytes, modalities: tuple[str, ...] | None) -> Decoded:
     elif photometric in ("PALETTE COLOR",):
         notes.append("palette colour image read as indices")
     if photometric.startswith("MONOCHROME"):
-        arr = _voi(_modality(arr, ds), ds, notes)
+        arr = _voi(_modality(arr, h), h, notes)
     pixels = np.asarray(arr, dtype=np.float32)
-    inverse_lut = _text(ds.get("PresentationLUTShape")).upper() == "INVERSE"
+    inverse_lut = _text(h.get("PresentationLUTShape")).upper() == "INVERSE"
     if photometric == "MONOCHROME1" or (photometric == "MONOCHROME2" and inverse_lut):
         pixels = pixels.max() + pixels.min() - pixels
         notes.append(f"{'MONOCHROME1' if photometric == 'MONOCHROME1' else 'Presentation LUT INVERSE'} inverted")
     check_pixels(pixels)
-    spacing, spacing_source = _spacing(ds)
-    patient_id = _text(ds.get("PatientID")) or None  # only ever stored as a salted hash (fields.patient_key)
+    spacing, spacing_source = _spacing(h)
+    patient_id = _text(h.get("PatientID")) or None  # only ever stored as a salted hash (fields.patient_key)
     return Decoded(
         pixels=pixels, tags=tags, patient_id=patient_id, notes=notes, spacing_mm=spacing,
-        spacing_source=spacing_source, transfer_syntax=str(ds.file_meta.get("TransferSyntaxUID", "")),
-        bits_stored=int(ds.get("BitsStored", 0) or 0), pixel_sha256=stored_hash,
+        spacing_source=spacing_source, transfer_syntax=transfer_syntax,
+        bits_stored=int(h.get("BitsStored", 0) or 0), pixel_sha256=stored_hash,
     )
 
 
 def check_pixels(pixels: np.ndarray) -> None:
     if pixels.ndim != 2 or min(pixels.shape) < 2:
         raise Reject("not_2d", f"pixel array shape {pixels.shape}")
-    if not np.isfinite(pixels).all():
+    low, high = float(pixels.min()), float(pixels.max())
+    if not (math.isfinite(low) and math.isfinite(high)):  # min/max propagate NaN: no separate isfinite pass
         raise Reject("non_finite", "NaN or infinite pixel values")
-    if float(pixels.max()) == float(pixels.min()):
-        raise Reject("constant_image", f"every pixel is {float(pixels.min())!r} (a silent decoder failure?)")
+    if high == low:
+        raise Reject("constant_image", f"every pixel is {low!r} (a silent decoder failure?)")
 
 
 def decode_image(data: bytes) -> Decoded:
