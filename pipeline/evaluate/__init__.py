@@ -72,7 +72,7 @@ def run(
 
     from pipeline.cache import ImageCache
     from pipeline.errors import ConfigError
-    from pipeline.evaluate.history import aggregate_models, summarise_history
+    from pipeline.evaluate.history import aggregate_models, summarise_history, value_at_step
     from pipeline.evaluate.inputs import predict_proba
     from pipeline.evaluate.models import collect_models, read_history
     from pipeline.evaluate.scoring import GroupScorer, score_frame
@@ -105,6 +105,7 @@ def run(
             scorer = GroupScorer(threshold=threshold, selection_rule=entry.selection_rule, split=split,
                                  n_bootstrap=n_bootstrap, seed=seed)
             predicted = prob >= threshold
+            history = read_history(entry.model_dir)
             models[entry.name] = {
                 **entry.describe(),
                 "split": split,
@@ -113,7 +114,9 @@ def run(
                 "protocol": f"selection={entry.selection_rule}; split={split}; threshold={source}",
                 "constant_predictor": bool(predicted.all() or not predicted.any()),
                 **score_frame(evaluated, prob, scorer),
-                "history": summarise_history(read_history(entry.model_dir), last_k),  # the run's last evaluations
+                "history": summarise_history(history, last_k),  # the run's last evaluations
+                # training-domain validation accuracy of this very checkpoint (the report's "training sites")
+                "val_acc_at_step": value_at_step(history, entry.step, "val_acc"),
             }
         baseline = _baseline(frame, evaluated, split=split, n_bootstrap=n_bootstrap, seed=seed)
         metrics = {

@@ -33,6 +33,14 @@ def summarise_history(rows: list[dict[str, Any]], last_k: int = 5, up_to_step: i
     }
 
 
+def value_at_step(rows: list[dict[str, Any]], step: int | None, key: str) -> float | None:
+    """``key`` of the evaluation line logged at ``step`` (None when the run logged none there)."""
+    for row in rows:
+        if step is not None and row.get("step") == step and row.get(key) is not None:
+            return row[key]
+    return None
+
+
 def _mean_std(values: list[float]) -> dict[str, float] | None:
     arr = np.asarray([v for v in values if v is not None and np.isfinite(v)], dtype=np.float64)
     if arr.size == 0:

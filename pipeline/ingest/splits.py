@@ -85,7 +85,9 @@ def assign_splits(frame: pd.DataFrame, config: SplitConfig) -> SplitResult:
 
     labels = frame["label"].to_numpy()
     domains = frame["domain"].astype(str).to_numpy()
-    keys = frame["patient_key"].astype(str).to_numpy()
+    # Units are ordered by their smallest pixel hash: independent of file order and of the random patient salt,
+    # so the same images give the same split on every fresh ingest (the patient key changes with the salt).
+    keys = frame["pixel_sha256"].astype(str).to_numpy()
     members_by_root: dict[int, list[int]] = {}
     for pos in range(n):
         if unit_role[roots[pos]] == "train" and roles[pos] == "train":
@@ -98,7 +100,7 @@ def assign_splits(frame: pd.DataFrame, config: SplitConfig) -> SplitResult:
     rng = np.random.default_rng(config.seed)
     val_roots: set[int] = set()
     for stratum in sorted(strata):
-        units = sorted(strata[stratum])  # by patient key: independent of file order
+        units = sorted(strata[stratum])
         order = rng.permutation(len(units))
         n_val = int(np.floor(config.holdout * len(units) + 0.5))
         val_roots.update(units[i][1] for i in order[:n_val])

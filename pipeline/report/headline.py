@@ -4,9 +4,7 @@ summary and the demo's ``summary.json``.
 
 from __future__ import annotations
 
-import json
 import math
-from pathlib import Path
 from typing import Any
 
 from pipeline.report.shortcut_audit import shortcut_share
@@ -39,18 +37,10 @@ def spread(values: list[Any]) -> dict[str, Any]:
 
 
 def val_at_step(entry: dict[str, Any]) -> Any:
-    """Pooled training-domain validation accuracy of the evaluated checkpoint itself (its step's history line);
-    falls back to the mean over the run's last evaluations when the run directory is not readable."""
-    step, directory = entry.get("step"), entry.get("model_dir")
-    path = Path(directory) / "history.jsonl" if isinstance(directory, str) else None
-    if step is not None and path is not None and path.is_file():
-        for line in path.read_text(encoding="utf-8").splitlines():
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if record.get("step") == step and is_number(record.get("val_acc")):
-                return record["val_acc"]
+    """Pooled training-domain validation accuracy of the evaluated checkpoint itself (evaluate reads it from the
+    run's history); the mean over the run's last evaluations when the run logged none at that step."""
+    if is_number(entry.get("val_acc_at_step")):
+        return entry["val_acc_at_step"]
     return ((entry.get("history") or {}).get("val_acc") or {}).get("mean")
 
 

@@ -3,7 +3,7 @@ import pandas as pd
 import pytest
 
 from pipeline.evaluate.baseline import MetadataBaseline
-from pipeline.evaluate.history import aggregate_models, summarise_history
+from pipeline.evaluate.history import aggregate_models, summarise_history, value_at_step
 from pipeline.evaluate.scoring import GroupScorer, score_frame, shortcut_conflict
 
 
@@ -61,6 +61,13 @@ def test_summarise_history_averages_last_evaluations_up_to_selected_step():
     assert out["test_acc"]["mean"] == pytest.approx(0.25)
     assert out["test_conflict_acc"] is None
     assert summarise_history([{"step": 1, "loss": 0.3}]) is None
+
+
+def test_value_at_step_reads_the_evaluation_line_of_that_step_only():
+    rows = [{"step": 20, "loss": 0.4}, {"step": 20, "val_acc": 0.7}, {"step": 30, "val_acc": 0.8}]
+    assert value_at_step(rows, 20, "val_acc") == 0.7
+    assert value_at_step(rows, 25, "val_acc") is None
+    assert value_at_step(rows, None, "val_acc") is None
 
 
 def test_aggregate_models_groups_by_algorithm_and_rule():

@@ -49,6 +49,14 @@ def test_assign_splits_same_seed_same_split_other_seed_differs():
     assert first.equals(again) and not first.equals(other)
 
 
+def test_assign_splits_other_patient_salt_same_split():
+    frame = _frame()
+    first = assign_splits(frame, CONFIG).split
+    resalted = frame.assign(patient_key="x" + frame["patient_key"].str[::-1])  # what a new salt does to the keys
+    shuffled = resalted.sample(frac=1.0, random_state=5)
+    assert first.equals(assign_splits(shuffled, CONFIG).split.sort_index())
+
+
 def test_assign_splits_duplicate_pixels_under_two_patients_share_a_split():
     frame = _frame(n_patients=100, images_per_patient=1)
     train_rows = frame.index[frame.site == "a"][:10]
