@@ -11,6 +11,7 @@ Usage::
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import importlib.metadata
 import json
@@ -115,14 +116,19 @@ def content_hash(path: str | Path, max_files: int = 20000) -> str:
     return digest.hexdigest()
 
 
-def package_versions() -> dict[str, str]:
+@functools.cache  # read once per process: the metadata lookup costs ~10 ms, and a process runs several stages
+def _installed_versions() -> tuple[tuple[str, str], ...]:
     versions = {"python": platform.python_version()}
     for name in TRACKED_PACKAGES:
         try:
             versions[name] = importlib.metadata.version(name)
         except importlib.metadata.PackageNotFoundError:
             continue
-    return versions
+    return tuple(versions.items())
+
+
+def package_versions() -> dict[str, str]:
+    return dict(_installed_versions())
 
 
 def git_commit() -> str | None:
@@ -158,12 +164,15 @@ class StageRecord:
         config: Any = None,
         seed: int | None = None,
         inputs: Mapping[str, str | Path] | None = None,
+        input_hashes: Mapping[str, str] | None = None,
     ) -> None:
+        """``input_hashes``: hashes the stage already computed for some of ``inputs`` (by name), not recomputed."""
         self.stage = stage
         self.out_dir = Path(out_dir)
         self.config = config
         self.seed = seed
         self.inputs = dict(inputs or {})
+        self.input_hashes = dict(input_hashes or {})
         self.extra: dict[str, Any] = {}
         self._t0 = 0.0
         self._started = ""
@@ -187,7 +196,9 @@ class StageRecord:
             "started": self._started,
             "finished": _now(),
             "seconds": round(time.perf_counter() - self._t0, 3),
-            "inputs": {k: {"path": str(v), "hash": content_hash(v)} for k, v in self.inputs.items()},
+            "inputs": {
+                k: {"path": str(v), "hash": self.input_hashes.get(k) or content_hash(v)} for k, v in self.inputs.items()
+            },
             "versions": package_versions(),
             "git_commit": git_commit(),
             "command": sys.argv,

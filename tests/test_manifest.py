@@ -1,3 +1,4 @@
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -50,6 +51,12 @@ def test_domain_values_join_columns_and_unknown_column_is_error():
     assert domain_values(frame, ("site", "position")).tolist()[:2] == ["east|erect", "north|erect"]
     with pytest.raises(DataError, match="hospital"):
         domain_values(frame, ("hospital",))
+
+
+def test_domain_values_missing_values_read_unknown_and_numbers_as_text():
+    frame = pd.DataFrame({"site": ["east", None, np.nan], "age_years": [45.0, np.nan, 7.0]})
+    assert domain_values(frame, ("site",)).tolist() == ["east", "unknown", "unknown"]
+    assert domain_values(frame, ("site", "age_years")).tolist() == ["east|45.0", "unknown|unknown", "unknown|7.0"]
 
 
 def test_read_manifest_missing_file_says_run_ingest(tmp_path):

@@ -51,3 +51,17 @@ def test_atomic_path_failure_leaves_no_file_and_no_temporary(tmp_path):
         raise RuntimeError("boom")
     assert not target.exists()
     assert list(tmp_path.iterdir()) == []
+
+
+def test_stage_record_uses_hashes_the_stage_already_has_and_hashes_the_rest(tmp_path):
+    from pipeline.stage import StageRecord, content_hash, read_stage
+
+    source, table = tmp_path / "source", tmp_path / "table.csv"
+    source.mkdir()
+    table.write_text("a,b\n1,2\n", encoding="utf-8")
+    with StageRecord("ingest", tmp_path / "out", inputs={"source": source, "table": table},
+                     input_hashes={"source": "listing-digest"}):
+        pass
+    inputs = read_stage(tmp_path / "out")["inputs"]
+    assert inputs["source"] == {"path": str(source), "hash": "listing-digest"}
+    assert inputs["table"]["hash"] == content_hash(table)

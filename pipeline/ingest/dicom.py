@@ -46,7 +46,7 @@ class Reject(Exception):
 
 @dataclass
 class Decoded:
-    pixels: np.ndarray  # float32 (rows, cols), bright = dense
+    pixels: np.ndarray | None  # float32 (rows, cols), bright = dense; None once the cache has it (ingest workers)
     tags: dict[str, str] = field(default_factory=dict)
     patient_id: str | None = None
     notes: list[str] = field(default_factory=list)
@@ -55,6 +55,7 @@ class Decoded:
     transfer_syntax: str = ""
     bits_stored: int = 0
     pixel_sha256: str = ""  # of the stored pixel values (before any LUT): equal for exact duplicate images
+    pixel_range: tuple[np.float32, np.float32] | None = None  # (min, max) of ``pixels``, known from the checks
 
 
 # Uncompressed little-endian syntaxes whose single-frame unsigned pixels are a plain buffer (see _native_pixels)
@@ -204,7 +205,10 @@ def _voi(arr: np.ndarray, h: _Header, notes: list[str]) -> np.ndarray:
         if str(h.get("VOILUTFunction", "LINEAR") or "LINEAR").upper() == "LINEAR":
             if width == 1:
                 return (arr > center - 0.5).astype(np.float32)
-            out = (np.asarray(arr, dtype=np.float32) - np.float32(center - 0.5)) / np.float32(width - 1) + 0.5
+            # one new array, then in place: the same float32 arithmetic as ((x - c') / w' + 0.5) without temporaries
+            out = np.subtract(arr, np.float32(center - 0.5), dtype=np.float32)
+            out /= np.float32(width - 1)
+            out += np.float32(0.5)
             return np.clip(out, 0.0, 1.0, out=out)
     try:
         return apply_voi_lut(arr, h.ds, index=0, prefer_lut=True)
@@ -268,26 +272,34 @@ def decode_dicom(data: bytes, modalities: tuple[str, ...] | None) -> Decoded:
     pixels = np.asarray(arr, dtype=np.float32)
     inverse_lut = _text(h.get("PresentationLUTShape")).upper() == "INVERSE"
     if photometric == "MONOCHROME1" or (photometric == "MONOCHROME2" and inverse_lut):
-        pixels = pixels.max() + pixels.min() - pixels
+        pixels = _inverted(pixels)
         notes.append(f"{'MONOCHROME1' if photometric == 'MONOCHROME1' else 'Presentation LUT INVERSE'} inverted")
-    check_pixels(pixels)
+    low, high = check_pixels(pixels)
     spacing, spacing_source = _spacing(h)
     patient_id = _text(h.get("PatientID")) or None  # only ever stored as a salted hash (fields.patient_key)
     return Decoded(
         pixels=pixels, tags=tags, patient_id=patient_id, notes=notes, spacing_mm=spacing,
         spacing_source=spacing_source, transfer_syntax=transfer_syntax,
-        bits_stored=int(h.get("BitsStored", 0) or 0), pixel_sha256=stored_hash,
+        bits_stored=int(h.get("BitsStored", 0) or 0), pixel_sha256=stored_hash, pixel_range=(low, high),
     )
 
 
-def check_pixels(pixels: np.ndarray) -> None:
+def _inverted(pixels: np.ndarray) -> np.ndarray:
+    """max + min - pixels (bright = dense for MONOCHROME1), in place when the array is ours to change."""
+    total = pixels.max() + pixels.min()
+    return np.subtract(total, pixels, out=pixels) if pixels.flags.writeable else total - pixels
+
+
+def check_pixels(pixels: np.ndarray) -> tuple[np.float32, np.float32]:
+    """Reject what cannot be an image; returns (min, max), which the cache scaling reuses instead of a second pass."""
     if pixels.ndim != 2 or min(pixels.shape) < 2:
         raise Reject("not_2d", f"pixel array shape {pixels.shape}")
-    low, high = float(pixels.min()), float(pixels.max())
+    low, high = pixels.min(), pixels.max()
     if not (math.isfinite(low) and math.isfinite(high)):  # min/max propagate NaN: no separate isfinite pass
         raise Reject("non_finite", "NaN or infinite pixel values")
     if high == low:
-        raise Reject("constant_image", f"every pixel is {low!r} (a silent decoder failure?)")
+        raise Reject("constant_image", f"every pixel is {float(low)!r} (a silent decoder failure?)")
+    return low, high
 
 
 def decode_image(data: bytes) -> Decoded:
@@ -309,8 +321,9 @@ def decode_image(data: bytes) -> Decoded:
         notes.append(f"{mode} converted to grey")
         arr = to_grey(arr.astype(np.float32))
     pixels = arr.astype(np.float32)
-    check_pixels(pixels)
-    return Decoded(pixels=pixels, notes=notes, bits_stored=16 if pixels.max() > 255 else 8, pixel_sha256=stored_hash)
+    low, high = check_pixels(pixels)
+    return Decoded(pixels=pixels, notes=notes, bits_stored=16 if high > 255 else 8, pixel_sha256=stored_hash,
+                   pixel_range=(low, high))
 
 
 def decode_any(path: Path, data: bytes, modalities: tuple[str, ...] | None) -> Decoded:

@@ -7,21 +7,31 @@ Everything else is an image candidate; the decoder decides whether it really is 
 
 from __future__ import annotations
 
+import hashlib
+import os
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
+from stat import S_ISREG
 
 from pipeline.ingest.dicom import IMAGE_SUFFIXES
 from pipeline.regions import LESION_MASK_SUFFIX, LUNG_MASK_SUFFIX, SHORTCUT_MASK_SUFFIX
 
 MASK_KINDS = {LUNG_MASK_SUFFIX: "lung", SHORTCUT_MASK_SUFFIX: "shortcut", LESION_MASK_SUFFIX: "lesion"}
+_MASK_SUFFIXES = tuple(MASK_KINDS)
 _STRIPPED_SUFFIXES = (".dcm", ".dicom", ".dic", *IMAGE_SUFFIXES)
 
 
 @dataclass
 class Candidate:
-    path: Path
-    relative: str  # posix path relative to the source root
-    masks: dict[str, Path] = field(default_factory=dict)  # kind (lung|shortcut|lesion) -> mask file
+    """One image file and the masks beside it. Paths are strings (a pathlib.Path per file costs more than the rest of
+    discovery): ``path`` and ``masks`` to open, ``relative`` and ``mask_relative`` (posix, under the source root)
+    for the manifest and rejects."""
+
+    path: str
+    relative: str
+    masks: dict[str, str] = field(default_factory=dict)  # kind (lung|shortcut|lesion) -> mask file
+    mask_relative: dict[str, str] = field(default_factory=dict)
 
 
 def image_base(name: str) -> str:
@@ -35,40 +45,79 @@ def image_base(name: str) -> str:
 
 def mask_kind(name: str) -> tuple[str, str] | None:
     """(kind, base) of a mask file name, or None when it is not a mask."""
+    if not name.endswith(_MASK_SUFFIXES):
+        return None
     for suffix, kind in MASK_KINDS.items():
         if name.endswith(suffix):
             return kind, name[: -len(suffix)]
     return None
 
 
-def discover(root: Path) -> tuple[list[Candidate], list[Path]]:
+@dataclass(frozen=True)
+class SourceListing:
+    """Every regular file under ``root`` (links to files followed, links to folders not: as ``Path.rglob``), as
+    relative parts in pathlib's order with their sizes and mtimes. Listed once per ingest: the reuse check, the
+    discovery of images and stage.json's input hash all read it."""
+
+    root: Path
+    files: tuple[tuple[tuple[str, ...], int, int], ...]  # (relative parts, size, mtime_ns)
+
+    @classmethod
+    def of(cls, root: Path) -> SourceListing:
+        files = []
+        for folder, _, names in os.walk(root):
+            parts = Path(folder).relative_to(root).parts
+            for name in names:
+                try:
+                    stat = os.stat(os.path.join(folder, name))
+                except OSError:  # a dangling link: not a file
+                    continue
+                if S_ISREG(stat.st_mode):
+                    files.append(((*parts, name), stat.st_size, stat.st_mtime_ns))
+        return cls(root, tuple(sorted(files, key=lambda item: item[0])))
+
+    @cached_property
+    def digest(self) -> str:
+        """Names, sizes and mtimes of every file (no cap: a changed 20001st file must count too)."""
+        digest = hashlib.sha256()
+        for parts, size, mtime_ns in self.files:
+            digest.update(f"{'/'.join(parts)}|{size}|{mtime_ns}\n".encode())
+        return digest.hexdigest()
+
+
+def discover(root: Path, listing: SourceListing | None = None) -> tuple[list[Candidate], list[Path]]:
     """Image candidates sorted by relative path, and orphan masks (no image beside them)."""
-    files = sorted(p for p in root.rglob("*") if p.is_file())
+    listing = listing if listing is not None else SourceListing.of(root)
+    prefix = os.path.join(str(root), "")
     candidates: list[Candidate] = []
-    by_base: dict[tuple[Path, str], Candidate] = {}
-    masks: list[tuple[Path, str, str]] = []
-    for path in files:
-        kind = mask_kind(path.name)
+    by_base: dict[tuple[tuple[str, ...], str], Candidate] = {}
+    masks: list[tuple[str, tuple[str, ...], str, str]] = []
+    for parts, _, _ in listing.files:
+        name, folder, relative = parts[-1], parts[:-1], "/".join(parts)
+        kind = mask_kind(name)
         if kind is not None:
-            masks.append((path, *kind))
+            masks.append((relative, folder, *kind))
             continue
-        candidate = Candidate(path=path, relative=path.relative_to(root).as_posix())
+        candidate = Candidate(path=prefix + relative.replace("/", os.sep), relative=relative)
         candidates.append(candidate)
-        by_base.setdefault((path.parent, image_base(path.name)), candidate)
+        by_base.setdefault((folder, image_base(name)), candidate)
     orphans = []
-    for path, kind, base in masks:
-        owner = by_base.get((path.parent, base))
+    for relative, folder, kind, base in masks:
+        owner = by_base.get((folder, base))
         if owner is None:
-            orphans.append(path)
+            orphans.append(root / relative)
         else:
-            owner.masks[kind] = path
+            owner.masks[kind] = prefix + relative.replace("/", os.sep)
+            owner.mask_relative[kind] = relative
     return candidates, orphans
 
 
-def pair_counterfactuals(candidates: list[Candidate], root: Path | None) -> dict[str, Candidate]:
+def pair_counterfactuals(
+    candidates: list[Candidate], root: Path | None, listing: SourceListing | None = None
+) -> dict[str, Candidate]:
     """relative path -> the counterfactual image with the same relative path under ``root`` (with its masks)."""
     if root is None or not root.is_dir():
         return {}
-    found, _ = discover(root)
+    found, _ = discover(root, listing)
     by_relative = {c.relative: c for c in found}
     return {c.relative: by_relative[c.relative] for c in candidates if c.relative in by_relative}

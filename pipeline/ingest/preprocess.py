@@ -11,6 +11,7 @@ writes its arrays into the memory-mapped cache row itself and returns only the s
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import os
 from collections.abc import Iterator
@@ -50,7 +51,7 @@ class Processed:
     ok: bool
     reason: str = ""
     detail: str = ""
-    decoded: Decoded | None = None  # pixels dropped (set to an empty array) before returning to the parent
+    decoded: Decoded | None = None  # pixels dropped (set to None) before returning to the parent
     image: np.ndarray | None = None
     masks: dict[str, np.ndarray] = field(default_factory=dict)  # empty once stored in the cache
     mask_kinds: tuple[str, ...] = ()  # the masks that were usable (sorted), stored or not
@@ -120,9 +121,24 @@ def _nearest_index(n_in: int, n_out: int) -> np.ndarray:
     return np.minimum(np.floor(np.arange(n_out, dtype=np.float32) * scale).astype(np.int64), n_in - 1)
 
 
-def to_cache_image(pixels: np.ndarray, task: Task) -> np.ndarray:
-    """Per-image min-max to [0, 1] (MONAI ``ScaleIntensity``), crop/pad, area resize, float16."""
-    low, high = pixels.min(), pixels.max()
+@functools.lru_cache(maxsize=64)
+def _nearest_plan(n_in: int, n_out: int) -> slice | np.ndarray:
+    """:func:`_nearest_index` as a slice when it is a plain stride (256 -> 128: every second pixel), so that the
+    pick is a view instead of a copy; the index array otherwise."""
+    index = _nearest_index(n_in, n_out)
+    step = int(index[1] - index[0]) if n_out > 1 else 1
+    if index[0] == 0 and step >= 1 and np.array_equal(index, np.arange(n_out) * step):
+        return slice(0, step * (n_out - 1) + 1, step)
+    index.flags.writeable = False  # shared by every call with these sizes
+    return index
+
+
+def to_cache_image(
+    pixels: np.ndarray, task: Task, pixel_range: tuple[np.float32, np.float32] | None = None
+) -> np.ndarray:
+    """Per-image min-max to [0, 1] (MONAI ``ScaleIntensity``), crop/pad, area resize, float16. ``pixel_range``:
+    the (min, max) of float32 ``pixels`` when the decoder already knows them."""
+    low, high = pixel_range if pixel_range is not None else (pixels.min(), pixels.max())
     if high > low:  # one pass into a new array instead of copy, subtract, divide
         scaled = np.subtract(pixels[None], low, dtype=np.float32)
         scaled /= np.float32(high - low)
@@ -133,59 +149,85 @@ def to_cache_image(pixels: np.ndarray, task: Task) -> np.ndarray:
     return np.clip(out[0], 0.0, 1.0).astype(np.float16)
 
 
+def _mask_values(mask: np.ndarray, kind: str) -> np.ndarray:
+    """The values the cache keeps: 0/1 for lungs and lesions (any non-zero pixel is inside), the label codes of a
+    shortcut mask. Pixel-wise, so it commutes with the nearest-neighbour pick."""
+    if kind == "shortcut":
+        return mask.astype(np.uint8)
+    return (mask > 0).view(np.uint8)
+
+
 def to_cache_masks(masks: dict[str, np.ndarray], task: Task) -> dict[str, np.ndarray]:
-    """All masks of one image in one pass (stacked as channels): crop/pad, nearest-neighbour index map."""
+    """All masks of one image (each as read, all of one shape): cache values, crop/pad, nearest-neighbour resize.
+    Without crop/pad the resize picks pixels first and maps the values of the picked quarter only."""
     if not masks:
         return {}
     kinds = sorted(masks)
-    stacked = np.stack([masks[k] for k in kinds])
-    steps = _pad_crop(stacked.shape[1:], task.aspect, task.crop_fraction)
-    if steps:
-        stacked = _apply(steps, stacked.astype(np.float32)).round().astype(np.uint8)
-    out = np.take(np.take(stacked, _nearest_index(stacked.shape[1], task.size), axis=1),
-                  _nearest_index(stacked.shape[2], task.size), axis=2)
-    return {kind: out[i] for i, kind in enumerate(kinds)}
+    shape = masks[kinds[0]].shape
+    steps = _pad_crop(shape, task.aspect, task.crop_fraction)
+    if steps:  # stacked as channels: one pass of MONAI's crop/pad for all of them
+        stacked = np.stack([_mask_values(masks[k], k) for k in kinds]).astype(np.float32)
+        stacked = _apply(steps, stacked).round().astype(np.uint8)
+        masks, shape = dict(zip(kinds, stacked, strict=True)), stacked.shape[1:]
+    rows, cols = _nearest_plan(shape[0], task.size), _nearest_plan(shape[1], task.size)
+    return {kind: np.ascontiguousarray(_mask_values(masks[kind][rows][:, cols], kind)) for kind in kinds}
 
 
-def _read_mask(path: str, kind: str) -> np.ndarray:
+def _read_mask(path: str) -> np.ndarray:
+    """The mask as stored (first channel of a colour file); :func:`_mask_values` maps it later."""
     from PIL import Image
 
     with Image.open(path, formats=_MASK_FORMATS) as image:
         arr = np.asarray(image)
-    if arr.ndim == 3:
-        arr = arr[..., 0]
-    if kind == "shortcut":  # label-coded: keep the codes
-        return arr.astype(np.uint8)
-    return (arr > 0).astype(np.uint8)
+    return arr[..., 0] if arr.ndim == 3 else arr
 
 
-_OPEN_ARRAYS: dict[str, np.ndarray] = {}
+_OPEN_ROWS: dict[str, tuple[int, int, int, np.dtype, tuple[int, ...]]] = {}
 _MASK_ARRAYS = {"lung": "lung_masks", "shortcut": "shortcut_masks", "lesion": "lesion_masks"}
 
 
-def _cache_array(cache_dir: str, name: str) -> np.ndarray:
+def _row_file(cache_dir: str, name: str) -> tuple[int, int, int, np.dtype, tuple[int, ...]]:
+    """(fd, offset of row 0, bytes per row, dtype, row shape) of a cache ``.npy`` file, opened once per process."""
     path = os.path.join(cache_dir, f"{name}.npy")
-    array = _OPEN_ARRAYS.get(path)
-    if array is None:
-        array = _OPEN_ARRAYS[path] = np.load(path, mmap_mode="r+")
-    return array
+    entry = _OPEN_ROWS.get(path)
+    if entry is None:
+        with open(path, "rb") as handle:
+            version = np.lib.format.read_magic(handle)
+            read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            shape, _, dtype = read_header(handle)
+            offset = handle.tell()
+        row_shape = tuple(shape[1:])
+        entry = (os.open(path, os.O_WRONLY), offset, int(np.prod(row_shape)) * dtype.itemsize, dtype, row_shape)
+        _OPEN_ROWS[path] = entry
+    return entry
+
+
+def _write_row(cache_dir: str, name: str, row: int, array: np.ndarray) -> None:
+    """One row of a cache array written with pwrite: the parent reads it through its memory map of the same file
+    (one page cache), and a worker's own fresh mapping would take a page fault for every 4 KB it writes."""
+    fd, offset, row_bytes, dtype, row_shape = _row_file(cache_dir, name)
+    data = np.ascontiguousarray(array, dtype=dtype)
+    if data.shape != row_shape:
+        raise ValueError(f"cache row for {name} must have shape {row_shape}, got {data.shape}")
+    if os.pwrite(fd, data, offset + row * row_bytes) != row_bytes:
+        raise OSError(f"short write into {name}.npy row {row}")
 
 
 def release_cache_arrays() -> None:
-    """Unmap the cache files a serial ingest opened here (the parent compacts and truncates them next)."""
-    _OPEN_ARRAYS.clear()
+    """Close the cache files a serial ingest opened here (the parent compacts and truncates them next)."""
+    for fd, *_ in _OPEN_ROWS.values():
+        os.close(fd)
+    _OPEN_ROWS.clear()
 
 
 def _store(task: Task, result: Processed) -> None:
-    """Write the image and its masks into row ``task.row`` of the memory-mapped cache (a shared file mapping: the
-    parent sees the rows without any copy)."""
+    """Write the image and its masks into row ``task.row`` of the cache files."""
     prefix = task.array_prefix
-    _cache_array(task.cache_dir, f"{prefix}images")[task.row] = result.image
+    _write_row(task.cache_dir, f"{prefix}images", task.row, result.image)
     for kind, mask in result.masks.items():
-        name = f"{prefix}{_MASK_ARRAYS[kind]}"
         if prefix and kind == "lesion":  # counterfactuals keep lung and shortcut masks only
             continue
-        _cache_array(task.cache_dir, name)[task.row] = mask
+        _write_row(task.cache_dir, f"{prefix}{_MASK_ARRAYS[kind]}", task.row, mask)
     result.image, result.masks, result.stored = None, {}, True
 
 
@@ -240,11 +282,11 @@ def _process(task: Task) -> Processed:
         source_sha256=hashlib.sha256(data).hexdigest(),
         pixel_sha256=decoded.pixel_sha256,
     )
-    result.image = to_cache_image(pixels, task)
+    result.image = to_cache_image(pixels, task, decoded.pixel_range)
     masks: dict[str, np.ndarray] = {}
     for kind, mask_path in sorted(task.masks.items()):
         try:
-            mask = _read_mask(mask_path, kind)
+            mask = _read_mask(mask_path)
         except (OSError, ValueError, SyntaxError) as exc:
             result.rejected_masks.append((mask_path, "unreadable_mask", scrub(exc)))
             continue
@@ -260,5 +302,6 @@ def _process(task: Task) -> Processed:
         _store(task, result)
     if task.counterfactual is not None:
         result.counterfactual = _process(task.counterfactual)
-    decoded.pixels = np.empty((0, 0), dtype=np.float32)  # the parent needs the arrays above, not the raw pixels
+    # the parent needs the arrays above, not the pixels; numpy objects also cost more to pickle than the rest
+    decoded.pixels, decoded.pixel_range = None, None
     return result

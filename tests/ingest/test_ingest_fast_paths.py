@@ -89,6 +89,25 @@ def test_to_cache_masks_match_monai_nearest_resize(shape, size, aspect):
             np.testing.assert_array_equal(ours[kind], reference)
 
 
+@pytest.mark.parametrize(("shape", "size"), [((64, 64), 32), ((60, 48), 25)])
+def test_to_cache_masks_map_stored_values_binary_to_0_1_and_keep_shortcut_codes(shape, size):
+    """Masks arrive as stored: 0/255 8-bit, 1-bit (bool), 16-bit; lungs and lesions become 0/1, codes stay."""
+    rng = np.random.default_rng(2)
+    inside = rng.random(shape) > 0.5
+    codes = rng.integers(0, 6, shape).astype(np.uint8)
+    stored = {"lung": inside.astype(np.uint8) * 255, "lesion": inside.astype(np.uint16) * 300, "shortcut": codes}
+    as_values = {"lung": inside.astype(np.uint8), "lesion": inside.astype(np.uint8), "shortcut": codes}
+    task = _task(size)
+    with worker_settings():
+        ours, reference = to_cache_masks(stored, task), to_cache_masks(as_values, task)
+        from_bool = to_cache_masks({"lung": inside}, task)
+    for kind in stored:
+        assert ours[kind].dtype == np.uint8 and ours[kind].flags.c_contiguous
+        np.testing.assert_array_equal(ours[kind], reference[kind])
+    np.testing.assert_array_equal(from_bool["lung"], reference["lung"])
+    assert set(np.unique(ours["lung"])) <= {0, 1}
+
+
 def test_process_writes_rows_into_the_cache_arrays(tmp_path):
     from pipeline.ingest.cache_writer import CacheWriter
     from pipeline.ingest.preprocess import process, release_cache_arrays
