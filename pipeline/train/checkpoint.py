@@ -38,11 +38,12 @@ def capture_rng_state() -> dict[str, Any]:
 
 
 def restore_rng_state(state: dict[str, Any]) -> None:
-    torch.set_rng_state(state["torch"])
+    # generator states must be CPU byte tensors; a checkpoint loaded with map_location="cuda" moved them to the GPU
+    torch.set_rng_state(state["torch"].cpu())
     np.random.set_state(state["numpy"])
     random.setstate(state["python"])
     if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
 
 
 def save_checkpoint(out: str | Path, *, algorithm: torch.nn.Module, step: int, loaders: dict, history: list,
