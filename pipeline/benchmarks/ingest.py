@@ -3,7 +3,7 @@ images, 256 -> 128 px, 2 workers) against a bare ``pydicom.dcmread(...).pixel_ar
 the overhead of ingest is a ratio.
 
 Ingest does more per image than the bare loop: Modality LUT, window, MONOCHROME1, two hashes, MONAI scaling and
-resizing, three mask PNGs, the manifest, summary and split. Each figure is the best of ``repeats`` runs; the load
+resizing, three mask PNGs, the manifest, summary and split. Each figure is the best of 4 interleaved rounds (1 with --quick); the load
 average is reported because other work on the machine moves these numbers a lot. Removing the previous run's
 outputs is not timed (it is not ingest's work).
 """
@@ -35,19 +35,21 @@ def _cpu_seconds() -> float:
     return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
-def _best(fn, repeats: int, setup=None) -> tuple[float, float]:
-    """(best wall seconds, best CPU seconds) over ``repeats`` calls of ``fn`` (``setup`` runs untimed before each).
-    CPU time does not grow when other work shares the machine, so the CPU-time ratio is the figure to compare
-    between runs on a busy machine."""
-    best_wall = best_cpu = float("inf")
+def _interleaved_best(loops: dict, repeats: int, setup: dict) -> dict[str, tuple[float, float]]:
+    """name -> (best wall seconds, best CPU seconds) over ``repeats`` rounds; each round runs every loop once, in
+    turn, so a machine whose speed drifts (a shared VM) slows them alike (``setup[name]`` runs untimed before it).
+    CPU time grows less than wall time when other work shares the machine: the CPU-time ratio is the figure to
+    compare between runs on a busy machine."""
+    best = {name: (float("inf"), float("inf")) for name in loops}
     for _ in range(repeats):
-        if setup is not None:
-            setup()
-        start, cpu = time.perf_counter(), _cpu_seconds()
-        fn()
-        best_wall = min(best_wall, time.perf_counter() - start)
-        best_cpu = min(best_cpu, _cpu_seconds() - cpu)
-    return best_wall, best_cpu
+        for name, fn in loops.items():
+            if name in setup:
+                setup[name]()
+            start, cpu = time.perf_counter(), _cpu_seconds()
+            fn()
+            wall, used = time.perf_counter() - start, _cpu_seconds() - cpu
+            best[name] = (min(best[name][0], wall), min(best[name][1], used))
+    return best
 
 
 def run(quick: bool = False) -> dict:
@@ -62,7 +64,7 @@ def run(quick: bool = False) -> dict:
     torch.set_num_threads(1)
     # the full demo cohort: ingest has fixed costs (listing, pool start, manifest, summary) that a small cohort
     # would mostly measure instead of the per-image work
-    n_per_site, repeats, workers = (20, 1, 2) if quick else (None, 3, 2)
+    n_per_site, repeats, workers = (20, 1, 2) if quick else (None, 4, 2)
     root = Path(tempfile.mkdtemp(prefix="cxr-fishr-bench-ingest-"))
     try:
         cohort = synth(config=REPO / "configs" / "cohort" / "demo.yaml", out=root / "cohort", n_per_site=n_per_site,
@@ -86,9 +88,9 @@ def run(quick: bool = False) -> dict:
                    config=config, size=128, workers=workers, progress=False)
 
         bare_loop()  # warm the page cache and pydicom's imports
-        t_bare, cpu_bare = _best(bare_loop, repeats)
-        t_pool, _ = _best(bare_pool, repeats)
-        t_ingest, cpu_ingest = _best(full_ingest, repeats, setup=remove_outputs)
+        best = _interleaved_best({"bare": bare_loop, "pool": bare_pool, "ingest": full_ingest}, repeats,
+                                 setup={"ingest": remove_outputs})
+        (t_bare, cpu_bare), (t_pool, _), (t_ingest, cpu_ingest) = best["bare"], best["pool"], best["ingest"]
         n = len(files)
         ratio = t_bare / t_ingest
         # on an idle machine with `workers` cores: ingest CPU spread over the workers vs the bare loop on one core

@@ -12,9 +12,10 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def test_ingest_pydicom_corpus_every_file_ingested_or_rejected(tmp_path):
-    files = [Path(f) for f in pydicom.data.get_testdata_files() if Path(f).is_file()]
+    # the files in pydicom's wheel (get_testdata_files() would also try to download pydicom-data's, 15 s offline)
     root = Path(pydicom.data.__file__).parent / "test_files"
-    assert files and all(root in f.parents for f in files)
+    files = sorted(f for f in root.rglob("*") if f.is_file())
+    assert len(files) > 100
     config = load_ingest_config(REPO / "configs" / "ingest" / "dicom_folder.yaml", size=32)
     config = config.model_copy(update={"modalities": None})  # every modality: exercise every decoder in the corpus
     result = run(source=root, out=tmp_path / "out", config=config, workers=2, progress=False)
