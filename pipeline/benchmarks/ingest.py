@@ -3,9 +3,9 @@ images, 256 -> 128 px, 2 workers) against a bare ``pydicom.dcmread(...).pixel_ar
 the overhead of ingest is a ratio.
 
 Ingest does more per image than the bare loop: Modality LUT, window, MONOCHROME1, two hashes, MONAI scaling and
-resizing, three mask PNGs, the manifest, summary and split. Each figure is the best of 4 interleaved rounds (1 with --quick); the load
-average is reported because other work on the machine moves these numbers a lot. Removing the previous run's
-outputs is not timed (it is not ingest's work).
+resizing, three mask PNGs, the manifest, summary and split. Each figure is the best of 4 interleaved rounds (1 with
+--quick); the load average is reported because other work on the machine moves these numbers a lot. Removing the
+previous run's outputs is not timed (it is not ingest's work).
 """
 
 from __future__ import annotations

@@ -56,15 +56,16 @@ _SHORTCUT_PALETTE = (0, 0, 0, 230, 159, 0, 86, 180, 233, 0, 158, 115, 240, 228, 
 
 
 def _mask_png(mask: np.ndarray, kind: str) -> bytes:
-    """Binary masks as 1-bit greyscale, shortcut codes as a 4-bit palette image whose indices are the codes: a third
-    of the bytes of 8-bit PNGs, and Pillow decodes them 1.5x faster (three masks per image at every ingest)."""
+    """Binary masks as 1-bit greyscale, shortcut codes as a 4-bit palette image whose indices are the codes: against
+    8-bit PNGs, 40% / 20% fewer bytes and 1.45x / 1.15x faster for Pillow to decode (three masks per image, at
+    every ingest)."""
     import io
 
     from PIL import Image
 
     if kind == "shortcut":
         if int(mask.max(initial=0)) > 15:
-            raise ValueError(f"shortcut codes must fit 4 bits, got {int(mask.max())}")
+            raise ValueError(f"synth: shortcut codes must fit a 4-bit mask (0-15), got {int(mask.max())}")
         image = Image.frombytes("P", (mask.shape[1], mask.shape[0]), mask.astype(np.uint8).tobytes())
         image.putpalette(_SHORTCUT_PALETTE)
         options = {"bits": 4}
