@@ -18,7 +18,7 @@ from pipeline.ingest.config import IngestConfig, MetadataMapping
 from pipeline.ingest.csv_source import image_key, index_rows, read_table
 from pipeline.ingest.discover import Candidate, SourceListing, discover, pair_counterfactuals
 from pipeline.ingest.fields import Harmoniser
-from pipeline.ingest.preprocess import Processed, Task, init_worker, process, release_cache_arrays, worker_settings
+from pipeline.ingest.preprocess import Processed, Task, init_worker, process, release_cache_files, worker_settings
 
 SERIAL_BELOW = 24  # a pool costs more than it saves on a handful of files
 
@@ -35,7 +35,7 @@ def _results(tasks: list[Task], workers: int, progress: bool) -> Iterator[Proces
                         yield process(task)
                         bar.update()
             finally:
-                release_cache_arrays()
+                release_cache_files()
             return
         import multiprocessing
 
@@ -64,7 +64,7 @@ def _task(
 ) -> Task:
     return Task(
         cache_dir=cache_dir, row=row, array_prefix=array_prefix,
-        path=candidate.path, relative=candidate.relative, masks=dict(candidate.masks), size=config.cache.size,
+        path=candidate.path, relative=candidate.relative, masks=candidate.masks, size=config.cache.size,
         aspect=config.cache.aspect, crop_fraction=config.cache.crop_fraction,
         modalities=tuple(m.upper() for m in config.modalities) if config.modalities is not None else None,
         counterfactual=(
@@ -129,8 +129,7 @@ def _decode_all(
     rejects: list[tuple[str, str, str]],
 ) -> tuple[list[dict[str, Any]], CacheWriter]:
     """Decode every candidate (process pool) into the cache, return the manifest records of the kept ones."""
-    cf_root = cf_listing.root if cf_listing is not None else None
-    cf_pairs = pair_counterfactuals([c for c, _ in labelled], cf_root, cf_listing)
+    cf_pairs = pair_counterfactuals([c for c, _ in labelled], cf_listing)
     writer = CacheWriter(capacity=len(labelled), counterfactual_capacity=len(cf_pairs), **writer_args)
     # Row i of the cache belongs to candidate i and counterfactual row j to the j-th candidate with one; the workers
     # write them, finish() drops the rows that were not kept.
@@ -160,6 +159,7 @@ def _decode_all(
         if cf is not None and cf.ok:
             record["counterfactual_index"] = task.counterfactual.row
         elif cf is not None:
+            cf_root = cf_listing.root  # a counterfactual result implies its listing
             rejects.append((_rel(cf_root / cf.relative, cf_root.parent), f"counterfactual_{cf.reason}", cf.detail))
         records.append(record)
     return records, writer

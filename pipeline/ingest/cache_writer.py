@@ -1,8 +1,8 @@
 """Write the image cache of ``pipeline/cache.py`` row by row into ``.npy`` memory maps, then trim it.
 
 Arrays are allocated for every candidate (``np.lib.format.open_memmap``). Row i belongs to candidate i and is written
-by the worker that decodes it (``pipeline.ingest.preprocess``, through its own mapping of the same file; the parent
-only calls :meth:`CacheWriter.mark_stored`), or appended here in order. At the end the arrays are compacted in place
+by the worker that decodes it (``pipeline.ingest.preprocess``, with pwrite into the same file; the parent reads it
+through its map and only calls :meth:`CacheWriter.mark_stored`), or appended here in order. At the end the arrays are compacted in place
 (kept rows move down, never up) and shrunk by rewriting the header and truncating the file: no second copy of a
 cache that may be larger than memory. ``cache.json`` is written last.
 """

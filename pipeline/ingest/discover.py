@@ -24,14 +24,21 @@ _STRIPPED_SUFFIXES = (".dcm", ".dicom", ".dic", *IMAGE_SUFFIXES)
 
 @dataclass
 class Candidate:
-    """One image file and the masks beside it. Paths are strings (a pathlib.Path per file costs more than the rest of
-    discovery): ``path`` and ``masks`` to open, ``relative`` and ``mask_relative`` (posix, under the source root)
-    for the manifest and rejects."""
+    """One image file and the masks beside it, as posix paths under the source root (for the manifest and rejects);
+    ``path`` and ``masks`` give the files to open. Strings, not pathlib: a Path per file cost more than the rest of
+    discovery."""
 
-    path: str
     relative: str
-    masks: dict[str, str] = field(default_factory=dict)  # kind (lung|shortcut|lesion) -> mask file
-    mask_relative: dict[str, str] = field(default_factory=dict)
+    prefix: str  # the source root with a trailing separator
+    mask_relative: dict[str, str] = field(default_factory=dict)  # kind (lung|shortcut|lesion) -> mask file
+
+    @property
+    def path(self) -> str:
+        return self.prefix + self.relative.replace("/", os.sep)
+
+    @property
+    def masks(self) -> dict[str, str]:
+        return {kind: self.prefix + rel.replace("/", os.sep) for kind, rel in self.mask_relative.items()}
 
 
 def image_base(name: str) -> str:
@@ -98,7 +105,7 @@ def discover(root: Path, listing: SourceListing | None = None) -> tuple[list[Can
         if kind is not None:
             masks.append((relative, folder, *kind))
             continue
-        candidate = Candidate(path=prefix + relative.replace("/", os.sep), relative=relative)
+        candidate = Candidate(relative=relative, prefix=prefix)
         candidates.append(candidate)
         by_base.setdefault((folder, image_base(name)), candidate)
     orphans = []
@@ -107,17 +114,15 @@ def discover(root: Path, listing: SourceListing | None = None) -> tuple[list[Can
         if owner is None:
             orphans.append(root / relative)
         else:
-            owner.masks[kind] = prefix + relative.replace("/", os.sep)
             owner.mask_relative[kind] = relative
     return candidates, orphans
 
 
-def pair_counterfactuals(
-    candidates: list[Candidate], root: Path | None, listing: SourceListing | None = None
-) -> dict[str, Candidate]:
-    """relative path -> the counterfactual image with the same relative path under ``root`` (with its masks)."""
-    if root is None or not root.is_dir():
+def pair_counterfactuals(candidates: list[Candidate], listing: SourceListing | None) -> dict[str, Candidate]:
+    """relative path -> the counterfactual image with the same relative path under ``listing.root`` (with its
+    masks); none without a listing."""
+    if listing is None:
         return {}
-    found, _ = discover(root, listing)
+    found, _ = discover(listing.root, listing)
     by_relative = {c.relative: c for c in found}
     return {c.relative: by_relative[c.relative] for c in candidates if c.relative in by_relative}

@@ -5,7 +5,7 @@ to [0, 1] per image (as MONAI ``ScaleIntensity``), then the same spatial steps g
 masks (nearest): optional centre crop -> square by padding / stretching / cropping (MONAI) -> resize to the cache
 size, done in numpy exactly as MONAI ``Resize`` does it (area: block mean, else torch adaptive pooling; nearest: an
 index map), because MONAI's per-call bookkeeping cost more than a 256 px image. With ``Task.cache_dir`` the worker
-writes its arrays into the memory-mapped cache row itself and returns only the small record.
+writes its arrays into its rows of the cache files itself (pwrite) and returns only the small record.
 """
 
 from __future__ import annotations
@@ -213,7 +213,7 @@ def _write_row(cache_dir: str, name: str, row: int, array: np.ndarray) -> None:
         raise OSError(f"short write into {name}.npy row {row}")
 
 
-def release_cache_arrays() -> None:
+def release_cache_files() -> None:
     """Close the cache files a serial ingest opened here (the parent compacts and truncates them next)."""
     for fd, *_ in _OPEN_ROWS.values():
         os.close(fd)

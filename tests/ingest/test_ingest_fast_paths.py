@@ -141,7 +141,7 @@ def test_to_cache_masks_map_stored_values_binary_to_0_1_and_keep_shortcut_codes(
 
 def test_process_writes_rows_into_the_cache_arrays(tmp_path):
     from pipeline.ingest.cache_writer import CacheWriter
-    from pipeline.ingest.preprocess import process, release_cache_arrays
+    from pipeline.ingest.preprocess import process, release_cache_files
 
     paths = [tmp_path / f"x{i}.dcm" for i in range(3)]
     for i, path in enumerate(paths):
@@ -153,7 +153,7 @@ def test_process_writes_rows_into_the_cache_arrays(tmp_path):
         with worker_settings():
             results = [process(t) for t in reversed(tasks)]  # any order: each task owns its row
     finally:
-        release_cache_arrays()
+        release_cache_files()
     assert all(r.ok and r.stored and r.image is None for r in results)
     for task in tasks:
         with worker_settings():
