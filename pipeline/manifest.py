@@ -7,7 +7,8 @@ Columns (ARCHITECTURE.md, plus ``lesion_mask`` and ``counterfactual_index``)::
     counterfactual_index
 
 ``position`` is one of erect|supine|unknown, ``age_group`` one of child|adult|unknown, ``split`` one of
-train|val|ood_val|test, ``label`` 0|1. ``age_years`` is float (NaN = unknown). Mask columns hold paths or "".
+train|val|ood_val|test, ``label`` 0|1|<NA> (pandas nullable ``Int64``; ``pd.NA`` = unknown: unlabelled images are
+kept, split and audited, but only :func:`labelled` rows can be trained or scored). ``age_years`` is float (NaN = unknown). Mask columns hold paths or "".
 Extra columns (``*_source`` provenance of derived fields, ...) are allowed and kept.
 """
 
@@ -44,9 +45,10 @@ def validate_manifest(frame: pd.DataFrame, where: str = "manifest") -> None:
         bad = sorted(set(frame[column].astype(str)) - set(allowed))
         if bad:
             raise DataError(f"manifest: {column} must be one of {list(allowed)}, got {bad} ({where}).")
-    bad_labels = sorted(set(frame["label"].tolist()) - {0, 1})
+    known = frame["label"].dropna().tolist()
+    bad_labels = sorted({str(v) for v in known if v not in (0, 1) or isinstance(v, bool)})
     if bad_labels:
-        raise DataError(f"manifest: label must be 0 or 1, got {bad_labels} ({where}).")
+        raise DataError(f"manifest: label must be 0, 1 or missing (unknown), got {bad_labels} ({where}).")
     if frame["image_id"].duplicated().any():
         dup = frame.loc[frame["image_id"].duplicated(), "image_id"].iloc[0]
         raise DataError(f"manifest: image_id must be unique, got {dup!r} twice ({where}).")
@@ -66,6 +68,7 @@ def read_manifest(ingest_dir: str | Path) -> pd.DataFrame:
         raise DataError(f"manifest: {path} must exist, got nothing. Run `cxr-fishr ingest SOURCE --out {ingest_dir}`.")
     frame = pd.read_parquet(path)
     validate_manifest(frame, where=str(path))
+    frame["label"] = frame["label"].astype("Int64")  # manifests written before unlabelled rows existed held int64
     return frame
 
 
@@ -83,6 +86,16 @@ def write_manifest(frame: pd.DataFrame, ingest_dir: str | Path) -> Path:
     with atomic_path(path) as tmp:
         pq.write_table(table, tmp)
     return path
+
+
+def labelled(frame: pd.DataFrame) -> pd.DataFrame:
+    """The rows whose label is known (0 or 1), index reset; the label column keeps its dtype."""
+    return frame[frame["label"].notna()].reset_index(drop=True)
+
+
+def n_unlabelled(frame: pd.DataFrame) -> int:
+    """How many rows have an unknown label (pd.NA / NaN / None)."""
+    return int(frame["label"].isna().sum())
 
 
 def split_rows(frame: pd.DataFrame, split: str, *, stage: str, where: str | Path) -> pd.DataFrame:
