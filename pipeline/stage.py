@@ -15,6 +15,7 @@ import functools
 import hashlib
 import importlib.metadata
 import json
+import math
 import os
 import platform
 import subprocess
@@ -73,21 +74,26 @@ def write_text_atomic(path: str | Path, text: str) -> None:
 
 
 def write_json_atomic(path: str | Path, data: Any) -> None:
-    write_text_atomic(path, json.dumps(to_jsonable(data), indent=2, sort_keys=False, allow_nan=True) + "\n")
+    """Strict JSON (RFC 8259): NaN/inf become null in :func:`to_jsonable`, and ``allow_nan=False`` makes any
+    non-finite number that slipped through a ValueError instead of a ``NaN`` token other parsers reject."""
+    write_text_atomic(path, json.dumps(to_jsonable(data), indent=2, sort_keys=False, allow_nan=False) + "\n")
 
 
 def to_jsonable(value: Any) -> Any:
-    """Convert pydantic models, paths, numpy scalars and arrays into JSON-able values."""
+    """Convert pydantic models, paths, numpy scalars and arrays into JSON-able values; a non-finite float (NaN,
+    +-inf) becomes None (the writer of the dict puts the reason beside it, e.g. under ``not_measured``)."""
     if isinstance(value, BaseModel):
-        return value.model_dump(mode="json")
+        return to_jsonable(value.model_dump(mode="json"))
     if isinstance(value, Mapping):
         return {str(k): to_jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple, set)):
         return [to_jsonable(v) for v in value]
     if isinstance(value, Path):
         return str(value)
-    if hasattr(value, "tolist") and callable(value.tolist):  # numpy scalars and arrays
-        return value.tolist()
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if hasattr(value, "tolist") and callable(value.tolist):  # numpy scalars and arrays (their floats checked too)
+        return to_jsonable(value.tolist())
     return value
 
 

@@ -27,8 +27,20 @@ def evaluate_command(
     result = run(model_dirs=model_dirs, ingest_dir=ingest, out=out, split=split, names=name or None,
                  n_bootstrap=n_bootstrap, seed=seed, last_k=last_k, include_selected=selected,
                  batch_size=batch_size)
-    typer.echo(f"evaluate: wrote {result.metrics_path}")
-    for model_name, entry in result.metrics["models"].items():
+    metrics = result.metrics
+    typer.echo(f"evaluate: wrote {result.metrics_path} ({metrics['n_images']} labelled {metrics['split']} images; "
+               f"{metrics['n_unlabelled_skipped']} unlabelled skipped)")
+    for model_name, entry in metrics["models"].items():
         mean = entry["mean_site"]
-        typer.echo(f"  {model_name} [{entry['selection_rule']}]: mean-site accuracy {mean['accuracy']:.3f}, "
-                   f"conflict accuracy {mean['conflict_accuracy']:.3f}, AUROC {mean['auroc']:.3f}")
+        typer.echo(f"  {model_name} [{entry['selection_rule']}]: mean-site accuracy {_num(mean['accuracy'])} "
+                   f"(majority {_num(mean['majority_accuracy'])}), conflict accuracy "
+                   f"{_num(mean['conflict_accuracy'])}, AUROC {_num(mean['auroc'])}, threshold "
+                   f"{_num(entry['threshold'])} ({entry['threshold_source']})"
+                   + (" CONSTANT PREDICTOR" if entry["constant_predictor"] else ""))
+    for warning in metrics["warnings"]:
+        typer.echo(f"  warning: {warning}")
+
+
+def _num(value: float | None) -> str:
+    """A number for the console; a missing one reads 'not measured', never 0 or nan."""
+    return "not measured" if value is None else f"{value:.3f}"

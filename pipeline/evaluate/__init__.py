@@ -21,37 +21,73 @@ class EvaluateResult:
     metrics: dict[str, Any]
 
 
-def _threshold(network, images, frame, batch_size: int) -> tuple[float, str]:
-    from pipeline.evaluate.inputs import predict_proba
-    from pipeline.evaluate.metrics import balanced_threshold
-
-    val = frame[frame["split"] == "val"]
-    if len(val) == 0 or val["label"].nunique() < 2:
-        return 0.5, "default 0.5 (no val split with both labels)"
-    prob = predict_proba(network, images, val["cache_index"].to_numpy(), batch_size)
-    return balanced_threshold(val["label"].to_numpy(), prob), "val (training domains)"
-
-
-def _baseline(frame, evaluated, *, split: str, n_bootstrap: int, seed: int) -> dict[str, Any]:
+def _baseline(frame, evaluated, *, split: str, n_bootstrap: int, seed: int, directions) -> dict[str, Any]:
+    """The metadata-only logistic regression, fitted on the labelled train rows and scored like a model."""
     from pipeline.evaluate.baseline import METADATA_FEATURES, MetadataBaseline
-    from pipeline.evaluate.metrics import balanced_threshold
     from pipeline.evaluate.scoring import GroupScorer, score_frame
+    from pipeline.evaluate.threshold import threshold_from_probabilities, val_rows
+    from pipeline.shortcuts import label_values, labelled_mask
 
     train = frame[frame["split"] == "train"]
-    val = frame[frame["split"] == "val"]
-    if train["label"].nunique() < 2:  # nothing to fit: say so instead of failing the models' evaluation
+    train = train[labelled_mask(train)]
+    if label_values(train).tolist().count(1) in (0, len(train)):  # nothing to fit: say so, the models still score
         return {"features": list(METADATA_FEATURES), "fitted_on": "train split of the training domains",
                 "n_train": int(len(train)), "note": "not fitted: the train split does not hold both labels",
-                "overall": None, "per_site": {}, "per_group": {}, "mean_site": None, "worst_site": None}
+                "overall": None, "per_site": {}, "per_group": {}, "mean_site": None, "worst_site": None,
+                "not_measured": dict.fromkeys(("overall", "mean_site", "worst_site"),
+                                              "not fitted: the train split does not hold both labels")}
     model = MetadataBaseline(seed=seed).fit(train)
-    if len(val) and val["label"].nunique() == 2:
-        threshold, source = balanced_threshold(val["label"].to_numpy(), model.predict_proba(val)), "val (training domains)"
-    else:
-        threshold, source = 0.5, "default 0.5 (no val split with both labels)"
-    scorer = GroupScorer(threshold=threshold, selection_rule="none", split=split, n_bootstrap=n_bootstrap, seed=seed)
+    val = val_rows(frame)
+    threshold = threshold_from_probabilities(label_values(val), model.predict_proba(val))
+    scorer = GroupScorer(threshold=threshold.value, selection_rule="none", split=split, n_bootstrap=n_bootstrap,
+                         seed=seed, directions=directions)
     scored = score_frame(evaluated, model.predict_proba(evaluated), scorer)
     return {"features": list(METADATA_FEATURES), "fitted_on": "train split of the training domains",
-            "n_train": model.n_train, "threshold": threshold, "threshold_source": source, **scored}
+            "n_train": model.n_train, "threshold": threshold.value, "threshold_source": threshold.source, **scored}
+
+
+def _model_not_measured(entry: dict[str, Any], history: list[dict[str, Any]]) -> dict[str, str]:
+    """Reasons for the model-level keys that are null."""
+    reasons: dict[str, str] = {}
+    if entry["history"] is None:
+        reasons["history"] = ("the run's history.jsonl has no evaluation line" if history else
+                              "the run has no history.jsonl")
+    if entry["val_acc_at_step"] is None:
+        reasons["val_acc_at_step"] = f"the run logged no val_acc at step {entry.get('step')}"
+    return reasons
+
+
+def _baseline_auroc(baseline: dict[str, Any]) -> dict[str, Any]:
+    """{site: auroc, overall, mean_site} of the metadata baseline, reasons in ``not_measured`` for null ones."""
+    import math
+
+    out: dict[str, Any] = {site: block["auroc"] for site, block in baseline["per_site"].items()}
+    out["overall"] = (baseline["overall"] or {}).get("auroc")
+    out["mean_site"] = (baseline["mean_site"] or {}).get("auroc")
+    reasons = {}
+    for key, value in out.items():
+        if value is None or not math.isfinite(value):
+            block = baseline["per_site"].get(key) or baseline.get(key) or {}
+            reasons[key] = (block.get("not_measured") or {}).get("auroc") or baseline.get("note") or "not measured"
+    out["not_measured"] = reasons
+    return out
+
+
+def labelled_split(frame, split: str, *, ingest_dir) -> tuple[Any, int]:
+    """(labelled rows of ``split``, index reset; number of unlabelled rows skipped). A split without labelled rows
+    is a DataError naming the split, its counts and the fix."""
+    from pipeline.errors import DataError
+    from pipeline.manifest import split_rows
+    from pipeline.shortcuts import labelled_mask
+
+    rows = split_rows(frame, split, stage="evaluate", where=ingest_dir)
+    known = labelled_mask(rows)
+    if not known.any():
+        raise DataError(
+            f"evaluate: split {split!r} must hold labelled rows to be scored, got {len(rows)} rows, 0 labelled "
+            f"({ingest_dir}). Add labels for these images (metadata CSV) and re-ingest, or evaluate another split "
+            "with --split; `cxr-fishr audit` still runs the label-free checks on it.")
+    return rows[known].reset_index(drop=True), int((~known).sum())
 
 
 def run(
@@ -75,10 +111,13 @@ def run(
     from pipeline.evaluate.history import aggregate_models, summarise_history, value_at_step
     from pipeline.evaluate.inputs import predict_proba
     from pipeline.evaluate.models import collect_models, read_history
+    from pipeline.evaluate.samples import separation_warnings, split_warnings
     from pipeline.evaluate.scoring import GroupScorer, score_frame
     from pipeline.evaluate.table import metrics_csv
-    from pipeline.manifest import read_manifest, split_rows
-    from pipeline.stage import StageRecord, write_json_atomic, write_text_atomic
+    from pipeline.evaluate.threshold import checkpoint_threshold
+    from pipeline.manifest import read_manifest
+    from pipeline.shortcuts import estimate_directions, shortcut_attributes
+    from pipeline.stage import StageRecord, to_jsonable, write_json_atomic, write_text_atomic
 
     if split not in SPLIT_CHOICES:
         raise ConfigError(f"evaluate: split must be one of {list(SPLIT_CHOICES)}, got {split!r}.")
@@ -90,7 +129,9 @@ def run(
     out = Path(out)
     frame = read_manifest(ingest_dir)
     cache = ImageCache.open(ingest_dir)
-    evaluated = split_rows(frame, split, stage="evaluate", where=ingest_dir)
+    evaluated, n_unlabelled = labelled_split(frame, split, ingest_dir=ingest_dir)
+    attributes, attribute_notes = shortcut_attributes(ingest_dir, frame)
+    directions = estimate_directions(frame, attributes)
     entries = collect_models(model_dirs, names, include_selected=include_selected)
     config = {"split": split, "n_bootstrap": n_bootstrap, "seed": seed, "last_k": last_k,
               "include_selected": include_selected, "batch_size": batch_size}
@@ -98,12 +139,16 @@ def run(
               **{f"model:{e.name}": e.checkpoint for e in entries}}
     with StageRecord("evaluate", out, config=config, seed=seed, inputs=inputs) as record:
         models: dict[str, Any] = {}
+        threshold_warnings: set[str] = set()
         for entry in tqdm(entries, desc="evaluate", leave=False):
             network, _, _ = entry.load()
-            threshold, source = _threshold(network, cache.images, frame, batch_size)
+            chosen = checkpoint_threshold(network=network, images=cache.images, manifest=frame, batch_size=batch_size)
+            threshold, source = chosen.value, chosen.source
+            if chosen.source != "val (training domains)":
+                threshold_warnings.add(f"threshold is {source}: thresholded metrics use 0.5, not a chosen threshold")
             prob = predict_proba(network, cache.images, evaluated["cache_index"].to_numpy(), batch_size)
             scorer = GroupScorer(threshold=threshold, selection_rule=entry.selection_rule, split=split,
-                                 n_bootstrap=n_bootstrap, seed=seed)
+                                 n_bootstrap=n_bootstrap, seed=seed, directions=directions)
             predicted = prob >= threshold
             history = read_history(entry.model_dir)
             models[entry.name] = {
@@ -111,6 +156,8 @@ def run(
                 "split": split,
                 "threshold": threshold,
                 "threshold_source": source,
+                "threshold_set": chosen.describe(),
+                "n_unlabelled_skipped": n_unlabelled,
                 "protocol": f"selection={entry.selection_rule}; split={split}; threshold={source}",
                 "constant_predictor": bool(predicted.all() or not predicted.any()),
                 **score_frame(evaluated, prob, scorer),
@@ -118,7 +165,10 @@ def run(
                 # training-domain validation accuracy of this very checkpoint (the report's "training sites")
                 "val_acc_at_step": value_at_step(history, entry.step, "val_acc"),
             }
-        baseline = _baseline(frame, evaluated, split=split, n_bootstrap=n_bootstrap, seed=seed)
+            models[entry.name]["not_measured"] = _model_not_measured(models[entry.name], history)
+        baseline = _baseline(frame, evaluated, split=split, n_bootstrap=n_bootstrap, seed=seed, directions=directions)
+        warnings = [*split_warnings(frame, split=split, evaluated=evaluated), *sorted(threshold_warnings),
+                    *separation_warnings(models)]
         metrics = {
             "schema_version": SCHEMA_VERSION,
             "stage": "evaluate",
@@ -126,22 +176,26 @@ def run(
             "ingest_dir": str(ingest_dir),
             "sites": sorted(evaluated["site"].astype(str).unique()),
             "groups": sorted((evaluated["site"].astype(str) + "|" + evaluated["position"].astype(str)).unique()),
-            "shortcut_attribute": "position",
+            "shortcut_attribute": attributes[0] if attributes else None,
+            "shortcut_attributes": attributes,
+            "shortcut_directions": {a: d.describe() for a, d in directions.items()},
+            "shortcut_notes": attribute_notes,
+            "n_images": int(len(evaluated)),
+            "n_unlabelled_skipped": n_unlabelled,
+            "warnings": warnings,
             "n_bootstrap": n_bootstrap,
             "bootstrap_seed": seed,
             "ece_bins": 15,
             "models": models,
             "aggregates": aggregate_models(models),
             "metadata_baseline": baseline,
-            "metadata_baseline_auroc": {
-                **{site: block["auroc"] for site, block in baseline["per_site"].items()},
-                "overall": (baseline["overall"] or {}).get("auroc"),
-                "mean_site": (baseline["mean_site"] or {}).get("auroc"),
-            },
+            "metadata_baseline_auroc": _baseline_auroc(baseline),
         }
+        metrics = to_jsonable(metrics)  # the returned dict is the file's content: None (not NaN) where unmeasured
         metrics_path = out / "metrics.json"
         write_json_atomic(metrics_path, metrics)
         write_text_atomic(out / "metrics.csv", metrics_csv(metrics))
         record.extra["models"] = list(models)
         record.extra["n_images"] = int(len(evaluated))
+        record.extra["n_unlabelled_skipped"] = n_unlabelled
     return EvaluateResult(out=out, metrics_path=metrics_path, metrics=metrics)

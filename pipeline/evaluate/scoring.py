@@ -1,11 +1,16 @@
-"""Score one model's probabilities on a manifest split: overall, per site, per site|position, mean and worst site."""
+"""Score one model's probabilities on a manifest split: overall, per site, per site|position, mean and worst site.
+
+Every number that cannot be measured is NaN here (null in JSON) with its reason in the block's ``not_measured``.
+"""
 
 from __future__ import annotations
 
+import copy
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from pipeline.errors import DataError
 from pipeline.evaluate.bootstrap import bootstrap_ci
 from pipeline.evaluate.metrics import (
     Accuracy,
@@ -14,23 +19,16 @@ from pipeline.evaluate.metrics import (
     ConfusionMatrix,
     ExpectedCalibrationError,
 )
+from pipeline.shortcuts import ShortcutDirection, conflict_aligned, label_values, labelled_mask
 
 if TYPE_CHECKING:
     import pandas as pd
 
-SUMMARY_KEYS = ("accuracy", "balanced_accuracy", "auroc", "ece", "conflict_accuracy", "aligned_accuracy")
+SUMMARY_KEYS = ("accuracy", "balanced_accuracy", "auroc", "ece", "conflict_accuracy", "aligned_accuracy",
+                "majority_accuracy")
 WORST_KEYS = ("accuracy", "balanced_accuracy", "auroc", "conflict_accuracy")
-
-
-def shortcut_conflict(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-    """(conflict, aligned) boolean arrays for the position shortcut: conflict = COVID and erect, or no finding and
-    supine; aligned = the reverse; unknown position is in neither."""
-    label = frame["label"].to_numpy().astype(int)
-    position = frame["position"].astype(str).to_numpy()
-    erect, supine = position == "erect", position == "supine"
-    conflict = ((label == 1) & erect) | ((label == 0) & supine)
-    aligned = ((label == 1) & supine) | ((label == 0) & erect)
-    return conflict, aligned
+# (conflict, aligned) bool masks per shortcut attribute, in the order of the attributes (the first is the headline)
+ShortcutMasks = dict[str, tuple[np.ndarray, np.ndarray]]
 
 
 def _seed_for(seed: int, key: str) -> int:
@@ -39,61 +37,117 @@ def _seed_for(seed: int, key: str) -> int:
     return seed_hash(seed, key)
 
 
+def majority_accuracy(y: np.ndarray) -> float:
+    """Accuracy of always predicting the majority label of ``y`` (NaN for no rows): the trivial baseline."""
+    y = np.asarray(y).astype(int)
+    return float(max(int((y == 1).sum()), int((y == 0).sum())) / y.size) if y.size else float("nan")
+
+
+def is_constant(predicted: np.ndarray) -> bool:
+    """True when every thresholded prediction is one class (an accuracy then equals that class's share)."""
+    predicted = np.asarray(predicted, dtype=bool)
+    return bool(predicted.size and (predicted.all() or not predicted.any()))
+
+
+def shortcut_block(accuracy: Accuracy, y: np.ndarray, prob: np.ndarray, threshold: float, conflict: np.ndarray,
+                   aligned: np.ndarray, direction: ShortcutDirection | None = None) -> dict[str, Any]:
+    """conflict/aligned accuracy of one attribute on one group, with counts and reasons for what is missing."""
+    out: dict[str, Any] = {
+        "conflict_accuracy": accuracy(y[conflict], prob[conflict], threshold),
+        "aligned_accuracy": accuracy(y[aligned], prob[aligned], threshold),
+        "n_conflict": int(conflict.sum()), "n_aligned": int(aligned.sum()),
+        "n_unknown": int(y.size - conflict.sum() - aligned.sum()),
+    }
+    if direction is not None:
+        out["positive_associated"] = list(direction.positive_associated)
+        out["negative_associated"] = list(direction.negative_associated)
+    reasons = {}
+    for key, count in (("conflict_accuracy", "n_conflict"), ("aligned_accuracy", "n_aligned")):
+        if out[count] == 0:
+            kind = key.split("_")[0]
+            reasons[key] = (f"no shortcut-{kind}ing images in this group" if direction is None or
+                            direction.positive_associated or direction.negative_associated else
+                            "no direction: the train split has no labelled rows with a known value")
+    out["not_measured"] = reasons
+    return out
+
+
 class GroupScorer:
     """All per-group numbers for one model (thresholded ones at ``threshold``)."""
 
     def __init__(self, *, threshold: float, selection_rule: str, split: str, n_bootstrap: int = 1000,
-                 seed: int = 0, ece_bins: int = 15) -> None:
+                 seed: int = 0, ece_bins: int = 15, directions: dict[str, ShortcutDirection] | None = None) -> None:
         self.threshold = threshold
         self.selection_rule = selection_rule
         self.split = split
         self.n_bootstrap = n_bootstrap
         self.seed = seed
+        self.directions = dict(directions or {})
         self.accuracy = Accuracy()
         self.balanced_accuracy = BalancedAccuracy()
         self.auroc = Auroc()
         self.ece = ExpectedCalibrationError(ece_bins)
         self.confusion = ConfusionMatrix()
 
-    def __call__(self, key: str, y: np.ndarray, prob: np.ndarray, conflict: np.ndarray,
-                 aligned: np.ndarray) -> dict[str, Any]:
-        y = np.asarray(y).astype(int)
-        t = self.threshold
-        notes: list[str] = []
+    def _auroc(self, key: str, y: np.ndarray, prob: np.ndarray, not_measured: dict[str, str]) -> tuple:
         n_pos = int((y == 1).sum())
         if np.unique(y).size < 2:
-            notes.append(f"one class only ({'positive' if n_pos else 'negative'}): auroc undefined")
-            ci = (float("nan"), float("nan"))
-        else:
-            ci = bootstrap_ci(self.auroc, y, prob, n_resamples=self.n_bootstrap, seed=_seed_for(self.seed, key))
-        if not conflict.any():
-            notes.append("no shortcut-conflicting images")
+            reason = f"one class only ({'positive' if n_pos else 'negative'}): auroc undefined"
+            not_measured.update(auroc=reason, auroc_ci=reason)
+            return float("nan"), (float("nan"), float("nan"))
+        ci = bootstrap_ci(self.auroc, y, prob, n_resamples=self.n_bootstrap, seed=_seed_for(self.seed, key))
+        if not np.isfinite(ci[0]):
+            not_measured["auroc_ci"] = (f"bootstrap interval undefined ({self.n_bootstrap} resamples; fewer than a "
+                                        "tenth held both classes)")
+        return self.auroc(y, prob), ci
+
+    def __call__(self, key: str, y: np.ndarray, prob: np.ndarray, shortcuts: ShortcutMasks) -> dict[str, Any]:
+        """Block of one group: ``y`` int (n,), ``prob`` P(label = 1) (n,), ``shortcuts`` masks over these rows."""
+        y = np.asarray(y).astype(int)
+        t = self.threshold
+        not_measured: dict[str, str] = {}
+        auroc, ci = self._auroc(key, y, prob, not_measured)
+        per_attr = {attr: shortcut_block(self.accuracy, y, prob, t, c, a, self.directions.get(attr))
+                    for attr, (c, a) in shortcuts.items()}
+        first = next(iter(per_attr.values()), None)
+        if first is None:
+            first = {"conflict_accuracy": float("nan"), "aligned_accuracy": float("nan"), "n_conflict": 0,
+                     "n_aligned": 0, "not_measured": dict.fromkeys(
+                         ("conflict_accuracy", "aligned_accuracy"), "no shortcut attribute in the manifest")}
+        not_measured.update(first["not_measured"])
+        n_pos = int((y == 1).sum())
         return {
-            "n": int(y.size),
-            "n_pos": n_pos,
-            "n_neg": int(y.size - n_pos),
+            "n": int(y.size), "n_pos": n_pos, "n_neg": int(y.size - n_pos),
             "accuracy": self.accuracy(y, prob, t),
+            "majority_accuracy": majority_accuracy(y),
+            "constant_predictor": is_constant(np.asarray(prob) >= t),
+            "threshold": t,
             "balanced_accuracy": self.balanced_accuracy(y, prob, t),
-            "auroc": self.auroc(y, prob),
-            "auroc_ci": [ci[0], ci[1]],
+            "auroc": auroc, "auroc_ci": [ci[0], ci[1]],
             "ece": self.ece(y, prob),
             "confusion_matrix": self.confusion(y, prob, t),
-            "conflict_accuracy": self.accuracy(y[conflict], prob[conflict], t),
-            "aligned_accuracy": self.accuracy(y[aligned], prob[aligned], t),
-            "n_conflict": int(conflict.sum()),
-            "n_aligned": int(aligned.sum()),
-            "selection_rule": self.selection_rule,
-            "split": self.split,
-            "notes": notes,
+            "conflict_accuracy": first["conflict_accuracy"], "aligned_accuracy": first["aligned_accuracy"],
+            "n_conflict": first["n_conflict"], "n_aligned": first["n_aligned"],
+            "shortcuts": per_attr,
+            "selection_rule": self.selection_rule, "split": self.split,
+            "notes": list(not_measured.values()),
+            "not_measured": not_measured,
         }
 
 
+def shortcut_masks(frame: pd.DataFrame, directions: dict[str, ShortcutDirection]) -> ShortcutMasks:
+    return {attr: conflict_aligned(frame, direction) for attr, direction in directions.items()}
+
+
 def score_frame(frame: pd.DataFrame, prob: np.ndarray, scorer: GroupScorer) -> dict[str, Any]:
-    """``overall``, ``per_site``, ``per_group`` (site|position), ``mean_site``, ``worst_site`` for rows of ``frame``
-    (aligned with ``prob``)."""
-    y = frame["label"].to_numpy().astype(int)
+    """``overall``, ``per_site``, ``per_group`` (site|position), ``mean_site``, ``worst_site`` for the labelled rows
+    ``frame`` (aligned with ``prob``); conflict/aligned follow ``scorer.directions`` (pipeline/shortcuts.py)."""
+    if not labelled_mask(frame).all():
+        raise DataError(f"evaluate: score_frame needs labelled rows only, got {int((~labelled_mask(frame)).sum())} "
+                        "unlabelled; filter them with pipeline.shortcuts.labelled_mask first.")
+    y = label_values(frame)
     prob = np.asarray(prob, dtype=np.float64)
-    conflict, aligned = shortcut_conflict(frame)
+    masks = shortcut_masks(frame, scorer.directions)
     sites = frame["site"].astype(str).to_numpy()
     groups = sites + "|" + frame["position"].astype(str).to_numpy()
     memo: dict[bytes, dict[str, Any]] = {}
@@ -102,8 +156,8 @@ def score_frame(frame: pd.DataFrame, prob: np.ndarray, scorer: GroupScorer) -> d
         # the same rows (one site = overall, one position = the site) are scored once: bootstraps are the cost
         packed = np.packbits(sel).tobytes()
         if packed not in memo:
-            memo[packed] = scorer(key, y[sel], prob[sel], conflict[sel], aligned[sel])
-        return {**memo[packed], "notes": list(memo[packed]["notes"])}
+            memo[packed] = scorer(key, y[sel], prob[sel], {a: (c[sel], al[sel]) for a, (c, al) in masks.items()})
+        return copy.deepcopy(memo[packed])
 
     out: dict[str, Any] = {"overall": block("overall", np.ones(y.size, dtype=bool)), "per_site": {}, "per_group": {}}
     for site in sorted(set(sites)):
@@ -114,17 +168,22 @@ def score_frame(frame: pd.DataFrame, prob: np.ndarray, scorer: GroupScorer) -> d
     return out
 
 
-def summarise_sites(per_site: dict[str, dict[str, Any]]) -> tuple[dict[str, float], dict[str, Any]]:
-    """Unweighted mean over sites (NaN-skipping) and the worst site per metric (the site named)."""
-    mean: dict[str, float] = {}
+def summarise_sites(per_site: dict[str, dict[str, Any]]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Unweighted mean over sites (NaN-skipping) and the worst site per metric (the site named); a key no site
+    measured is NaN with its reason in ``not_measured``."""
+    mean: dict[str, Any] = {}
     worst: dict[str, Any] = {}
+    not_measured: dict[str, str] = {}
     for key in SUMMARY_KEYS:
         values = {site: block[key] for site, block in per_site.items() if np.isfinite(block[key])}
         mean[key] = float(np.mean(list(values.values()))) if values else float("nan")
+        if not values:
+            not_measured[key] = "no site has this metric measured"
         if key in WORST_KEYS:
             if values:
                 site = min(values, key=values.get)
                 worst[key] = {"site": site, "value": values[site]}
             else:
-                worst[key] = {"site": None, "value": float("nan")}
+                worst[key] = {"site": None, "value": float("nan"), "not_measured": not_measured[key]}
+    mean["not_measured"] = not_measured
     return mean, worst

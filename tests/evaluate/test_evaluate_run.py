@@ -83,5 +83,7 @@ def test_run_baseline_without_both_labels_in_train_is_noted_not_fatal(eval_runs,
     write_manifest(pd.DataFrame(frame), ingest)
     metrics = run(model_dirs=eval_runs[1:], ingest_dir=ingest, out=tmp_path / "out", n_bootstrap=10).metrics
     assert "not fitted" in metrics["metadata_baseline"]["note"]
-    assert metrics["metadata_baseline_auroc"] == {"overall": None, "mean_site": None}
+    assert metrics["metadata_baseline_auroc"] == {
+        "overall": None, "mean_site": None,
+        "not_measured": {"overall": metrics["metadata_baseline"]["note"], "mean_site": metrics["metadata_baseline"]["note"]}}
     assert metrics["models"]["fishr"]["per_site"]["harbour"]["n"] == 16

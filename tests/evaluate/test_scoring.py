@@ -4,7 +4,10 @@ import pytest
 
 from pipeline.evaluate.baseline import MetadataBaseline
 from pipeline.evaluate.history import aggregate_models, summarise_history, value_at_step
-from pipeline.evaluate.scoring import GroupScorer, score_frame, shortcut_conflict
+from pipeline.evaluate.scoring import GroupScorer, score_frame
+from pipeline.shortcuts import ShortcutDirection, conflict_aligned
+
+SUPINE_COVID = ShortcutDirection("position", ("supine",), ("erect",), 0.5, 10)
 
 
 def _frame():
@@ -16,18 +19,20 @@ def _frame():
 
 
 def test_shortcut_conflict_marks_covid_erect_and_negative_supine():
-    conflict, aligned = shortcut_conflict(_frame())
+    conflict, aligned = conflict_aligned(_frame(), SUPINE_COVID)
     assert conflict.tolist() == [True, False, True, False, True, False, True, False]
     assert aligned.tolist() == [not c for c in conflict.tolist()]
 
 
 def test_score_frame_single_class_site_has_nan_auroc_with_note_and_worst_site_named():
     prob = np.array([0.9, 0.8, 0.2, 0.1, 0.9, 0.2, 0.9, 0.2])
-    scorer = GroupScorer(threshold=0.5, selection_rule="training_domain", split="test", n_bootstrap=50)
+    scorer = GroupScorer(threshold=0.5, selection_rule="training_domain", split="test", n_bootstrap=50,
+                         directions={"position": SUPINE_COVID})
     out = score_frame(_frame(), prob, scorer)
     site_b = out["per_site"]["b"]
     assert np.isnan(site_b["auroc"]) and np.isnan(site_b["auroc_ci"][0])
     assert any("one class" in n for n in site_b["notes"])
+    assert "one class" in site_b["not_measured"]["auroc"] and "auroc" not in out["per_site"]["a"]["not_measured"]
     assert out["per_site"]["a"]["auroc"] == 1.0
     assert out["mean_site"]["auroc"] == 1.0  # NaN sites are skipped in the mean
     assert out["worst_site"]["accuracy"] == {"site": "b", "value": 0.5}

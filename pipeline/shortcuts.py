@@ -1,0 +1,122 @@
+"""The one definition of shortcut-conflicting and shortcut-aligned images (evaluate, audit and the report use it).
+
+A shortcut attribute (``position``, ``view``, ... : a manifest column) has a *direction* estimated on the TRAIN
+split's labelled rows: the values whose positive prevalence is above the overall train prevalence are
+positive-associated, the other values seen there negative-associated. ``unknown``, missing and values never seen
+in the train split's labelled rows are neither. Then, per labelled image::
+
+    conflict = (label 1 and a negative-associated value) or (label 0 and a positive-associated value)
+    aligned  = (label 1 and a positive-associated value) or (label 0 and a negative-associated value)
+
+On the synthetic cohort (supine images are COVID-associated in training) this is exactly the older position rule:
+conflict = COVID and erect, or no finding and supine.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+DEFAULT_ATTRIBUTES: tuple[str, ...] = ("position", "view")
+UNKNOWN_VALUES = frozenset({"unknown", "", "nan", "none", "<na>"})
+
+
+@dataclass(frozen=True)
+class ShortcutDirection:
+    """One attribute's direction, as estimated on the train split's labelled rows."""
+
+    attribute: str
+    positive_associated: tuple[str, ...]
+    negative_associated: tuple[str, ...]
+    train_prevalence: float | None   # P(label = 1) over the train split's labelled rows; None without any
+    n_train: int                     # labelled train rows the direction was estimated on
+    value_prevalence: dict[str, float] = field(default_factory=dict, compare=False)
+
+    def describe(self) -> dict[str, Any]:
+        return {"positive_associated": list(self.positive_associated),
+                "negative_associated": list(self.negative_associated),
+                "train_prevalence": self.train_prevalence, "n_train": self.n_train,
+                "value_prevalence": dict(self.value_prevalence)}
+
+
+def labelled_mask(frame: pd.DataFrame) -> np.ndarray:
+    """bool (N,): rows whose label is known (works for int64 labels and nullable Int64 with pd.NA)."""
+    return frame["label"].notna().to_numpy(dtype=bool)
+
+
+def label_values(frame: pd.DataFrame) -> np.ndarray:
+    """int64 (N,) labels with -1 where the label is unknown (pd.NA/NaN)."""
+    return frame["label"].astype("Float64").fillna(-1).to_numpy(dtype=np.float64).astype(np.int64)
+
+
+def label_strings(frame: pd.DataFrame) -> np.ndarray:
+    """The labels as text ("0", "1", "unknown"): strata and per-label groups."""
+    return np.where(labelled_mask(frame), label_values(frame).astype(str), "unknown")
+
+
+def _values(frame: pd.DataFrame, attribute: str) -> np.ndarray:
+    """Attribute values as text; missing values read 'unknown' (as the manifest spells it)."""
+    column = frame[attribute]
+    text = column.astype(str).to_numpy()
+    return np.where(column.isna().to_numpy() | np.isin(np.char.lower(text.astype(str)), list(UNKNOWN_VALUES)),
+                    "unknown", text)
+
+
+def shortcut_attributes(ingest_dir: str | Path | None, frame: pd.DataFrame) -> tuple[list[str], list[str]]:
+    """(attributes present in the manifest, notes): ``summary.json["shortcut_attributes"]`` of the ingest dir, else
+    :data:`DEFAULT_ATTRIBUTES`; attributes missing from the manifest are dropped with a note saying so."""
+    notes: list[str] = []
+    wanted: list[str] = list(DEFAULT_ATTRIBUTES)
+    summary = Path(ingest_dir) / "summary.json" if ingest_dir is not None else None
+    if summary is not None and summary.is_file():
+        listed = json.loads(summary.read_text(encoding="utf-8")).get("shortcut_attributes")
+        if isinstance(listed, list) and listed:
+            wanted = [str(a) for a in listed]
+        else:
+            notes.append(f"{summary} has no shortcut_attributes list: using {list(DEFAULT_ATTRIBUTES)}")
+    else:
+        notes.append(f"no ingest summary.json: shortcut attributes default to {list(DEFAULT_ATTRIBUTES)}")
+    present = [a for a in dict.fromkeys(wanted) if a in frame.columns]
+    missing = [a for a in wanted if a not in frame.columns]
+    if missing:
+        notes.append(f"shortcut attributes {missing} are not manifest columns: ignored")
+    return present, notes
+
+
+def estimate_direction(train: pd.DataFrame, attribute: str) -> ShortcutDirection:
+    """The direction of ``attribute`` from ``train`` (the train split; unlabelled rows are left out here)."""
+    known = labelled_mask(train)
+    y = label_values(train)[known]
+    values = _values(train, attribute)[known]
+    if y.size == 0:
+        return ShortcutDirection(attribute, (), (), None, 0)
+    overall = float(y.mean())
+    prevalence = {str(v): float(y[values == v].mean()) for v in sorted(set(values)) if v != "unknown"}
+    positive = tuple(v for v, p in prevalence.items() if p > overall)
+    negative = tuple(v for v, p in prevalence.items() if p <= overall)
+    return ShortcutDirection(attribute, positive, negative, overall, int(y.size), prevalence)
+
+
+def estimate_directions(manifest: pd.DataFrame, attributes: list[str]) -> dict[str, ShortcutDirection]:
+    """Directions of every attribute, estimated on the manifest's ``train`` split."""
+    train = manifest[manifest["split"] == "train"]
+    return {a: estimate_direction(train, a) for a in attributes}
+
+
+def conflict_aligned(frame: pd.DataFrame, direction: ShortcutDirection) -> tuple[np.ndarray, np.ndarray]:
+    """(conflict, aligned) bool (N,) for the rows of ``frame``; unlabelled rows and rows whose value is unknown or
+    has no direction are in neither."""
+    y = label_values(frame)
+    values = _values(frame, direction.attribute)
+    pos = np.isin(values, list(direction.positive_associated))
+    neg = np.isin(values, list(direction.negative_associated))
+    conflict = ((y == 1) & neg) | ((y == 0) & pos)
+    aligned = ((y == 1) & pos) | ((y == 0) & neg)
+    return conflict, aligned
