@@ -29,6 +29,8 @@ class Algorithm(nn.Module, Generic[H]):
 
     def __init__(self, featurizer: nn.Module, classifier: nn.Module, num_domains: int, hparams: H) -> None:
         super().__init__()
+        # refused before any weight is touched: a degenerate hparam or too few domains for the penalty
+        hparams.validate(num_domains=num_domains, algorithm=self.name or type(self).__name__.lower())
         self.featurizer = featurizer
         self.classifier = classifier
         self.num_domains = num_domains

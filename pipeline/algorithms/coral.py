@@ -4,6 +4,7 @@ distance between feature means plus the squared distance between feature covaria
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -15,7 +16,13 @@ from pipeline.algorithms.registry import register_algorithm
 
 @dataclass(frozen=True)
 class CORALHParams(HParams):
-    mmd_gamma: float = hparam(1.0, search=lambda r: 10 ** r.uniform(-1, 1))
+    MIN_DOMAINS: ClassVar[int] = 2
+    MIN_DOMAINS_WHY: ClassVar[str] = "the penalty compares pairs of domains, identically 0 with one domain"
+
+    batch_size: int = hparam(32, search=lambda r: int(2 ** r.uniform(3, 5.5)), ge=2,
+                             why="the per-domain feature covariance divides by batch_size - 1")
+    mmd_gamma: float = hparam(1.0, search=lambda r: 10 ** r.uniform(-1, 1), gt=0,
+                              why="0 trains plain ERM, a negative weight rewards unequal feature statistics")
 
 
 def coral_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

@@ -5,7 +5,7 @@ steps alternate with one generator step (counting from 1, so the first update is
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -18,17 +18,32 @@ from pipeline.algorithms.registry import register_algorithm
 
 @dataclass(frozen=True)
 class DANNHParams(HParams):
-    lam: float = hparam(1.0, name="lambda", search=lambda r: 10 ** r.uniform(-2, 2))
-    lr_g: float = hparam(5e-5, search=lambda r: 10 ** r.uniform(-5, -3.5))
-    lr_d: float = hparam(5e-5, search=lambda r: 10 ** r.uniform(-5, -3.5))
-    weight_decay_g: float = hparam(0.0, search=lambda r: 10 ** r.uniform(-6, -2))
-    weight_decay_d: float = hparam(0.0, search=lambda r: 10 ** r.uniform(-6, -2))
-    d_steps_per_g_step: int = hparam(1, search=lambda r: int(2 ** r.uniform(0, 3)))
-    grad_penalty: float = hparam(0.0, search=lambda r: 10 ** r.uniform(-2, 1))
-    beta1: float = hparam(0.5, search=lambda r: r.choice([0.0, 0.5]))
-    mlp_width: int = hparam(256, search=lambda r: int(2 ** r.uniform(6, 10)))
-    mlp_depth: int = hparam(3, search=lambda r: int(r.choice([3, 4, 5])))
-    mlp_dropout: float = hparam(0.0, search=lambda r: r.choice([0.0, 0.1, 0.5]))
+    MIN_DOMAINS: ClassVar[int] = 2
+    MIN_DOMAINS_WHY: ClassVar[str] = "the discriminator must tell domains apart, its loss is identically 0 " \
+                                     "with one domain"
+
+    lam: float = hparam(1.0, name="lambda", search=lambda r: 10 ** r.uniform(-2, 2), gt=0,
+                        why="0 trains plain ERM, a negative weight helps the discriminator")
+    lr_g: float = hparam(5e-5, search=lambda r: 10 ** r.uniform(-5, -3.5), gt=0,
+                         why="a zero or negative learning rate never trains the generator")
+    lr_d: float = hparam(5e-5, search=lambda r: 10 ** r.uniform(-5, -3.5), gt=0,
+                         why="a zero or negative learning rate never trains the discriminator")
+    weight_decay_g: float = hparam(0.0, search=lambda r: 10 ** r.uniform(-6, -2), ge=0,
+                                   why="a negative decay grows the weights without bound")
+    weight_decay_d: float = hparam(0.0, search=lambda r: 10 ** r.uniform(-6, -2), ge=0,
+                                   why="a negative decay grows the weights without bound")
+    d_steps_per_g_step: int = hparam(1, search=lambda r: int(2 ** r.uniform(0, 3)), ge=1,
+                                     why="with 0 the discriminator never takes a step")
+    grad_penalty: float = hparam(0.0, search=lambda r: 10 ** r.uniform(-2, 1), ge=0,
+                                 why="a negative gradient penalty rewards a steep discriminator")
+    beta1: float = hparam(0.5, search=lambda r: r.choice([0.0, 0.5]), ge=0, lt=1,
+                          why="Adam's first-moment decay")
+    mlp_width: int = hparam(256, search=lambda r: int(2 ** r.uniform(6, 10)), ge=1,
+                            why="the discriminator needs hidden units")
+    mlp_depth: int = hparam(3, search=lambda r: int(r.choice([3, 4, 5])), ge=2,
+                            why="the discriminator has at least an input and an output layer")
+    mlp_dropout: float = hparam(0.0, search=lambda r: r.choice([0.0, 0.1, 0.5]), ge=0, lt=1,
+                                why="dropout 1 zeroes every hidden unit of the discriminator")
 
 
 class MLP(nn.Sequential):

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -19,7 +19,12 @@ from pipeline.algorithms.registry import register_algorithm
 
 @dataclass(frozen=True)
 class FishHParams(HParams):
-    meta_lr: float = hparam(0.5, search=lambda r: r.choice([0.05, 0.1, 0.5]))
+    MIN_DOMAINS: ClassVar[int] = 2
+    MIN_DOMAINS_WHY: ClassVar[str] = "with one domain the inner loop is a single step: plain ERM"
+
+    meta_lr: float = hparam(0.5, search=lambda r: r.choice([0.05, 0.1, 0.5]), gt=0, le=1,
+                            why="the weights move meta_lr of the way to the inner loop's: 0 never moves them, "
+                                "above 1 overshoots")
 
 
 def fish_meta_update(meta: dict[str, torch.Tensor], inner: dict[str, torch.Tensor], meta_lr: float) -> None:

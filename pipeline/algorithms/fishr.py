@@ -15,6 +15,7 @@ then the variance over the global batch. Here the shift is the local mean, so ``
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -27,9 +28,18 @@ from pipeline.algorithms.registry import register_algorithm
 
 @dataclass(frozen=True)
 class FishrHParams(HParams):
-    lam: float = hparam(1000.0, name="lambda", search=lambda r: 10 ** r.uniform(1.0, 4.0))
-    penalty_anneal_iters: int = hparam(1500, search=lambda r: int(r.uniform(0.0, 5000.0)))
-    ema: float = hparam(0.95, search=lambda r: r.uniform(0.90, 0.99))
+    MIN_DOMAINS: ClassVar[int] = 2
+    MIN_DOMAINS_WHY: ClassVar[str] = "the penalty is the spread across domains of the gradient variances, " \
+                                     "identically 0 with one domain"
+
+    batch_size: int = hparam(32, search=lambda r: int(2 ** r.uniform(3, 5.5)), ge=2,
+                             why="the per-domain gradient variance is undefined for 1 sample")
+    lam: float = hparam(1000.0, name="lambda", search=lambda r: 10 ** r.uniform(1.0, 4.0), gt=0,
+                        why="0 trains plain ERM, a negative weight rewards unequal gradient variances")
+    penalty_anneal_iters: int = hparam(1500, search=lambda r: int(r.uniform(0.0, 5000.0)), ge=0,
+                                       why="a number of steps")
+    ema: float = hparam(0.95, search=lambda r: r.uniform(0.90, 0.99), ge=0, lt=1,
+                        why="the moving average is divided by 1 - ema")
 
 
 @dataclass

@@ -4,6 +4,7 @@ the loss is the q-weighted sum of the per-domain risks (the worst domain gets th
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -16,7 +17,12 @@ from pipeline.algorithms.registry import register_algorithm
 
 @dataclass(frozen=True)
 class GroupDROHParams(HParams):
-    groupdro_eta: float = hparam(1e-2, search=lambda r: 10 ** r.uniform(-3, -1))
+    MIN_DOMAINS: ClassVar[int] = 2
+    MIN_DOMAINS_WHY: ClassVar[str] = "the weight of a single domain is always 1: plain ERM"
+
+    groupdro_eta: float = hparam(1e-2, search=lambda r: 10 ** r.uniform(-3, -1), gt=0,
+                                 why="0 keeps the domain weights uniform (plain ERM), a negative step favours the "
+                                     "easiest domain")
 
 
 def update_group_weights(q: torch.Tensor, losses: torch.Tensor, eta: float) -> torch.Tensor:

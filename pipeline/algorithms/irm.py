@@ -4,6 +4,7 @@ logits, estimated without bias as the product of the gradients on the even and o
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -15,8 +16,16 @@ from pipeline.algorithms.registry import register_algorithm
 
 @dataclass(frozen=True)
 class IRMHParams(HParams):
-    irm_lambda: float = hparam(1e2, search=lambda r: 10 ** r.uniform(-1, 5))
-    irm_penalty_anneal_iters: int = hparam(500, search=lambda r: int(10 ** r.uniform(0, 4)))
+    MIN_DOMAINS: ClassVar[int] = 2
+    MIN_DOMAINS_WHY: ClassVar[str] = "invariance across a single domain constrains nothing"
+
+    batch_size: int = hparam(32, search=lambda r: int(2 ** r.uniform(3, 5.5)), ge=2,
+                             why="the penalty multiplies the gradients of each domain's even and odd halves; "
+                                 "with 1 sample the odd half is empty and the penalty identically 0")
+    irm_lambda: float = hparam(1e2, search=lambda r: 10 ** r.uniform(-1, 5), gt=0,
+                               why="0 trains plain ERM after annealing, a negative weight rewards non-invariance")
+    irm_penalty_anneal_iters: int = hparam(500, search=lambda r: int(10 ** r.uniform(0, 4)), ge=0,
+                                           why="a number of steps")
 
 
 def irm_penalty(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -14,8 +15,14 @@ from pipeline.algorithms.registry import register_algorithm
 
 @dataclass(frozen=True)
 class VRExHParams(HParams):
-    vrex_lambda: float = hparam(1e1, search=lambda r: 10 ** r.uniform(-1, 5))
-    vrex_penalty_anneal_iters: int = hparam(500, search=lambda r: int(10 ** r.uniform(0, 4)))
+    MIN_DOMAINS: ClassVar[int] = 2
+    MIN_DOMAINS_WHY: ClassVar[str] = "the penalty is the variance of the per-domain risks, identically 0 with " \
+                                     "one domain"
+
+    vrex_lambda: float = hparam(1e1, search=lambda r: 10 ** r.uniform(-1, 5), gt=0,
+                                why="0 trains plain ERM after annealing, a negative weight rewards unequal risks")
+    vrex_penalty_anneal_iters: int = hparam(500, search=lambda r: int(10 ** r.uniform(0, 4)), ge=0,
+                                            why="a number of steps")
 
 
 def vrex_penalty(losses: torch.Tensor) -> torch.Tensor:
