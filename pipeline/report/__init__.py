@@ -70,7 +70,7 @@ def run(
             "subtitle": _subtitle(inputs),
             "summary": summary,
             "cohort": build_cohort(inputs, out),
-            "evaluation": build_evaluation(inputs.metrics, out),
+            "evaluation": build_evaluation(inputs.metrics, out, inputs.cohort),
             "audit": build_audit(inputs.audit, inputs.audit_dir, out, inputs.ingest_dir),
             "provenance": build_provenance(inputs),
             "missing": inputs.missing,

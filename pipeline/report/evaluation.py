@@ -10,7 +10,27 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.report import figures
-from pipeline.report.tables import MISSING, Cell, Table, cell, ci_cell, is_number, mean_std_text, num_cell, rate_cell
+from pipeline.report.baselines import (
+    beats_majority,
+    class_counts,
+    constant_predictor,
+    half_width,
+    majority_accuracy,
+    threshold_of,
+    threshold_text,
+)
+from pipeline.report.tables import (
+    Cell,
+    Table,
+    cell,
+    ci_cell,
+    is_number,
+    mean_std_text,
+    not_measured,
+    num_cell,
+    rate_cell,
+    reason_of,
+)
 
 RULE_LABELS = {
     "training_domain": "training-domain validation",
@@ -52,12 +72,46 @@ def _protocol(entry: dict[str, Any], block: dict[str, Any] | None = None) -> str
     return f"{text}; n={n}" if n is not None else text
 
 
+def n_cell(block: dict[str, Any]) -> Cell:
+    """``120 (48 COVID / 72 no finding)``: a sample's size with its classes (small samples are visible)."""
+    n = block.get("n")
+    pos, neg = class_counts(block)
+    if not is_number(n):
+        return cell(None, reason=reason_of(block, "n"))
+    text = f"{int(n):,}" + (f" ({pos:,} COVID / {neg:,} no finding)" if pos is not None else "")
+    return Cell(text, float(n))
+
+
+def accuracy_cell(block: dict[str, Any], *, key: str = "accuracy", css: str = "", title: str = "") -> Cell:
+    """An accuracy flagged when the predictions are all one class or it does not beat the always-majority rate."""
+    value = block.get(key)
+    base = rate_cell(value, css=css, title=title, reason=reason_of(block, key))
+    if not is_number(value):
+        return base
+    if key == "accuracy" and constant_predictor(block):
+        return Cell(f"{base.text} (constant predictor)", base.sort, "flag", title)
+    if key == "accuracy" and beats_majority(value, majority_accuracy(block)) is False:
+        return Cell(f"{base.text} (≤ majority)", base.sort, "flag", title)
+    return base
+
+
+def majority_cell(block: dict[str, Any]) -> Cell:
+    return rate_cell(majority_accuracy(block), css="muted", reason="no class counts in metrics.json")
+
+
+def _threshold_cell(entry: dict[str, Any], block: dict[str, Any]) -> Cell:
+    value, source = threshold_of(block.get("threshold", entry.get("threshold")), entry.get("threshold_source"))
+    if value is None:
+        return cell(None, reason="no threshold recorded")
+    return Cell(f"{value:.2f}", value, "muted", source or "")
+
+
 def site_table(metrics: dict[str, Any]) -> Table:
     """Every model x site; each model's worst site by accuracy is highlighted; the rule sits on every row."""
-    table = Table(["model", "selection rule", "site", "n", "accuracy", "balanced acc.", "AUROC [95% CI]", "ECE",
-                   "conflicting", "aligned", "last evals"],
+    table = Table(["model", "selection rule", "site", "n (classes)", "threshold", "accuracy", "always-majority",
+                   "balanced acc.", "AUROC [95% CI]", "ECE", "conflicting", "aligned", "training-time test acc."],
                   caption="Per model and site (test split)",
-                  numeric=[False, False, False, True, True, True, True, True, True, True, True])
+                  numeric=[False, False, False] + [True] * 10)
     for name, entry in models(metrics).items():
         per_site = entry.get("per_site") or {}
         worst = ((entry.get("worst_site") or {}).get("accuracy") or {}).get("site")
@@ -66,29 +120,47 @@ def site_table(metrics: dict[str, Any]) -> Table:
         rule_css = "flag" if upper else "muted"
         history = (entry.get("history") or {}).get("test_acc") or {}
         swing = (f"{_pct(history.get('mean'))} ({100 * history['min']:.0f}–{100 * history['max']:.0f})"
-                 if all(is_number(history.get(k)) for k in ("mean", "min", "max")) else MISSING)
-        name_cell = Cell(name + (" (constant!)" if entry.get("constant_predictor") else ""), name,
-                         "flag" if entry.get("constant_predictor") else "")
+                 if all(is_number(history.get(k)) for k in ("mean", "min", "max"))
+                 else not_measured("the run logged no test accuracy"))
+        constant = entry.get("constant_predictor") is True
+        name_cell = Cell(name + (" (constant!)" if constant else ""), name, "flag" if constant else "")
         for site, block in per_site.items():
             css = "worst" if site == worst and len(per_site) > 1 else ""
             tip = _protocol(entry, block)
             rule_text = rule_label(rule, short=True) + (" (upper bound)" if upper and rule != "oracle" else "")
-            table.add([name_cell, Cell(rule_text, rule, rule_css, tip),
-                       Cell(site, site, css), cell(block.get("n")), rate_cell(block.get("accuracy"), css=css, title=tip),
-                       rate_cell(block.get("balanced_accuracy"), title=tip),
-                       ci_cell(block.get("auroc"), block.get("auroc_ci"), title=tip),
-                       num_cell(block.get("ece"), title=tip), rate_cell(block.get("conflict_accuracy"), title=tip),
-                       rate_cell(block.get("aligned_accuracy"), title=tip),
+            table.add([name_cell, Cell(rule_text, rule, rule_css, tip), Cell(site, site, css), n_cell(block),
+                       _threshold_cell(entry, block), accuracy_cell(block, css=css, title=tip), majority_cell(block),
+                       rate_cell(block.get("balanced_accuracy"), title=tip,
+                                 reason=reason_of(block, "balanced_accuracy")),
+                       ci_cell(block.get("auroc"), block.get("auroc_ci"), title=tip,
+                               reason=reason_of(block, "auroc") or _one_class(block)),
+                       num_cell(block.get("ece"), title=tip, reason=reason_of(block, "ece")),
+                       rate_cell(block.get("conflict_accuracy"), title=tip,
+                                 reason=reason_of(block, "conflict_accuracy") or _empty(block, "n_conflict")),
+                       rate_cell(block.get("aligned_accuracy"), title=tip,
+                                 reason=reason_of(block, "aligned_accuracy") or _empty(block, "n_aligned")),
                        Cell(swing, history.get("mean") if is_number(history.get("mean")) else None, "muted")])
-    table.note = ("Conflicting = images whose position contradicts the label (the shortcut's worst group); aligned = "
-                  "the others. Highlighted: a model's worst site. Last evals: the mean (min–max) test accuracy "
-                  "over the run's last evaluations during training: single checkpoints swing under shortcut pressure. "
-                  "A constant predictor (every prediction one class) is flagged: its accuracy is the class prior.")
+    table.note = ("Accuracy: evaluate's, at the threshold shown (hover it for where it was chosen); always-majority: "
+                  "the accuracy of always predicting the site's majority class, the trivial baseline every accuracy "
+                  "must beat (flagged when it does not). Conflicting = images whose position contradicts the label; "
+                  "aligned = the others. Highlighted: a model's worst site. Training-time test acc.: the mean "
+                  "(min–max) test accuracy the run logged over its last evaluations (other checkpoints, argmax of "
+                  "the logits): single checkpoints swing under shortcut pressure. A constant predictor (every "
+                  "prediction one class) is flagged: its accuracy is the class prior.")
     return table
 
 
+def _one_class(block: dict[str, Any]) -> str | None:
+    pos, neg = class_counts(block)
+    return "one class only: AUROC undefined" if pos == 0 or neg == 0 else None
+
+
+def _empty(block: dict[str, Any], key: str) -> str | None:
+    return "no such image here" if block.get(key) == 0 else None
+
+
 def _pct(value: Any) -> str:
-    return f"{100 * value:.1f}%" if is_number(value) else MISSING
+    return f"{100 * value:.1f}%" if is_number(value) else not_measured(value=value)
 
 
 def _agg_cell(agg: dict[str, Any], name: str, css: str, percent: bool = True) -> Cell:
@@ -109,7 +181,7 @@ def aggregate_table(metrics: dict[str, Any]) -> Table:
 
         table.add([agg.get("algorithm", key), Cell(rule_label(rule, short=True), str(rule), css, rule_label(rule)),
                    cell(agg.get("n_runs")),
-                   ", ".join(str(s) for s in agg.get("seeds") or []) or MISSING,
+                   cell(", ".join(str(s) for s in agg.get("seeds") or []) or None, reason="no seed recorded"),
                    _agg_cell(agg, "mean_site_accuracy", css), _agg_cell(agg, "mean_site_conflict_accuracy", css),
                    _agg_cell(agg, "mean_site_auroc", css, percent=False), _agg_cell(agg, "history_test_acc", css)])
     table.note = ("Training-domain validation is the default, honest rule; OOD validation uses a labelled hospital "
@@ -119,30 +191,90 @@ def aggregate_table(metrics: dict[str, Any]) -> Table:
 
 def baseline_table(metrics: dict[str, Any]) -> Table:
     base = (metrics or {}).get("metadata_baseline") or {}
-    table = Table(["site", "n", "accuracy", "AUROC [95% CI]", "conflicting"],
+    table = Table(["site", "n (classes)", "accuracy", "always-majority", "AUROC [95% CI]", "conflicting"],
                   caption="Metadata-only baseline (site, view, position, age group, sex; no pixels)",
-                  numeric=[False, True, True, True, True])
+                  numeric=[False, True, True, True, True, True])
     for site, block in (base.get("per_site") or {}).items():
-        table.add([site, cell(block.get("n")), rate_cell(block.get("accuracy")),
-                   ci_cell(block.get("auroc"), block.get("auroc_ci")), rate_cell(block.get("conflict_accuracy"))])
+        table.add([site, n_cell(block), accuracy_cell(block), majority_cell(block),
+                   ci_cell(block.get("auroc"), block.get("auroc_ci"), reason=reason_of(block, "auroc") or _one_class(block)),
+                   rate_cell(block.get("conflict_accuracy"), reason=reason_of(block, "conflict_accuracy"))])
     if base:
         table.note = (f"Fitted on the {base.get('fitted_on', 'training data')} (n={base.get('n_train', '?')}); "
-                      "a model that barely beats it has little lung evidence to show.")
+                      "it shows how far the label can be predicted without a pixel.")
     return table
 
 
 def group_table(metrics: dict[str, Any]) -> Table:
-    table = Table(["model", "selection rule", "site | position", "n", "accuracy", "AUROC"],
-                  caption="Per site and position", numeric=[False, False, False, True, True, True], collapsed=True)
+    table = Table(["model", "selection rule", "site | position", "n (classes)", "accuracy", "always-majority",
+                   "AUROC"], caption="Per site and position", numeric=[False, False, False, True, True, True, True],
+                  collapsed=True)
     for name, entry in models(metrics).items():
         for group, block in (entry.get("per_group") or {}).items():
             tip = _protocol(entry, block)
-            table.add([name, Cell(str(entry.get("selection_rule")), None, "muted"), group, cell(block.get("n")),
-                       rate_cell(block.get("accuracy"), title=tip), num_cell(block.get("auroc"), title=tip)])
+            table.add([name, Cell(str(entry.get("selection_rule")), None, "muted"), group, n_cell(block),
+                       accuracy_cell(block, title=tip), majority_cell(block),
+                       num_cell(block.get("auroc"), title=tip, reason=reason_of(block, "auroc") or _one_class(block))])
     return table
 
 
-def _headline_figure(metrics: dict[str, Any], out: Path) -> dict[str, Any] | None:
+def shortcut_table(metrics: dict[str, Any]) -> Table:
+    """Per shortcut attribute evaluate analysed: accuracy on the images where it contradicts / agrees with the
+    label, with how many images had the attribute unknown (they are in neither group)."""
+    table = Table(["model", "site", "attribute", "conflicting", "n conflicting", "aligned", "n aligned",
+                   "unknown"], caption="Accuracy by shortcut attribute (conflicting vs aligned images)",
+                  numeric=[False, False, False, True, True, True, True, True])
+    for name, entry in models(metrics).items():
+        for site, block in (entry.get("per_site") or {}).items():
+            for attribute, sub in ((block.get("shortcuts") or {}) if isinstance(block, dict) else {}).items():
+                if not isinstance(sub, dict):
+                    continue
+                table.add([name, site, attribute,
+                           rate_cell(sub.get("conflict_accuracy"), reason=reason_of(sub, "conflict_accuracy")
+                                     or _empty(sub, "n_conflict")),
+                           cell(sub.get("n_conflict")),
+                           rate_cell(sub.get("aligned_accuracy"), reason=reason_of(sub, "aligned_accuracy")
+                                     or _empty(sub, "n_aligned")),
+                           cell(sub.get("n_aligned")), cell(sub.get("n_unknown"))])
+    table.note = "Unknown: images whose attribute is unknown; they are counted here and left out of both groups."
+    return table
+
+
+def _label_majority(labels: Any) -> float | None:
+    """Always-majority accuracy of a label column (None when empty)."""
+    values = [int(v) for v in labels if v is not None]
+    if not values:
+        return None
+    positives = sum(values)
+    return max(positives, len(values) - positives) / len(values)
+
+
+def _conflicting(frame: Any) -> Any:
+    """Rows whose position contradicts the label (COVID and erect, or no finding and supine)."""
+    position, label = frame["position"].astype(str), frame["label"].astype(int)
+    return frame[((position == "erect") & (label == 1)) | ((position == "supine") & (label == 0))]
+
+
+def majority_line(metrics: dict[str, Any], sites: list[str], cohort: Any) -> list[float | None]:
+    """The always-majority accuracy of each group the headline figure shows: the training hospitals' validation
+    images, each test site, and each test site's conflicting images (from the manifest; None where unknown)."""
+    per_site = {}
+    for site in sites:
+        values = [majority_accuracy((e.get("per_site") or {}).get(site)) for e in models(metrics).values()]
+        per_site[site] = next((v for v in values if v is not None), None)
+    if cohort is None or not len(cohort) or not {"split", "label", "site"} <= set(cohort.columns):
+        return [None] + [per_site[s] for s in sites] + [None] * len(sites)
+    split = str(metrics.get("split", "test"))
+    val = _label_majority(cohort.loc[cohort["split"].astype(str) == "val", "label"])
+    conflicting = []
+    for site in sites:
+        rows = cohort[(cohort["site"].astype(str) == site) & (cohort["split"].astype(str) == split)]
+        if per_site[site] is None:
+            per_site[site] = _label_majority(rows["label"])
+        conflicting.append(_label_majority(_conflicting(rows)["label"]) if "position" in rows else None)
+    return [val] + [per_site[s] for s in sites] + conflicting
+
+
+def _headline_figure(metrics: dict[str, Any], out: Path, cohort: Any = None) -> dict[str, Any] | None:
     """Training sites (validation), each test site, and each test site's conflicting images, per algorithm x rule."""
     from pipeline.report.headline import spread, val_at_step
 
@@ -166,31 +298,89 @@ def _headline_figure(metrics: dict[str, Any], out: Path) -> dict[str, Any] | Non
         intervals[key] = [(st["mean"] - st["std"], st["mean"] + st["std"]) if st["std"] is not None else None
                           for st in stats]
     base = (metrics.get("metadata_baseline") or {}).get("per_site") or {}
-    reference = {"metadata-only baseline": [None] + [(base.get(s) or {}).get("accuracy") for s in sites]
-                 + [(base.get(s) or {}).get("conflict_accuracy") for s in sites]} if base else None
+    reference: dict[str, list[Any]] = {}
+    if base:
+        reference["metadata-only baseline"] = ([None] + [(base.get(s) or {}).get("accuracy") for s in sites]
+                                               + [(base.get(s) or {}).get("conflict_accuracy") for s in sites])
+    majority = majority_line(metrics, sites, cohort)
+    if any(is_number(v) for v in majority):
+        reference["always predict the majority class"] = majority
     figures.grouped_bars(out / "fig_accuracy_per_site.png", groups=groups, series=series, intervals=intervals,
-                         ylabel="accuracy", reference=reference, chance=0.5,
+                         ylabel="accuracy", reference=reference or None,
                          width_in=max(8.0, 1.6 * len(groups) + 4.5))
+    shown = [g.replace("\n", " ") for g, v in zip(groups, majority, strict=True) if not is_number(v)]
     return {"src": "fig_accuracy_per_site.png", "alt": "accuracy per site per model",
-            "caption": "Accuracy on the training hospitals' validation images (pooled, at the selected checkpoint), at each test hospital, and on its "
-                       "images whose position contradicts the label; mean over seeds, whiskers ± 1 std; dashed: "
-                       "metadata-only baseline; dotted: chance."}
+            "caption": "Accuracy on the training hospitals' validation images (pooled, at the selected checkpoint), "
+                       "at each test hospital, and on its images whose position contradicts the label; mean over "
+                       "seeds, whiskers ± 1 std; dashed: metadata-only baseline; dotted red: the accuracy of always "
+                       "predicting the majority class of the images in that group"
+                       + (f" (not measured for {', '.join(shown)}: no class counts)" if shown else "") + "."}
 
 
-def build_evaluation(metrics: dict[str, Any] | None, out: Path) -> dict[str, Any]:
+def sample_size_warnings(metrics: dict[str, Any], cohort: Any = None) -> list[str]:
+    """Where a test site, or the validation set that chose the threshold and the checkpoint, is too small to
+    separate the algorithms: the 95% interval of one accuracy is wider than the gap between them."""
+    from pipeline.report.headline import val_at_step
+
+    primary = {str(e.get("algorithm")): e for n, e in models(metrics).items() if "@" not in n}
+    if len(primary) < 2:
+        return []
+    lines = []
+    for site in metrics.get("sites") or []:
+        blocks = {a: (e.get("per_site") or {}).get(site) or {} for a, e in primary.items()}
+        accs = {a: b.get("accuracy") for a, b in blocks.items() if is_number(b.get("accuracy"))}
+        n = next((b.get("n") for b in blocks.values() if is_number(b.get("n"))), None)
+        lines += _gap_warning(f"test site {site}", accs, n)
+    if cohort is not None and len(cohort) and "split" in cohort:
+        n_val = int((cohort["split"].astype(str) == "val").sum())
+        accs = {a: val_at_step(e) for a, e in primary.items() if is_number(val_at_step(e))}
+        lines += _gap_warning("the training hospitals' validation set (it chose the threshold and the "
+                              "training-domain checkpoint)", accs, n_val)
+    return lines
+
+
+def _gap_warning(what: str, accuracies: dict[str, float], n: Any) -> list[str]:
+    if len(accuracies) < 2 or not is_number(n):
+        return []
+    best, worst = max(accuracies, key=accuracies.get), min(accuracies, key=accuracies.get)
+    gap = accuracies[best] - accuracies[worst]
+    width = half_width((accuracies[best] + accuracies[worst]) / 2, n)
+    if width is None or 2 * width <= gap:
+        return []
+    return [f"{what}: n={int(n)} images, so an accuracy's 95% interval is about ±{100 * width:.0f} points, wider "
+            f"than the {100 * gap:.1f}-point gap between {best} and {worst}: this sample cannot separate the models."]
+
+
+def _thresholds_line(metrics: dict[str, Any]) -> str:
+    """One threshold for all models, or each model's (each is chosen per checkpoint)."""
+    texts = {n: threshold_text(e.get("threshold"), e.get("threshold_source")) for n, e in models(metrics).items()}
+    if len(set(texts.values())) == 1:
+        return next(iter(texts.values()))
+    return "; ".join(f"{name}: {text}" for name, text in texts.items())
+
+
+def build_evaluation(metrics: dict[str, Any] | None, out: Path, cohort: Any = None) -> dict[str, Any]:
     if not metrics or not models(metrics):
         return {"available": False,
                 "reason": "No evaluation results (metrics.json) were found: run `cxr-fishr evaluate`."}
     split = metrics.get("split", "test")
+    n_boot = metrics.get("n_bootstrap")
     lines = [f"Measured on the {split} split ({', '.join(metrics.get('sites') or []) or 'sites as listed'}). "
-             f"Thresholded metrics use the threshold chosen on the training domains' validation split; AUROC has a "
-             f"{metrics.get('n_bootstrap', 1000)}-draw bootstrap 95% interval. Hover a number for its protocol."]
+             f"Accuracy everywhere on this page is evaluate's thresholded accuracy ({_thresholds_line(metrics)}). "
+             + (f"AUROC has a {n_boot}-draw bootstrap 95% interval. " if is_number(n_boot) else "")
+             + "Hover a number for its protocol."]
+    skipped = metrics.get("n_unlabelled_skipped")
+    if is_number(skipped) and skipped:
+        lines.append(f"{int(skipped):,} unlabelled image(s) of the split were left out of every metric.")
+    warnings = [str(w.get("message", w)) if isinstance(w, dict) else str(w) for w in metrics.get("warnings") or []]
+    shortcuts = shortcut_table(metrics)
     return {
         "available": True,
         "lines": lines,
-        "figure": _headline_figure(metrics, out),
+        "warnings": warnings + sample_size_warnings(metrics, cohort),
+        "figure": _headline_figure(metrics, out, cohort),
         "conflict_figure": None,
-        "tables": [site_table(metrics)],
+        "tables": [site_table(metrics)] + ([shortcuts] if not shortcuts.empty else []),
         "selection": aggregate_table(metrics),
         "baseline": baseline_table(metrics),
         "groups": group_table(metrics),

@@ -11,6 +11,7 @@ from pathlib import Path
 
 PALETTE = ("#3b6fb6", "#d9822b", "#3f9c5a", "#b5443d", "#7d5ba6", "#8c6d31", "#d36fb0", "#6b6b6b")
 DPI = 110
+REFERENCE_STYLES = (("--", "#111"), (":", "#b5443d"), ("-.", "#555"))  # (line style, colour) per reference series
 
 
 def _pyplot():
@@ -96,11 +97,12 @@ def _draw_bars(ax, *, colours: dict[str, str], groups, series, ylabel, intervals
             if span and _finite(v) and all(_finite(s) for s in span):
                 ax.errorbar(x, v, yerr=[[max(0.0, v - span[0])], [max(0.0, span[1] - v)]], color="#222",
                             capsize=2, lw=0.9)
-    for label, values in (reference or {}).items():
+    for k, (label, values) in enumerate((reference or {}).items()):
         drawn = False
+        style = REFERENCE_STYLES[k % len(REFERENCE_STYLES)]  # each reference series keeps its own line style
         for g, v in enumerate(values):
             if _finite(v):
-                ax.hlines(v, g - 0.45, g + 0.45, colors="#111", linestyles="--", lw=1.2,
+                ax.hlines(v, g - 0.45, g + 0.45, colors=style[1], linestyles=style[0], lw=1.4,
                           label=None if drawn else label)
                 drawn = True
     if chance is not None:

@@ -7,16 +7,22 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from pipeline.report.baselines import constant_predictor, majority_accuracy
 from pipeline.report.shortcut_audit import shortcut_share
-from pipeline.report.tables import is_number
+from pipeline.report.tables import is_number, reason_of
 
 IG = "integrated_gradients"
 # name in summary.json -> (source, how to read it from one model's entries)
 FIELDS = (
     "training_site_accuracy", "test_site_accuracy", "test_site_auroc", "conflict_accuracy",
     "counterfactual_flip_rate", "region_ablation_lungs", "region_ablation_shortcuts",
-    "ig_lung_mass_fraction", "ig_shortcut_mass_fraction",
+    "ig_lung_mass_fraction", "ig_shortcut_mass_fraction", "test_site_majority_accuracy",
 )
+# headline field -> the audit.json metric name its ``skipped`` list and ``not_measured`` maps use
+AUDIT_KEYS = {"counterfactual_flip_rate": "counterfactual_flip_rate", "region_ablation_lungs": "lungs",
+              "region_ablation_shortcuts": "shortcuts", "ig_lung_mass_fraction": "lung_mass_fraction",
+              "ig_shortcut_mass_fraction": "shortcut_mass_fraction"}
+NOT_AUDITED = "the audit ran on each run's model.pt only"
 
 
 RULE_ORDER = ("training_domain", "leave_one_domain_out", "ood_validation", "oracle")
@@ -44,7 +50,43 @@ def val_at_step(entry: dict[str, Any]) -> Any:
     return ((entry.get("history") or {}).get("val_acc") or {}).get("mean")
 
 
-def _model_numbers(entry: dict[str, Any], audited: dict[str, Any] | None) -> dict[str, Any]:
+def is_constant(entry: dict[str, Any]) -> bool:
+    """evaluate's ``constant_predictor`` flag; where it is absent, from the overall confusion matrix."""
+    flag = entry.get("constant_predictor")
+    return flag if isinstance(flag, bool) else bool(constant_predictor(entry.get("overall")))
+
+
+def _site_majority(entry: dict[str, Any]) -> float | None:
+    """Mean over test sites of the always-majority accuracy (evaluate's value, else from the class counts)."""
+    if is_number((entry.get("mean_site") or {}).get("majority_accuracy")):
+        return float(entry["mean_site"]["majority_accuracy"])
+    values = [majority_accuracy(b) for b in (entry.get("per_site") or {}).values() if isinstance(b, dict)]
+    values = [v for v in values if v is not None]
+    return sum(values) / len(values) if values else None
+
+
+def _reasons(entry: dict[str, Any], audited: dict[str, Any] | None, audit: dict[str, Any] | None) -> dict[str, str]:
+    """Why each headline field is null for one model: the stages' ``not_measured``/``skipped`` reasons."""
+    mean_site = entry.get("mean_site") or {}
+    reasons = {k: reason_of(mean_site, k) for k in ("conflict_accuracy", "aligned_accuracy", "accuracy")}
+    if audited is None:
+        return {**{k: v for k, v in reasons.items() if v}, **dict.fromkeys(AUDIT_KEYS, NOT_AUDITED)}
+    skipped = {str(s.get("metric")): str(s.get("reason")) for s in (audit or {}).get("skipped") or []
+               if isinstance(s, dict)}
+    blocks = [((audited.get("interventions") or {}).get("overall") or {}),
+              ((audited.get("region_ablation_abs_share") or audited.get("region_ablation_share") or {})
+               .get("overall") or {}),
+              ((((audited.get("methods") or {}).get(IG) or {}).get("overall")) or {})]
+    for field, key in AUDIT_KEYS.items():
+        found = [reason_of(b, key) or reason_of(b, field) for b in blocks] + [skipped.get(key), skipped.get(field)]
+        reasons[field] = next((r for r in found if r), None)
+    if (audit or {}).get("shortcut_masks") is False:
+        reasons["region_ablation_shortcuts"] = "no shortcut mask in the cache"
+    return {k: v for k, v in reasons.items() if v}
+
+
+def _model_numbers(entry: dict[str, Any], audited: dict[str, Any] | None,
+                   shortcut_masks: bool = True) -> dict[str, Any]:
     mean_site = entry.get("mean_site") or {}
     audited = audited or {}
     interventions = (audited.get("interventions") or {}).get("overall") or {}
@@ -59,9 +101,11 @@ def _model_numbers(entry: dict[str, Any], audited: dict[str, Any] | None) -> dic
         "conflict_accuracy": mean_site.get("conflict_accuracy"),
         "counterfactual_flip_rate": interventions.get("counterfactual_flip_rate"),
         "region_ablation_lungs": ablation.get("lungs"),
-        "region_ablation_shortcuts": shortcut_share(ablation) if ablation else None,
+        # Without shortcut masks the shortcut kinds' shares are not measurements, whatever number audit wrote.
+        "region_ablation_shortcuts": shortcut_share(ablation) if ablation and shortcut_masks else None,
         "ig_lung_mass_fraction": ig.get("lung_mass_fraction"),
-        "ig_shortcut_mass_fraction": ig.get("shortcut_mass_fraction"),
+        "ig_shortcut_mass_fraction": ig.get("shortcut_mass_fraction") if shortcut_masks else None,
+        "test_site_majority_accuracy": _site_majority(entry),
     }
 
 
@@ -82,13 +126,22 @@ def headline(metrics: dict[str, Any] | None, audit: dict[str, Any] | None) -> di
     result: dict[str, dict[str, Any]] = {}
     for (algorithm, rule), members in sorted(groups.items(), key=lambda kv: (kv[0][0], _rule_order(kv[0][1]))):
         # The audit ran on model.pt only: an ``<run>@<rule>`` checkpoint has no audit numbers of its own.
-        numbers = [_model_numbers(e, audited.get(n)) for n, e in members]
+        masks = (audit or {}).get("shortcut_masks") is not False
+        numbers = [_model_numbers(e, audited.get(n), masks) for n, e in members]
+        reasons: dict[str, str] = {}
+        for n, e in members:
+            for field, why in _reasons(e, audited.get(n), audit).items():
+                reasons.setdefault(field, why)
         block = {
             "selection_rule": rule,
             "upper_bound": rule == "oracle",
             "seeds": sorted({e.get("seed") for _, e in members if e.get("seed") is not None}),
             "models": [n for n, _ in members],
-            "constant_predictor": [n for n, e in members if e.get("constant_predictor")],
+            "constant_predictor": [n for n, e in members if is_constant(e)],
+            "not_measured": reasons,
+            "thresholds": [e.get("threshold") if is_number(e.get("threshold")) else None for _, e in members],
+            "threshold_source": next((str(e["threshold_source"]) for _, e in members if e.get("threshold_source")),
+                                     None),
             **{f: spread([x[f] for x in numbers]) for f in FIELDS},
         }
         entry = result.setdefault(algorithm, {"by_rule": {}})

@@ -11,7 +11,28 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-MISSING = "–"
+NOT_MEASURED = "not measured"
+MISSING = NOT_MEASURED  # the bare phrase; every formatter below appends the reason in brackets
+ABSENT = "absent from the results"  # the reason when a stage wrote no value and no ``not_measured`` reason
+NOT_FINITE = "not a finite number in the results"
+
+
+def not_measured(reason: str | None = None, value: Any = None) -> str:
+    """``not measured (<reason>)``: a missing number is never shown as 0 or as a bare dash.
+
+    Without a ``reason``, a NaN/inf ``value`` reads "not a finite number in the results", anything else "absent
+    from the results".
+    """
+    if not reason:
+        reason = NOT_FINITE if isinstance(value, float) and not math.isfinite(value) else ABSENT
+    return f"{NOT_MEASURED} ({reason})"
+
+
+def reason_of(block: Any, key: str) -> str | None:
+    """The reason a stage gave for a null metric (``block["not_measured"][key]``), or None."""
+    reasons = block.get("not_measured") if isinstance(block, dict) else None
+    value = reasons.get(key) if isinstance(reasons, dict) else None
+    return str(value) if value else None
 
 
 @dataclass(frozen=True)
@@ -49,41 +70,46 @@ def is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(float(value))
 
 
-def cell(value: Any, *, css: str = "", title: str = "") -> Cell:
-    """A cell for a plain value: numbers keep their sort key, None/NaN show a dash and sort last."""
+def _missing_cell(value: Any, reason: str | None, css: str, title: str) -> Cell:
+    return Cell(not_measured(reason, value), None, css or "muted", title)
+
+
+def cell(value: Any, *, css: str = "", title: str = "", reason: str | None = None) -> Cell:
+    """A cell for a plain value: numbers keep their sort key, None/NaN read "not measured (reason)", sort last."""
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
-        return Cell(MISSING, None, css or "muted", title)
+        return _missing_cell(value, reason, css, title)
     if is_number(value):
         text = f"{value:,}" if isinstance(value, int) else f"{value:.3g}"
         return Cell(text, float(value), css, title)
     return Cell(str(value), str(value).lower(), css, title)
 
 
-def fmt_rate(value: Any, digits: int = 1) -> str:
-    """A proportion in [0, 1] as a percentage ("81.2%"); a dash when missing."""
-    return f"{100 * float(value):.{digits}f}%" if is_number(value) else MISSING
+def fmt_rate(value: Any, digits: int = 1, *, reason: str | None = None) -> str:
+    """A proportion in [0, 1] as a percentage ("81.2%"); "not measured (reason)" when missing."""
+    return f"{100 * float(value):.{digits}f}%" if is_number(value) else not_measured(reason, value)
 
 
-def fmt_num(value: Any, digits: int = 3) -> str:
-    return f"{float(value):.{digits}f}" if is_number(value) else MISSING
+def fmt_num(value: Any, digits: int = 3, *, reason: str | None = None) -> str:
+    return f"{float(value):.{digits}f}" if is_number(value) else not_measured(reason, value)
 
 
-def rate_cell(value: Any, *, css: str = "", title: str = "") -> Cell:
+def rate_cell(value: Any, *, css: str = "", title: str = "", reason: str | None = None) -> Cell:
     if not is_number(value):
-        return Cell(MISSING, None, css or "muted", title)
+        return _missing_cell(value, reason, css, title)
     return Cell(fmt_rate(value), float(value), css, title)
 
 
-def num_cell(value: Any, *, digits: int = 3, css: str = "", title: str = "") -> Cell:
+def num_cell(value: Any, *, digits: int = 3, css: str = "", title: str = "", reason: str | None = None) -> Cell:
     if not is_number(value):
-        return Cell(MISSING, None, css or "muted", title)
+        return _missing_cell(value, reason, css, title)
     return Cell(fmt_num(value, digits), float(value), css, title)
 
 
-def ci_cell(value: Any, interval: Iterable[Any] | None, *, digits: int = 3, css: str = "", title: str = "") -> Cell:
+def ci_cell(value: Any, interval: Iterable[Any] | None, *, digits: int = 3, css: str = "", title: str = "",
+            reason: str | None = None) -> Cell:
     """``0.861 [0.80, 0.91]``: a point estimate with its 95% interval (the interval is omitted when absent)."""
     if not is_number(value):
-        return Cell(MISSING, None, css or "muted", title)
+        return _missing_cell(value, reason, css, title)
     bounds = list(interval) if interval is not None else []
     text = fmt_num(value, digits)
     if len(bounds) == 2 and all(is_number(b) for b in bounds):
@@ -91,11 +117,11 @@ def ci_cell(value: Any, interval: Iterable[Any] | None, *, digits: int = 3, css:
     return Cell(text, float(value), css, title)
 
 
-def mean_spread_text(values: Sequence[Any], *, percent: bool = True) -> str:
+def mean_spread_text(values: Sequence[Any], *, percent: bool = True, reason: str | None = None) -> str:
     """``52.1% ± 4.0`` (mean ± sample standard deviation over seeds); one value shows alone."""
     numbers = [float(v) for v in values if is_number(v)]
     if not numbers:
-        return MISSING
+        return not_measured(reason)
     mean = sum(numbers) / len(numbers)
     scale = 100.0 if percent else 1.0
     text = f"{scale * mean:.1f}%" if percent else f"{mean:.3f}"
@@ -105,10 +131,11 @@ def mean_spread_text(values: Sequence[Any], *, percent: bool = True) -> str:
     return text
 
 
-def mean_std_text(mean: Any, std: Any, *, percent: bool = True, runs: int | None = None) -> str:
+def mean_std_text(mean: Any, std: Any, *, percent: bool = True, runs: int | None = None,
+                  reason: str | None = None) -> str:
     """Like :func:`mean_spread_text` for an already aggregated mean and std (std omitted when absent or one run)."""
     if not is_number(mean):
-        return MISSING
+        return not_measured(reason, mean)
     scale = 100.0 if percent else 1.0
     text = f"{scale * float(mean):.1f}%" if percent else f"{float(mean):.3f}"
     if is_number(std) and (runs is None or runs > 1) and float(std) > 0:

@@ -17,7 +17,8 @@ def test_verdict_small_gap_few_flips_lung_heavy_ablation_says_lungs():
     numbers = _numbers(conflict_accuracy=0.8, counterfactual_flip_rate=0.05, region_ablation_lungs=0.7,
                        region_ablation_shortcuts=0.1)
     text, css = verdict(numbers, aligned=0.85)
-    assert text == "mostly uses lung evidence" and css == "good"
+    assert text.startswith("mostly uses lung evidence (measured: ") and css == "good"
+    assert "70%" in text and "gap 5 points" in text
 
 
 def test_verdict_without_behavioural_measurements_cannot_judge():

@@ -2,13 +2,15 @@ import math
 
 import pytest
 
-from pipeline.report.tables import MISSING, Table, cell, ci_cell, mean_spread_text, mean_std_text, rate_cell
+from pipeline.report.tables import Table, cell, ci_cell, mean_spread_text, mean_std_text, rate_cell
 
 
-def test_cell_missing_values_show_dash_and_sort_last():
-    for value in (None, float("nan"), math.inf):
+def test_cell_missing_values_read_not_measured_with_reason_and_sort_last():
+    assert cell(None).text == "not measured (absent from the results)"
+    for value in (float("nan"), math.inf):
         c = cell(value)
-        assert c.text == MISSING and c.sort is None
+        assert c.text == "not measured (not a finite number in the results)" and c.sort is None
+    assert cell(None, reason="no lung mask").text == "not measured (no lung mask)"
 
 
 def test_rate_cell_proportion_shows_percent_and_keeps_numeric_sort_key():
@@ -19,13 +21,13 @@ def test_rate_cell_proportion_shows_percent_and_keeps_numeric_sort_key():
 def test_ci_cell_with_interval_shows_bounds_without_interval_shows_point():
     assert ci_cell(0.861, [0.8, 0.91]).text == "0.861 [0.80, 0.91]"
     assert ci_cell(0.861, [None, None]).text == "0.861"
-    assert ci_cell(None, [0.1, 0.2]).text == MISSING
+    assert ci_cell(None, [0.1, 0.2], reason="one class").text == "not measured (one class)"
 
 
 def test_mean_spread_text_one_value_has_no_spread_two_values_have_sample_std():
     assert mean_spread_text([0.5]) == "50.0%"
     assert mean_spread_text([0.4, 0.6]) == "50.0% ± 14.1"
-    assert mean_spread_text([None, float("nan")]) == MISSING
+    assert mean_spread_text([None, float("nan")]) == "not measured (absent from the results)"
 
 
 def test_mean_std_text_single_run_hides_std():

@@ -1,0 +1,130 @@
+"""The one-sentence verdict per algorithm: does it use the lungs or shortcuts? Every verdict names the
+measurements it rests on; without any it says "cannot be judged" and what is missing.
+
+All thresholds of the verdict live here (docs/report.md repeats them); tests/report/test_verdict_rules.py pins each
+at its boundary.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pipeline.report.tables import is_number
+
+# Shortcut evidence (behaviour only, never attribution maps): any one of these says "relies on shortcuts".
+CONFLICT_GAP = 0.20        # conflicting-image accuracy at least this far below the aligned images' accuracy
+FLIP_RATE = 0.30           # a position swap alone changes at least this share of predictions
+SHORTCUT_OVER_LUNGS = 1.0  # region ablation: shortcut regions' share above this multiple of the lungs' share
+# Lung evidence: region ablation must put at least this share of the decision inside the lungs; the share outside
+# (shortcut regions and the rest of the image) counts against lung reliance.
+LUNG_SHARE = 0.5
+LEARNT = 0.6               # below this training-site validation accuracy the model has not learnt the task
+
+
+def _m(block: Any) -> Any:
+    return block.get("mean") if isinstance(block, dict) else None
+
+
+def _pct(value: float) -> str:
+    return f"{100 * value:.0f}%"
+
+
+def lung_mask_status(value: Any) -> tuple[str, str]:
+    """(``provided`` | ``estimated`` | ``absent`` | ``unknown``, a phrase for the page) from audit.json's
+    ``lung_masks``: a string (``manifest``, ``estimated``, ``none``) or counts ``{provided, estimated, absent}``."""
+    if isinstance(value, dict):
+        counts = {k: int(value[k]) for k in ("provided", "estimated", "absent") if is_number(value.get(k))}
+        total = sum(counts.values())
+        if not total:
+            return "unknown", "lung masks: not recorded"
+        if counts.get("absent", 0) == total:
+            return "absent", "no lung mask for any image"
+        parts = ", ".join(f"{n:,} {k}" for k, n in counts.items() if n)
+        return ("estimated" if counts.get("estimated") else "provided"), f"lung masks: {parts}"
+    text = str(value or "").lower()
+    if text == "estimated":
+        return "estimated", "lung masks ESTIMATED (fixed ellipses)"
+    if text in ("none", "absent", "no", "false"):
+        return "absent", "no lung mask"
+    if text:
+        return "provided", f"lung masks from the {text}"
+    return "unknown", "lung masks: not recorded"
+
+
+def _conflict(numbers: dict[str, Any], aligned: Any, reasons: dict[str, str]) -> tuple[str | None, str | None, bool]:
+    """(evidence text, missing text, shortcut?) for the conflicting-vs-aligned accuracy gap."""
+    conflict = _m(numbers.get("conflict_accuracy"))
+    if not is_number(conflict):
+        why = reasons.get("conflict_accuracy") or "no accuracy on images whose position contradicts the label"
+        return None, f"conflict gap ({why})", False
+    if not is_number(aligned):
+        why = reasons.get("aligned_accuracy") or "no accuracy on aligned images to compare with"
+        return None, f"conflict gap ({why})", False
+    gap = aligned - conflict
+    text = f"conflicting images {_pct(conflict)} vs aligned {_pct(aligned)} (gap {100 * gap:.0f} points)"
+    return text, None, gap >= CONFLICT_GAP
+
+
+def _flips(numbers: dict[str, Any], reasons: dict[str, str]) -> tuple[str | None, str | None, bool]:
+    rate = _m(numbers.get("counterfactual_flip_rate"))
+    if not is_number(rate):
+        why = reasons.get("counterfactual_flip_rate") or "no counterfactual images were audited"
+        return None, f"counterfactual flip rate ({why})", False
+    return f"a position swap flips {_pct(rate)} of predictions", None, rate >= FLIP_RATE
+
+
+def _ablation(numbers: dict[str, Any], lung_masks: Any, reasons: dict[str, str]
+              ) -> tuple[str | None, str | None, bool, float | None]:
+    """(evidence, missing, shortcut?, lung share) from region ablation; estimated lung masks are said."""
+    status, phrase = lung_mask_status(lung_masks)
+    lungs, shortcuts = _m(numbers.get("region_ablation_lungs")), _m(numbers.get("region_ablation_shortcuts"))
+    if not is_number(lungs):
+        why = reasons.get("region_ablation_lungs") or (phrase if status == "absent" else "no region ablation")
+        return None, f"region ablation of the lungs ({why})", False, None
+    text = f"region ablation puts {_pct(lungs)} of the decision inside the lungs"
+    shortcut = False
+    if is_number(shortcuts):
+        text += f" and {_pct(shortcuts)} on shortcut regions"
+        shortcut = shortcuts > SHORTCUT_OVER_LUNGS * lungs
+    if status == "estimated":
+        text += f" ({phrase}: an estimate)"
+    return text, None, shortcut, float(lungs)
+
+
+def verdict(numbers: dict[str, Any], aligned: Any, *, lung_masks: Any = None,
+            reasons: dict[str, str] | None = None) -> tuple[str, str]:
+    """(verdict, css class "bad" | "good" | "") for one algorithm's headline ``numbers`` (spreads with a ``mean``).
+
+    ``aligned``: mean accuracy on the test images whose position agrees with the label (None when unknown);
+    ``lung_masks``: audit.json's ``lung_masks``; ``reasons``: why a headline field was not measured.
+    """
+    reasons = reasons or {}
+    if numbers.get("constant_predictor"):
+        runs = ", ".join(numbers["constant_predictor"])
+        return f"is a constant predictor ({runs}: every prediction one class), so it reads nothing in the image", "bad"
+    trained = _m(numbers.get("training_site_accuracy"))
+    if is_number(trained) and trained < LEARNT:
+        return (f"has not learnt the task ({_pct(trained)} on the training hospitals' validation images, below "
+                f"{_pct(LEARNT)}), so where it looks means little"), ""
+    checks = [_conflict(numbers, aligned, reasons), _flips(numbers, reasons)]
+    ablation = _ablation(numbers, lung_masks, reasons)
+    checks.append(ablation[:3])
+    evidence = [e for e, _, _ in checks if e]
+    missing = [m for _, m, _ in checks if m]
+    shortcut = [e for e, _, s in checks if s and e]
+    if shortcut:
+        return f"relies on shortcuts rather than the lungs (evidence: {'; '.join(shortcut)})", "bad"
+    if not evidence:
+        return f"cannot be judged: nothing behavioural was measured (missing: {'; '.join(missing)})", ""
+    based = f"measured: {'; '.join(evidence)}" + (f"; not measured: {'; '.join(missing)}" if missing else "")
+    accuracy, majority = _m(numbers.get("test_site_accuracy")), _m(numbers.get("test_site_majority_accuracy"))
+    if is_number(accuracy) and is_number(majority) and accuracy <= majority:
+        return (f"does not beat always predicting the majority class at the test hospital ({_pct(accuracy)} vs "
+                f"{_pct(majority)}), so no lung evidence can be credited ({based})"), "bad"
+    lung_share = ablation[3]
+    if lung_share is None:
+        return f"shows no shortcut sign where measured, but its use of the lungs cannot be judged ({based})", ""
+    if lung_share >= LUNG_SHARE:
+        return f"mostly uses lung evidence ({based})", "good"
+    return (f"does not mainly use the lungs: only {_pct(lung_share)} of its decision falls inside them, the rest "
+            f"outside ({based})"), "bad"
