@@ -20,9 +20,19 @@ class AuditResult:
     audit: dict[str, Any]
 
 
-def skipped_metrics(lung_source: str, has_shortcuts: bool, has_counterfactuals: bool) -> list[dict[str, str]]:
+def skipped_metrics(lung_source: str, has_shortcuts: bool, has_counterfactuals: bool,
+                    lung_counts: dict[str, int] | None = None, n_unlabelled: int = 0) -> list[dict[str, str]]:
     """What the data cannot support, said out loud (the report lists it)."""
     skipped: list[dict[str, str]] = []
+    counts = lung_counts or {}
+    if lung_source != "none" and counts.get("absent"):
+        skipped.append({"metric": "lung metrics on some images",
+                        "reason": f"{counts['absent']} of {sum(counts.values())} images have no lung mask: lung "
+                                  "numbers use the others only (n_lung_masks, n_measured)"})
+    if n_unlabelled:
+        skipped.append({"metric": "accuracies on unlabelled images",
+                        "reason": f"{n_unlabelled} images have no label: attributions, localisation, region "
+                                  "ablation, flips and probes use them; accuracies use the labelled ones only"})
     if lung_source == "none":
         reason = "the manifest has no lung masks (set lung_estimate: ellipses for a labelled estimate)"
         skipped += [{"metric": m, "reason": reason} for m in (
@@ -59,8 +69,10 @@ def run(
     from pipeline.audit.model_audit import audit_network
     from pipeline.config import dump_config, load_config
     from pipeline.evaluate.models import collect_models
+    from pipeline.evaluate.threshold import checkpoint_threshold
     from pipeline.regions import SHORTCUT_KINDS
-    from pipeline.stage import StageRecord, write_json_atomic
+    from pipeline.shortcuts import labelled_mask, shortcut_attributes
+    from pipeline.stage import StageRecord, to_jsonable, write_json_atomic
 
     if config is None:
         cfg = AuditConfig()
@@ -70,6 +82,7 @@ def run(
         cfg = load_config(AuditConfig, config)
     out = Path(out)
     data = AuditData.open(ingest_dir, cfg.split, cfg.lung_estimate)
+    attributes, attribute_notes = shortcut_attributes(ingest_dir, data.manifest)
     entries = collect_models(model_dirs, names, include_selected=include_selected, stage="audit")
     inputs = {"ingest": Path(ingest_dir) / "manifest.parquet", **{f"model:{e.name}": e.checkpoint for e in entries}}
     with StageRecord("audit", out, config=cfg, seed=cfg.seed, inputs=inputs) as record:
@@ -77,17 +90,26 @@ def run(
         overlays: list[dict[str, Any]] = []
         for entry in tqdm(entries, desc="audit", leave=False):
             network, _, _ = entry.load()
-            block, records = audit_network(network, data, cfg, name=entry.name, overlay_dir=out / "overlays")
+            # evaluate's threshold, from the same labelled val rows: one accuracy per checkpoint in both stages
+            threshold = checkpoint_threshold(network=network, images=data.cache.images, manifest=data.manifest,
+                                             batch_size=cfg.batch_size * 4)
+            block, records = audit_network(network, data, cfg, name=entry.name, overlay_dir=out / "overlays",
+                                           threshold=threshold, attributes=attributes)
             models[entry.name] = {**entry.describe(), "split": cfg.split, **block}
             overlays += records
             del network  # one model in memory at a time
         n_split = len(data.frame)
+        n_labelled = int(labelled_mask(data.frame).sum())
         audit = {
             "schema_version": SCHEMA_VERSION,
             "stage": "audit",
             "split": cfg.split,
             "ingest_dir": str(ingest_dir),
-            "lung_masks": data.lung_source,
+            "lung_masks": data.lung_counts(),  # rows of the split by where their lung mask came from
+            "lung_source": data.lung_source,    # "manifest" (some rows have masks), "estimated" or "none"
+            "n_split": {"total": n_split, "labelled": n_labelled, "unlabelled": n_split - n_labelled},
+            "shortcut_attributes": attributes,
+            "shortcut_notes": attribute_notes,
             "shortcut_masks": data.has_shortcut_masks,
             "counterfactuals": data.has_counterfactuals,
             "shortcut_kinds": list(SHORTCUT_KINDS.values()),
@@ -95,11 +117,13 @@ def run(
                          "interventions": min(cfg.max_intervention_images, n_split),
                          "probe": next(iter(models.values()))["probe_n_images"] if models else 0,
                          "sanity": min(cfg.sanity_images, cfg.max_images, n_split)},
-            "skipped": skipped_metrics(data.lung_source, data.has_shortcut_masks, data.has_counterfactuals),
+            "skipped": skipped_metrics(data.lung_source, data.has_shortcut_masks, data.has_counterfactuals,
+                                       data.lung_counts(), n_split - n_labelled),
             "config": dump_config(cfg),
             "models": models,
             "overlays": overlays,
         }
+        audit = to_jsonable(audit)  # the returned dict is the file's content: None (not NaN) where unmeasured
         audit_path = out / "audit.json"
         write_json_atomic(audit_path, audit)
         record.extra["models"] = list(models)

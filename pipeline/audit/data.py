@@ -28,14 +28,30 @@ def ellipse_lungs(size: int) -> np.ndarray:
     return lungs
 
 
+def _rows_with_mask(masks: np.ndarray, idx: np.ndarray, chunk: int = 1024) -> np.ndarray:
+    """bool (len(idx),): which cache rows ``idx`` have a non-empty mask (read in ascending chunks)."""
+    out = np.zeros(idx.size, dtype=bool)
+    order = np.argsort(idx, kind="stable")
+    for s in range(0, idx.size, chunk):
+        part = order[s:s + chunk]
+        out[part] = np.asarray(masks[idx[part]]).reshape(part.size, -1).any(axis=1)
+    return out
+
+
 @dataclass
 class AuditData:
+    """``frame`` holds every row of the audited split, labelled or not: label-free measurements use them all,
+    accuracies only the labelled ones (``labelled``)."""
+
     frame: pd.DataFrame          # manifest rows of the audited split, index 0..n-1
     manifest: pd.DataFrame       # the whole manifest (probes use every split)
     cache: ImageCache
-    lung_source: str               # "manifest", "estimated" or "none"
+    lung_source: str               # "manifest" (some rows have masks), "estimated" or "none"
     has_shortcut_masks: bool
     has_counterfactuals: bool
+    lung_provided: np.ndarray | None = None      # bool (n,): the row's lung mask is in the cache
+    shortcut_provided: np.ndarray | None = None  # bool (n,): the row has a shortcut mask
+    lung_estimate: str = "none"
 
     @classmethod
     def open(cls, ingest_dir: str | Path, split: str, lung_estimate: str = "none") -> AuditData:
@@ -44,29 +60,69 @@ class AuditData:
         frame = read_manifest(ingest_dir)
         cache = ImageCache.open(ingest_dir)
         rows = split_rows(frame, split, stage="audit", where=ingest_dir)
-        idx = rows["cache_index"].to_numpy()
-        has_lungs = bool(np.asarray(cache.lung_masks[np.sort(idx)]).any())
+        idx = rows["cache_index"].to_numpy().astype(np.int64)
+        lung_provided = _rows_with_mask(cache.lung_masks, idx)
+        # a listed shortcut mask with no shortcut drawn is a measurement (no shortcut there), not an absence
+        listed = rows["shortcut_mask"].fillna("").astype(str).str.len().to_numpy() > 0
+        shortcut_provided = listed | _rows_with_mask(cache.shortcut_masks, idx)
+        has_lungs = bool(lung_provided.any())
         lung_source = "manifest" if has_lungs else ("estimated" if lung_estimate == "ellipses" else "none")
-        has_shortcuts = bool(np.asarray(cache.shortcut_masks[np.sort(idx)]).any())
         cf = rows["counterfactual_index"].to_numpy() if "counterfactual_index" in rows else np.full(len(rows), -1)
         has_cf = cache.has_counterfactuals and bool((cf >= 0).any())
-        return cls(frame=rows, manifest=frame, cache=cache, lung_source=lung_source, has_shortcut_masks=has_shortcuts,
-                   has_counterfactuals=has_cf)
+        return cls(frame=rows, manifest=frame, cache=cache, lung_source=lung_source,
+                   has_shortcut_masks=bool(shortcut_provided.any()), has_counterfactuals=has_cf,
+                   lung_provided=lung_provided, shortcut_provided=shortcut_provided, lung_estimate=lung_estimate)
+
+    def __post_init__(self) -> None:
+        n = len(self.frame)
+        if self.lung_provided is None:  # built by hand: the global flags hold for every row
+            self.lung_provided = np.full(n, self.lung_source == "manifest")
+        if self.shortcut_provided is None:
+            self.shortcut_provided = np.full(n, self.has_shortcut_masks)
 
     def images(self, rows: np.ndarray) -> torch.Tensor:
         return image_batch(self.cache.images, self.frame["cache_index"].to_numpy()[rows])
 
+    def labelled(self, rows: np.ndarray) -> np.ndarray:
+        """bool (B,): rows whose label is known."""
+        from pipeline.shortcuts import labelled_mask
+
+        return labelled_mask(self.frame)[rows]
+
     def labels(self, rows: np.ndarray) -> np.ndarray:
-        return self.frame["label"].to_numpy().astype(np.int64)[rows]
+        """int64 (B,): 0/1, -1 where the label is unknown."""
+        from pipeline.shortcuts import label_values
+
+        return label_values(self.frame)[rows]
+
+    def lung_status(self) -> np.ndarray:
+        """Per row of the split: "provided" (cache mask), "estimated" (ellipses) or "absent"."""
+        estimated = "estimated" if self.lung_estimate == "ellipses" else "absent"
+        return np.where(self.lung_provided, "provided", estimated)
+
+    def lung_counts(self) -> dict[str, int]:
+        status = self.lung_status()
+        return {k: int((status == k).sum()) for k in ("provided", "estimated", "absent")}
+
+    def has_lungs(self, rows: np.ndarray) -> np.ndarray:
+        """bool (B,): rows with a lung mask, provided or estimated."""
+        return self.lung_status()[rows] != "absent"
+
+    def has_shortcuts(self, rows: np.ndarray) -> np.ndarray:
+        return np.asarray(self.shortcut_provided)[rows]
 
     def lungs(self, rows: np.ndarray) -> np.ndarray | None:
-        """bool (B, S, S) or None where there are no lung masks (nor an estimate)."""
-        if self.lung_source == "none":
+        """bool (B, S, S) (all False for a row without any) or None where no row has a mask nor an estimate."""
+        status = self.lung_status()[rows]
+        if not (status != "absent").any():
             return None
-        if self.lung_source == "estimated":
-            return np.broadcast_to(ellipse_lungs(self.cache.size), (len(rows), self.cache.size, self.cache.size))
-        idx = self.frame["cache_index"].to_numpy()[rows]
-        return np.asarray(self.cache.lung_masks[idx]) > 0
+        size = self.cache.size
+        out = np.zeros((len(rows), size, size), dtype=bool)
+        provided = status == "provided"
+        if provided.any():
+            out[provided] = np.asarray(self.cache.lung_masks[self.frame["cache_index"].to_numpy()[rows][provided]]) > 0
+        out[status == "estimated"] = ellipse_lungs(size)
+        return out
 
     def shortcuts(self, rows: np.ndarray) -> np.ndarray | None:
         if not self.has_shortcut_masks:
@@ -85,8 +141,10 @@ class AuditData:
         return x, has
 
     def strata(self) -> np.ndarray:
+        from pipeline.shortcuts import label_strings
+
         f = self.frame
-        return (f["site"].astype(str) + "|" + f["position"].astype(str) + "|" + f["label"].astype(str)).to_numpy()
+        return (f["site"].astype(str) + "|" + f["position"].astype(str)).to_numpy() + "|" + label_strings(f)
 
     def stratified_sample(self, n: int, seed: int) -> np.ndarray:
         """Up to ``n`` row numbers, spread evenly over site x position x label strata (round-robin), sorted."""

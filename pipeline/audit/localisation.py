@@ -131,10 +131,28 @@ def summarise(per_image: dict[str, Any], select: np.ndarray | None = None, n: in
     else:
         out["n"] = int(np.sum(select)) if select is not None else int(n)
         out["n_valid"] = 0
+    reasons: dict[str, str] = {}
     for key in ("lung_mass_fraction", "shortcut_mass_fraction", "lung_focus_ratio", "pointing_game"):
         out[key] = _nanmean(pick(per_image[key])) if key in per_image else None
+        if out[key] is None or not np.isfinite(out[key]):
+            reasons[key] = _reason(key, key in per_image)
     kinds = per_image.get("shortcut_mass_fraction_per_kind")
     out["shortcut_mass_fraction_per_kind"] = (
         {kind: _nanmean(pick(v)) for kind, v in kinds.items()} if kinds is not None else None
     )
+    if kinds is None:
+        reasons["shortcut_mass_fraction_per_kind"] = _reason("shortcut_mass_fraction", False)
+    for kind, value in (out["shortcut_mass_fraction_per_kind"] or {}).items():
+        if not np.isfinite(value):
+            reasons[f"shortcut_mass_fraction_per_kind.{kind}"] = ("no image of this group shows this shortcut kind "
+                                                                  "with positive attribution on it")
+    out["not_measured"] = reasons
     return out
+
+
+def _reason(key: str, has_mask: bool) -> str:
+    mask = "shortcut" if key.startswith("shortcut") else "lung"
+    if not has_mask:
+        return f"no {mask} mask for these images"
+    return (f"no image with a non-empty {mask} mask and positive attribution"
+            + (" and a unique peak" if key == "pointing_game" else ""))

@@ -34,9 +34,15 @@ def audit_command(
         cfg = load_config(AuditConfig, config or default, overrides)  # a missing explicit file is a ConfigError
     result = run(model_dirs=model_dirs, ingest_dir=ingest, out=out, config=cfg, names=name or None,
                  include_selected=selected)
-    typer.echo(f"audit: wrote {result.audit_path}")
-    for model_name, entry in result.audit["models"].items():
+    from pipeline.commands.evaluate import _num
+
+    audit = result.audit
+    typer.echo(f"audit: wrote {result.audit_path} ({audit['n_split']['total']} {audit['split']} images, "
+               f"{audit['n_split']['unlabelled']} unlabelled: label-free checks only; lung masks {audit['lung_masks']})")
+    for model_name, entry in audit["models"].items():
         inter = entry["interventions"]["overall"]
-        typer.echo(f"  {model_name}: accuracy {inter['accuracy']:.3f}, lung-only {inter['lung_only_accuracy']}, "
-                   f"lungs-removed {inter['lungs_removed_accuracy']}, "
-                   f"counterfactual flips {inter['counterfactual_flip_rate']}")
+        typer.echo(f"  {model_name}: accuracy {_num(inter['accuracy'])} (majority {_num(inter['majority_accuracy'])}, "
+                   f"threshold {_num(entry['threshold']['value'])} from {entry['threshold']['source']}), "
+                   f"lung-only {_num(inter['lung_only_accuracy'])}, lungs-removed "
+                   f"{_num(inter['lungs_removed_accuracy'])}, counterfactual flips "
+                   f"{_num(inter['counterfactual_flip_rate'])}")

@@ -25,7 +25,8 @@ def audited(run_dirs, ingest_dir, tmp_path_factory):
 
 def test_run_writes_audit_json_with_architecture_keys(audited):
     audit = json.loads(audited.audit_path.read_text())
-    assert audit["lung_masks"] == "manifest" and audit["counterfactuals"] is True
+    assert audit["lung_masks"] == {"provided": 16, "estimated": 0, "absent": 0} and audit["counterfactuals"] is True
+    assert audit["lung_source"] == "manifest"
     assert set(audit["models"]) == {"erm", "fishr"}
     for entry in audit["models"].values():
         assert MODEL_KEYS <= set(entry)
@@ -38,7 +39,8 @@ def test_run_writes_audit_json_with_architecture_keys(audited):
         inter = entry["interventions"]["overall"]
         assert {"lung_only_accuracy", "lungs_removed_accuracy", "counterfactual_flip_rate"} <= set(inter)
         assert {"lungs", "rest", "text_stamp", "site_mark"} <= set(entry["region_ablation_share"]["overall"])
-        assert set(entry["probe_balanced_accuracy"]) == {"site", "position", "age_group"}
+        # site, the default shortcut attributes (no ingest summary.json here) and age group
+        assert set(entry["probe_balanced_accuracy"]) == {"site", "position", "view", "age_group"}
     assert audit["skipped"] == []
     assert (audited.out / "stage.json").is_file()
 
@@ -60,7 +62,7 @@ def test_run_without_lung_masks_lists_skipped_metrics(run_dirs, ingest_no_lungs,
     assert entry["interventions"]["overall"]["lung_only_accuracy"] is None
     assert entry["methods"]["saliency"]["overall"]["lung_mass_fraction"] is None
     assert entry["methods"]["saliency"]["overall"]["shortcut_mass_fraction"] is not None
-    assert audit["lung_masks"] == "none"
+    assert audit["lung_masks"] == {"provided": 0, "estimated": 0, "absent": 8} and audit["lung_source"] == "none"
 
 
 def test_run_with_estimated_lungs_labels_them_estimated(ingest_no_lungs, shortcut_reader):
