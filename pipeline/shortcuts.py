@@ -61,7 +61,7 @@ def label_strings(frame: pd.DataFrame) -> np.ndarray:
     return np.where(labelled_mask(frame), label_values(frame).astype(str), "unknown")
 
 
-def _values(frame: pd.DataFrame, attribute: str) -> np.ndarray:
+def attribute_values(frame: pd.DataFrame, attribute: str) -> np.ndarray:
     """Attribute values as text; missing values read 'unknown' (as the manifest spells it)."""
     column = frame[attribute]
     text = column.astype(str).to_numpy()
@@ -94,7 +94,7 @@ def estimate_direction(train: pd.DataFrame, attribute: str) -> ShortcutDirection
     """The direction of ``attribute`` from ``train`` (the train split; unlabelled rows are left out here)."""
     known = labelled_mask(train)
     y = label_values(train)[known]
-    values = _values(train, attribute)[known]
+    values = attribute_values(train, attribute)[known]
     if y.size == 0:
         return ShortcutDirection(attribute, (), (), None, 0)
     overall = float(y.mean())
@@ -114,7 +114,7 @@ def conflict_aligned(frame: pd.DataFrame, direction: ShortcutDirection) -> tuple
     """(conflict, aligned) bool (N,) for the rows of ``frame``; unlabelled rows and rows whose value is unknown or
     has no direction are in neither."""
     y = label_values(frame)
-    values = _values(frame, direction.attribute)
+    values = attribute_values(frame, direction.attribute)
     pos = np.isin(values, list(direction.positive_associated))
     neg = np.isin(values, list(direction.negative_associated))
     conflict = ((y == 1) & neg) | ((y == 0) & pos)
