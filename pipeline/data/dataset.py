@@ -22,6 +22,16 @@ if TYPE_CHECKING:
     from pipeline.data.augment import Augmentation
 
 
+def label_array(rows: pd.DataFrame) -> np.ndarray:
+    """The ``label`` column as int64 ``(N,)``; an unknown label (pd.NA) is a DataError: callers that train or score
+    pass labelled rows only (``pipeline.manifest.labelled``), so an NA here would otherwise become a wrong class."""
+    unknown = int(rows["label"].isna().sum())
+    if unknown:
+        raise DataError(f"data: label must be known for every row served with a label, got {unknown} unknown of "
+                        f"{len(rows)}. Pass pipeline.manifest.labelled(rows).")
+    return rows["label"].to_numpy(dtype=np.int64)
+
+
 def images_to_input(images: np.ndarray) -> torch.Tensor:
     """Cache images ``(B, S, S)`` (float16 memmap slice) -> network input ``(B, 1, S, S)`` float32."""
     return torch.from_numpy(np.asarray(images, dtype=np.float32)).unsqueeze(1)
@@ -37,7 +47,7 @@ class CacheDataset(Dataset):
     def __init__(self, cache: ImageCache, rows: pd.DataFrame, augment: Augmentation | None = None) -> None:
         self.images = cache.images
         self.cache_index = rows["cache_index"].to_numpy(dtype=np.int64)
-        self.labels = rows["label"].to_numpy(dtype=np.int64)
+        self.labels = label_array(rows)
         self.augment = augment
         if len(self.cache_index) and (self.cache_index.min() < 0 or self.cache_index.max() >= len(cache)):
             bad = int(self.cache_index[(self.cache_index < 0) | (self.cache_index >= len(cache))][0])

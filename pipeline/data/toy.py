@@ -8,7 +8,7 @@ agreement with the label differs per site, reversed at the test site: the same d
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -26,9 +26,13 @@ def write_toy_ingest(
     signal: float = 0.95,
     val_fraction: float = 0.25,
     seed: int = 0,
+    unlabelled: Mapping[str, float] | None = None,
 ) -> Path:
     """Write ``out/manifest.parquet`` and ``out/cache/`` for ``sites`` = (name, role, position-label agreement);
-    role ``train`` sites are split into train/val, ``ood_val`` and ``test`` sites are held out whole."""
+    role ``train`` sites are split into train/val, ``ood_val`` and ``test`` sites are held out whole.
+
+    ``unlabelled``: site -> fraction of its images whose label is unknown (``pd.NA``): its first
+    ``round(fraction * n_per_site)`` images, both classes alike (labels alternate); the images are unchanged."""
     import pandas as pd
 
     from pipeline.cache import CACHE_DIRNAME, write_cache_info
@@ -57,11 +61,13 @@ def write_toy_ingest(
                 img[band] += 0.35
             images.append(np.clip(img, 0, 1))
             split = role if role != "train" else ("val" if rng.random() < val_fraction else "train")
+            known = i >= round((unlabelled or {}).get(site, 0.0) * n_per_site)
             rows.append({
                 "image_id": f"{site}-{i:04d}", "path": f"{site}/{i:04d}.dcm", "patient_key": f"p{site}{i:04d}",
                 "site": site, "modality": "DX", "manufacturer": "toy", "view": "AP" if supine else "PA",
                 "position": "supine" if supine else "erect", "age_years": 50.0, "age_group": "adult",
-                "sex": "F" if i % 3 else "M", "label": label, "label_name": "COVID-19" if label else "No Finding",
+                "sex": "F" if i % 3 else "M", "label": label if known else pd.NA,
+                "label_name": ("COVID-19" if label else "No Finding") if known else "",
                 "domain": site, "split": split, "lung_mask": "", "shortcut_mask": "", "lesion_mask": "",
                 "source_sha256": "", "cache_index": len(rows), "counterfactual_index": -1,
             })
@@ -69,7 +75,9 @@ def write_toy_ingest(
     np.save(cache_dir / "images.npy", stack)
     np.save(cache_dir / "lung_masks.npy", np.broadcast_to(lungs, stack.shape).astype(np.uint8))
     np.save(cache_dir / "shortcut_masks.npy", np.broadcast_to(band, stack.shape).astype(np.uint8))
-    write_manifest(pd.DataFrame(rows), out)
+    frame = pd.DataFrame(rows)
+    frame["label"] = frame["label"].astype("Int64")  # pd.NA = unknown, as ingest writes it
+    write_manifest(frame, out)
     write_cache_info(cache_dir, {"n": len(rows), "size": size, "dtype": "float16",
                                  "arrays": ["images", "lung_masks", "shortcut_masks"], "inputs_hash": "toy"})
     return out

@@ -47,7 +47,8 @@ def restore_rng_state(state: dict[str, Any]) -> None:
 
 
 def save_checkpoint(out: str | Path, *, algorithm: torch.nn.Module, step: int, loaders: dict, history: list,
-                    selection: dict, resume_key: dict) -> Path:
+                    selection: dict, resume_key: dict, trained_on: dict | None = None) -> Path:
+    """``trained_on``: the run's :class:`pipeline.compat.InputProfile` as a dict (checked on resume)."""
     path = checkpoint_path(out)
     payload = {
         "format": CHECKPOINT_FORMAT,
@@ -58,6 +59,7 @@ def save_checkpoint(out: str | Path, *, algorithm: torch.nn.Module, step: int, l
         "history": history,
         "selection": selection,
         "resume_key": resume_key,
+        "trained_on": trained_on,
     }
     with atomic_path(path) as tmp:
         torch.save(payload, tmp)

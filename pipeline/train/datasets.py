@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-
 from pipeline.cache import ImageCache
-from pipeline.data import CacheDataset, DomainLoader, MultiDomainLoader, build_augmentation
-from pipeline.errors import DataError
-from pipeline.manifest import MANIFEST_FILENAME, domain_values, read_manifest
+from pipeline.compat import InputProfile, ingest_profile
+from pipeline.data import CacheDataset, DomainLoader, MultiDomainLoader, build_augmentation, label_array
+from pipeline.errors import ConfigError, DataError
+from pipeline.manifest import MANIFEST_FILENAME, SPLITS, domain_values, labelled, n_unlabelled, read_manifest
 from pipeline.train.config import TrainConfig
 from pipeline.train.distributed import DistInfo, data_seed
 from pipeline.train.evaluation import EvalSet
@@ -25,14 +24,52 @@ class TrainData:
     test: EvalSet | None
     holdout: EvalSet | None
     image_size: int
+    # rows left out because their label is unknown, per split (train, val, ood_val, test): all four always present
+    unlabelled_skipped: dict[str, int] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)  # counted in stage.json, each also printed
 
 
 def _eval_set(name: str, cache: ImageCache, rows) -> EvalSet:
-    return EvalSet(name=name, dataset=CacheDataset(cache, rows), labels=rows["label"].to_numpy(dtype=np.int64),
+    return EvalSet(name=name, dataset=CacheDataset(cache, rows), labels=label_array(rows),
                    positions=rows["position"].astype(str).to_numpy())
 
 
+def _split_counts(rows, split: str) -> str:
+    """'3 of 12 labelled' for one split of one domain's rows (for error messages)."""
+    in_split = rows[rows["split"] == split]
+    return f"{split}: {len(in_split) - n_unlabelled(in_split)} of {len(in_split)} labelled"
+
+
+def _domain_train_rows(domain: str, rows, *, min_rows: int, batch_size: int, why: str, algorithm: str,
+                       where: str, warnings: list[str]):
+    """The labelled train rows of one training domain; too few is a DataError naming the domain and its counts."""
+    train_rows = labelled(rows[rows["split"] == "train"])
+    counts = f"{_split_counts(rows, 'train')}, {_split_counts(rows, 'val')}"
+    if train_rows.empty:
+        raise DataError(
+            f"train: training domain {domain!r} must have labelled images in split 'train', got none ({counts}; "
+            f"{where}). Give its images labels (the ingest metadata's label column), or leave the site out of "
+            "the ingest source."
+        )
+    if len(train_rows) < min_rows:
+        raise DataError(
+            f"train: training domain {domain!r} must have >= {min_rows} labelled images in split 'train' for "
+            f"{algorithm} ({why}), got {len(train_rows)} ({counts}; {where}). Add images or labels for this domain, "
+            "or use an algorithm without a per-domain statistic (erm)."
+        )
+    if len(train_rows) < batch_size:
+        # the infinite sampler never yields a short batch: it wraps into the next epoch, so images repeat
+        warnings.append(f"train: training domain {domain!r} has {len(train_rows)} labelled train images, fewer "
+                        f"than batch_size {batch_size}: each minibatch repeats some of them.")
+    return train_rows
+
+
 def build_train_data(ingest_dir: str | Path, cfg: TrainConfig, *, batch_size: int, dist: DistInfo) -> TrainData:
+    """Loaders and evaluation sets over the labelled rows only (unlabelled ones counted per split).
+
+    Raises DataError when a training domain has no labelled train image, or fewer than the algorithm's minimum
+    per-domain batch (``HParams.min_batch_size``: the loader would repeat one image inside a batch).
+    """
     frame = read_manifest(ingest_dir)
     cache = ImageCache.open(ingest_dir)
     where = f"{Path(ingest_dir) / MANIFEST_FILENAME}, domain columns {list(cfg.domain_columns)}"
@@ -49,28 +86,52 @@ def build_train_data(ingest_dir: str | Path, cfg: TrainConfig, *, batch_size: in
             f"several), got {len(domains)}: {domains} ({where}). Ingest more training sites, or split domains "
             "further with domain_columns (e.g. [site, position])."
         )
+    hparams_cls = type(cfg.typed_hparams())
     augment = build_augmentation(cfg.augment, cache.size)
-    loaders, val_sets = {}, []
+    loaders, val_sets, warnings = {}, [], []
     for domain in domains:
         rows = in_domain[in_domain["_domain"] == domain]
-        train_rows = rows[rows["split"] == "train"]
-        if train_rows.empty:
-            raise DataError(f"train: training domain {domain!r} must have images in split 'train', got none ({where}).")
+        train_rows = _domain_train_rows(domain, rows, min_rows=hparams_cls.min_batch_size(), batch_size=batch_size,
+                                        why=hparams_cls.batch_size_why(), algorithm=cfg.algorithm, where=where,
+                                        warnings=warnings)
         loaders[domain] = DomainLoader(CacheDataset(cache, train_rows, augment), batch_size=batch_size,
                                        seed=data_seed(cfg.seed, domain, dist), num_workers=cfg.num_workers)
-        val_rows = rows[rows["split"] == "val"]
+        val_rows = labelled(rows[rows["split"] == "val"])
         if not val_rows.empty:
             val_sets.append(_eval_set(domain, cache, val_rows))
 
     def whole(split: str) -> EvalSet | None:
-        rows = frame[frame["split"] == split]
+        rows = labelled(frame[frame["split"] == split])
         return _eval_set(split, cache, rows) if not rows.empty else None
 
     holdout = None
     if cfg.holdout_domain is not None:
-        holdout = _eval_set(cfg.holdout_domain, cache, in_domain[in_domain["_domain"] == cfg.holdout_domain])
+        rows = in_domain[in_domain["_domain"] == cfg.holdout_domain]
+        if n_unlabelled(rows) == len(rows):
+            raise DataError(f"train: holdout_domain {cfg.holdout_domain!r} must have labelled images to score, got "
+                            f"none ({_split_counts(rows, 'train')}, {_split_counts(rows, 'val')}; {where}). "
+                            "Hold out a labelled domain.")
+        holdout = _eval_set(cfg.holdout_domain, cache, labelled(rows))
+    skipped = {split: n_unlabelled(frame[frame["split"] == split]) for split in SPLITS}
     return TrainData(domains=domains, loaders=MultiDomainLoader(loaders), val_sets=val_sets,
-                     ood_val=whole("ood_val"), test=whole("test"), holdout=holdout, image_size=cache.size)
+                     ood_val=whole("ood_val"), test=whole("test"), holdout=holdout, image_size=cache.size,
+                     unlabelled_skipped=skipped, warnings=warnings)
+
+
+def training_profile(ingest_dir: str | Path, cfg: TrainConfig, data: TrainData) -> InputProfile:
+    """What this run trains on (model files' ``meta["trained_on"]``, the resume checkpoint's): the ingest's profile
+    with the training domains (hold-out excluded) and the head's classes. A model config that cannot consume the
+    cache (channels) or the labels (classes) is a ConfigError."""
+    profile = ingest_profile(ingest_dir, domain_columns=cfg.domain_columns)
+    if cfg.model.in_chans != profile.channels:
+        raise ConfigError(f"train: model.in_chans must equal the cache's image channels, got {cfg.model.in_chans} "
+                          f"vs {profile.channels} ({ingest_dir}). Set model.in_chans: {profile.channels}.")
+    outside = [v for v in profile.label_values or [] if not 0 <= v < cfg.model.num_classes]
+    if outside:
+        raise ConfigError(f"train: model.num_classes must cover every label value, got {cfg.model.num_classes} "
+                          f"for labels {profile.label_values} ({ingest_dir}). Set model.num_classes: "
+                          f"{max(profile.label_values) + 1}.")
+    return profile.model_copy(update={"domains": list(data.domains), "num_classes": cfg.model.num_classes})
 
 
 def training_domains(ingest_dir: str | Path, cfg: TrainConfig) -> list[str]:

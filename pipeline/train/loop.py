@@ -27,12 +27,13 @@ import numpy as np
 import torch
 
 from pipeline.algorithms import build
+from pipeline.compat import TRAINED_ON_KEY, InputProfile, check_resume_compat
 from pipeline.errors import ConfigError, TrainingError
 from pipeline.models import build_network, save_model
 from pipeline.stage import StageRecord, atomic_path, write_json_atomic, write_text_atomic
 from pipeline.train.checkpoint import checkpoint_path, load_checkpoint, restore_rng_state, save_checkpoint
 from pipeline.train.config import TrainConfig
-from pipeline.train.datasets import TrainData, build_train_data
+from pipeline.train.datasets import TrainData, build_train_data, training_profile
 from pipeline.train.distributed import dist_info
 from pipeline.train.evaluation import evaluate
 from pipeline.train.selection import ORACLE_LABEL, SelectionTracker
@@ -91,8 +92,10 @@ def _format_terms(terms: dict[str, float]) -> dict[str, str]:
 class _Run:
     """State and writers of one run (only rank 0 writes)."""
 
-    def __init__(self, cfg: TrainConfig, out: Path, ingest_dir: Path, data: TrainData, is_main: bool) -> None:
+    def __init__(self, cfg: TrainConfig, out: Path, ingest_dir: Path, data: TrainData, is_main: bool,
+                 trained_on: InputProfile) -> None:
         self.cfg, self.out, self.ingest_dir, self.data, self.is_main = cfg, out, ingest_dir, data, is_main
+        self.trained_on = trained_on
         self.hparams = cfg.typed_hparams().to_dict()
         self.history: list[dict[str, Any]] = []
         self.history_path = out / "history.jsonl"
@@ -105,6 +108,8 @@ class _Run:
             "domain_columns": list(self.cfg.domain_columns), "ingest_dir": str(self.ingest_dir),
             "train_config": self.cfg.model_dump(mode="json"), "holdout_domain": self.cfg.holdout_domain,
             "image_size": self.data.image_size, "constant_predictor": constant,
+            TRAINED_ON_KEY: self.trained_on.model_dump(mode="json"),
+            "unlabelled_skipped": self.data.unlabelled_skipped,
         }
         if rule == "oracle":
             meta["selection_label"] = ORACLE_LABEL
@@ -147,6 +152,7 @@ def train(*, ingest_dir: str | Path, cfg: TrainConfig, out: str | Path, resume: 
         raise ConfigError(f"train: --out must be a new run directory, got {str(out)!r} which holds a checkpoint. "
                           "Pass --resume to continue that run, or choose another --out.")
     data = build_train_data(ingest_dir, cfg, batch_size=hparams.batch_size, dist=dist)
+    trained_on = training_profile(ingest_dir, cfg, data)
     rules = _rules_for(data)
     if cfg.selection not in rules:
         raise ConfigError(f"train: selection must be one of the rules this data allows {rules}, "
@@ -156,11 +162,15 @@ def train(*, ingest_dir: str | Path, cfg: TrainConfig, out: str | Path, resume: 
     algorithm = build(cfg.algorithm, network.featurizer, network.classifier, len(data.domains), cfg.hparams)
     algorithm.to(device)
     tracker = SelectionTracker(rules)
-    run = _Run(cfg, out, ingest_dir, data, dist.is_main)
+    run = _Run(cfg, out, ingest_dir, data, dist.is_main, trained_on)
+    warnings = list(data.warnings)
     step = 0
     resumed = resume and checkpoint_path(out).exists()
     if resumed:
         payload = load_checkpoint(out, cfg.resume_key(), map_location=device)
+        # before the loaders' own check: names what changed in the ingest (size, labels, domains, hash)
+        warnings += check_resume_compat(recorded=payload.get("trained_on"), current=trained_on,
+                                        checkpoint=checkpoint_path(out))
         algorithm.load_state_dict(payload["algorithm"])
         data.loaders.load_state_dict(payload["loaders"])
         run.history = list(payload["history"])
@@ -173,12 +183,14 @@ def train(*, ingest_dir: str | Path, cfg: TrainConfig, out: str | Path, resume: 
         nonlocal last_checkpoint
         if dist.is_main:
             save_checkpoint(out, algorithm=algorithm, step=step, loaders=data.loaders.state_dict(),
-                            history=run.history, selection=tracker.state_dict(), resume_key=cfg.resume_key())
+                            history=run.history, selection=tracker.state_dict(), resume_key=cfg.resume_key(),
+                            trained_on=trained_on.model_dump(mode="json"))
         last_checkpoint = step
 
     record_cm = (StageRecord("train", out, config=cfg, seed=cfg.seed, inputs={"ingest_dir": ingest_dir})
                  if dist.is_main else contextlib.nullcontext())
     with record_cm as record:
+        _announce(data, warnings, is_main=dist.is_main)
         run.open_history()
         if not resumed:
             checkpoint()  # step 0: a NaN at the first steps still leaves a checkpoint
@@ -223,9 +235,23 @@ def train(*, ingest_dir: str | Path, cfg: TrainConfig, out: str | Path, resume: 
                 "algorithm": cfg.algorithm, "hparams": hparams.to_dict(), "training_domains": data.domains,
                 "final_step": step, "selection": summary, "device": str(device), "amp": amp,
                 "median_step_seconds": statistics.median(step_seconds) if step_seconds else None,
+                "unlabelled_skipped": data.unlabelled_skipped, "warnings": warnings, "n_warnings": len(warnings),
             })
     return TrainResult(out=out, model_path=model_path, selection=summary, final_step=step,
                        history_path=run.history_path)
+
+
+def _announce(data: TrainData, warnings: list[str], *, is_main: bool) -> None:
+    """Print the unlabelled rows left out (per split) and the data warnings (also counted in stage.json)."""
+    if not is_main:
+        return
+    skipped = {split: n for split, n in data.unlabelled_skipped.items() if n}
+    if skipped:
+        print(f"train: skipped {sum(skipped.values())} unlabelled images ("
+              + ", ".join(f"{split} {n}" for split, n in skipped.items()) + "); only labelled images train and "
+              "select.", file=sys.stderr)
+    for text in warnings:
+        print(text if text.startswith("warning:") else f"warning: {text}", file=sys.stderr)
 
 
 def _write_model(run: _Run, algorithm, summary: dict[str, dict[str, Any]], step: int) -> None:

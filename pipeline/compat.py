@@ -1,0 +1,162 @@
+"""Stage compatibility: a model (or a checkpoint) against the ingest directory a later stage feeds it.
+
+``train`` records what it was trained on under ``meta["trained_on"]`` of every model file and in its resume
+checkpoint (:class:`InputProfile`: cache image size and channels, label values and names, domain columns, training
+domains, the ingest's inputs hash). ``evaluate`` and ``audit`` call :func:`check_models_compat` before scoring, and
+``train --resume`` calls :func:`check_resume_compat`: a mismatch is a DataError (exit 2) naming both values and the
+fix. A CNN with global pooling runs on any image size, so without this check a model trained at 32 px silently
+scores a 64 px ingest.
+
+Model files written before ``trained_on`` existed: the image size comes from the older top-level ``image_size``
+key, channels and classes from the state dict; what cannot be recovered (label names) is skipped with a printed
+warning, returned so the caller can count it.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+from pipeline.errors import DataError
+
+TRAINED_ON_KEY = "trained_on"
+
+
+class InputProfile(BaseModel):
+    """What a model consumed or an ingest offers; None = not recorded (older files)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    image_size: int | None = None  # pixels per side of the cached images
+    channels: int | None = None  # 1 for the (N, S, S) greyscale cache
+    num_classes: int | None = None
+    label_values: list[int] | None = None  # label values among labelled rows
+    label_names: list[str] | None = None  # distinct manifest label_name of labelled rows (the finding)
+    domain_columns: list[str] | None = None
+    domains: list[str] | None = None  # training domains (a model) or all domains of train/val (an ingest)
+    ingest_hash: str | None = None  # cache.json inputs_hash
+    ingest_dir: str | None = None
+
+
+def ingest_profile(ingest_dir: str | Path, *, domain_columns: Sequence[str] = ("domain",)) -> InputProfile:
+    """The profile of an ingest directory: cache.json and the manifest's labelled rows.
+
+    Raises DataError (via the manifest reader and cache) when the directory is not an ingest output. Domain columns
+    missing from the manifest leave ``domains`` None (the comparison names them).
+    """
+    from pipeline.cache import ImageCache
+    from pipeline.manifest import domain_values, labelled, read_manifest
+
+    cache = ImageCache.open(ingest_dir)
+    frame = read_manifest(ingest_dir)
+    known = labelled(frame)
+    shape = cache.images.shape
+    in_domain = frame[frame["split"].isin(["train", "val"])]
+    present = all(c in frame.columns for c in domain_columns)
+    return InputProfile(
+        image_size=cache.size,
+        channels=1 if len(shape) == 3 else int(shape[1]),
+        label_values=sorted(int(v) for v in known["label"].unique()),
+        label_names=sorted(str(v) for v in known["label_name"].unique()),
+        domain_columns=[c for c in domain_columns if c in frame.columns],
+        domains=sorted(domain_values(in_domain, tuple(domain_columns)).unique()) if present else None,
+        ingest_hash=cache.info.get("inputs_hash"),
+        ingest_dir=str(ingest_dir),
+    )
+
+
+def model_profile(payload: dict[str, Any]) -> tuple[InputProfile, list[str]]:
+    """The profile a model file records, completed from its state dict for older files; also what is unknown."""
+    meta = dict(payload.get("meta") or {})
+    recorded = dict(meta.get(TRAINED_ON_KEY) or {})
+    profile = InputProfile.model_validate(recorded)
+    state = payload.get("state_dict") or {}
+    update: dict[str, Any] = {}
+    if profile.image_size is None and meta.get("image_size") is not None:
+        update["image_size"] = int(meta["image_size"])  # train wrote this key before trained_on existed
+    if profile.channels is None:
+        convs = [v for v in state.values() if getattr(v, "ndim", 0) == 4]
+        in_chans = (payload.get("model_config") or {}).get("in_chans")
+        update["channels"] = int(convs[0].shape[1]) if convs else in_chans
+    if profile.num_classes is None and "classifier.weight" in state:
+        update["num_classes"] = int(state["classifier.weight"].shape[0])
+    if profile.domain_columns is None and meta.get("domain_columns") is not None:
+        update["domain_columns"] = list(meta["domain_columns"])
+    profile = profile.model_copy(update=update)
+    unknown = [k for k in ("image_size", "channels", "label_names") if getattr(profile, k) is None]
+    return profile, unknown
+
+
+def _mismatch(stage: str, what: str, ingest_value: Any, model_value: Any, ingest_dir: Any, model: str, fix: str):
+    return DataError(f"{stage}: {what} of the ingest must match the model's, got {ingest_value!r} in {ingest_dir} "
+                     f"but {model} was trained on {model_value!r}. {fix}")
+
+
+def compare(model: InputProfile, ingest: InputProfile, *, stage: str, model_name: str, strict: bool = False) -> None:
+    """Raise DataError on the first mismatch; ``strict`` (resume) also requires the same domains and ingest hash.
+    Fields None on the model's side (not recorded) are not compared."""
+    where = ingest.ingest_dir
+    if model.image_size is not None and model.image_size != ingest.image_size:
+        raise _mismatch(stage, "image size (px)", ingest.image_size, model.image_size, where, model_name,
+                        f"Use an ingest made at `cxr-fishr ingest ... --size {model.image_size}`, or retrain on "
+                        "this one.")
+    if model.channels is not None and model.channels != ingest.channels:
+        raise _mismatch(stage, "image channels", ingest.channels, model.channels, where, model_name,
+                        "Use a model built with model.in_chans equal to the cache's channels.")
+    if model.num_classes is not None and ingest.label_values:
+        outside = [v for v in ingest.label_values if not 0 <= v < model.num_classes]
+        if outside:
+            raise _mismatch(stage, "label values", ingest.label_values, list(range(model.num_classes)), where,
+                            model_name, "Use a model trained on the same label set.")
+    if model.label_names is not None and ingest.label_names:
+        foreign = sorted(set(ingest.label_names) - set(model.label_names))
+        if foreign:
+            raise _mismatch(stage, "label names (the finding labelled)", ingest.label_names, model.label_names,
+                            where, model_name, "Score the model on an ingest labelled for the same finding.")
+    missing = [c for c in model.domain_columns or [] if c not in (ingest.domain_columns or [])]
+    if missing:
+        raise _mismatch(stage, "domain columns", ingest.domain_columns, model.domain_columns, where, model_name,
+                        f"Re-ingest with the manifest columns {missing}.")
+    if strict:
+        for key in ("domains", "ingest_hash"):
+            if getattr(model, key) is not None and getattr(model, key) != getattr(ingest, key):
+                raise _mismatch(stage, key.replace("_", " "), getattr(ingest, key), getattr(model, key), where,
+                                model_name, "Resume with the ingest directory the run started on, or train into a "
+                                            "new --out.")
+
+
+def _warn(stage: str, model_name: str, unknown: list[str], ingest: InputProfile) -> str:
+    text = (f"warning: {stage}: {model_name} records no {', '.join(unknown)} (a model file from before "
+            f"trained_on); those cannot be checked against {ingest.ingest_dir} "
+            f"({ingest.image_size} px, {ingest.channels} channel(s)). Retrain to record them.")
+    print(text, file=sys.stderr)
+    return text
+
+
+def check_models_compat(*, checkpoints: Sequence[str | Path], ingest_dir: str | Path, stage: str) -> list[str]:
+    """Check each model file against ``ingest_dir`` (DataError on a mismatch); return the printed warnings."""
+    import torch
+
+    warnings: list[str] = []
+    ingest: InputProfile | None = None
+    for checkpoint in checkpoints:
+        payload = torch.load(checkpoint, map_location="cpu", weights_only=False)
+        profile, unknown = model_profile(payload)
+        if ingest is None or tuple(profile.domain_columns or ()) != tuple(ingest.domain_columns or ()):
+            ingest = ingest_profile(ingest_dir, domain_columns=profile.domain_columns or ("domain",))
+        compare(profile, ingest, stage=stage, model_name=str(checkpoint))
+        if unknown:
+            warnings.append(_warn(stage, str(checkpoint), unknown, ingest))
+    return warnings
+
+
+def check_resume_compat(*, recorded: dict[str, Any] | None, current: InputProfile, checkpoint: str | Path) -> list[str]:
+    """A resume checkpoint's ``trained_on`` against the current ingest (strict: same domains and hash too)."""
+    if recorded is None:
+        return [_warn("train", str(checkpoint), ["trained_on"], current)]
+    compare(InputProfile.model_validate(recorded), current, stage="train", model_name=str(checkpoint), strict=True)
+    return []
