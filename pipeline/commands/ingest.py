@@ -8,7 +8,9 @@ import typer
 
 
 def ingest_command(
-    source: Path = typer.Argument(..., help="Folder (searched recursively) of DICOM files, or PNG/JPEG images."),
+    source: Path | None = typer.Argument(
+        None, help="Folder (searched recursively) of DICOM files, or PNG/JPEG images; omitted when the config lists "
+        "`sources:`."),
     out: Path = typer.Option(..., "--out", help="Output folder (replaced atomically; SOURCE is never modified)."),
     metadata: Path | None = typer.Option(None, "--metadata", help="Metadata CSV (labels, ...), read via the config's metadata_mapping."),
     config: Path | None = typer.Option(None, "--config", help="Ingest config YAML (configs/ingest/*.yaml); default: generic DICOM folder."),

@@ -9,16 +9,20 @@ import os
 import sys
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from pipeline.errors import ConfigError, DataError
 from pipeline.ingest.cache_writer import CacheWriter
-from pipeline.ingest.config import IngestConfig, MetadataMapping
-from pipeline.ingest.csv_source import image_key, index_rows, read_table
+from pipeline.ingest.config import IngestConfig
+from pipeline.ingest.csv_source import check_label_values, index_metadata, read_table
 from pipeline.ingest.discover import Candidate, SourceListing, discover, pair_counterfactuals
 from pipeline.ingest.fields import Harmoniser
+from pipeline.ingest.matching import N_EXAMPLES, MatchReport, match_metadata
+from pipeline.ingest.names import NameLog, check_site_map, resolve
 from pipeline.ingest.preprocess import Processed, Task, init_worker, process, release_cache_files, worker_settings
+from pipeline.ingest.sources import SourceInputs
 
 SERIAL_BELOW = 24  # a pool costs more than it saves on a handful of files
 
@@ -73,37 +77,75 @@ def _task(
     )
 
 
-def _metadata_rows(metadata: Path | None, mapping: MetadataMapping | None) -> tuple[dict[str, dict], int]:
-    if metadata is None or mapping is None:
-        return {}, 0
-    return index_rows(read_table(metadata, mapping), mapping)
+Item = tuple[Candidate, "dict | None", Harmoniser]  # a file, its CSV row, and how its source reads fields
 
 
-def _match_metadata(
-    candidates: list[Candidate], rows: dict[str, dict], mapping: MetadataMapping | None, harmoniser: Harmoniser,
-    metadata: Path | None, rejects: list[tuple[str, str, str]],
-) -> list[tuple[Candidate, dict | None]]:
-    """Each candidate with its CSV row; files without a row or with an unmapped label are rejected before decoding."""
-    labelled: list[tuple[Candidate, dict | None]] = []
-    for candidate in candidates:
-        row = rows.get(image_key(candidate.relative, mapping.match)) if mapping else None
-        if mapping is not None and mapping.label_column:
-            if row is None:
-                rejects.append((candidate.relative, "no_metadata_row", f"no row of {metadata.name} names this file"))
-                continue
-            if harmoniser.label_of(row) is None:
-                value = row.get(mapping.label_column)
-                rejects.append((candidate.relative, "label_unmapped", f"{mapping.label_column}={value!r}"))
-                continue
-        labelled.append((candidate, row))
-    if mapping is not None and rows and candidates and not any(row is not None for _, row in labelled):
-        example_row, example_file = next(iter(rows)), image_key(candidates[0].relative, mapping.match)
-        raise DataError(
-            f"ingest: {mapping.file_column!r} of {metadata.name} must name files under SOURCE (match: "
-            f"{mapping.match}), got no match for any of {len(candidates)} files (e.g. CSV {example_row!r} vs file "
-            f"{example_file!r}). Point SOURCE at the folder the paths are relative to, or use match: basename."
-        )
-    return labelled
+@dataclass
+class Gathered:
+    """Every source's files matched with their CSV rows, before decoding, and the account of what was left out."""
+
+    items: list[Item] = field(default_factory=list)
+    rejects: list[tuple[str, str, str]] = field(default_factory=list)
+    report: MatchReport = field(default_factory=MatchReport)
+    raw_sites: set[str] = field(default_factory=set)  # site names in the CSVs and constants (site_map keys)
+    harmonisers: list[Harmoniser] = field(default_factory=list)
+    per_source: list[dict[str, Any]] = field(default_factory=list)
+    path_fields: dict[str, dict[str, Any]] = field(default_factory=dict)
+    n_files: int = 0
+
+
+def _path_field_report(candidates: list[Candidate], harmoniser: Harmoniser, name: str) -> dict[str, dict[str, Any]]:
+    """Per configured path field: files matched / not matched (examples); a pattern matching no file is an error."""
+    out: dict[str, dict[str, Any]] = {}
+    for field_name, pattern in harmoniser.config.path_fields.items():
+        misses = [c.relative for c in candidates if harmoniser.path_values(c.local)[field_name][0] is None]
+        if candidates and len(misses) == len(candidates):
+            raise ConfigError(
+                f"ingest: path_fields.{field_name} must match some file's path under "
+                f"{repr(name) if name else 'SOURCE'}, got {pattern!r} matching none of {len(candidates)} files "
+                f"(e.g. {candidates[0].local!r}). Fix the pattern (it is searched in the relative path)."
+            )
+        out[field_name] = {"pattern": pattern, "matched": len(candidates) - len(misses), "unmatched": len(misses),
+                           "unmatched_examples": misses[:N_EXAMPLES]}
+    return out
+
+
+def _gather(sources: list[SourceInputs], salt: str) -> Gathered:
+    gathered = Gathered()
+    for src in sources:
+        harmoniser = Harmoniser(src.config, salt)
+        gathered.harmonisers.append(harmoniser)
+        candidates, orphans = discover(src.root, src.listing, name=src.name)
+        gathered.n_files += len(candidates)
+        gathered.rejects += [(p, "orphan_mask", "no image beside this mask") for p in orphans]
+        index = None
+        if src.metadata is not None and src.mapping is not None:
+            table = read_table(src.metadata, src.mapping)
+            check_label_values(table, src.mapping, str(src.metadata))
+            if src.mapping.site_column:
+                gathered.raw_sites.update(str(v) for v in table[src.mapping.site_column].unique())
+            index = index_metadata(table, src.mapping)
+        for constant in (src.config.site_constant, src.mapping.site_constant if src.mapping else None):
+            if constant:
+                gathered.raw_sites.add(constant)
+        for field_name, info in _path_field_report(candidates, harmoniser, src.name).items():
+            gathered.path_fields[f"{src.name}:{field_name}" if src.name else field_name] = info
+        kept, report = match_metadata(candidates, index, src.mapping, harmoniser, src.metadata, gathered.rejects)
+        gathered.report.merge(report)
+        gathered.items += [(c, row, harmoniser) for c, row in kept]
+        gathered.per_source.append({
+            "name": src.name, "path": str(src.root), "metadata": str(src.metadata) if src.metadata else None,
+            "n_files": len(candidates), **_report_json(report),
+        })
+    return gathered
+
+
+def _report_json(report: MatchReport) -> dict[str, Any]:
+    return {
+        "metadata_rows": report.n_rows, "metadata_rows_matched": report.n_rows_matched,
+        "metadata_rows_without_image": {"n": report.n_without_image, "examples": report.without_image[:N_EXAMPLES]},
+        "metadata_duplicate_rows": report.duplicate_rows, "conflicting_metadata_rows": report.conflicting_files,
+    }
 
 
 def _record(candidate: Candidate, result: Processed, fields: dict[str, Any]) -> dict[str, Any]:
@@ -124,31 +166,30 @@ def _record(candidate: Candidate, result: Processed, fields: dict[str, Any]) -> 
 
 
 def _decode_all(
-    labelled: list[tuple[Candidate, dict | None]], *, config: IngestConfig, harmoniser: Harmoniser, source: Path,
-    cf_listing: SourceListing | None, writer_args: dict[str, Any], workers: int, progress: bool,
-    rejects: list[tuple[str, str, str]],
+    items: list[Item], *, config: IngestConfig, cf_listing: SourceListing | None, writer_args: dict[str, Any],
+    workers: int, progress: bool, rejects: list[tuple[str, str, str]],
 ) -> tuple[list[dict[str, Any]], CacheWriter]:
     """Decode every candidate (process pool) into the cache, return the manifest records of the kept ones."""
-    cf_pairs = pair_counterfactuals([c for c, _ in labelled], cf_listing)
-    writer = CacheWriter(capacity=len(labelled), counterfactual_capacity=len(cf_pairs), **writer_args)
+    cf_pairs = pair_counterfactuals([c for c, _, _ in items], cf_listing)
+    writer = CacheWriter(capacity=len(items), counterfactual_capacity=len(cf_pairs), **writer_args)
     # Row i of the cache belongs to candidate i and counterfactual row j to the j-th candidate with one; the workers
     # write them, finish() drops the rows that were not kept.
-    cf_rows = {rel: j for j, rel in enumerate(c.relative for c, _ in labelled if c.relative in cf_pairs)}
+    cf_rows = {rel: j for j, rel in enumerate(c.relative for c, _, _ in items if c.relative in cf_pairs)}
     tasks = [
         _task(c, config, cf_pairs.get(c.relative), cache_dir=str(writer.root), row=i, cf_row=cf_rows.get(c.relative, -1))
-        for i, (c, _) in enumerate(labelled)
+        for i, (c, _, _) in enumerate(items)
     ]
     allowed = None if config.modalities is None else {"UNKNOWN", *(m.upper() for m in config.modalities)}
     records: list[dict[str, Any]] = []
-    for (candidate, row), task, result in zip(labelled, tasks, _results(tasks, workers, progress), strict=True):
+    for (candidate, row, harmoniser), task, result in zip(items, tasks, _results(tasks, workers, progress), strict=True):
         if not result.ok:
             rejects.append((candidate.relative, result.reason, result.detail))
             continue
-        rejects.extend((_rel(Path(p), source), r, d) for p, r, d in result.rejected_masks)
-        fields = harmoniser.fields(row, result.decoded.tags, result.decoded.patient_id, candidate.relative)
-        if fields["label"] is None:
-            rejects.append((candidate.relative, "unlabelled", "no label column and no label_default in the config"))
-            continue
+        head = candidate.relative[: candidate.inner]  # '<source>/' with several sources
+        rejects.extend((head + _rel(Path(p), Path(candidate.prefix)), r, d) for p, r, d in result.rejected_masks)
+        fields = harmoniser.fields(
+            row, result.decoded.tags, result.decoded.patient_id, candidate.relative, relative=candidate.local
+        )
         if allowed is not None and fields["modality"].upper() not in allowed:
             rejects.append((candidate.relative, "wrong_modality", f"{fields['modality_source']}={fields['modality']!r}"))
             continue
@@ -165,8 +206,26 @@ def _decode_all(
     return records, writer
 
 
+def _resolve_names(frame: Any, config: IngestConfig, gathered: Gathered, log: NameLog) -> IngestConfig:
+    """The config's names as the data spells them (case-insensitively); ConfigError for a name matching nothing."""
+    raw_sites = set(gathered.raw_sites).union(*(h.raw_sites for h in gathered.harmonisers))
+    check_site_map(config.site_map, raw_sites)
+    columns = list(frame.columns)
+    domain_columns = resolve(config.domain_columns, columns, key="domain_columns", log=log)
+    attributes = resolve(config.shortcut_attributes, columns, key="shortcut_attributes", log=log)
+    sites = sorted(set(frame["site"].astype(str)))
+    test = resolve(config.splits.test_sites, sites, key="splits.test_sites", log=log, aliases=config.site_map)
+    ood = resolve(config.splits.ood_val_sites, sites, key="splits.ood_val_sites", log=log, aliases=config.site_map)
+    if set(test) & set(ood):
+        raise ConfigError(f"ingest: splits.test_sites and ood_val_sites must not share a site, got {sorted(set(test) & set(ood))} "
+                          "in both (after matching names case-insensitively). Keep each site in one list.")
+    splits = config.splits.model_copy(update={"test_sites": test, "ood_val_sites": ood})
+    return config.model_copy(update={"domain_columns": domain_columns, "shortcut_attributes": attributes,
+                                     "splits": splits})
+
+
 def ingest_into(
-    ingest_dir: Path, *, listing: SourceListing, metadata: Path | None, config: IngestConfig, salt: str,
+    ingest_dir: Path, *, sources: list[SourceInputs], config: IngestConfig, salt: str,
     cf_listing: SourceListing | None, inputs_hash: str, workers: int | None, progress: bool,
 ) -> dict[str, Any]:
     import pandas as pd
@@ -176,32 +235,25 @@ def ingest_into(
     from pipeline.manifest import COLUMNS, domain_values, write_manifest
     from pipeline.stage import write_json_atomic
 
-    mapping = config.metadata_mapping if isinstance(config.metadata_mapping, MetadataMapping) else None
-    harmoniser = Harmoniser(config, salt)
-    rows, duplicate_rows = _metadata_rows(metadata, mapping)
-    source = listing.root
-    candidates, orphans = discover(source, listing)
-    rejects: list[tuple[str, str, str]] = [(_rel(p, source), "orphan_mask", "no image beside this mask") for p in orphans]
-    labelled = _match_metadata(candidates, rows, mapping, harmoniser, metadata, rejects)
+    gathered = _gather(sources, salt)
+    rejects = gathered.rejects
     records, writer = _decode_all(
-        labelled, config=config, harmoniser=harmoniser, source=source, cf_listing=cf_listing,
+        gathered.items, config=config, cf_listing=cf_listing,
         writer_args={"ingest_dir": ingest_dir, "size": config.cache.size},
         workers=workers or min(os.cpu_count() or 1, 8), progress=progress, rejects=rejects,
     )
     rejects_frame = pd.DataFrame(rejects, columns=["path", "reason", "detail"])
+    where = ", ".join(repr(str(s.root)) for s in sources)
     if not records:
         top = rejects_frame["reason"].value_counts().head(5).to_dict()
         raise DataError(
-            f"ingest: SOURCE must hold at least one usable image, got none of {len(candidates)} files "
-            f"({str(source)!r}; reasons: {top}). Check the modality list, the metadata file column and labels."
+            f"ingest: SOURCE must hold at least one usable image, got none of {gathered.n_files} files "
+            f"({where}; reasons: {top}). Check the modality list, the metadata file column and labels."
         )
     frame = pd.DataFrame.from_records(records)
     frame["image_id"] = _image_ids(frame["path"].tolist())
-    missing = [c for c in config.domain_columns if c not in frame.columns]
-    if missing:
-        raise ConfigError(
-            f"ingest: domain_columns must name manifest columns, got unknown {missing}. Use e.g. [site] or [site, position]."
-        )
+    names = NameLog()
+    config = _resolve_names(frame, config, gathered, names)
     frame["domain"] = domain_values(frame, tuple(config.domain_columns))
 
     split = assign_splits(frame, config.splits)
@@ -217,19 +269,27 @@ def ingest_into(
     })
     frame["cache_index"] = frame["cache_index"].map(remap).astype("int64")
     frame["counterfactual_index"] = frame["counterfactual_index"].map(lambda i: remap_cf.get(i, -1)).astype("int64")
-    frame["label"] = frame["label"].astype("int64")
+    frame["label"] = frame["label"].astype("Int64")  # pd.NA = unknown (kept, split, never trained on)
     frame["age_years"] = frame["age_years"].astype("float64")
     frame = frame[[*COLUMNS, *[c for c in frame.columns if c not in COLUMNS]]]
 
     write_manifest(frame, ingest_dir)
     rejects_frame.sort_values(["reason", "path"]).to_csv(ingest_dir / "rejects.csv", index=False)
+    single = sources[0] if len(sources) == 1 and not sources[0].name else None
     summary = build_summary(
-        frame, rejects_frame, min_group_size=config.min_group_size, warning_lift=config.confounding_warning_lift,
+        frame, rejects_frame, shortcut_attributes=list(config.shortcut_attributes),
+        min_group_size=config.min_group_size, warning_auroc=config.confounding_warning_auroc,
+        warning_lift=config.confounding_warning_lift,
         extra={
-            "source": str(source), "metadata": str(metadata) if metadata else None,
+            "source": str(single.root) if single else [s["path"] for s in gathered.per_source],
+            "metadata": (str(single.metadata) if single.metadata else None) if single else
+            [s["metadata"] for s in gathered.per_source],
+            **({"sources": gathered.per_source} if single is None else {}),
             "counterfactual_source": str(cf_listing.root) if cf_listing else None,
             "n_counterfactual": int((frame["counterfactual_index"] >= 0).sum()),
-            "metadata_duplicate_rows": duplicate_rows, "domain_columns": list(config.domain_columns),
+            **_report_json(gathered.report), "path_fields": gathered.path_fields,
+            "config_names_resolved": names.as_json(), "domain_columns": list(config.domain_columns),
+            "test_sites": list(config.splits.test_sites), "ood_val_sites": list(config.splits.ood_val_sites),
             "cache_size": config.cache.size,
         },
     )

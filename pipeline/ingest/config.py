@@ -6,6 +6,7 @@ working directory, then the repository root; ``counterfactual_source`` is resolv
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Literal
 
@@ -80,6 +81,50 @@ class MetadataMapping(StrictModel):
     notes: str = ""
 
 
+# Manifest fields a file-name pattern (``path_fields``) may set; each value goes through the same harmoniser as a
+# CSV cell or DICOM tag of that field (site_map, view_map, position_rules, age parsing, sex_map, patient hashing).
+PATH_FIELDS = ("site", "view", "position", "age", "sex", "patient", "modality")
+SOURCE_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+def check_path_fields(value: dict[str, str]) -> dict[str, str]:
+    """Each pattern compiles and has a named group called like its field (``{site: '^(?P<site>CR|DX)\\.'}``)."""
+    for name, pattern in value.items():
+        if name not in PATH_FIELDS:
+            raise ValueError(f"path_fields keys must be among {list(PATH_FIELDS)}, got {name!r}")
+        try:
+            compiled = re.compile(pattern)
+        except re.error as exc:
+            raise ValueError(f"path_fields.{name} must be a regular expression, got {pattern!r} ({exc})") from exc
+        if name not in compiled.groupindex:
+            raise ValueError(
+                f"path_fields.{name} must have a named group (?P<{name}>...), got {pattern!r}; "
+                f"e.g. '^(?P<{name}>[^/]+)/' takes the first folder"
+            )
+    return value
+
+
+class SourceSpec(StrictModel):
+    """One collection of a multi-source ingest (config ``sources:``): its folder, its CSV and how to read them.
+    Unset keys fall back to the config's top level. Manifest paths are '<name>/<path under the folder>'."""
+
+    name: str | None = None  # default: the folder's name; must be unique across sources
+    path: str  # folder of images (relative: beside the config, then the working directory, then the repo)
+    metadata: str | None = None  # CSV (same resolution)
+    metadata_mapping: MetadataMapping | str | None = None
+    site_constant: str | None = None
+    site_tag: str | None = None
+    path_fields: dict[str, str] | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> SourceSpec:
+        if self.name is not None and not SOURCE_NAME_RE.match(self.name):
+            raise ValueError(f"sources[].name must be letters, digits, '_', '-' or '.', got {self.name!r}")
+        if self.path_fields:
+            check_path_fields(self.path_fields)
+        return self
+
+
 class SplitConfig(StrictModel):
     test_sites: list[str] = Field(default_factory=list)
     ood_val_sites: list[str] = Field(default_factory=list)
@@ -112,16 +157,24 @@ class IngestConfig(StrictModel):
     )
     pa_is_erect: bool = True  # a PA chest film needs a standing (or sitting) patient
     child_max_years: float = Field(18.0, gt=0)
-    label_default: Literal[0, 1] | None = None  # label of images without a label (None: reject them)
+    # An explicit opt-in that invents a label for images without one; no shipped config uses it. None (default):
+    # such images are kept with label unknown (pd.NA), counted as n_unlabelled.
+    label_default: Literal[0, 1] | None = None
     label_name: str = "finding"
     modalities: list[str] | None = Field(default_factory=lambda: ["CR", "DX", "DR", "RG", "OT", "PX"])
     domain_columns: list[str] = Field(default_factory=lambda: ["site"])
+    # manifest columns whose association with the label is measured (summary.json confounding; evaluate and audit
+    # read summary.json["shortcut_attributes"] to know which shortcuts to test)
+    shortcut_attributes: list[str] = Field(default_factory=lambda: ["position", "view"])
+    path_fields: dict[str, str] = Field(default_factory=dict)  # field -> regex with a named group, on the path
+    sources: list[SourceSpec] = Field(default_factory=list)  # several collections in one ingest (SOURCE omitted)
     splits: SplitConfig = SplitConfig()
     cache: CacheConfig = CacheConfig()
     counterfactual_source: str | None = None
     patient_salt: str | None = None  # None: generated once, kept as salt.txt beside the manifest
     workers: int | None = Field(None, ge=1)
-    confounding_warning_lift: float = Field(0.15, gt=0, le=1)
+    confounding_warning_lift: float = Field(0.15, gt=0, le=1)  # majority-label accuracy lift (kept for reference)
+    confounding_warning_auroc: float = Field(0.6, gt=0.5, le=1)  # factor-alone AUROC that triggers a warning
     min_group_size: int = Field(20, ge=1)
 
     @model_validator(mode="after")
@@ -131,6 +184,10 @@ class IngestConfig(StrictModel):
             raise ValueError(f"sites {sorted(overlap)} cannot be both test and ood_val sites")
         if not self.domain_columns:
             raise ValueError("domain_columns must name at least one column, e.g. [site]")
+        check_path_fields(self.path_fields)
+        names = [s.name for s in self.sources if s.name is not None]
+        if len(names) != len(set(names)):
+            raise ValueError(f"sources[].name must be unique, got {names}")
         return self
 
 
@@ -157,6 +214,17 @@ def load_mapping(value: MetadataMapping | str, base: Path | None) -> MetadataMap
     return validate_config(MetadataMapping, read_yaml(path), source=str(path))
 
 
+def resolve_spec(spec: SourceSpec, base: Path | None) -> SourceSpec:
+    """Paths of a ``sources:`` entry made absolute (beside the config, then the working directory, then the repo)
+    and its mapping file loaded."""
+    update: dict = {"path": str(resolve_path(spec.path, base).resolve())}
+    if spec.metadata is not None:
+        update["metadata"] = str(resolve_path(spec.metadata, base).resolve())
+    if spec.metadata_mapping is not None:
+        update["metadata_mapping"] = load_mapping(spec.metadata_mapping, base)
+    return spec.model_copy(update=update)
+
+
 def load_ingest_config(path: str | Path | None, *, size: int | None = None) -> IngestConfig:
     """The config at ``path`` (None: all defaults), with ``--size`` applied and the metadata mapping loaded."""
     if path is None:
@@ -167,6 +235,8 @@ def load_ingest_config(path: str | Path | None, *, size: int | None = None) -> I
         base = Path(path).resolve().parent
     if config.metadata_mapping is not None and not isinstance(config.metadata_mapping, MetadataMapping):
         config = config.model_copy(update={"metadata_mapping": load_mapping(config.metadata_mapping, base)})
+    if config.sources:
+        config = config.model_copy(update={"sources": [resolve_spec(s, base) for s in config.sources]})
     return with_size(config, size)
 
 

@@ -2,15 +2,19 @@
 
 Every cell is read as text (so '1.0' stays '1.0' and '050+' stays '050+'); the harmonisers decide what it means.
 Rows are indexed by the key the mapping's ``match`` names (relative path, basename or stem of the image file).
+A stem drops only a final image/DICOM extension (``CR.1.2.840.1.png`` -> ``CR.1.2.840.1``; ``1.2.840.10008.5``
+stays whole): DICOM UIDs are full of dots. Every row is kept with its CSV line, so duplicates can be compared.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pipeline.errors import ConfigError, DataError
 from pipeline.ingest.config import MetadataMapping
+from pipeline.ingest.discover import image_base
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -75,21 +79,69 @@ def row_key(value: str, match: str, suffix: str = "") -> str:
     if match == "basename":
         return posix.name
     if match == "stem":
-        return posix.name.split(".")[0] if "." in posix.name else posix.name
+        return image_base(posix.name)
     return str(posix)
 
 
-def index_rows(frame: pd.DataFrame, mapping: MetadataMapping) -> tuple[dict[str, dict[str, str]], int]:
-    """key -> row (as a dict); the number of duplicate keys (the first row of each wins)."""
-    rows: dict[str, dict[str, str]] = {}
-    duplicates = 0
-    for record in frame.to_dict("records"):
+@dataclass
+class MetadataIndex:
+    """Every row of a metadata CSV under its lookup key, with its CSV line (header = line 1, one line per row)."""
+
+    rows: dict[str, list[tuple[int, dict[str, Any]]]] = field(default_factory=dict)
+    n_rows: int = 0
+
+    @property
+    def duplicates(self) -> int:
+        """Rows beyond the first of their key."""
+        return sum(len(entries) - 1 for entries in self.rows.values())
+
+
+def index_metadata(frame: pd.DataFrame, mapping: MetadataMapping) -> MetadataIndex:
+    index = MetadataIndex(n_rows=len(frame))
+    for line, record in enumerate(frame.to_dict("records"), start=2):
         key = row_key(str(record[mapping.file_column]), mapping.match, mapping.file_suffix)
-        if key in rows:
-            duplicates += 1
-            continue
-        rows[key] = record
-    return rows, duplicates
+        index.rows.setdefault(key, []).append((line, record))
+    return index
+
+
+def index_rows(frame: pd.DataFrame, mapping: MetadataMapping) -> tuple[dict[str, dict[str, str]], int]:
+    """key -> first row (as a dict); the number of rows beyond the first of their key."""
+    index = index_metadata(frame, mapping)
+    return {key: entries[0][1] for key, entries in index.rows.items()}, index.duplicates
+
+
+def label_parts(text: str | None, mapping: MetadataMapping) -> list[str]:
+    """The upper-cased label values of one cell (split by ``label_separator``, stripped); [] when blank."""
+    from pipeline.ingest.harmonise import clean
+
+    text = clean(text)
+    if text is None:
+        return []
+    parts = [text] if not mapping.label_separator else [
+        clean(p.strip().strip(mapping.label_strip_chars)) for p in text.split(mapping.label_separator)
+    ]
+    return [p.upper() for p in parts if p is not None]
+
+
+def check_label_values(frame: pd.DataFrame, mapping: MetadataMapping, where: str) -> None:
+    """Every configured positive/negative value occurs in the label column (case-insensitively), else ConfigError
+    listing the values present. A blank negative value ('') is exempt: a CSV without blank labels is fine."""
+    from pipeline.ingest.harmonise import clean
+
+    if not mapping.label_column or mapping.label_column not in frame.columns:
+        return
+    present: dict[str, str] = {}
+    for cell in frame[mapping.label_column].unique().tolist():
+        for part in label_parts(cell, mapping):
+            present.setdefault(part, part)
+    for key, values in (("positive_values", mapping.positive_values), ("negative_values", mapping.negative_values)):
+        missing = [v for v in values or [] if clean(str(v)) is not None and str(v).strip().upper() not in present]
+        if missing:
+            raise ConfigError(
+                f"ingest: {key} {missing} of mapping {mapping.name!r} must occur in column {mapping.label_column!r} "
+                f"(compared case-insensitively), got values {sorted(present)[:30]} ({where}). Fix the spelling or "
+                f"remove the value."
+            )
 
 
 def image_key(relative: str, match: str) -> str:

@@ -28,17 +28,23 @@ class Candidate:
     ``path`` and ``masks`` give the files to open. Strings, not pathlib: a Path per file cost more than the rest of
     discovery."""
 
-    relative: str
+    relative: str  # as the manifest names it: with several sources '<source name>/<path under its folder>'
     prefix: str  # the source root with a trailing separator
     mask_relative: dict[str, str] = field(default_factory=dict)  # kind (lung|shortcut|lesion) -> mask file
+    inner: int = 0  # leading characters of ``relative`` (and of each mask) that name the source, not the file
+
+    @property
+    def local(self) -> str:
+        """The path under the source folder (what a CSV and ``path_fields`` refer to)."""
+        return self.relative[self.inner:]
 
     @property
     def path(self) -> str:
-        return self.prefix + self.relative.replace("/", os.sep)
+        return self.prefix + self.relative[self.inner:].replace("/", os.sep)
 
     @property
     def masks(self) -> dict[str, str]:
-        return {kind: self.prefix + rel.replace("/", os.sep) for kind, rel in self.mask_relative.items()}
+        return {kind: self.prefix + rel[self.inner:].replace("/", os.sep) for kind, rel in self.mask_relative.items()}
 
 
 def image_base(name: str) -> str:
@@ -92,27 +98,31 @@ class SourceListing:
         return digest.hexdigest()
 
 
-def discover(root: Path, listing: SourceListing | None = None) -> tuple[list[Candidate], list[Path]]:
-    """Image candidates sorted by relative path, and orphan masks (no image beside them)."""
+def discover(
+    root: Path, listing: SourceListing | None = None, *, name: str = ""
+) -> tuple[list[Candidate], list[str]]:
+    """Image candidates sorted by relative path, and orphan masks (no image beside them), as manifest paths: prefixed
+    with '<name>/' when ``name`` is given (one of several sources)."""
     listing = listing if listing is not None else SourceListing.of(root)
     prefix = os.path.join(str(root), "")
+    head = f"{name}/" if name else ""
     candidates: list[Candidate] = []
     by_base: dict[tuple[tuple[str, ...], str], Candidate] = {}
     masks: list[tuple[str, tuple[str, ...], str, str]] = []
     for parts, _, _ in listing.files:
-        name, folder, relative = parts[-1], parts[:-1], "/".join(parts)
-        kind = mask_kind(name)
+        file_name, folder, relative = parts[-1], parts[:-1], head + "/".join(parts)
+        kind = mask_kind(file_name)
         if kind is not None:
             masks.append((relative, folder, *kind))
             continue
-        candidate = Candidate(relative=relative, prefix=prefix)
+        candidate = Candidate(relative=relative, prefix=prefix, inner=len(head))
         candidates.append(candidate)
-        by_base.setdefault((folder, image_base(name)), candidate)
+        by_base.setdefault((folder, image_base(file_name)), candidate)
     orphans = []
     for relative, folder, kind, base in masks:
         owner = by_base.get((folder, base))
         if owner is None:
-            orphans.append(root / relative)
+            orphans.append(relative)
         else:
             owner.mask_relative[kind] = relative
     return candidates, orphans

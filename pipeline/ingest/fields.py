@@ -37,6 +37,8 @@ class Harmoniser:
             config.metadata_mapping if isinstance(config.metadata_mapping, MetadataMapping) else None
         )
         self._salt = salt
+        self._path_patterns = {name: re.compile(pattern) for name, pattern in config.path_fields.items()}
+        self.raw_sites: set[str] = set()
         self._view = lru_cache(maxsize=4096)(lambda raw, origin: h.map_value(raw, config.view_map, origin))
         self._sex = lru_cache(maxsize=4096)(lambda raw, origin: h.map_value(raw, config.sex_map, origin))
         self._age = lru_cache(maxsize=65536)(h.parse_age)
@@ -49,54 +51,46 @@ class Harmoniser:
         )
 
     def fields(
-        self, row: Mapping[str, Any] | None, tags: Mapping[str, str] | None, patient_id: str | None, fallback_id: str
+        self, row: Mapping[str, Any] | None, tags: Mapping[str, str] | None, patient_id: str | None, fallback_id: str,
+        *, relative: str | None = None,
     ) -> dict[str, Any]:
-        """The fields of one image; ``label`` is None when no label could be found (the caller rejects it)."""
+        """The fields of one image; ``label`` is None when unknown. ``relative``: the file's path under its source,
+        read by ``path_fields`` (a configured path field replaces the DICOM tag and constants of that field; a file
+        its pattern does not match gets the field unknown)."""
         m, c = self.mapping, self.config
         row = row if (row is not None and m is not None) else None
-        tags = tags or {}
+        tags = dict(tags or {})
+        path = self.path_values(relative or fallback_id)
+        for name, tag in (("site", c.site_tag), ("sex", "PatientSex"), ("age", "PatientAge"), ("modality", "Modality")):
+            if name in path:  # the configured pattern decides, not the header
+                tags.pop(tag, None)
         out: dict[str, Any] = {}
-
-        site, source = None, "none"
-        if row is not None and m.site_column:
-            site, source = self._site(row.get(m.site_column), f"csv:{m.site_column}")
-        if site is None and row is not None and m.site_constant:
-            site, source = self._site(m.site_constant, "mapping:site_constant")
-        if site is None and tags.get(c.site_tag):
-            site, source = self._site(tags.get(c.site_tag), f"dicom:{c.site_tag}")
-        if site is None and c.site_constant:
-            site, source = self._site(c.site_constant, "config:site_constant")
-        out["site"], out["site_source"] = site or "unknown", source
+        out["site"], out["site_source"] = self._site_field(row, tags, path)
 
         candidates = [(row.get(col), f"csv:{col}") for col in m.view_columns] if row is not None else []
-        if tags.get("ViewPosition"):
+        if "view" in path:
+            candidates.append(path["view"])
+        elif tags.get("ViewPosition"):
             candidates.append((tags["ViewPosition"], "dicom:ViewPosition"))
         out["view"], out["view_source"] = self._first_view(candidates) if candidates else ("unknown", "none")
 
         texts = []
         if row is not None:
             texts += [(row.get(col), f"csv:{col}") for col in [*m.position_columns, *m.view_columns]]
-        texts += [(tags.get(tag), f"dicom:{tag}") for tag in c.position_tags if tags.get(tag)]
+        if "position" in path:
+            texts.append(path["position"])
+        else:
+            texts += [(tags.get(tag), f"dicom:{tag}") for tag in c.position_tags if tags.get(tag)]
         out["position"], out["position_source"] = self._position(tuple(texts), out["view"])
 
-        years, source = math.nan, "none"
-        if row is not None and m.age_column:
-            raw_age = h.clean(row.get(m.age_column))
-            if raw_age is not None and raw_age in m.age_missing_values:
-                raw_age = None  # a placeholder: cleaned before parsing, so 0 never survives as an age
-            years, source = self._age(raw_age, f"csv:{m.age_column}")
-        elif row is not None and m.age_from_birth is not None:
-            years, source = h.age_from_birth_year(
-                row.get(m.age_from_birth.birth_column), row.get(m.age_from_birth.date_column), "csv:birth_year"
-            )
-        if math.isnan(years) and tags.get("PatientAge"):
-            years, source = self._age(tags.get("PatientAge"), "dicom:PatientAge")
-        out["age_years"], out["age_source"] = years, source
-        out["age_group"] = h.age_group(years, c.child_max_years)
+        out["age_years"], out["age_source"] = self._age_field(row, tags, path)
+        out["age_group"] = h.age_group(out["age_years"], c.child_max_years)
 
         sex, source = "unknown", "none"
         if row is not None and m.sex_column:
             sex, source = self._sex(row.get(m.sex_column), f"csv:{m.sex_column}")
+        if sex == "unknown" and "sex" in path:
+            sex, source = self._sex(*path["sex"])
         if sex == "unknown" and tags.get("PatientSex"):
             sex, source = self._sex(tags.get("PatientSex"), "dicom:PatientSex")
         out["sex"], out["sex_source"] = sex, source
@@ -109,20 +103,14 @@ class Harmoniser:
         out["label"], out["label_source"] = label, source
         out["label_name"] = (m.label_name if m and m.label_name else None) or c.label_name
 
-        pid, source = None, "none"
-        if row is not None and m.patient_column:
-            pid, source = h.clean(row.get(m.patient_column)), f"csv:{m.patient_column}"
-        if pid is None and row is not None and m.patient_regex:
-            found = re.search(m.patient_regex, str(row.get(m.file_column, "")))
-            if found:
-                pid, source = found.group(1) if found.groups() else found.group(0), f"csv:{m.file_column}~regex"
-        if pid is None and patient_id:
-            pid, source = h.clean(patient_id), "dicom:PatientID"  # hashed with the salt just below
-        if pid is None:  # without an ID every image is its own patient (the split cannot see relatives)
-            pid, source = f"file:{fallback_id}", "none:one_patient_per_image"
-        out["patient_key"], out["patient_key_source"] = patient_key(self._salt, pid), source
+        out["patient_key"], out["patient_key_source"] = self._patient_field(row, path, patient_id, fallback_id)
 
-        modality, source = (tags.get("Modality") or "unknown"), ("dicom:Modality" if tags.get("Modality") else "none")
+        if "modality" in path:
+            raw = h.clean(path["modality"][0])
+            modality, source = (raw.upper(), path["modality"][1]) if raw else ("unknown", path["modality"][1])
+        else:
+            modality = tags.get("Modality") or "unknown"
+            source = "dicom:Modality" if tags.get("Modality") else "none"
         if row is not None and m.modality_column:
             raw = h.clean(row.get(m.modality_column))
             if raw is not None:
@@ -131,11 +119,80 @@ class Harmoniser:
         out["modality"], out["modality_source"] = modality, source
         return out
 
-    def label_of(self, row: Mapping[str, Any]) -> int | None:
-        """The label a CSV row maps to (None: neither positive nor negative), before any decoding."""
+    def path_values(self, relative: str) -> dict[str, tuple[str | None, str]]:
+        """field -> (raw value, origin) from ``path_fields``; (None, 'path:<field>:unmatched') when not matched."""
+        out = {}
+        for name, pattern in self._path_patterns.items():
+            found = pattern.search(relative)
+            value = found.group(name) if found else None
+            out[name] = (value, f"path:{name}") if value else (None, f"path:{name}:unmatched")
+        return out
+
+    def _site_field(self, row: Mapping[str, Any] | None, tags: Mapping[str, str], path: dict) -> tuple[str, str]:
+        m, c = self.mapping, self.config
+        site, source = None, "none"
+        if row is not None and m.site_column:
+            site, source = self._site_of(row.get(m.site_column), f"csv:{m.site_column}")
+        if site is None and "site" in path:
+            site, source = self._site_of(*path["site"])
+            return site or "unknown", source if site else path["site"][1]
+        if site is None and row is not None and m.site_constant:
+            site, source = self._site_of(m.site_constant, "mapping:site_constant")
+        if site is None and tags.get(c.site_tag):
+            site, source = self._site_of(tags.get(c.site_tag), f"dicom:{c.site_tag}")
+        if site is None and c.site_constant:
+            site, source = self._site_of(c.site_constant, "config:site_constant")
+        return site or "unknown", source
+
+    def _site_of(self, raw: object, origin: str) -> tuple[str | None, str]:
+        text = h.clean(raw)
+        if text is not None:
+            self.raw_sites.add(text)  # every site name the data gave: site_map keys must match one of them
+        return self._site(raw, origin)
+
+    def _age_field(self, row: Mapping[str, Any] | None, tags: Mapping[str, str], path: dict) -> tuple[float, str]:
+        m = self.mapping
+        years, source = math.nan, "none"
+        if row is not None and m.age_column:
+            raw_age = h.clean(row.get(m.age_column))
+            if raw_age is not None and raw_age in m.age_missing_values:
+                raw_age = None  # a placeholder: cleaned before parsing, so 0 never survives as an age
+            years, source = self._age(raw_age, f"csv:{m.age_column}")
+        elif row is not None and m.age_from_birth is not None:
+            years, source = h.age_from_birth_year(
+                row.get(m.age_from_birth.birth_column), row.get(m.age_from_birth.date_column), "csv:birth_year"
+            )
+        if math.isnan(years) and "age" in path:
+            years, source = self._age(*path["age"])
+        if math.isnan(years) and tags.get("PatientAge"):
+            years, source = self._age(tags.get("PatientAge"), "dicom:PatientAge")
+        return years, source
+
+    def _patient_field(
+        self, row: Mapping[str, Any] | None, path: dict, patient_id: str | None, fallback_id: str
+    ) -> tuple[str, str]:
+        m = self.mapping
+        pid, source = None, "none"
+        if row is not None and m.patient_column:
+            pid, source = h.clean(row.get(m.patient_column)), f"csv:{m.patient_column}"
+        if pid is None and row is not None and m.patient_regex:
+            found = re.search(m.patient_regex, str(row.get(m.file_column, "")))
+            if found:
+                pid, source = found.group(1) if found.groups() else found.group(0), f"csv:{m.file_column}~regex"
+        if pid is None and "patient" in path:
+            pid, source = h.clean(path["patient"][0]), path["patient"][1]
+        elif pid is None and patient_id:
+            pid, source = h.clean(patient_id), "dicom:PatientID"  # hashed with the salt just below
+        if pid is None:  # without an ID every image is its own patient (the split cannot see relatives)
+            pid, source = f"file:{fallback_id}", "none:one_patient_per_image"
+        return patient_key(self._salt, pid), source
+
+    def label_of(self, row: Mapping[str, Any]) -> tuple[int | None, str]:
+        """(label, source) a CSV row maps to, before any decoding: source ends in ':missing' for a blank cell (kept
+        unlabelled) and ':unmapped' for a value that is neither positive nor negative (rejected)."""
         if self.mapping is None or not self.mapping.label_column:
-            return None
-        return self._label(row.get(self.mapping.label_column), f"csv:{self.mapping.label_column}")[0]
+            return None, "none"
+        return self._label(row.get(self.mapping.label_column), f"csv:{self.mapping.label_column}")
 
     def _first_view(self, candidates: list[tuple[object, str]]) -> tuple[str, str]:
         fallback = None

@@ -109,18 +109,24 @@ def map_site(raw: object, site_map: dict[str, str], origin: str) -> tuple[str | 
 
 
 def map_label(raw: object, mapping: MetadataMapping, origin: str) -> tuple[int | None, str]:
-    """1 when any (separated) value is positive, 0 when negative, None when the value maps to neither."""
+    """1 when any (separated) value is positive; 0 when every value is negative (with ``negative_values`` null: when
+    a value is present and not positive). A blank cell is unknown (None, ``:missing``) unless a missing marker such
+    as '' is listed in ``negative_values``; a present value that maps to neither is None with ``:unmapped``."""
     text = clean(raw)
-    parts = [text] if text is None or not mapping.label_separator else [
+    negatives = None if mapping.negative_values is None else {str(v).strip().upper() for v in mapping.negative_values}
+    if text is None:
+        if negatives is not None and negatives & MISSING_MARKERS:
+            return 0, origin
+        return None, f"{origin}:missing"
+    parts = [text] if not mapping.label_separator else [
         clean(p.strip().strip(mapping.label_strip_chars)) for p in text.split(mapping.label_separator)
     ]
     positives = {v.strip().upper() for v in mapping.positive_values}
     upper_parts = {p.upper() for p in parts if p is not None}
     if upper_parts & positives:
         return 1, origin
-    if mapping.negative_values is None:
+    if negatives is None:
         return 0, f"{origin}:not_positive"
-    negatives = {str(v).strip().upper() for v in mapping.negative_values}
-    if (text is None and "" in negatives) or (upper_parts and upper_parts <= negatives):
+    if upper_parts and upper_parts <= negatives:
         return 0, origin
     return None, f"{origin}:unmapped"

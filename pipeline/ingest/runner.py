@@ -19,10 +19,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pipeline.errors import ConfigError, DataError
-from pipeline.ingest.config import IngestConfig, MetadataMapping, load_ingest_config, load_mapping, with_size
+from pipeline.errors import ConfigError
+from pipeline.ingest.config import IngestConfig, load_ingest_config, load_mapping, with_size
 from pipeline.ingest.discover import SourceListing
-from pipeline.stage import StageRecord, read_stage, sha256_file
+from pipeline.ingest.sources import SourceInputs, from_config
+from pipeline.stage import StageRecord, read_stage
 
 SALT_FILENAME = "salt.txt"
 REJECT_COLUMNS = ("path", "reason", "detail")
@@ -38,13 +39,15 @@ class IngestResult:
 
 
 def _inputs_hash(
-    listing: SourceListing, metadata_hash: str, cf_listing: SourceListing | None, config: IngestConfig, salt: str
+    sources: list[SourceInputs], metadata_hashes: list[str], cf_listing: SourceListing | None, config: IngestConfig,
+    salt: str,
 ) -> str:
+    """Every source's files and CSV, the counterfactual folder, the config, the salt's hash and the version."""
     from pipeline import __version__
 
     digest = hashlib.sha256()
-    digest.update(listing.digest.encode())
-    digest.update(metadata_hash.encode())
+    for src, metadata_hash in zip(sources, metadata_hashes, strict=True):
+        digest.update(f"{src.name}|{src.listing.digest}|{metadata_hash}\n".encode())
     digest.update((cf_listing.digest if cf_listing is not None else "-").encode())
     digest.update(json.dumps(config.model_dump(mode="json"), sort_keys=True).encode())
     digest.update(hashlib.sha256(salt.encode()).hexdigest().encode())
@@ -107,9 +110,37 @@ def _redacted(config: IngestConfig) -> dict[str, Any]:
     return dumped
 
 
+def _load(config: IngestConfig | str | Path | None, size: int | None) -> IngestConfig:
+    if not isinstance(config, IngestConfig):
+        return load_ingest_config(config, size=size)
+    cfg = config
+    if isinstance(cfg.metadata_mapping, str):
+        cfg = cfg.model_copy(update={"metadata_mapping": load_mapping(cfg.metadata_mapping, None)})
+    return with_size(cfg, size)
+
+
+def _sources(source: str | Path | None, metadata: str | Path | None, cfg: IngestConfig) -> list[SourceInputs]:
+    """The CLI's SOURCE (+ --metadata), or the config's ``sources:`` list (then SOURCE and --metadata are not given)."""
+    if cfg.sources:
+        if source is not None or metadata is not None:
+            raise ConfigError(
+                f"ingest: SOURCE and --metadata must be omitted when the config lists `sources:` "
+                f"({len(cfg.sources)} of them), got SOURCE={str(source)!r}, --metadata={str(metadata)!r}. "
+                "Drop them, or remove `sources:` from the config."
+            )
+        return from_config(cfg)
+    if source is None:
+        raise ConfigError("ingest: SOURCE must be given (a folder of DICOM or PNG/JPEG files), got none. Pass SOURCE, "
+                          "or list the folders under `sources:` in the config.")
+    return [SourceInputs(
+        name="", root=Path(source).expanduser().resolve(),
+        metadata=Path(metadata).expanduser().resolve() if metadata else None, config=cfg,
+    )]
+
+
 def run(
     *,
-    source: str | Path,
+    source: str | Path | None = None,
     out: str | Path,
     metadata: str | Path | None = None,
     config: IngestConfig | str | Path | None = None,
@@ -117,42 +148,32 @@ def run(
     workers: int | None = None,
     progress: bool = True,
 ) -> IngestResult:
-    """Ingest SOURCE into ``out``; returns counts (``reused`` when unchanged inputs found a finished cache)."""
+    """Ingest SOURCE (or the config's ``sources:``) into ``out``; returns counts (``reused`` when unchanged inputs
+    found a finished cache). Prints a summary of what was kept, rejected, unlabelled and left unmatched."""
     from pipeline.ingest.assemble import ingest_into
 
-    source, out = Path(source).expanduser().resolve(), Path(out).expanduser().resolve()
-    if isinstance(config, IngestConfig):
-        cfg = config
-        if isinstance(cfg.metadata_mapping, str):
-            cfg = cfg.model_copy(update={"metadata_mapping": load_mapping(cfg.metadata_mapping, None)})
-        cfg = with_size(cfg, size)
-    else:
-        cfg = load_ingest_config(config, size=size)
-    if not source.is_dir():
-        raise DataError(f"ingest: SOURCE must be a folder of DICOM or PNG/JPEG files, got {str(source)!r}.")
+    out = Path(out).expanduser().resolve()
+    cfg = _load(config, size)
+    sources = _sources(source, metadata, cfg)
     if out.exists() and not out.is_dir():
         raise ConfigError(f"ingest: --out must be a folder, got the file {str(out)!r}. Choose another path.")
-    if out == source or source in out.parents:
-        raise ConfigError(f"ingest: --out must lie outside SOURCE (SOURCE is never modified), got {str(out)!r}.")
-    metadata_path = Path(metadata).expanduser().resolve() if metadata else None
-    if metadata_path is not None and not isinstance(cfg.metadata_mapping, MetadataMapping):
-        raise ConfigError(
-            "ingest: metadata_mapping must be set in the config when --metadata is given, got none. "
-            "Add e.g. `metadata_mapping: data_manifests/sources/nih_chestxray14.yaml` to the config."
-        )
-    if metadata_path is None and isinstance(cfg.metadata_mapping, MetadataMapping) and cfg.metadata_mapping.label_column:
-        raise ConfigError(
-            f"ingest: --metadata must name the CSV that the mapping {cfg.metadata_mapping.name!r} reads labels from, "
-            "got none. Pass --metadata labels.csv."
-        )
-    cf_root = (source / Path(cfg.counterfactual_source).expanduser()).resolve() if cfg.counterfactual_source else None
+    for src in sources:
+        src.check(out)
+    cf_root = None
+    if cfg.counterfactual_source:
+        if cfg.sources:
+            raise ConfigError("ingest: counterfactual_source must be used with a single SOURCE, got `sources:` too. "
+                              "Ingest the collection with counterfactuals on its own.")
+        cf_root = (sources[0].root / Path(cfg.counterfactual_source).expanduser()).resolve()
     if cf_root is not None and not cf_root.is_dir():
         print(f"ingest: counterfactual_source {str(cf_root)!r} not found; no counterfactuals cached.", file=sys.stderr)
         cf_root = None
     salt, generated = _salt(cfg, out)
-    listing, cf_listing = SourceListing.of(source), SourceListing.of(cf_root) if cf_root is not None else None
-    metadata_hash = sha256_file(metadata_path) if metadata_path else "-"
-    inputs_hash = _inputs_hash(listing, metadata_hash, cf_listing, cfg, salt)
+    for src in sources:
+        src.listing = SourceListing.of(src.root)
+    cf_listing = SourceListing.of(cf_root) if cf_root is not None else None
+    metadata_hashes = [src.metadata_hash() for src in sources]
+    inputs_hash = _inputs_hash(sources, metadata_hashes, cf_listing, cfg, salt)
     previous = _reusable(out, inputs_hash)
     if previous is not None and read_stage(out):
         print(f"ingest: inputs unchanged, reusing {out} ({previous.get('n_images', '?')} images).", file=sys.stderr)
@@ -166,15 +187,14 @@ def run(
     os.umask(umask)
     os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it private; the outputs are meant to be shared
     try:
-        inputs = {"source": source, **({"metadata": metadata_path} if metadata_path else {})}
-        known = {"source": listing.digest, "metadata": metadata_hash}
+        inputs, known = _stage_inputs(sources, metadata_hashes)
         with (
             _collector_ignores_existing_objects(),
             StageRecord("ingest", tmp, config=_redacted(cfg), seed=cfg.splits.seed, inputs=inputs,
                         input_hashes=known) as record,
         ):
             summary = ingest_into(
-                tmp, listing=listing, metadata=metadata_path, config=cfg, salt=salt, cf_listing=cf_listing,
+                tmp, sources=sources, config=cfg, salt=salt, cf_listing=cf_listing,
                 inputs_hash=inputs_hash, workers=workers or cfg.workers, progress=progress,
             )
             if generated:
@@ -184,12 +204,49 @@ def run(
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
-    for warning in summary["confounding"]["warnings"]:
-        print(f"ingest: WARNING: {warning}", file=sys.stderr)
-    reasons = ", ".join(f"{k} {v}" for k, v in summary["rejects_by_reason"].items())
-    print(
-        f"ingest: kept {summary['n_images']} images, rejected {summary['n_rejected']} files"
-        f"{f' ({reasons})' if reasons else ''} -> {out}",
-        file=sys.stderr,
-    )
+    for line in console_lines(summary, out):
+        print(line, file=sys.stderr)
     return IngestResult(out, summary["n_images"], summary["n_rejected"], False, summary)
+
+
+def _stage_inputs(sources: list[SourceInputs], metadata_hashes: list[str]) -> tuple[dict, dict]:
+    """stage.json's inputs and their hashes: 'source'/'metadata' for one SOURCE, '<name>'/'<name>:metadata' else."""
+    inputs: dict[str, Path] = {}
+    known: dict[str, str] = {}
+    for src, metadata_hash in zip(sources, metadata_hashes, strict=True):
+        key = src.name or "source"
+        inputs[key], known[key] = src.root, src.listing.digest
+        meta_key = f"{src.name}:metadata" if src.name else "metadata"
+        if src.metadata is not None:
+            inputs[meta_key] = src.metadata
+        known[meta_key] = metadata_hash
+    return inputs, known
+
+
+def console_lines(summary: dict[str, Any], out: Path) -> list[str]:
+    """The end-of-ingest account: warnings, names resolved by case, CSV rows without image, conflicts, unlabelled,
+    path-field misses, then kept / rejected by reason."""
+    lines = [f"ingest: WARNING: {w}" for w in summary["confounding"]["warnings"]]
+    for item in summary.get("config_names_resolved", []):
+        lines.append(f"ingest: config {item['key']}: {item['given']!r} matched {item['resolved']!r} (case-insensitively)")
+    missing = summary.get("metadata_rows_without_image") or {}
+    if summary.get("metadata_rows"):
+        examples = ", ".join(missing.get("examples", [])[:3])
+        lines.append(
+            f"ingest: metadata: {summary['metadata_rows']} CSV rows, {summary['metadata_rows_matched']} matched a file, "
+            f"{missing.get('n', 0)} name no file under SOURCE{f' (e.g. {examples})' if missing.get('n') else ''}; "
+            f"{summary.get('metadata_duplicate_rows', 0)} agreeing duplicate rows, "
+            f"{summary.get('conflicting_metadata_rows', 0)} files with conflicting rows (rejected)"
+        )
+    for name, info in summary.get("path_fields", {}).items():
+        if info["unmatched"]:
+            lines.append(f"ingest: path_fields {name}: {info['unmatched']} files not matched by {info['pattern']!r} "
+                         f"(field unknown), e.g. {', '.join(info['unmatched_examples'][:3])}")
+    lines.append(f"ingest: unlabelled: {summary['n_unlabelled']} of the kept images have no label (kept with label "
+                 "unknown: split and audited, never trained or scored on)")
+    reasons = ", ".join(f"{k} {v}" for k, v in summary["rejects_by_reason"].items())
+    lines.append(
+        f"ingest: kept {summary['n_images']} images, rejected {summary['n_rejected']} files"
+        f"{f' ({reasons})' if reasons else ''} -> {out}"
+    )
+    return lines

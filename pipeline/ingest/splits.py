@@ -3,7 +3,8 @@
 The unit of splitting is a connected group of rows that share a patient key or an exact pixel hash (the same image
 filed twice, possibly under two patient IDs). A unit that reaches a test or OOD-validation site keeps only its rows
 there; its copies in other sites are dropped (reported), so nothing seen in training leaks into evaluation.
-Inside the training sites units are stratified by (domain, label) and a seeded ``holdout`` share goes to val.
+Inside the training sites units are stratified by (domain, label) and a seeded ``holdout`` share goes to val;
+units whose labels are all unknown form their own stratum (label -1), so unlabelled images are split like the rest.
 """
 
 from __future__ import annotations
@@ -83,7 +84,8 @@ def assign_splits(frame: pd.DataFrame, config: SplitConfig) -> SplitResult:
         elif role != "train":
             split[pos] = role
 
-    labels = frame["label"].to_numpy()
+    # nullable Int64 -> int with -1 for unknown: a unit's stratum is its highest known label, -1 when none is known
+    labels = frame["label"].astype("Float64").fillna(-1).to_numpy(dtype=np.float64).astype(np.int64)
     domains = frame["domain"].astype(str).to_numpy()
     # Units are ordered by their smallest pixel hash: independent of file order and of the random patient salt,
     # so the same images give the same split on every fresh ingest (the patient key changes with the salt).

@@ -1,9 +1,9 @@
 """``summary.json``: what was ingested, what was rejected, and which acquisition factors predict the label.
 
-The confounding table is the first thing a user should read: if position (or the site) predicts the label far
-better than the label's base rate, a classifier can score well without looking at the lungs.
-``accuracy`` of a factor = accuracy of predicting, for each value of the factor, its majority label;
-``chance`` = accuracy of always predicting the overall majority label; ``lift`` = accuracy - chance.
+The confounding table is the first thing a user should read: if a shortcut attribute (position, view, ...) or the
+site predicts the label, a classifier can score well without looking at the lungs. The measures (factor-alone
+AUROC, Cramer's V with a chi-square p-value, intervals) are defined in :mod:`pipeline.ingest.confounding`.
+Rows with an unknown label are counted everywhere but measured nowhere (the measures say their ``n``).
 """
 
 from __future__ import annotations
@@ -12,57 +12,80 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from pipeline.ingest.confounding import P_VALUE_WARNING, measure_factor
+
 if TYPE_CHECKING:
     import pandas as pd
 
 
-def _predictiveness(values: pd.Series, labels: pd.Series) -> dict[str, float]:
-    n = len(labels)
-    if n == 0:
-        return {"n": 0, "accuracy": float("nan"), "chance": float("nan"), "lift": float("nan")}
-    positives = labels.groupby(values).sum()
-    totals = labels.groupby(values).size()
-    accuracy = float(np.maximum(positives, totals - positives).sum() / n)
-    prevalence = float(labels.mean())
-    chance = max(prevalence, 1 - prevalence)
-    return {"n": int(n), "accuracy": round(accuracy, 4), "chance": round(chance, 4), "lift": round(accuracy - chance, 4)}
+def _label_text(labels: pd.Series) -> pd.Series:
+    """'0' / '1' / 'unknown' per row (the label is nullable Int64)."""
+    return labels.astype("Int64").astype(str).replace({"<NA>": "unknown"})
 
 
-def confounding(frame: pd.DataFrame, *, min_group_size: int, warning_lift: float) -> dict[str, Any]:
-    """Label prevalence per domain, P(label | position) per site, and warnings when a factor predicts the label."""
-    labels = frame["label"].astype(int)
-    prevalence = {
-        str(domain): {"n": int(len(group)), "prevalence": round(float(group.mean()), 4)}
-        for domain, group in labels.groupby(frame["domain"])
-    }
-    by_position: dict[str, dict[str, dict[str, float]]] = {}
-    for (site, position), group in labels.groupby([frame["site"], frame["position"]]):
-        by_position.setdefault(str(site), {})[str(position)] = {
-            "n": int(len(group)), "p_label": round(float(group.mean()), 4),
-        }
+def p_label_per_site(frame: pd.DataFrame, attribute: str) -> dict[str, dict[str, dict[str, Any]]]:
+    """site -> attribute value -> n, n_labelled, p_label (null with a reason when no row is labelled)."""
+    out: dict[str, dict[str, dict[str, Any]]] = {}
+    for (site, value), group in frame.groupby([frame["site"].astype(str), frame[attribute].astype(str)]):
+        known = group["label"].dropna().astype(int)
+        entry: dict[str, Any] = {"n": int(len(group)), "n_labelled": int(len(known))}
+        entry["p_label"] = round(float(known.mean()), 4) if len(known) else None
+        if not len(known):
+            entry["not_measured"] = {"p_label": "no labelled images"}
+        out.setdefault(str(site), {})[str(value)] = entry
+    return out
+
+
+def _scopes(frame: pd.DataFrame, factor: str) -> list[tuple[str, pd.DataFrame]]:
+    scopes = [("all", frame)]
+    if factor not in ("site", "domain") or (factor == "domain" and not frame["domain"].equals(frame["site"])):
+        scopes += [(f"site={site}", group) for site, group in frame.groupby(frame["site"].astype(str))]
+    return scopes
+
+
+def confounding(frame: pd.DataFrame, *, shortcut_attributes: list[str], min_group_size: int,
+                warning_auroc: float, warning_lift: float) -> dict[str, Any]:
+    """Per factor (each shortcut attribute, age_group, site, domain) and scope (all, each site): the measures of
+    :func:`pipeline.ingest.confounding.measure_factor`, with warnings for strong associations and small scopes."""
+    known = frame[frame["label"].notna()]
+    labels = known["label"].astype(int)
+    factor_names = list(dict.fromkeys([*shortcut_attributes, "age_group", "site", "domain"]))
     factors = []
-    for site, group in frame.groupby("site"):
-        if len(group) >= min_group_size:
-            factors.append({"factor": "position", "scope": f"site={site}",
-                            **_predictiveness(group["position"], group["label"].astype(int))})
-    if len(frame) >= min_group_size:
-        factors.append({"factor": "position", "scope": "all", **_predictiveness(frame["position"], labels)})
-        factors.append({"factor": "site", "scope": "all", **_predictiveness(frame["site"], labels)})
-        for column in ("age_group", "view"):
-            factors.append({"factor": column, "scope": "all", **_predictiveness(frame[column], labels)})
-    warnings = [
-        f"{f['factor']} predicts the label with accuracy {f['accuracy']:.2f} vs {f['chance']:.2f} by chance "
-        f"({f['scope']}, n={f['n']}): a model can learn this shortcut instead of the disease."
-        for f in factors
-        if f["factor"] in ("position", "site") and f["lift"] >= warning_lift
-    ]
-    return {
-        "label_prevalence_per_domain": prevalence,
-        "p_label_given_position_per_site": by_position,
-        "factors": factors,
-        "warning_lift": warning_lift,
-        "warnings": warnings,
+    for factor in factor_names:
+        for scope, rows in _scopes(known, factor):
+            measured = measure_factor(rows[factor], rows["label"].astype(int).to_numpy(), min_n=min_group_size)
+            factors.append({"factor": factor, "scope": scope, **measured})
+    prevalence = {
+        str(domain): {"n": int(len(group)), "n_labelled": int(group["label"].notna().sum()),
+                      "prevalence": (round(float(group["label"].dropna().astype(int).mean()), 4)
+                                     if group["label"].notna().any() else None)}
+        for domain, group in frame.groupby(frame["domain"].astype(str))
     }
+    return {
+        "n_labelled": int(len(labels)), "n_unlabelled": int(frame["label"].isna().sum()),
+        "shortcut_attributes": list(shortcut_attributes),
+        "label_prevalence_per_domain": prevalence,
+        "p_label_given_attribute_per_site": {a: p_label_per_site(frame, a) for a in shortcut_attributes},
+        **({"p_label_given_position_per_site": p_label_per_site(frame, "position")}
+           if "position" in shortcut_attributes else {}),
+        "factors": factors,
+        "warning_auroc": warning_auroc, "warning_p_value": P_VALUE_WARNING, "warning_lift": warning_lift,
+        "warnings": _warnings(factors, warning_auroc, min_group_size),
+    }
+
+
+def _warnings(factors: list[dict[str, Any]], warning_auroc: float, min_group_size: int) -> list[str]:
+    out = []
+    for f in factors:
+        if f["auroc"] is not None and f["auroc"] >= warning_auroc and (f["chi2_p_value"] or 0.0) < P_VALUE_WARNING:
+            lo, hi = f["auroc_ci95"]
+            v = f" Cramer's V {f['cramers_v']:.2f}, p={f['chi2_p_value']:.2g}," if f["cramers_v"] is not None else ""
+            out.append(f"{f['factor']} alone predicts the label with AUROC {f['auroc']:.2f} (95% CI {lo:.2f}-{hi:.2f}),"
+                       f"{v} ({f['scope']}, n={f['n']}): a model can learn this shortcut instead of the disease.")
+    small = sorted({(f["scope"], f["n"]) for f in factors if f["small_n"] and f["scope"] != "all"})
+    out += [f"{scope}: only {n} labelled images (< min_group_size {min_group_size}); its confounding measures are "
+            "uncertain (see their intervals)." for scope, n in small]
+    return out
 
 
 def age_distribution(frame: pd.DataFrame) -> dict[str, Any]:
@@ -82,14 +105,16 @@ def age_distribution(frame: pd.DataFrame) -> dict[str, Any]:
 
 
 def counts(frame: pd.DataFrame) -> dict[str, Any]:
+    """site -> position -> label ('0', '1', 'unknown') -> images."""
     nested: dict[str, dict[str, dict[str, int]]] = {}
-    for (site, position, label), n in frame.groupby(["site", "position", "label"]).size().items():
-        nested.setdefault(str(site), {}).setdefault(str(position), {})[str(int(label))] = int(n)
+    keys = [frame["site"].astype(str), frame["position"].astype(str), _label_text(frame["label"])]
+    for (site, position, label), n in frame.groupby(keys).size().items():
+        nested.setdefault(str(site), {}).setdefault(str(position), {})[str(label)] = int(n)
     return nested
 
 
-def build_summary(frame: pd.DataFrame, rejects: pd.DataFrame, *, extra: dict[str, Any],
-                  min_group_size: int, warning_lift: float) -> dict[str, Any]:
+def build_summary(frame: pd.DataFrame, rejects: pd.DataFrame, *, extra: dict[str, Any], shortcut_attributes: list[str],
+                  min_group_size: int, warning_auroc: float, warning_lift: float) -> dict[str, Any]:
     notes: dict[str, int] = {}
     for text in frame.get("decode_notes", []):
         for note in filter(None, str(text).split("; ")):
@@ -98,6 +123,8 @@ def build_summary(frame: pd.DataFrame, rejects: pd.DataFrame, *, extra: dict[str
     return {
         "n_images": int(len(frame)),
         "n_rejected": int(len(rejects)),
+        "n_unlabelled": int(frame["label"].isna().sum()),
+        "shortcut_attributes": list(shortcut_attributes),
         "per_split": {str(k): int(v) for k, v in frame["split"].value_counts().sort_index().items()},
         "per_site": {str(k): int(v) for k, v in frame["site"].value_counts().sort_index().items()},
         "counts_site_position_label": counts(frame),
@@ -108,6 +135,7 @@ def build_summary(frame: pd.DataFrame, rejects: pd.DataFrame, *, extra: dict[str
             "groups": int(frame.loc[frame["duplicate_group"] != "", "duplicate_group"].nunique()),
             "images": int((frame["duplicate_group"] != "").sum()),
         },
-        "confounding": confounding(frame, min_group_size=min_group_size, warning_lift=warning_lift),
+        "confounding": confounding(frame, shortcut_attributes=shortcut_attributes, min_group_size=min_group_size,
+                                   warning_auroc=warning_auroc, warning_lift=warning_lift),
         **extra,
     }

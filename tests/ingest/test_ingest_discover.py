@@ -51,4 +51,4 @@ def test_discover_pairs_masks_by_folder_and_reports_orphans(tmp_path):
     assert north.masks == {"lung": str(root / "n" / "x_lungs.png"), "shortcut": str(root / "n" / "x_shortcuts.png")}
     assert north.mask_relative == {"lung": "n/x_lungs.png", "shortcut": "n/x_shortcuts.png"}
     assert by_relative["e/x"].mask_relative == {"lesion": "e/x_lesion.png"}  # a file without suffix owns masks too
-    assert orphans == [root / "e" / "y_lungs.png"]
+    assert orphans == ["e/y_lungs.png"]

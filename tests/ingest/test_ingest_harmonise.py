@@ -54,7 +54,12 @@ def test_map_label_multilabel_negatives_and_unmapped():
     assert h.map_label("No Finding", mapping, "csv:l")[0] == 0
     assert h.map_label("Mass", mapping, "csv:l") == (None, "csv:l:unmapped")
     open_mapping = mapping.model_copy(update={"negative_values": None})
-    assert h.map_label("Mass", open_mapping, "csv:l")[0] == 0 and h.map_label(None, open_mapping, "csv:l")[0] == 0
+    assert h.map_label("Mass", open_mapping, "csv:l")[0] == 0
+    # a blank cell is unknown, never an invented negative, unless '' is an explicit negative value
+    assert h.map_label(None, open_mapping, "csv:l") == (None, "csv:l:missing")
+    assert h.map_label(" ", mapping, "csv:l") == (None, "csv:l:missing")
+    blank_negative = mapping.model_copy(update={"negative_values": ["No Finding", ""]})
+    assert h.map_label("", blank_negative, "csv:l") == (0, "csv:l")
 
 
 def test_map_site_uses_site_map_case_insensitively_and_keeps_unmapped_names():

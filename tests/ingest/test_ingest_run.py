@@ -163,7 +163,7 @@ def test_ingest_summary_counts_and_confounding_warning(export, ingested):
     counts = summary["counts_site_position_label"]
     assert sum(n for site in counts.values() for pos in site.values() for n in pos.values()) == 42
     assert set(counts["north"]) == {"erect", "supine"}
-    assert any(w.startswith("position predicts the label") for w in summary["confounding"]["warnings"])
+    assert any(w.startswith("position alone predicts the label with AUROC") for w in summary["confounding"]["warnings"])
     north = pd.Series([t["age_group"] for t in truth.values() if t["site"] == "north"]).value_counts().to_dict()
     assert summary["age_per_site"]["north"]["age_group"] == north and north["child"] > 0
 

@@ -1,0 +1,66 @@
+"""Names a config gives (sites, columns, site_map keys) matched against the data the way ``site_map`` matches:
+case-insensitively and whitespace-tolerant. A name that matches nothing is a ConfigError listing what is present
+(``test_sites: [Figure1]`` must not silently train on the 'figure1' hospital); each name resolved only by ignoring
+case is logged, so the console and summary.json can say so.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from pipeline.errors import ConfigError
+
+
+def _norm(name: str) -> str:
+    return " ".join(str(name).split()).upper()
+
+
+@dataclass
+class NameLog:
+    """Names resolved by ignoring case/whitespace: (config key, name given, name in the data)."""
+
+    resolved: list[tuple[str, str, str]] = field(default_factory=list)
+
+    def as_json(self) -> list[dict[str, str]]:
+        return [{"key": k, "given": g, "resolved": r} for k, g, r in self.resolved]
+
+
+def resolve(given: Iterable[str], present: Iterable[str], *, key: str, log: NameLog,
+            aliases: dict[str, str] | None = None) -> list[str]:
+    """Each given name as spelled in ``present`` (an exact match wins; ``aliases`` maps other accepted spellings,
+    e.g. raw site names through site_map, to a present value). ConfigError naming ``key`` and listing the present
+    values when a name matches nothing or matches two values that differ only by case."""
+    present = [str(p) for p in present]
+    by_norm: dict[str, set[str]] = {}
+    for value in present:
+        by_norm.setdefault(_norm(value), set()).add(value)
+    alias_norm = {_norm(k): v for k, v in (aliases or {}).items()}
+    out = []
+    for name in given:
+        if name in present:
+            out.append(name)
+            continue
+        matches = by_norm.get(_norm(name)) or ({alias_norm[_norm(name)]} & set(present) if _norm(name) in alias_norm else set())
+        if len(matches) != 1:
+            how = "matches nothing" if not matches else f"matches {sorted(matches)} ambiguously"
+            raise ConfigError(
+                f"ingest: {key} must name values present in the data (compared case-insensitively), got {name!r}, "
+                f"which {how}. Present: {sorted(set(present))[:40]}. Fix the spelling in the config."
+            )
+        resolved = matches.pop()
+        log.resolved.append((key, name, resolved))
+        out.append(resolved)
+    return out
+
+
+def check_site_map(site_map: dict[str, str], raw_sites: Iterable[str]) -> None:
+    """Every site_map key names a raw site (CSV site column, DICOM site tag, site constant) seen in the data."""
+    raw = {_norm(s) for s in raw_sites}
+    unused = [k for k in site_map if _norm(k) not in raw]
+    if unused:
+        raise ConfigError(
+            f"ingest: site_map keys must name sites present in the data (compared case-insensitively), got "
+            f"{unused}, which match nothing. Raw site names present: {sorted(set(raw_sites))[:40]}. "
+            "Fix the keys or remove them."
+        )
