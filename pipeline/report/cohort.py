@@ -11,7 +11,7 @@ from typing import Any
 
 from pipeline.report import figures
 from pipeline.report.inputs import ReportInputs
-from pipeline.report.tables import Table, cell, num_cell, rate_cell
+from pipeline.report.tables import Cell, Table, cell, ci_cell, is_number, num_cell, rate_cell
 
 SPLIT_ORDER = {"train": 0, "val": 0, "ood_val": 1, "test": 2}
 LABELS = {0: "no finding", 1: "COVID"}
@@ -33,51 +33,129 @@ def _role(splits: set[str]) -> str:
     return "/".join(sorted(splits))
 
 
+def label_text(frame: Any) -> Any:
+    """'0' / '1' / 'unknown' per row (ingest writes the label as a nullable integer)."""
+    return frame["label"].astype("Int64").astype(str).replace({"<NA>": "unknown"})
+
+
+def covid_share(rows: Any) -> float | None:
+    """P(COVID) among the labelled rows (None when none is labelled)."""
+    labels = label_text(rows)
+    known = labels[labels != "unknown"]
+    return float((known == "1").mean()) if len(known) else None
+
+
+def position_gap(rows: Any) -> float | None:
+    """P(COVID | supine) - P(COVID | erect) among labelled rows: > 0 means supine goes with COVID (None when
+    either position has no labelled image)."""
+    position = rows["position"].astype(str)
+    supine, erect = covid_share(rows[position == "supine"]), covid_share(rows[position == "erect"])
+    return None if supine is None or erect is None else supine - erect
+
+
+def _roles(frame: Any) -> dict[str, str]:
+    return {site: _role(set(frame.loc[frame["site"].astype(str) == site, "split"].astype(str)))
+            for site in _site_order(frame)}
+
+
+def direction_sentence(frame: Any) -> str:
+    """How position relates to the label at the training hospitals and, compared with them, at every other
+    hospital: computed from the images, never assumed."""
+    roles = _roles(frame)
+    training = frame[frame["site"].astype(str).isin([s for s, r in roles.items() if r == "training"])]
+    pooled = position_gap(training) if len(training) else None
+    if pooled is None or abs(pooled) < 1e-9:
+        what = "cannot be computed" if pooled is None else "is zero"
+        return f"At the training hospitals the position–label direction {what}, so no site is compared with it."
+    side = "supine" if pooled > 0 else "erect"
+    parts = [f"At the training hospitals (pooled) {side} images are more often COVID "
+             f"(P(COVID | supine) − P(COVID | erect) = {pooled:+.2f})"]
+    for site, role in roles.items():
+        if role == "training":
+            continue
+        gap = position_gap(frame[frame["site"].astype(str) == site])
+        if gap is None:
+            parts.append(f"at {site} ({role}) the direction cannot be computed (a position has no labelled image)")
+        elif abs(gap) < 1e-9:
+            parts.append(f"at {site} ({role}) position carries no label information ({gap:+.2f})")
+        else:
+            verb = "agrees with" if (gap > 0) == (pooled > 0) else "reverses"
+            parts.append(f"at {site} ({role}) the direction {verb} it ({gap:+.2f})")
+    return "; ".join(parts) + "."
+
+
 def counts_table(frame: Any) -> tuple[Table, dict[str, list[int]]]:
     positions = [p for p in ("erect", "supine", "unknown") if p in set(frame["position"].astype(str))]
-    combos = [(p, lab) for p in positions for lab in (0, 1)]
-    table = Table(["site", "role", "n", *[f"{p} · {LABELS[lab]}" for p, lab in combos], "COVID share",
-                   "position agrees with label"], caption="Images per site, position and label",
-                  numeric=[False, False, True, *[True] * len(combos), True, True])
-    series: dict[str, list[int]] = {f"{p} · {LABELS[lab]}": [] for p, lab in combos}
+    labels = label_text(frame)
+    label_keys = ["0", "1"] + (["unknown"] if (labels == "unknown").any() else [])
+    names = {"0": LABELS[0], "1": LABELS[1], "unknown": "label unknown"}
+    combos = [(p, lab) for p in positions for lab in label_keys]
+    table = Table(["site", "role", "n", *[f"{p} · {names[lab]}" for p, lab in combos], "COVID share",
+                   "supine − erect COVID share", "position agrees with label"],
+                  caption="Images per site, position and label",
+                  numeric=[False, False, True, *[True] * len(combos), True, True, True])
+    series: dict[str, list[int]] = {f"{p} · {names[lab]}": [] for p, lab in combos}
     for site in _site_order(frame):
         rows = frame[frame["site"].astype(str) == site]
-        counts = Counter(zip(rows["position"].astype(str), rows["label"].astype(int), strict=False))
-        known = rows[rows["position"].astype(str) != "unknown"]
-        agree = ((known["position"].astype(str) == "supine") == (known["label"].astype(int) == 1)).mean() \
+        counts = Counter(zip(rows["position"].astype(str), label_text(rows), strict=False))
+        known = rows[(rows["position"].astype(str).isin(["erect", "supine"])) & (label_text(rows) != "unknown")]
+        agree = ((known["position"].astype(str) == "supine") == (label_text(known) == "1")).mean() \
             if len(known) else None
         css = "worst" if agree is not None and (agree >= 0.7 or agree <= 0.3) else ""
         table.add([site, _role(set(rows["split"].astype(str))), cell(len(rows)),
-                   *[cell(counts.get(c, 0)) for c in combos], rate_cell(rows["label"].astype(int).mean()),
-                   rate_cell(agree, css=css)])
+                   *[cell(counts.get(c, 0)) for c in combos],
+                   rate_cell(covid_share(rows), reason="no labelled image"),
+                   num_cell(position_gap(rows), digits=2, reason="a position has no labelled image"),
+                   rate_cell(agree, css=css, reason="no labelled image with a known position")])
         for p, lab in combos:
-            series[f"{p} · {LABELS[lab]}"].append(counts.get((p, lab), 0))
-    table.note = ("Position agrees with label = share of images that are COVID and supine, or no finding and erect: "
-                  "far from 50% means position predicts the label at that site (highlighted beyond 70% or 30%); "
-                  "the test hospital reverses the training hospitals' direction.")
+            series[f"{p} · {names[lab]}"].append(counts.get((p, lab), 0))
+    table.note = ("Position agrees with label = share of the labelled images of known position that are COVID and "
+                  "supine, or no finding and erect: far from 50% means position predicts the label at that site "
+                  "(highlighted beyond 70% or 30%). " + direction_sentence(frame))
     return table, series
 
 
 def ages_table(frame: Any) -> tuple[Table, dict[str, list[float]]]:
-    table = Table(["site", "n with age", "median age", "IQR", "children", "female"],
-                  caption="Age and sex per site", numeric=[False, True, True, False, True, True])
+    table = Table(["site", "n with age", "median age", "IQR", "children", "female", "sex unknown"],
+                  caption="Age and sex per site", numeric=[False, True, True, False, True, True, True])
     samples: dict[str, list[float]] = {}
     for site in _site_order(frame):
         rows = frame[frame["site"].astype(str) == site]
         ages = rows["age_years"].dropna().astype(float) if "age_years" in rows else rows.iloc[0:0]
         samples[site] = ages.tolist()
-        children = (rows["age_group"].astype(str) == "child").mean() if "age_group" in rows else None
-        female = (rows["sex"].astype(str) == "F").mean() if "sex" in rows else None
+        children, why_children = _known_share(rows, "age_group", "child", ("unknown", "", "nan", "None"))
+        female, why_female = _known_share(rows, "sex", "F", ("unknown", "", "nan", "None"))
+        sex_unknown = int((~rows["sex"].astype(str).isin(["F", "M", "O"])).sum()) if "sex" in rows else None
         iqr = f"{ages.quantile(0.25):.0f}–{ages.quantile(0.75):.0f}" if len(ages) else None
-        table.add([site, cell(len(ages)), num_cell(ages.median() if len(ages) else None, digits=0), cell(iqr),
-                   rate_cell(children), rate_cell(female)])
+        table.add([site, cell(len(ages)),
+                   num_cell(ages.median() if len(ages) else None, digits=0, reason="no image has an age"),
+                   cell(iqr, reason="no image has an age"), rate_cell(children, reason=why_children),
+                   rate_cell(female, reason=why_female), cell(sex_unknown, reason="no sex column")])
+    table.note = "Children and female: shares of the images whose age group / sex is known."
     return table, samples
 
 
-def rejects_table(rejects: list[dict[str, str]] | None) -> Table:
-    """Reject counts per reason (file paths are not shown: hospital file names can carry patient names)."""
+def _known_share(rows: Any, column: str, value: str, unknown: tuple[str, ...]) -> tuple[float | None, str | None]:
+    """(share of ``value`` among rows whose ``column`` is known, why it is missing)."""
+    if column not in rows:
+        return None, f"no {column} column in the manifest"
+    values = rows[column].astype(str)
+    known = values[~values.isin(unknown)]
+    if not len(known):
+        return None, f"{column.replace('_', ' ')} unknown for every image"
+    return float((known == value).mean()), None
+
+
+def rejects_table(rejects: list[dict[str, str]] | None, summary: dict[str, Any] | None = None) -> Table:
+    """Reject counts per reason (file paths are not shown: hospital file names can carry patient names); from
+    rejects.csv, else from summary.json's ``rejects_by_reason``."""
     table = Table(["reason", "files"], caption="Files ingest rejected, by reason", numeric=[False, True])
-    for reason, n in Counter(str(r.get("reason", "unknown")) for r in rejects or []).most_common():
+    if rejects is not None:
+        counts = Counter(str(r.get("reason", "unknown")) for r in rejects).most_common()
+    else:
+        by_reason = (summary or {}).get("rejects_by_reason") or {}
+        counts = sorted(((str(k), int(v)) for k, v in by_reason.items() if is_number(v)), key=lambda kv: -kv[1])
+    for reason, n in counts:
         table.add([reason, cell(n)])
     return table
 
@@ -91,27 +169,108 @@ def _summary_warnings(summary: dict[str, Any] | None) -> list[str]:
             found.append(value)
         elif isinstance(value, list):
             found.extend(str(v.get("message", v)) if isinstance(v, dict) else str(v) for v in value)
-    return found
+    return list(dict.fromkeys(found))
+
+
+def _interval(value: Any, interval: Any, digits: int = 2) -> Cell:
+    bounds = list(interval) if isinstance(interval, (list, tuple)) else None
+    return ci_cell(value, bounds, digits=digits)
 
 
 def factors_table(summary: dict[str, Any] | None) -> Table:
-    """How well each metadata factor alone predicts the label (ingest's confounding check)."""
+    """How well each metadata factor alone predicts the label (ingest's confounding check), with its n."""
     confounding = (summary or {}).get("confounding") or {}
-    table = Table(["factor", "scope", "n", "accuracy from the factor alone", "chance", "lift"],
+    table = Table(["factor", "scope", "n (classes)", "AUROC [95% CI]", "Cramér's V [95% CI]", "p (chi²)",
+                   "accuracy from the factor alone", "always-majority", "lift"],
                   caption="What predicts the label without looking at a pixel", collapsed=False,
-                  numeric=[False, False, True, True, True, True])
+                  numeric=[False, False, True, True, True, True, True, True, True])
     threshold = confounding.get("warning_lift")
     for f in confounding.get("factors") or []:
         if not isinstance(f, dict):
             continue
         lift = f.get("lift")
-        css = "worst" if isinstance(lift, (int, float)) and isinstance(threshold, (int, float)) and lift >= threshold \
-            else ""
-        table.add([cell(f.get("factor")), cell(f.get("scope")), cell(f.get("n")), rate_cell(f.get("accuracy")),
-                   rate_cell(f.get("chance")), num_cell(lift, digits=2, css=css)])
-    if threshold is not None:
-        table.note = (f"Accuracy of predicting the label from the factor alone (majority label per value) vs always "
-                      f"predicting the majority label; lift >= {threshold} is highlighted and warned about by ingest.")
+        css = "worst" if is_number(lift) and is_number(threshold) and lift >= threshold else ""
+        n = f.get("n")
+        n_text = (f"{int(n):,} ({int(f['n_pos']):,} / {int(f['n_neg']):,})"
+                  if is_number(n) and is_number(f.get("n_pos")) and is_number(f.get("n_neg")) else None)
+        n_cell = Cell(n_text, float(n)) if n_text else cell(n)
+        if f.get("small_n"):
+            n_cell = Cell(f"{n_cell.text} (small)", n_cell.sort, "flag")
+        reasons = f.get("not_measured") or {}
+        auroc = _interval(f.get("auroc"), f.get("auroc_ci95"))
+        cramer = _interval(f.get("cramers_v"), f.get("cramers_v_ci95"))
+        table.add([cell(f.get("factor")), cell(f.get("scope")), n_cell,
+                   auroc if is_number(f.get("auroc")) else cell(None, reason=reasons.get("auroc")),
+                   cramer if is_number(f.get("cramers_v")) else cell(None, reason=reasons.get("cramers_v")),
+                   num_cell(f.get("chi2_p_value"), digits=3, reason=reasons.get("chi2_p_value")),
+                   rate_cell(f.get("accuracy"), reason=reasons.get("accuracy")),
+                   rate_cell(f.get("chance"), reason=reasons.get("chance")),
+                   num_cell(lift, digits=2, css=css, reason=reasons.get("lift"))])
+    table.note = ("AUROC of the factor alone (its values ranked by their COVID share), Cramér's V of the factor × "
+                  "label table, and the accuracy of predicting each value's majority label vs always predicting the "
+                  "overall majority label (lift = the difference)"
+                  + (f"; lift >= {threshold} is highlighted" if threshold is not None else "")
+                  + ". n counts labelled images (COVID / no finding); (small): fewer than ingest's min_group_size.")
+    return table
+
+
+def _examples(block: Any) -> tuple[int | None, list[str]]:
+    """(count, a few names) from ``{n, examples}`` or a plain count; names are shown as base names only."""
+    if isinstance(block, dict):
+        n = block.get("n")
+        examples = [Path(str(e)).name for e in (block.get("examples") or [])][:5]
+        return (int(n) if is_number(n) else None), examples
+    return (int(block) if is_number(block) else None), []
+
+
+def ingest_table(summary: dict[str, Any] | None) -> Table:
+    """What ingest kept and left out, from summary.json: nothing dropped silently."""
+    summary = summary or {}
+    table = Table(["what", "count", "detail"], caption="What ingest kept and left out",
+                  numeric=[False, True, False])
+    if not summary:
+        return table
+    by_reason = summary.get("rejects_by_reason") or {}
+    table.add(["images kept", cell(summary.get("n_images")), ""])
+    table.add(["files rejected", cell(summary.get("n_rejected")),
+               ", ".join(f"{k} {v}" for k, v in by_reason.items()) or "none"])
+    table.add(["images without a label (kept, left out of every accuracy)",
+               cell(summary.get("n_unlabelled"), reason="ingest did not count them"), ""])
+    n, examples = _examples(summary.get("metadata_rows_without_image"))
+    table.add(["metadata CSV rows without an image", cell(n, reason="ingest did not count them"),
+               ("e.g. " + ", ".join(examples)) if examples else ""])
+    conflicting = summary.get("conflicting_metadata_rows", by_reason.get("conflicting_metadata_rows"))
+    n_conf, conf_examples = _examples(conflicting)
+    if n_conf is None and isinstance(conflicting, list):
+        n_conf = len(conflicting)
+    table.add(["files with conflicting metadata rows (rejected)", cell(n_conf, reason="ingest did not count them"),
+               ("e.g. " + ", ".join(conf_examples)) if conf_examples else ""])
+    return table
+
+
+def _attribute_names(summary: dict[str, Any]) -> list[str]:
+    value = summary.get("shortcut_attributes") or (summary.get("confounding") or {}).get("shortcut_attributes")
+    if isinstance(value, dict):
+        return [str(k) for k in value]
+    if isinstance(value, list):
+        return [str(v.get("name", v.get("attribute"))) if isinstance(v, dict) else str(v) for v in value]
+    return []
+
+
+def attributes_table(summary: dict[str, Any] | None, frame: Any) -> Table:
+    """The shortcut attributes ingest analysed, each with how many images have it unknown."""
+    summary = summary or {}
+    table = Table(["attribute", "images with it unknown"], caption="Shortcut attributes analysed",
+                  numeric=[False, True])
+    per_site = (summary.get("confounding") or {}).get("p_label_given_attribute_per_site") or {}
+    for name in _attribute_names(summary):
+        unknown = None
+        sites = per_site.get(name)
+        if isinstance(sites, dict):
+            unknown = sum(int((v.get("unknown") or {}).get("n", 0)) for v in sites.values() if isinstance(v, dict))
+        elif frame is not None and name in frame:
+            unknown = int((frame[name].astype(str) == "unknown").sum())
+        table.add([name, cell(unknown, reason="not counted for this attribute")])
     return table
 
 
@@ -130,21 +289,29 @@ def build_cohort(inputs: ReportInputs, out: Path) -> dict[str, Any]:
         figures.distributions(out / "fig_cohort_ages.png", samples=samples, ylabel="age (years)")
         age_figure = {"src": "fig_cohort_ages.png", "alt": "age per site", "caption": "Age distribution per site."}
     splits = Counter(frame["split"].astype(str))
+    roles = _roles(frame)
+    held_out = [s for s, r in roles.items() if r in ("validation (OOD)", "test (OOD)")]
+    whole = [s for s in held_out if set(frame.loc[frame["site"].astype(str) == s, "split"].astype(str))
+             <= {"ood_val", "test"}]
     lines = [f"{len(frame):,} images from {len(sites)} sites after ingest ("
              + ", ".join(f"{n:,} {s}" for s, n in sorted(splits.items(), key=lambda kv: SPLIT_ORDER.get(kv[0], 3)))
-             + "). Splits are patient-level; validation and test hospitals are held out whole."]
-    rejects = rejects_table(inputs.rejects)
+             + "). Ingest splits by patient inside the training sites"
+             + (f"; the held-out hospitals ({', '.join(whole)}) have no training or validation image." if whole
+                else ".")]
+    attributes = attributes_table(inputs.ingest_summary, frame)
     return {
         "available": True,
         "lines": lines,
         "warnings": _summary_warnings(inputs.ingest_summary),
+        "ingest": ingest_table(inputs.ingest_summary),
+        "attributes": attributes,
         "counts": counts,
         "counts_figure": {"src": "fig_cohort_counts.png", "alt": "images per site, position and label",
-                          "caption": "Images per site by position and label: in the training sites position and "
-                                     "label go together, at the test hospital the other way round."},
+                          "caption": "Images per site by position and label. " + direction_sentence(frame)},
         "confounding": factors_table(inputs.ingest_summary),
         "ages": ages,
         "age_figure": age_figure,
-        "rejects": rejects,
-        "rejects_text": "No rejects file was found." if inputs.rejects is None else "No file was rejected.",
+        "rejects": rejects_table(inputs.rejects, inputs.ingest_summary),
+        "rejects_text": ("No rejects file was found." if inputs.rejects is None and not inputs.ingest_summary
+                         else "No file was rejected."),
     }

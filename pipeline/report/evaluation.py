@@ -239,19 +239,24 @@ def shortcut_table(metrics: dict[str, Any]) -> Table:
     return table
 
 
-def _label_majority(labels: Any) -> float | None:
-    """Always-majority accuracy of a label column (None when empty)."""
-    values = [int(v) for v in labels if v is not None]
-    if not values:
+def _label_majority(rows: Any) -> float | None:
+    """Always-majority accuracy over the labelled rows (None when none is labelled)."""
+    from pipeline.report.cohort import label_text
+
+    labels = label_text(rows)
+    known = labels[labels != "unknown"]
+    if not len(known):
         return None
-    positives = sum(values)
-    return max(positives, len(values) - positives) / len(values)
+    positives = int((known == "1").sum())
+    return max(positives, len(known) - positives) / len(known)
 
 
 def _conflicting(frame: Any) -> Any:
-    """Rows whose position contradicts the label (COVID and erect, or no finding and supine)."""
-    position, label = frame["position"].astype(str), frame["label"].astype(int)
-    return frame[((position == "erect") & (label == 1)) | ((position == "supine") & (label == 0))]
+    """Labelled rows whose position contradicts the label (COVID and erect, or no finding and supine)."""
+    from pipeline.report.cohort import label_text
+
+    position, label = frame["position"].astype(str), label_text(frame)
+    return frame[((position == "erect") & (label == "1")) | ((position == "supine") & (label == "0"))]
 
 
 def majority_line(metrics: dict[str, Any], sites: list[str], cohort: Any) -> list[float | None]:
@@ -264,13 +269,13 @@ def majority_line(metrics: dict[str, Any], sites: list[str], cohort: Any) -> lis
     if cohort is None or not len(cohort) or not {"split", "label", "site"} <= set(cohort.columns):
         return [None] + [per_site[s] for s in sites] + [None] * len(sites)
     split = str(metrics.get("split", "test"))
-    val = _label_majority(cohort.loc[cohort["split"].astype(str) == "val", "label"])
+    val = _label_majority(cohort[cohort["split"].astype(str) == "val"])
     conflicting = []
     for site in sites:
         rows = cohort[(cohort["site"].astype(str) == site) & (cohort["split"].astype(str) == split)]
         if per_site[site] is None:
-            per_site[site] = _label_majority(rows["label"])
-        conflicting.append(_label_majority(_conflicting(rows)["label"]) if "position" in rows else None)
+            per_site[site] = _label_majority(rows)
+        conflicting.append(_label_majority(_conflicting(rows)) if "position" in rows else None)
     return [val] + [per_site[s] for s in sites] + conflicting
 
 
@@ -373,11 +378,14 @@ def build_evaluation(metrics: dict[str, Any] | None, out: Path, cohort: Any = No
     if is_number(skipped) and skipped:
         lines.append(f"{int(skipped):,} unlabelled image(s) of the split were left out of every metric.")
     warnings = [str(w.get("message", w)) if isinstance(w, dict) else str(w) for w in metrics.get("warnings") or []]
+    # evaluate's own warnings win; a computed one is added only for a sample evaluate did not warn about
+    ours = [w for w in sample_size_warnings(metrics, cohort) if not any(w.split(":")[0] in t for t in warnings)
+            and not (w.startswith("the training hospitals' validation set") and any("(val)" in t for t in warnings))]
     shortcuts = shortcut_table(metrics)
     return {
         "available": True,
         "lines": lines,
-        "warnings": warnings + sample_size_warnings(metrics, cohort),
+        "warnings": warnings + ours,
         "figure": _headline_figure(metrics, out, cohort),
         "conflict_figure": None,
         "tables": [site_table(metrics)] + ([shortcuts] if not shortcuts.empty else []),

@@ -11,6 +11,10 @@ from typing import Any
 
 PAIR_COLUMNS = ("image_id", "split", "site", "position", "label", "cache_index", "counterfactual_index")
 LABELS = {0: "no finding", 1: "COVID-19"}
+# What a counterfactual changes is known only where synth rendered it; supplied pairs are described as supplied.
+SYNTHETIC_PAIRS = ("synth rendered both from the same patient: same anatomy and disease; only shoulders, devices "
+                   "and stamps change.")
+SUPPLIED_PAIRS = "The counterfactuals were supplied with the data; what else differs between the two is not known."
 
 
 def choose_pairs(frame: Any, *, split: str, prefer: Sequence[str] = (), max_pairs: int = 4) -> list[int]:
@@ -32,7 +36,7 @@ def choose_pairs(frame: Any, *, split: str, prefer: Sequence[str] = (), max_pair
 
 
 def pairs_figure(ingest_dir: Path, out: Path, *, split: str = "test", prefer: Sequence[str] = (),
-                 max_pairs: int = 4) -> dict[str, Any] | None:
+                 max_pairs: int = 4, synthetic: bool = False) -> dict[str, Any] | None:
     """Write ``fig_counterfactual_pairs.png`` (None when the cache has no counterfactual images)."""
     import pyarrow.parquet as pq
 
@@ -74,5 +78,5 @@ def pairs_figure(ingest_dir: Path, out: Path, *, split: str = "test", prefer: Se
     fig.tight_layout()
     _save(fig, out / "fig_counterfactual_pairs.png")
     return {"src": "fig_counterfactual_pairs.png", "alt": "counterfactual pairs",
-            "caption": "Counterfactual pairs: each patient as acquired (left) and re-rendered in the other position "
-                       "(right): same anatomy and disease; only shoulders, devices and stamps change. Blue: lungs."}
+            "caption": "Counterfactual pairs: each image (left) beside its counterfactual in the other position "
+                       "(right). " + (SYNTHETIC_PAIRS if synthetic else SUPPLIED_PAIRS) + " Blue: lungs."}

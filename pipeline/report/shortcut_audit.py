@@ -10,7 +10,8 @@ from typing import Any
 
 from pipeline.regions import SHORTCUT_KINDS
 from pipeline.report import figures
-from pipeline.report.tables import MISSING, Cell, Table, cell, is_number, num_cell, rate_cell
+from pipeline.report.baselines import threshold_of, threshold_text
+from pipeline.report.tables import Cell, Table, cell, is_number, num_cell, rate_cell, reason_of
 
 METHOD_LABELS = {"integrated_gradients": "Integrated Gradients", "saliency": "Saliency", "grad_cam": "Grad-CAM",
                  "occlusion": "Occlusion"}
@@ -32,7 +33,22 @@ def shortcut_share(shares: dict[str, Any]) -> float | None:
     return float(sum(values)) if values else None
 
 
-def localisation_table(models: dict[str, dict[str, Any]], *, detail: bool = False) -> Table:
+NO_SHORTCUT_MASK = "no shortcut mask in the cache"
+
+
+def _measured_cell(block: dict[str, Any], key: str, shortcut_masks: bool = True) -> Cell:
+    """A share (a ratio for ``*_ratio``) or "not measured (reason)"; a shortcut number without shortcut masks is
+    not a measurement, whatever value the stage wrote."""
+    if "shortcut" in key and not shortcut_masks:
+        return cell(None, reason=NO_SHORTCUT_MASK)
+    value, reason = block.get(key), reason_of(block, key)
+    if key.endswith("ratio"):
+        return num_cell(value, digits=2, reason=reason)
+    return rate_cell(value, reason=reason)
+
+
+def localisation_table(models: dict[str, dict[str, Any]], *, detail: bool = False,
+                       shortcut_masks: bool = True) -> Table:
     """Overall per model and method; with ``detail``, per site and per position as well (a collapsed table)."""
     caption = "By site and position" if detail else "Where the positive attribution falls (test split)"
     table = Table(["model", "method", "scope", "n valid", "lung mass", "shortcut mass", "lung focus ratio",
@@ -45,10 +61,9 @@ def localisation_table(models: dict[str, dict[str, Any]], *, detail: bool = Fals
             for prefix, key in (("site", "per_site"), ("position", "per_position")) if detail else ():
                 scopes += [(f"{prefix} {k}", v) for k, v in (result.get(key) or {}).items()]
             for scope, block in scopes:
-                css = ""
-                table.add([name, method_label(method), Cell(scope, scope, css), cell(block.get("n_valid")),
-                           rate_cell(block.get("lung_mass_fraction")), rate_cell(block.get("shortcut_mass_fraction")),
-                           num_cell(block.get("lung_focus_ratio"), digits=2), rate_cell(block.get("pointing_game")),
+                table.add([name, method_label(method), scope, cell(block.get("n_valid")),
+                           *[_measured_cell(block, key, shortcut_masks) for key in
+                             ("lung_mass_fraction", "shortcut_mass_fraction", "lung_focus_ratio", "pointing_game")],
                            Cell(rule, rule, "muted")])
     table.note = ("Lung/shortcut mass: share of positive attribution inside the lungs / the shortcut regions. Lung "
                   "focus ratio: lung mass over lung area (1 = chance). Pointing game: share of images whose "
@@ -72,55 +87,133 @@ def _method_figure(models: dict[str, dict[str, Any]], out: Path) -> dict[str, An
                        "per attribution method and model (test split)."}
 
 
-def ablation_table(models: dict[str, dict[str, Any]]) -> Table:
+def ablation_shares(entry: dict[str, Any]) -> tuple[dict[str, Any], str]:
+    """(overall shares, which kind): the absolute shares where audit wrote them (signed shares cancel between
+    images where a region is evidence for and against), else the signed ones."""
+    absolute = (entry.get("region_ablation_abs_share") or {}).get("overall") or {}
+    if absolute:
+        return absolute, "absolute"
+    return (entry.get("region_ablation_share") or {}).get("overall") or {}, "signed"
+
+
+def ablation_table(models: dict[str, dict[str, Any]], *, shortcut_masks: bool = True) -> Table:
     regions = ["lungs", *SHORTCUT_KINDS.values(), "rest"]
-    table = Table(["model", "n", *[r.replace("_", " ") for r in regions], "all shortcuts"],
+    table = Table(["model", "n", "shares", *[r.replace("_", " ") for r in regions], "all shortcuts"],
                   caption="Region ablation: share of the predicted class's logit drop per region",
-                  numeric=[False] + [True] * (len(regions) + 2))
+                  numeric=[False, True, False] + [True] * (len(regions) + 1))
     for name, entry in models.items():
-        shares = (entry.get("region_ablation_share") or {}).get("overall") or {}
+        shares, kind = ablation_shares(entry)
         if not shares:
             continue
-        table.add([name, cell(shares.get("n")), *[rate_cell(shares.get(r)) for r in regions],
-                   rate_cell(shortcut_share(shares))])
+        total = shortcut_share(shares) if shortcut_masks else None
+        table.add([name, cell(shares.get("n")), Cell(kind, kind, "muted"),
+                   *[_measured_cell(shares, r, shortcut_masks or r in ("lungs", "rest")) for r in regions],
+                   rate_cell(total, reason=None if shortcut_masks else NO_SHORTCUT_MASK)])
     table.note = ("Behavioural: each region is replaced by the image's mean outside-lung value and the drop of the "
-                  "predicted class's logit is shared out over the regions (negative: removing it made the model "
-                  "more confident). A model that looks at the lungs has most of its share there.")
+                  "predicted class's logit is shared out over the regions. Absolute shares (|drop| / sum of |drops|) "
+                  "say which regions the decision depends on; signed shares can be negative (removing the region "
+                  "made the model more confident) and cancel between images. Everything outside the lungs counts "
+                  "against lung reliance.")
     return table
 
 
-def _ablation_figure(models: dict[str, dict[str, Any]], out: Path) -> dict[str, Any] | None:
-    regions = ["lungs", *SHORTCUT_KINDS.values(), "rest"]
-    series = {n: [((e.get("region_ablation_share") or {}).get("overall") or {}).get(r) for r in regions]
-              for n, e in models.items() if (e.get("region_ablation_share") or {}).get("overall")}
-    if not series:
-        return None
+def _ablation_figure(models: dict[str, dict[str, Any]], out: Path, shortcut_masks: bool = True) -> dict[str, Any] | None:
+    regions = ["lungs", *SHORTCUT_KINDS.values(), "rest"] if shortcut_masks else ["lungs", "rest"]
+    series, kinds = {}, set()
+    for name, entry in models.items():
+        shares, kind = ablation_shares(entry)
+        if shares:
+            series[name] = [shares.get(r) for r in regions]
+            kinds.add(kind)
     values = [v for vs in series.values() for v in vs if is_number(v)]
+    if not values:
+        return None
     low = min([0.0, *values]) - 0.05
     high = max([1.0, *values]) + 0.05 if max(values, default=0) > 0.95 else max([0.5, *values]) + 0.05
     figures.grouped_bars(out / "fig_region_ablation.png", groups=[r.replace("_", "\n") for r in regions],
                          series=series, ylabel="share of logit drop", ylim=(low, high))
+    missing = "" if shortcut_masks else " Shortcut regions are not shown: the cache has no shortcut mask."
     return {"src": "fig_region_ablation.png", "alt": "region ablation share per region and model",
-            "caption": "Region ablation per model: which regions the decision depends on."}
+            "caption": f"Region ablation per model ({' / '.join(sorted(kinds))} shares): which regions the decision "
+                       f"depends on; a bar missing from a group was not measured.{missing}"}
 
 
-def interventions_table(models: dict[str, dict[str, Any]]) -> Table:
-    table = Table(["model", "scope", "n", "accuracy", "lungs only", "lungs removed", "counterfactual flip rate",
-                   "pairs"], caption="Interventions: accuracy when image regions are replaced",
-                  numeric=[False, False, True, True, True, True, True, True])
+def _variant_cell(block: dict[str, Any], name: str, prefix: str) -> Cell:
+    """An intervention's accuracy, flagged when its predictions were one class or it does not beat the majority
+    rate of the same images (audit's ``<prefix>constant_predictor`` / ``<prefix>majority_accuracy``)."""
+    value = block.get(name)
+    base = rate_cell(value, reason=reason_of(block, name))
+    if not is_number(value):
+        return base
+    majority = block.get(f"{prefix}majority_accuracy")
+    if block.get(f"{prefix}constant_predictor") is True:
+        return Cell(f"{base.text} (constant predictor)", base.sort, "flag")
+    if is_number(majority) and value <= majority:
+        return Cell(f"{base.text} (≤ majority {100 * majority:.1f}%)", base.sort, "flag")
+    return base
+
+
+def _evaluate_block(metrics: dict[str, Any] | None, name: str, scope: str) -> dict[str, Any] | None:
+    entry = ((metrics or {}).get("models") or {}).get(name)
+    if not isinstance(entry, dict):
+        return None
+    return entry.get("overall") if scope == "overall" else (entry.get("per_site") or {}).get(scope)
+
+
+def interventions_table(models: dict[str, dict[str, Any]], metrics: dict[str, Any] | None = None) -> Table:
+    """Per model and scope: evaluate's accuracy of the checkpoint (one accuracy per checkpoint on the page) and the
+    audit's accuracies with lungs only / lungs removed, each beside its always-majority rate."""
+    from pipeline.report.evaluation import accuracy_cell, majority_cell
+
+    table = Table(["model", "scope", "n", "accuracy (evaluate)", "always-majority", "lungs only", "lungs removed",
+                   "counterfactual flip rate", "pairs"],
+                  caption="Interventions: accuracy when image regions are replaced",
+                  numeric=[False, False, True, True, True, True, True, True, True])
     for name, entry in models.items():
         blocks = entry.get("interventions") or {}
         scopes = [("overall", blocks.get("overall") or {})] + list((blocks.get("per_site") or {}).items())
         for scope, block in scopes:
             if not block:
                 continue
-            table.add([name, scope, cell(block.get("n")), rate_cell(block.get("accuracy")),
-                       rate_cell(block.get("lung_only_accuracy")), rate_cell(block.get("lungs_removed_accuracy")),
-                       rate_cell(block.get("counterfactual_flip_rate")), cell(block.get("n_counterfactual"))])
-    table.note = ("Lungs only: everything outside the lungs replaced (a lung-reading model keeps its accuracy). "
-                  "Lungs removed: the lungs replaced (a lung-reading model falls to chance). Flip rate: share of "
-                  "patients whose prediction changes when only the acquisition position changes.")
+            evaluated = _evaluate_block(metrics, name, scope)
+            accuracy = accuracy_cell(evaluated) if evaluated else cell(None, reason="not in metrics.json")
+            majority = majority_cell(evaluated) if evaluated else rate_cell(
+                block.get("majority_accuracy"), css="muted", reason=reason_of(block, "majority_accuracy"))
+            table.add([name, scope, cell(block.get("n")), accuracy, majority,
+                       _variant_cell(block, "lung_only_accuracy", "lung_only_"),
+                       _variant_cell(block, "lungs_removed_accuracy", "lungs_removed_"),
+                       rate_cell(block.get("counterfactual_flip_rate"),
+                                 reason=reason_of(block, "counterfactual_flip_rate")),
+                       cell(block.get("n_counterfactual"))])
+    table.note = ("Accuracy: evaluate's thresholded accuracy of the same checkpoint (Section 3). Lungs only: "
+                  "everything outside the lungs replaced (a lung-reading model keeps its accuracy). Lungs removed: "
+                  "the lungs replaced (a lung-reading model falls to the always-majority rate or below). A variant "
+                  "whose predictions are all one class, or that does not beat the majority rate of its images, is "
+                  "flagged. Flip rate: share of images whose prediction changes when only the acquisition position "
+                  "changes.")
     return table
+
+
+def threshold_line(audit: dict[str, Any], metrics: dict[str, Any] | None) -> str:
+    """Which threshold the audit's interventions used, and whether it is evaluate's."""
+    models = audit_models(audit)
+    audit_thresholds = {n: threshold_of(e.get("threshold", audit.get("threshold"))) for n, e in models.items()}
+    if not any(v is not None for v, _ in audit_thresholds.values()):
+        return ("The audit recorded no threshold (its interventions predict by the argmax of the logits); its "
+                "accuracies may differ from evaluate's thresholded ones, which are the ones shown.")
+    differ = []
+    for name, (value, _) in audit_thresholds.items():
+        entry = ((metrics or {}).get("models") or {}).get(name) or {}
+        theirs, _ = threshold_of(entry.get("threshold"))
+        if value is not None and theirs is not None and abs(value - theirs) > 1e-6:
+            differ.append(f"{name} ({value:.2f} vs {theirs:.2f})")
+    texts = {n: threshold_text(e.get("threshold", audit.get("threshold"))) for n, e in models.items()}
+    shown = next(iter(texts.values())) if len(set(texts.values())) == 1 else \
+        "; ".join(f"{n}: {t}" for n, t in texts.items())
+    line = f"The audit scored its interventions and gallery predictions at {shown}."
+    if differ:
+        line += " That differs from evaluate's threshold for " + ", ".join(differ) + ": compare with care."
+    return line
 
 
 def probe_table(models: dict[str, dict[str, Any]]) -> Table:
@@ -133,16 +226,18 @@ def probe_table(models: dict[str, dict[str, Any]]) -> Table:
         if not probes:
             continue
         row = [cell(name)]
+        notes = [str(n) for n in entry.get("probe_notes") or []]
         for t in targets:
             value = probes.get(t)
-            c = rate_cell(value)
+            why = (entry.get("probe_not_measured") or {}).get(t) or next((n for n in notes if n.startswith(t)), None)
+            c = rate_cell(value, reason=why)
             if is_number(value) and is_number(chance.get(t)):
                 c = Cell(f"{c.text} ({100 * chance[t]:.0f}%)", c.sort)
             row.append(c)
         table.add(row)
     notes = sorted({str(n) for e in models.values() for n in (e.get("probe_notes") or [])})
-    table.note = ("High means the representation encodes the attribute. Chest X-rays encode age and sex for any "
-                  "model: compare models with each other, not against zero." + "".join(f" {n}" for n in notes))
+    table.note = ("High means the representation encodes the attribute: compare each value with its chance level "
+                  "(in brackets) and the models with each other." + "".join(f" {n}" for n in notes))
     return table
 
 
@@ -154,8 +249,11 @@ def sanity_table(models: dict[str, dict[str, Any]]) -> Table:
     for name, entry in models.items():
         row = [cell(name)]
         for m in methods:
-            value = ((entry.get("methods") or {}).get(m) or {}).get("randomisation_rank_correlation")
-            row.append(num_cell(value, digits=2, css="flag" if is_number(value) and value > 0.5 else ""))
+            result = (entry.get("methods") or {}).get(m) or {}
+            value = result.get("randomisation_rank_correlation")
+            row.append(num_cell(value, digits=2, css="flag" if is_number(value) and value > 0.5 else "",
+                                reason=reason_of(result, "randomisation_rank_correlation")
+                                or (None if m in (entry.get("methods") or {}) else "method not run for this model")))
         table.add(row)
     table.note = ("Adebayo et al. 2018: a map that barely changes when the weights are randomised does not explain "
                   "what the model learnt. Values above 0.5 are flagged.")
@@ -180,8 +278,8 @@ def disagreements(models: dict[str, dict[str, Any]]) -> list[str]:
     by_algorithm: dict[str, list[dict[str, Any]]] = {}
     for name, entry in models.items():
         by_algorithm.setdefault(str(entry.get("algorithm", name)), []).append(entry)
-    behaviour = {a: _mean([shortcut_share((e.get("region_ablation_share") or {}).get("overall") or {})
-                           for e in entries]) for a, entries in by_algorithm.items()}
+    behaviour = {a: _mean([shortcut_share(ablation_shares(e)[0]) for e in entries])
+                 for a, entries in by_algorithm.items()}
     behaviour = {a: v for a, v in behaviour.items() if v is not None}
     if len(behaviour) < 2:
         return []
@@ -198,7 +296,7 @@ def disagreements(models: dict[str, dict[str, Any]]) -> list[str]:
             lines.append(f"{method_label(m)} disagrees with the behavioural measurement: region ablation says "
                          f"{most} depends more on shortcut regions than {least} ({100 * behaviour[most]:.0f}% vs "
                          f"{100 * behaviour[least]:.0f}%, mean over seeds), but {method_label(m)} puts less of "
-                         f"{most}'s attribution there ({100 * b:.0f}% vs {100 * a:.0f}%). Trust the behaviour.")
+                         f"{most}'s attribution there ({100 * b:.1f}% vs {100 * a:.1f}%). Trust the behaviour.")
     return lines
 
 
@@ -275,20 +373,33 @@ def _copy_overlay(audit_dir: Path, out: Path, relative: str) -> str | None:
     return f"overlays/{target.name}"
 
 
-def build_audit(audit: dict[str, Any] | None, audit_dir: Path | None, out: Path,
-                ingest_dir: Path | None = None) -> dict[str, Any]:
-    models = audit_models(audit)
-    if not audit or not models or audit_dir is None:
-        return {"available": False, "reason": "No audit results (audit.json) were found: run `cxr-fishr audit`."}
-    lines = [f"Measured on the {audit.get('split', 'test')} split; lung masks from {audit.get('lung_masks', '?')}."
-             " Read the behavioural measurements (interventions, region ablation, counterfactual flips) first: "
-             "attribution maps can disagree with them."]
-    if audit.get("lung_masks") == "estimated":
-        lines.append("The lung masks are ESTIMATED (two fixed ellipses): every lung number is an estimate.")
+def _audit_lines(audit: dict[str, Any], metrics: dict[str, Any] | None) -> list[str]:
+    from pipeline.report.verdict import lung_mask_status
+
+    status, phrase = lung_mask_status(audit.get("lung_masks"))
+    lines = [f"Measured on the {audit.get('split', 'test')} split; {phrase}. Read the behavioural measurements "
+             "(interventions, region ablation, counterfactual flips) first: attribution maps can disagree with them."]
+    if status == "estimated":
+        lines.append("Some or all lung masks are ESTIMATED (two fixed ellipses): every lung number resting on them is "
+                     "an estimate.")
+    if status == "absent":
+        lines.append("No image has a lung mask: every lung number is not measured.")
+    if audit.get("shortcut_masks") is False:
+        lines.append("The cache has no shortcut mask: every shortcut-region number is not measured.")
+    lines.append(threshold_line(audit, metrics))
     for skipped in audit.get("skipped") or []:
         if isinstance(skipped, dict):
             lines.append(f"Skipped {skipped.get('metric')}: {skipped.get('reason')}.")
-    counterfactual = interventions_table({n: e for n, e in models.items()})
+    return lines
+
+
+def build_audit(audit: dict[str, Any] | None, audit_dir: Path | None, out: Path,
+                ingest_dir: Path | None = None, metrics: dict[str, Any] | None = None,
+                synthetic: bool = False) -> dict[str, Any]:
+    models = audit_models(audit)
+    if not audit or not models or audit_dir is None:
+        return {"available": False, "reason": "No audit results (audit.json) were found: run `cxr-fishr audit`."}
+    masks = audit.get("shortcut_masks") is not False
     has_flips = any(is_number(((e.get("interventions") or {}).get("overall") or {}).get("counterfactual_flip_rate"))
                     for e in models.values())
     flips = Table(["model", "flip rate", "pairs"], caption="Counterfactual pairs: same patient, other position",
@@ -303,18 +414,19 @@ def build_audit(audit: dict[str, Any] | None, audit_dir: Path | None, out: Path,
         from pipeline.report.pairs import pairs_figure
 
         prefer = [str(o.get("image_id")) for o in audit.get("overlays") or [] if isinstance(o, dict)]
-        pairs = pairs_figure(ingest_dir, out, split=str(audit.get("split", "test")), prefer=prefer)
+        pairs = pairs_figure(ingest_dir, out, split=str(audit.get("split", "test")), prefer=prefer,
+                             synthetic=synthetic)
     return {
         "available": True,
-        "lines": lines,
-        "localisation": localisation_table(models),
-        "localisation_detail": localisation_table(models, detail=True),
+        "lines": _audit_lines(audit, metrics),
+        "localisation": localisation_table(models, shortcut_masks=masks),
+        "localisation_detail": localisation_table(models, detail=True, shortcut_masks=masks),
         "localisation_figure": _method_figure(models, out),
-        "ablation": ablation_table(models),
-        "ablation_figure": _ablation_figure(models, out),
+        "ablation": ablation_table(models, shortcut_masks=masks),
+        "ablation_figure": _ablation_figure(models, out, masks),
         "galleries": galleries,
         "gallery_text": "The audit wrote no overlay images." if not galleries else "",
-        "interventions": counterfactual,
+        "interventions": interventions_table(models, metrics),
         "counterfactual": flips if has_flips else None,
         "counterfactual_text": "" if has_flips else "No counterfactual images were available (synth "
                                                     "--counterfactual position, then ingest with counterfactual_source).",
@@ -322,5 +434,4 @@ def build_audit(audit: dict[str, Any] | None, audit_dir: Path | None, out: Path,
         "probes": probe_table(models),
         "sanity": sanity_table(models),
         "disagreements": disagreements(models),
-        "missing_value": MISSING,
     }
