@@ -67,6 +67,7 @@ def run(
     from pipeline.audit.config import AuditConfig
     from pipeline.audit.data import AuditData
     from pipeline.audit.model_audit import audit_network
+    from pipeline.compat import check_models_compat
     from pipeline.config import dump_config, load_config
     from pipeline.evaluate.models import collect_models
     from pipeline.evaluate.threshold import checkpoint_threshold
@@ -84,6 +85,7 @@ def run(
     data = AuditData.open(ingest_dir, cfg.split, cfg.lung_estimate)
     attributes, attribute_notes = shortcut_attributes(ingest_dir, data.manifest)
     entries = collect_models(model_dirs, names, include_selected=include_selected, stage="audit")
+    check_models_compat(checkpoints=[e.checkpoint for e in entries], ingest_dir=ingest_dir, stage="audit")
     inputs = {"ingest": Path(ingest_dir) / "manifest.parquet", **{f"model:{e.name}": e.checkpoint for e in entries}}
     with StageRecord("audit", out, config=cfg, seed=cfg.seed, inputs=inputs) as record:
         models: dict[str, Any] = {}

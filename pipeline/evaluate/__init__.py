@@ -107,6 +107,7 @@ def run(
     from tqdm.auto import tqdm
 
     from pipeline.cache import ImageCache
+    from pipeline.compat import check_models_compat
     from pipeline.errors import ConfigError
     from pipeline.evaluate.history import aggregate_models, summarise_history, value_at_step
     from pipeline.evaluate.inputs import predict_proba
@@ -133,6 +134,7 @@ def run(
     attributes, attribute_notes = shortcut_attributes(ingest_dir, frame)
     directions = estimate_directions(frame, attributes)
     entries = collect_models(model_dirs, names, include_selected=include_selected)
+    check_models_compat(checkpoints=[e.checkpoint for e in entries], ingest_dir=ingest_dir, stage="evaluate")
     config = {"split": split, "n_bootstrap": n_bootstrap, "seed": seed, "last_k": last_k,
               "include_selected": include_selected, "batch_size": batch_size}
     inputs = {"ingest": Path(ingest_dir) / "manifest.parquet",
