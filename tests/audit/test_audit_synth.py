@@ -26,7 +26,8 @@ def test_audit_and_evaluate_on_synth_ingest_use_its_masks_and_counterfactuals(sy
     cfg = AuditConfig(max_images=8, ig_steps=4, sanity_images=2, probe_max_images=50, probe_folds=2,
                       methods=["integrated_gradients", "saliency"], overlays_per_stratum=0)
     audit = audit_run(model_dirs=run_dirs[:1], ingest_dir=synth_ingest, out=tmp_path / "audit", config=cfg).audit
-    assert audit["lung_masks"] == "manifest" and audit["shortcut_masks"] and audit["counterfactuals"]
+    assert audit["lung_source"] == "manifest" and audit["shortcut_masks"] and audit["counterfactuals"]
+    assert audit["lung_masks"] == {"provided": audit["n_split"]["total"], "estimated": 0, "absent": 0}
     entry = audit["models"]["erm"]
     inter = entry["interventions"]["overall"]
     assert inter["n_counterfactual"] == inter["n"] > 0
@@ -39,3 +40,20 @@ def test_audit_and_evaluate_on_synth_ingest_use_its_masks_and_counterfactuals(sy
                            n_bootstrap=20).metrics
     assert metrics["sites"] == ["harbour"]
     assert json.loads((tmp_path / "eval" / "metrics.json").read_text())["metadata_baseline_auroc"]["harbour"] >= 0
+
+
+def test_synth_position_direction_reproduces_the_old_conflict_definition(synth_ingest):
+    from pipeline.manifest import labelled, read_manifest
+    from pipeline.shortcuts import conflict_aligned, estimate_directions, shortcut_attributes
+
+    frame = read_manifest(synth_ingest)
+    attributes, _ = shortcut_attributes(synth_ingest, frame)
+    assert "position" in attributes
+    direction = estimate_directions(frame, ["position"])["position"]
+    assert direction.positive_associated == ("supine",) and direction.negative_associated == ("erect",)
+    rows = labelled(frame)
+    label = rows["label"].to_numpy().astype(int)
+    position = rows["position"].astype(str).to_numpy()
+    conflict, aligned = conflict_aligned(rows, direction)
+    assert conflict.tolist() == (((label == 1) & (position == "erect")) | ((label == 0) & (position == "supine"))).tolist()
+    assert aligned.tolist() == (((label == 1) & (position == "supine")) | ((label == 0) & (position == "erect"))).tolist()

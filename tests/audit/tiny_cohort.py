@@ -177,3 +177,22 @@ def save_run(run_dir: Path, *, algorithm: str = "erm", seed: int = 0, backbone: 
                   for s in (10, 20, 30, 40)]
         (run_dir / "history.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
     return run_dir
+
+
+def unlabel_copy(ingest_dir: Path, out: Path, *, site: str, label: int | None = None) -> Path:
+    """A copy of an ingest dir whose rows of ``site`` (only those with ``label`` when given) have the label unknown
+    (pandas nullable Int64, pd.NA), as ingest writes images without a label."""
+    import shutil
+
+    from pipeline.manifest import read_manifest
+
+    shutil.copytree(ingest_dir, out)
+    frame = read_manifest(out)
+    frame["label"] = frame["label"].astype("Int64")
+    rows = frame["site"] == site
+    if label is not None:
+        rows &= frame["label"] == label
+    frame.loc[rows, "label"] = pd.NA
+    frame.loc[rows, "label_name"] = "unknown"
+    write_manifest(frame, out)
+    return out
