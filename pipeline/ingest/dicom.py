@@ -1,9 +1,13 @@
-"""Decode one DICOM (or PNG/JPEG) file the way a radiology viewer does, or say why it cannot be used.
+"""Decode one DICOM (or PNG/JPEG/TIFF) file into what a radiology viewer shows, or say why it cannot be used.
 
-Order (PITFALLS.md): pixel data (every transfer syntax the installed pydicom plugins decode; first frame of a
-multi-frame) -> RGB to grey -> Modality LUT (RescaleSlope/Intercept) -> VOI LUT or window (skipped when the width
-is <= 0) -> MONOCHROME1 inverted so bright = dense. A constant result is rejected: some JPEG 2000 files decode to
-zeros without an error (pydicom#966). Spacing comes from PixelSpacing, else ImagerPixelSpacing (CR).
+DICOM, in order (docs/ingest.md#decoding): pydicom decodes the first frame (every transfer syntax its plugins
+decode; YBR converted to RGB by pydicom) -> optional tags that are present but empty or malformed are treated as
+absent (a note each) -> PALETTE COLOR through pydicom's ``apply_color_lut``, RGB to grey (BT.601 luma) -> Modality
+LUT (RescaleSlope/Intercept) -> VOI LUT or window (skipped when the width is <= 0) -> MONOCHROME1 inverted so
+bright = dense -> pixel padding (PixelPaddingValue, up to PixelPaddingRangeLimit) excluded from the range and set to
+the darkest anatomy value. Other photometric interpretations are rejected, named. A constant result is rejected:
+some JPEG 2000 files decode to zeros without an error (pydicom#966). Spacing: PixelSpacing, else ImagerPixelSpacing.
+PNG/JPEG/TIFF: Pillow's own conversions (palette, colour, CMYK, YCbCr, 1-bit to grey; transparency over black).
 """
 
 from __future__ import annotations
@@ -23,16 +27,66 @@ TEXT_TAGS = (
     "ProtocolName", "ImageComments", "PatientPosition", "PatientAge", "PatientSex", "BodyPartExamined",
     "PhotometricInterpretation",
 )
+# Their values are scrubbed from every message that reaches rejects.csv or the notes
+PATIENT_KEYWORDS = (
+    "PatientName", "PatientID", "PatientBirthDate", "OtherPatientIDs", "OtherPatientNames", "PatientBirthName",
+    "PatientMotherBirthName", "IssuerOfPatientID", "PatientAddress", "PatientTelephoneNumbers",
+)
 
 
-_QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"|b'[^']*'")
+# A quoted value right after a patient keyword, a patient tag (0010,xxxx) or a PN (person name) VR
+_PATIENT_CONTEXT = re.compile(
+    r"((?:Patient\w*|OtherPatient\w*|\(0010,\s*[0-9A-Fa-f]{4}\)|\b0010[0-9A-Fa-f]{4}\b|\bVR:? '?PN'?)[^'\"\n]{0,40}?)"
+    r"(b?'[^']*'|\"[^\"]*\")"
+)
+_FORCE_ADVICE = re.compile(r"(?i)[^.]*\buse force=True\b[^.]*\.?")
+NOT_DICOM_ADVICE = (
+    " cxr-fishr ingest reads files ending in " + "/".join(IMAGE_SUFFIXES) + " with Pillow and every other file as"
+    " DICOM: give an image its format's suffix, or move a file that is not an image out of SOURCE (it is only"
+    " listed in rejects.csv)."
+)
 
 
-def scrub(error: object, *, with_type: bool = True, limit: int = 200) -> str:
-    """An exception or warning as text without quoted values: decoders quote element values (a patient name with a
-    bad character, say) and these messages end up in rejects.csv and the manifest."""
-    text = _QUOTED.sub("'...'", str(error))[:limit]
+def scrub(error: object, *, patient_values: tuple[str, ...] | list[str] = (), with_type: bool = True,
+          limit: int = 200) -> str:
+    """An exception or warning as text for rejects.csv and the notes, without patient data: every value of
+    ``patient_values`` (the file's own PatientName/ID/BirthDate..., and each part of a name) and any quoted value
+    right after a patient keyword or tag or a PN VR becomes '<patient>'; everything else (``'DICM'``,
+    ``'NoneType'``, a VR) is kept. pydicom's "use force=True" (not an option of ours) becomes what a user can do."""
+    text = str(error)
+    for value in sorted({v for v in _patient_parts(patient_values)}, key=len, reverse=True):
+        text = re.sub(re.escape(value), "<patient>", text, flags=re.IGNORECASE)
+    text = _PATIENT_CONTEXT.sub(lambda m: f"{m.group(1)}'<patient>'", text)[:limit]
+    text = _FORCE_ADVICE.sub(NOT_DICOM_ADVICE, text)  # cut only after a full sentence: the advice stays whole
     return f"{type(error).__name__}: {text}" if with_type else text
+
+
+def _patient_parts(values: tuple[str, ...] | list[str]) -> list[str]:
+    """Each value, and the parts of a name (``Doe^Jane``) of 3 characters or more."""
+    parts = []
+    for value in values:
+        value = value.strip()
+        if len(value) >= 2:
+            parts.append(value)
+        parts += [p.strip() for p in re.split(r"[\^=\\]", value) if len(p.strip()) >= 3]
+    return parts
+
+
+def patient_values(ds) -> list[str]:
+    """The text of the patient elements of a dataset that are present (any unreadable one skipped)."""
+    values = []
+    for keyword in PATIENT_KEYWORDS:
+        try:
+            value = ds.get(keyword)
+        except Exception:  # noqa: BLE001  a malformed patient element: nothing to scrub that we could read
+            continue
+        if value is not None:
+            values += [str(v) for v in value] if _is_multi(value) else [str(value)]
+    return values
+
+
+def _is_multi(value: object) -> bool:
+    return isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue"
 
 
 class Reject(Exception):
@@ -58,88 +112,18 @@ class Decoded:
     pixel_range: tuple[np.float32, np.float32] | None = None  # (min, max) of ``pixels``, known from the checks
 
 
-# Uncompressed little-endian syntaxes whose single-frame unsigned pixels are a plain buffer (see _native_pixels)
-_NATIVE_SYNTAXES = ("1.2.840.10008.1.2", "1.2.840.10008.1.2.1")
-_RLE_LOSSLESS = "1.2.840.10008.1.2.5"
-
-
-class _Header:
-    """``ds.get(keyword)`` with each element converted once and without ``Dataset.__getitem__``: pydicom's item access
-    costs 10-50 us a call (keyword lookup, tag comparisons, DS/IS conversion) and decoding reads about 30 elements,
-    some several times. Raw elements are converted as ``__getitem__`` would (same character set), not stored back."""
-
-    def __init__(self, ds) -> None:
-        from pydicom.dataelem import RawDataElement, convert_raw_data_element
-
-        self.ds = ds
-        self._values: dict[str, object] = {}
-        self._raw_type, self._convert = RawDataElement, convert_raw_data_element
-        self._encoding = getattr(ds, "_character_set", None)
-
-    def get(self, keyword: str, default: object = None) -> object:
-        value = self._values.get(keyword, _MISSING)
-        if value is _MISSING:
-            value = self._read(_tag(keyword))
-            self._values[keyword] = value
-        return default if value is _ABSENT else value
-
-    def _read(self, tag: int) -> object:
-        element = self.ds.get_item(tag)
-        if element is None:
-            return _ABSENT
-        if isinstance(element, self._raw_type):
-            if (element.VR or _dictionary_vr(tag)) == "DS":
-                numbers = decimal_strings(element.value)
-                if numbers is not None:
-                    return numbers
-            if self._encoding is None:  # an unexpected pydicom: its own (slower) conversion
-                return self.ds[tag].value
-            element = self._convert(element, encoding=self._encoding, ds=self.ds)
-        return element.value
-
-    def __contains__(self, keyword: str) -> bool:
-        return self.ds.get_item(_tag(keyword)) is not None
-
-
-_MISSING, _ABSENT = object(), object()
-_TAGS: dict[str, int] = {}
-_VRS: dict[int, str] = {}
-_DECIMAL_STRING = re.compile(rb"[0-9+\-.eE \\\x00]+")
-
-
-def decimal_strings(raw: bytes | None) -> float | list[float] | None:
-    """A DS (decimal string) value as pydicom's ``DSfloat`` reads it, one float or a list for several; None, leaving
-    it to pydicom, for anything but plain numbers. pydicom's DS conversion and validation cost ~20 us an element,
-    and decoding reads up to six (rescale, window, spacing): 7% of an image's ingest."""
-    if not raw or not _DECIMAL_STRING.fullmatch(raw):
-        return None
-    parts = raw.split(b"\\")
-    if any(len(part) > 16 for part in parts):  # over DS's 16 bytes: pydicom warns, and the warning becomes a note
-        return None
-    try:
-        numbers = [float(part.strip(b" \x00")) for part in parts]
-    except ValueError:  # an empty value between backslashes, a lone sign or exponent: pydicom's rules apply
-        return None
-    return numbers[0] if len(numbers) == 1 else numbers
-
-
-def _dictionary_vr(tag: int) -> str:
-    if tag not in _VRS:
-        from pydicom.datadict import dictionary_VR
-
-        try:
-            _VRS[tag] = dictionary_VR(tag)
-        except KeyError:
-            _VRS[tag] = ""
-    return _VRS[tag]
-
-
-def _tag(keyword: str) -> int:
-    if keyword not in _TAGS:
-        from pydicom.datadict import tag_for_keyword
-
-        _TAGS[keyword] = tag_for_keyword(keyword)
-    return _TAGS[keyword]
+# Optional numeric elements: present but empty or unreadable = absent (a note); value = how many numbers it needs
+OPTIONAL_NUMBERS = {
+    "RescaleSlope": 1, "RescaleIntercept": 1, "WindowCenter": 1, "WindowWidth": 1, "PixelSpacing": 2,
+    "ImagerPixelSpacing": 2, "PixelPaddingValue": 1, "PixelPaddingRangeLimit": 1, "NumberOfFrames": 1,
+}
+OPTIONAL_LUTS = ("ModalityLUTSequence", "VOILUTSequence")
+VOI_FUNCTIONS = ("LINEAR", "LINEAR_EXACT", "SIGMOID")
+# What pydicom gives after its own conversions (YBR_* -> RGB) that has a grey conversion here
+GREY, COLOUR = ("MONOCHROME1", "MONOCHROME2"), ("RGB", "PALETTE COLOR")
+SYNTAXES_BY_ENCODING = {  # (implicit VR, little endian) of a dataset read without File Meta -> its transfer syntax
+    (True, True): "1.2.840.10008.1.2", (False, True): "1.2.840.10008.1.2.1", (False, False): "1.2.840.10008.1.2.2",
+}
 
 
 def pixel_hash(arr: np.ndarray) -> str:
@@ -151,104 +135,108 @@ def pixel_hash(arr: np.ndarray) -> str:
 def _text(value: object) -> str:
     if value is None:
         return ""
-    if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue":
+    if _is_multi(value):
         return "\\".join(str(v) for v in value)
     return str(value).strip()
 
 
-def _spacing(h: _Header) -> tuple[float, str]:
+def _get(ds, keyword: str) -> object:
+    """``ds.get(keyword)``, None for an element pydicom cannot convert (a malformed value)."""
+    try:
+        return ds.get(keyword)
+    except (ValueError, TypeError, KeyError, AttributeError, OverflowError):
+        return None
+
+
+def _numbers(ds, keyword: str) -> list[float] | None:
+    """The element's values as finite floats, None when it is empty, malformed or has too few numbers."""
+    value = _get(ds, keyword)
+    values = list(value) if _is_multi(value) else [value]
+    try:
+        numbers = [float(v) for v in values if v is not None and str(v).strip() != ""]
+    except (TypeError, ValueError):
+        return None
+    ok = len(numbers) >= OPTIONAL_NUMBERS[keyword] and all(math.isfinite(n) for n in numbers)
+    return numbers if ok else None
+
+
+def drop_unusable_optional(ds, notes: list[str]) -> None:
+    """Delete optional elements that are present but empty or malformed, so that they count as absent for us and for
+    pydicom's own LUT functions (a note each); a rescale or window missing its partner is completed or dropped."""
+    for keyword in OPTIONAL_NUMBERS:
+        if keyword in ds and _numbers(ds, keyword) is None:
+            _drop(ds, keyword, notes)
+    for keyword in OPTIONAL_LUTS:
+        if keyword in ds and not _usable_lut(ds, keyword):
+            _drop(ds, keyword, notes)
+    function = _text(_get(ds, "VOILUTFunction")).upper()
+    if "VOILUTFunction" in ds and function not in VOI_FUNCTIONS:
+        _drop(ds, "VOILUTFunction", notes, "LINEAR")
+    if ("RescaleSlope" in ds) != ("RescaleIntercept" in ds):  # a viewer's defaults: slope 1, intercept 0
+        missing = "RescaleIntercept" if "RescaleSlope" in ds else "RescaleSlope"
+        setattr(ds, missing, "0" if missing == "RescaleIntercept" else "1")
+        notes.append(f"{missing} absent: {getattr(ds, missing)} used")
+    if ("WindowCenter" in ds) != ("WindowWidth" in ds):
+        _drop(ds, "WindowCenter" if "WindowCenter" in ds else "WindowWidth", notes, "no window (its partner is absent)")
+    _usable_bits_stored(ds, notes)
+
+
+def _drop(ds, keyword: str, notes: list[str], instead: str = "treated as absent") -> None:
+    value = _text(_get(ds, keyword)) if keyword not in OPTIONAL_LUTS else "sequence"
+    notes.append(f"{keyword} {'empty' if not value else 'unusable'}: {instead}")
+    del ds[keyword]
+
+
+def _usable_lut(ds, keyword: str) -> bool:
+    try:
+        item = ds[keyword].value[0]
+        return len(item.LUTDescriptor) == 3 and len(item.LUTData) > 0
+    except (IndexError, TypeError, ValueError, AttributeError, KeyError):
+        return False
+
+
+def _usable_bits_stored(ds, notes: list[str]) -> None:
+    """BitsStored empty or outside 1..BitsAllocated: BitsAllocated, as a viewer assumes (pydicom needs a number)."""
+    allocated, stored = _get(ds, "BitsAllocated"), _get(ds, "BitsStored")
+    if isinstance(allocated, int) and not (isinstance(stored, int) and 0 < stored <= allocated):
+        notes.append(f"BitsStored {'empty' if stored in (None, '') else 'unusable'}: BitsAllocated {allocated} used")
+        ds.BitsStored = allocated
+
+
+def _spacing(ds) -> tuple[float, str]:
     for keyword in ("PixelSpacing", "ImagerPixelSpacing"):
-        value = h.get(keyword)
-        if value is None:
-            continue
-        try:
-            numbers = [float(v) for v in (value if hasattr(value, "__len__") and not isinstance(value, str) else [value])]
-        except (TypeError, ValueError):
-            continue
-        if numbers and all(n > 0 and math.isfinite(n) for n in numbers):
-            return float(numbers[0]), keyword
+        numbers = _numbers(ds, keyword) if keyword in ds else None
+        if numbers and all(n > 0 for n in numbers):
+            return numbers[0], keyword
     return math.nan, "none"
 
 
-def _unsigned_grey_layout(h: _Header) -> tuple[int, int, int, int, bytes] | None:
-    """(BitsAllocated, BitsStored, Rows, Columns, PixelData) of a single-sample unsigned 8/16-bit image whose pixel
-    data is a byte string, the case the fast paths below handle; None for anything else."""
-    if h.get("PixelRepresentation") != 0 or h.get("SamplesPerPixel") != 1:
-        return None
-    bits, stored, rows, cols = (h.get(k) for k in ("BitsAllocated", "BitsStored", "Rows", "Columns"))
-    data = h.get("PixelData")
-    if bits not in (8, 16) or not isinstance(data, bytes):
-        return None
-    if not all(isinstance(v, int) and v > 0 for v in (stored, rows, cols)) or stored > bits:
-        return None
-    return bits, stored, rows, cols, data
+def _first_frame(ds, notes: list[str]) -> tuple[np.ndarray, str]:
+    """The first frame as pydicom decodes it (YBR converted to RGB) and the photometric interpretation after that."""
+    from pydicom.pixels import as_pixel_options, get_decoder
 
-
-def _as_stored(buffer: bytes | bytearray, bits: int, stored: int, rows: int, cols: int) -> np.ndarray | None:
-    """Little-endian unsigned pixels as ``pixel_array`` gives them; None when bits above BitsStored are set, where
-    pydicom and a plain view could differ."""
-    arr = np.frombuffer(buffer, dtype="<u2" if bits == 16 else "u1", count=rows * cols).reshape(rows, cols)
-    if stored < bits and int(arr.max()) >= 1 << stored:
-        return None
-    return arr.astype(arr.dtype.newbyteorder("="), copy=False)
-
-
-def _native_pixels(h: _Header, transfer_syntax: str) -> np.ndarray | None:
-    """The pixels of an uncompressed single-frame unsigned 8/16-bit greyscale image read straight from the buffer;
-    None where pydicom's decoders must do it. Equal to ``ds.pixel_array`` (tested), at a fifth of its cost."""
-    layout = _unsigned_grey_layout(h) if transfer_syntax in _NATIVE_SYNTAXES else None
-    if layout is None:
-        return None
-    bits, stored, rows, cols, data = layout
-    length = rows * cols * bits // 8
-    return _as_stored(data, bits, stored, rows, cols) if len(data) in (length, length + 1) else None
-
-
-def _rle_pixels(h: _Header, transfer_syntax: str) -> np.ndarray | None:
-    """The pixels of a single-frame unsigned 8/16-bit greyscale RLE Lossless image, decoded by pylibjpeg-rle (the
-    decoder pydicom's ``pixel_array`` uses for it) without pydicom's bookkeeping around it (0.2 ms an image); None
-    where pydicom must do it. Equal to ``ds.pixel_array`` (tested)."""
-    layout = _unsigned_grey_layout(h) if transfer_syntax == _RLE_LOSSLESS else None
-    if layout is None:
-        return None
-    bits, stored, rows, cols, data = layout
-    try:
-        from pydicom.encaps import generate_frames
-        from rle.utils import decode_pixel_data
-    except ImportError:  # pylibjpeg-rle missing: pydicom's own RLE decoder
-        return None
-    try:
-        frame = next(generate_frames(data, number_of_frames=1))
-        decoded = decode_pixel_data(frame, version=2, rows=rows, columns=cols, bits_allocated=bits, byteorder="<")
-    except (ValueError, StopIteration, TypeError):  # pydicom decides, and words the error
-        return None
-    return _as_stored(decoded, bits, stored, rows, cols) if len(decoded) == rows * cols * bits // 8 else None
-
-
-def _first_frame(h: _Header, notes: list[str], transfer_syntax: str) -> np.ndarray:
-    from pydicom.pixels import pixel_array
-
-    frames = int(h.get("NumberOfFrames", 1) or 1)
+    frames = int(_numbers(ds, "NumberOfFrames")[0]) if "NumberOfFrames" in ds else 1
     if frames > 1:
         notes.append(f"multi-frame ({frames} frames): first frame used")
-        return pixel_array(h.ds, index=0)
-    fast = _native_pixels(h, transfer_syntax)
-    if fast is None:
-        fast = _rle_pixels(h, transfer_syntax)
-    return fast if fast is not None else h.ds.pixel_array
+    syntax = ds.file_meta.get("TransferSyntaxUID")
+    if not syntax:
+        raise Reject("decode_error", "no (0002,0010) Transfer Syntax UID in the File Meta Information")
+    arr, meta = get_decoder(syntax).as_array(ds, index=0, **as_pixel_options(ds))
+    return arr, str(meta.get("photometric_interpretation", _get(ds, "PhotometricInterpretation") or "")).upper()
 
 
 def _first_number(value: object) -> float:
-    return float(value[0] if hasattr(value, "__len__") and not isinstance(value, str) else value)
+    return float(value[0] if _is_multi(value) else value)
 
 
-def _modality(arr: np.ndarray, h: _Header) -> np.ndarray:
-    """Rescale slope/intercept in float32 (the common case); pydicom's apply_modality_lut for a Modality LUT."""
+def _modality(arr: np.ndarray, ds) -> np.ndarray:
+    """Rescale slope/intercept in float32 (the common case: tested equal to pydicom's float64 after rounding to
+    float32, at a quarter of its cost on a 5-megapixel image); pydicom's apply_modality_lut for a Modality LUT."""
     from pydicom.pixels import apply_modality_lut
 
-    if "ModalityLUTSequence" in h or "RescaleSlope" not in h:
-        return apply_modality_lut(arr, h.ds)
-    slope, intercept = float(h.get("RescaleSlope")), float(h.get("RescaleIntercept", 0.0) or 0.0)
+    if "ModalityLUTSequence" in ds or "RescaleSlope" not in ds:
+        return apply_modality_lut(arr, ds)
+    slope, intercept = _first_number(ds.RescaleSlope), _first_number(ds.RescaleIntercept)
     out = arr.astype(np.float32)
     if slope != 1.0:
         out *= np.float32(slope)
@@ -257,24 +245,20 @@ def _modality(arr: np.ndarray, h: _Header) -> np.ndarray:
     return out
 
 
-def _voi(arr: np.ndarray, h: _Header, notes: list[str]) -> np.ndarray:
+def _voi(arr: np.ndarray, ds, notes: list[str]) -> np.ndarray:
     """VOI LUT or window. A LINEAR window (the common case) is computed here in float32, scaled to [0, 1]
     (DICOM PS3.3 C.11.2.1.2.1; the output range does not matter, the cache rescales per image); anything else
     (VOI LUT sequences, SIGMOID, LINEAR_EXACT) goes to pydicom's ``apply_voi_lut``."""
     from pydicom.pixels import apply_voi_lut
 
-    if "VOILUTSequence" not in h:
-        if h.get("WindowWidth") is None or h.get("WindowCenter") is None:
+    if "VOILUTSequence" not in ds:
+        if "WindowWidth" not in ds:
             return arr
-        try:
-            center, width = _first_number(h.get("WindowCenter")), _first_number(h.get("WindowWidth"))
-        except (TypeError, ValueError, IndexError):
-            notes.append("WindowCenter/WindowWidth unreadable: window ignored")
-            return arr
+        center, width = _first_number(ds.WindowCenter), _first_number(ds.WindowWidth)
         if width <= 0:  # apply_voi_lut raises on width <= 0 (pydicom#1073)
             notes.append(f"WindowWidth {width:g} <= 0: window ignored")
             return arr
-        if str(h.get("VOILUTFunction", "LINEAR") or "LINEAR").upper() == "LINEAR":
+        if _text(_get(ds, "VOILUTFunction") or "LINEAR").upper() == "LINEAR":
             if width == 1:
                 return (arr > center - 0.5).astype(np.float32)
             # one new array, then in place: the same float32 arithmetic as ((x - c') / w' + 0.5) without temporaries
@@ -283,76 +267,156 @@ def _voi(arr: np.ndarray, h: _Header, notes: list[str]) -> np.ndarray:
             out += np.float32(0.5)
             return np.clip(out, 0.0, 1.0, out=out)
     try:
-        return apply_voi_lut(arr, h.ds, index=0, prefer_lut=True)
+        return apply_voi_lut(arr, ds, index=0, prefer_lut=True)
     except (ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:
         notes.append(f"VOI LUT/window not applied ({type(exc).__name__})")
         return arr
 
 
 def to_grey(arr: np.ndarray) -> np.ndarray:
-    """ITU-R BT.601 luma of an RGB(A) array; other channel counts use their mean."""
-    if arr.shape[-1] >= 3:
-        return arr[..., 0] * 0.299 + arr[..., 1] * 0.587 + arr[..., 2] * 0.114
-    return arr.mean(axis=-1)
+    """ITU-R BT.601 luma (Pillow's ``convert("L")`` weights, without its rounding to 8 bits) of an RGB array."""
+    return arr[..., 0] * np.float32(0.299) + arr[..., 1] * np.float32(0.587) + arr[..., 2] * np.float32(0.114)
 
 
-def decode_dicom(data: bytes, modalities: tuple[str, ...] | None) -> Decoded:
+def _padding(arr: np.ndarray, ds, notes: list[str]) -> np.ndarray | None:
+    """Stored values that are pixel padding (PixelPaddingValue, or the range up to PixelPaddingRangeLimit), None
+    when none is declared or found. The tags hold stored values in the pixels' own representation."""
+    if "PixelPaddingValue" not in ds:
+        if "PixelPaddingRangeLimit" in ds:
+            notes.append("PixelPaddingRangeLimit without PixelPaddingValue: no padding excluded")
+        return None
+    ends = [_signed(int(_numbers(ds, k)[0]), ds) for k in ("PixelPaddingValue", "PixelPaddingRangeLimit") if k in ds]
+    low, high = min(ends), max(ends)
+    padding = (arr >= low) & (arr <= high) if high > low else arr == low
+    count = int(np.count_nonzero(padding))
+    if not count:
+        return None
+    notes.append(f"pixel padding ({count / padding.size:.0%} of pixels) excluded from the range, set to background")
+    return padding
+
+
+def _signed(value: int, ds) -> int:
+    """A padding value written unsigned (US) for signed pixels (PixelRepresentation 1) as the signed stored value."""
+    bits = int(_get(ds, "BitsAllocated") or 16)
+    if _get(ds, "PixelRepresentation") == 1 and value >= 1 << (bits - 1):
+        return value - (1 << bits)
+    return value
+
+
+def _display(arr: np.ndarray, ds, photometric: str, notes: list[str]) -> np.ndarray:
+    """Stored pixels -> float32 grey as a viewer shows them (before padding), bright = dense."""
+    from pydicom.pixels import apply_color_lut
+
+    if photometric in GREY and arr.ndim == 2:
+        pixels = np.asarray(_voi(_modality(arr, ds), ds, notes), dtype=np.float32)
+        inverse = _text(_get(ds, "PresentationLUTShape")).upper() == "INVERSE"
+        if photometric == "MONOCHROME1" or inverse:
+            pixels = _inverted(pixels)
+            notes.append(f"{'MONOCHROME1' if photometric == 'MONOCHROME1' else 'Presentation LUT INVERSE'} inverted")
+        return pixels
+    if photometric == "PALETTE COLOR" and arr.ndim == 2:
+        notes.append("PALETTE COLOR converted to grey through its colour LUT")
+        return to_grey(apply_color_lut(arr, ds).astype(np.float32))
+    if photometric == "RGB" and arr.ndim == 3 and arr.shape[-1] == 3:
+        original = _text(_get(ds, "PhotometricInterpretation")).upper()
+        notes.append(f"{original} converted to grey" if original == "RGB" else f"{original} -> RGB -> grey")
+        return to_grey(arr.astype(np.float32))
+    samples = arr.shape[-1] if arr.ndim == 3 else 1
+    raise Reject("unsupported_photometric", f"PhotometricInterpretation {photometric or 'missing'!r} with "
+                 f"{samples} sample(s) per pixel: no grey conversion for it (MONOCHROME1/2, PALETTE COLOR, RGB, "
+                 "YBR_FULL/YBR_FULL_422 are converted); convert the file to one of these to ingest it")
+
+
+def read_dataset(data: bytes, notes: list[str]):
+    """pydicom's dataset, or a Reject. A file without the 128-byte preamble and File Meta (older PACS exports) is
+    kept when pydicom can still read it as a plain dataset with pixel data (a note says so)."""
     import io
 
     import pydicom
     from pydicom.errors import InvalidDicomError
 
     try:
-        ds = pydicom.dcmread(io.BytesIO(data))
+        return pydicom.dcmread(io.BytesIO(data))
     except InvalidDicomError as exc:
-        raise Reject("not_dicom", scrub(exc)) from None
+        ds = _read_without_meta(data)
+        if ds is None:
+            raise Reject("not_dicom", scrub(exc)) from None
+        notes.append(f"no DICOM File Meta ('DICM' prefix missing): read as {ds.file_meta.TransferSyntaxUID.name}")
+        return ds
     except (OSError, EOFError, ValueError, TypeError, KeyError, IndexError, AttributeError, NotImplementedError) as exc:
-        raise Reject("unreadable", scrub(exc)) from None
-    h = _Header(ds)
-    if "PixelData" not in h and "FloatPixelData" not in h and "DoubleFloatPixelData" not in h:
-        raise Reject("no_pixel_data", f"SOP class {_text(h.get('SOPClassUID'))!s}")
-    tags = {name: _text(h.get(name)) for name in TEXT_TAGS}
-    transfer_syntax = str(ds.file_meta.get("TransferSyntaxUID", ""))
+        raise Reject("unreadable", scrub(exc, patient_values=_patient_values_of_broken(data))) from None
+
+
+def _read_without_meta(data: bytes):
+    """A dataset read with pydicom's ``force=True`` when it has what an image needs (Rows, Columns, PixelData)."""
+    import io
+
+    import pydicom
+    from pydicom.dataset import FileMetaDataset
+
+    try:
+        ds = pydicom.dcmread(io.BytesIO(data), force=True)
+        if not all(k in ds for k in ("Rows", "Columns", "PixelData")):
+            return None
+        syntax = SYNTAXES_BY_ENCODING.get(tuple(ds.original_encoding))
+    except Exception:  # noqa: BLE001  anything that is not a readable dataset: the caller's not_dicom
+        return None
+    if syntax is None:
+        return None
+    ds.file_meta = getattr(ds, "file_meta", None) or FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = syntax
+    return ds
+
+
+def _patient_values_of_broken(data: bytes) -> list[str]:
+    """The patient values of a file pydicom failed to read whole, as far as they can be read (for scrubbing)."""
+    import io
+
+    import pydicom
+
+    try:
+        tags = [pydicom.datadict.tag_for_keyword(k) for k in PATIENT_KEYWORDS]
+        return patient_values(pydicom.dcmread(io.BytesIO(data), force=True, specific_tags=tags,
+                                              stop_before_pixels=True))
+    except Exception:  # noqa: BLE001  nothing readable: only the keyword rule of ``scrub`` applies
+        return []
+
+
+_DECODE_ERRORS = (ValueError, TypeError, RuntimeError, NotImplementedError, AttributeError, KeyError, IndexError,
+                  EOFError, OSError, MemoryError)
+_TRUNCATED_WORDS = ("less than expected", "truncat", "end of file", "buffer is too small", "shorter than")
+
+
+def decode_dicom(data: bytes, modalities: tuple[str, ...] | None, *, patient: list[str] | None = None) -> Decoded:
+    """``patient`` (filled here): the file's patient values, which the caller scrubs from decoder warnings."""
+    notes: list[str] = []
+    ds = read_dataset(data, notes)
+    patient = patient if patient is not None else []
+    patient += patient_values(ds)
+    if not any(k in ds for k in ("PixelData", "FloatPixelData", "DoubleFloatPixelData")):
+        raise Reject("no_pixel_data", f"SOP class {_text(_get(ds, 'SOPClassUID'))!s}")
+    tags = {name: _text(_get(ds, name)) for name in TEXT_TAGS}
     modality = tags["Modality"].upper()
     if modalities is not None and modality and modality not in modalities:
         raise Reject("wrong_modality", f"Modality {modality!r} is not one of {list(modalities)}")
-    notes: list[str] = []
     if not modality:
         notes.append("no Modality tag")
+    drop_unusable_optional(ds, notes)
     try:
-        arr = _first_frame(h, notes, transfer_syntax)
-    except (ValueError, TypeError, RuntimeError, NotImplementedError, AttributeError, KeyError, IndexError,
-            EOFError, OSError, MemoryError) as exc:
-        message = str(exc).lower()
-        truncated = any(k in message for k in ("less than expected", "truncat", "end of file", "buffer is too small"))
-        kind = "truncated" if truncated else "decode_error"
-        raise Reject(kind, scrub(exc)) from None
+        arr, photometric = _first_frame(ds, notes)
+    except _DECODE_ERRORS as exc:
+        truncated = any(k in str(exc).lower() for k in _TRUNCATED_WORDS)
+        raise Reject("truncated" if truncated else "decode_error", scrub(exc, patient_values=patient)) from None
     stored_hash = pixel_hash(arr)
-    photometric = tags["PhotometricInterpretation"].upper()
-    if arr.ndim == 3:
-        if int(h.get("SamplesPerPixel", 1) or 1) > 1:
-            notes.append(f"{photometric or 'colour'} converted to grey")
-            arr = to_grey(arr.astype(np.float32))
-        else:
-            raise Reject("not_2d", f"pixel array shape {arr.shape}")
-    elif arr.ndim != 2:
-        raise Reject("not_2d", f"pixel array shape {arr.shape}")
-    elif photometric in ("PALETTE COLOR",):
-        notes.append("palette colour image read as indices")
-    if photometric.startswith("MONOCHROME"):
-        arr = _voi(_modality(arr, h), h, notes)
-    pixels = np.asarray(arr, dtype=np.float32)
-    inverse_lut = _text(h.get("PresentationLUTShape")).upper() == "INVERSE"
-    if photometric == "MONOCHROME1" or (photometric == "MONOCHROME2" and inverse_lut):
-        pixels = _inverted(pixels)
-        notes.append(f"{'MONOCHROME1' if photometric == 'MONOCHROME1' else 'Presentation LUT INVERSE'} inverted")
-    low, high = check_pixels(pixels)
-    spacing, spacing_source = _spacing(h)
-    patient_id = _text(h.get("PatientID")) or None  # only ever stored as a salted hash (fields.patient_key)
+    padding = _padding(arr, ds, notes) if photometric in GREY and arr.ndim == 2 else None
+    pixels = _display(arr, ds, photometric, notes)
+    low, high = check_pixels(pixels, padding)
+    spacing, spacing_source = _spacing(ds)
+    patient_id = _text(_get(ds, "PatientID")) or None  # only ever stored as a salted hash (fields.patient_key)
     return Decoded(
         pixels=pixels, tags=tags, patient_id=patient_id, notes=notes, spacing_mm=spacing,
-        spacing_source=spacing_source, transfer_syntax=transfer_syntax,
-        bits_stored=int(h.get("BitsStored", 0) or 0), pixel_sha256=stored_hash, pixel_range=(low, high),
+        spacing_source=spacing_source, transfer_syntax=str(ds.file_meta.get("TransferSyntaxUID", "")),
+        bits_stored=int(_get(ds, "BitsStored") or 0), pixel_sha256=stored_hash, pixel_range=(low, high),
     )
 
 
@@ -362,52 +426,101 @@ def _inverted(pixels: np.ndarray) -> np.ndarray:
     return np.subtract(total, pixels, out=pixels) if pixels.flags.writeable else total - pixels
 
 
-def check_pixels(pixels: np.ndarray) -> tuple[np.float32, np.float32]:
-    """Reject what cannot be an image; returns (min, max), which the cache scaling reuses instead of a second pass."""
+def check_pixels(pixels: np.ndarray, padding: np.ndarray | None = None) -> tuple[np.float32, np.float32]:
+    """Reject what cannot be an image; returns (min, max) of the pixels that are not padding, which the cache scaling
+    reuses instead of a second pass. Padding pixels are set to that min (background) in place."""
     if pixels.ndim != 2 or min(pixels.shape) < 2:
         raise Reject("not_2d", f"pixel array shape {pixels.shape}")
-    low, high = pixels.min(), pixels.max()
+    if padding is None:
+        low, high = pixels.min(), pixels.max()
+    elif padding.all():
+        raise Reject("constant_image", "every pixel is pixel padding (PixelPaddingValue)")
+    else:
+        anatomy = pixels[~padding]
+        low, high = anatomy.min(), anatomy.max()
     if not (math.isfinite(low) and math.isfinite(high)):  # min/max propagate NaN: no separate isfinite pass
         raise Reject("non_finite", "NaN or infinite pixel values")
     if high == low:
         raise Reject("constant_image", f"every pixel is {float(low)!r} (a silent decoder failure?)")
+    if padding is not None:
+        pixels[padding] = low
     return low, high
 
 
+PILLOW_GREY_MODES = ("L", "I", "F", "I;16", "I;16L", "I;16B", "I;16N")
+PILLOW_BITS = {"1": 1, "I;16": 16, "I;16L": 16, "I;16B": 16, "I;16N": 16, "I": 32, "F": 32}
+
+
+def _pillow_grey(image, notes: list[str]) -> np.ndarray:
+    """A Pillow image as a viewer shows it, in grey, through Pillow's own conversions: greyscale modes as they
+    are, transparency composited over black, everything else ``convert("L")``; a mode it cannot convert is rejected."""
+    from PIL import Image
+
+    mode = image.mode
+    if mode in PILLOW_GREY_MODES:
+        return np.asarray(image)
+    has_alpha = mode in ("LA", "La", "PA", "RGBA", "RGBa") or (mode == "P" and "transparency" in image.info)
+    try:
+        if has_alpha:
+            rgba = image.convert("RGBA")
+            if rgba.getextrema()[3][0] < 255:
+                notes.append(f"{mode} transparency composited over black")
+                black = Image.new("RGBA", rgba.size, (0, 0, 0, 255))
+                return np.asarray(Image.alpha_composite(black, rgba).convert("L"))
+            image = rgba
+        grey = image.convert("L")
+    except ValueError as exc:
+        raise Reject("unsupported_image_mode", f"Pillow image mode {mode!r} has no grey conversion ({exc}); "
+                     "save the image as greyscale (L or I;16) or RGB to ingest it") from None
+    notes.append(f"{mode} converted to grey" + (" through its palette" if mode.startswith("P") else ""))
+    return np.asarray(grey)
+
+
 def decode_image(data: bytes) -> Decoded:
-    """A PNG/JPEG/TIFF (8 or 16 bit; colour converted to grey); metadata comes from the CSV."""
+    """A PNG/JPEG/TIFF/BMP as a viewer shows it (EXIF orientation applied, first frame); metadata comes from the
+    CSV. ``pixel_sha256`` hashes the stored array (palette indices, colour channels) before any conversion."""
     import io
 
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image, ImageOps, UnidentifiedImageError
 
+    notes: list[str] = []
     try:
         with Image.open(io.BytesIO(data)) as image:
             image.load()
-            arr = np.asarray(image)
-            mode = image.mode
+            if getattr(image, "n_frames", 1) > 1:
+                notes.append(f"multi-frame ({image.n_frames} frames): first frame used")
+            stored_hash = pixel_hash(np.asarray(image))
+            shown = ImageOps.exif_transpose(image)
+            if shown is not image:
+                notes.append("EXIF orientation applied")
+            bits = PILLOW_BITS.get(shown.mode, 8)
+            pixels = _pillow_grey(shown, notes).astype(np.float32)
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
         raise Reject("unreadable_image", scrub(exc)) from None
-    notes = []
-    stored_hash = pixel_hash(arr)
-    if arr.ndim == 3:
-        notes.append(f"{mode} converted to grey")
-        arr = to_grey(arr.astype(np.float32))
-    pixels = arr.astype(np.float32)
     low, high = check_pixels(pixels)
-    return Decoded(pixels=pixels, notes=notes, bits_stored=16 if high > 255 else 8, pixel_sha256=stored_hash,
-                   pixel_range=(low, high))
+    return Decoded(pixels=pixels, notes=notes, bits_stored=bits, pixel_sha256=stored_hash, pixel_range=(low, high))
 
 
 def decode_any(path: Path, data: bytes, modalities: tuple[str, ...] | None) -> Decoded:
     """Dispatch on the suffix: PNG/JPEG/TIFF via Pillow, anything else (often no suffix at all) as DICOM.
 
-    Decoder warnings (odd VRs, excess padding, ...) become notes on the image instead of console noise.
+    Decoder warnings (odd VRs, excess padding, ...) become notes on the image instead of console noise; a decoder's
+    unforeseen error is a ``decode_error`` reject. Patient values are scrubbed from both.
     """
     import warnings
 
+    patient: list[str] = []
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        decoded = decode_image(data) if path.suffix.lower() in IMAGE_SUFFIXES else decode_dicom(data, modalities)
+        try:
+            if path.suffix.lower() in IMAGE_SUFFIXES:
+                decoded = decode_image(data)
+            else:
+                decoded = decode_dicom(data, modalities, patient=patient)
+        except Reject:
+            raise
+        except Exception as exc:  # noqa: BLE001  a third-party decoder's unforeseen error is one reject
+            raise Reject("decode_error", scrub(exc, patient_values=patient)) from None
     for warning in caught[:3]:
-        decoded.notes.append(f"decoder warning ({scrub(warning.message, with_type=False)[:120]})")
+        decoded.notes.append(f"decoder warning ({scrub(warning.message, patient_values=patient, with_type=False)[:120]})")
     return decoded

@@ -146,8 +146,8 @@ def test_decode_dicom_linear_window_matches_pydicom_apply_voi_lut(tmp_path, wind
     assert np.allclose((expected - lo) / (hi - lo), (got - got.min()) / (got.max() - got.min()), atol=2e-3)
 
 
-def test_scrub_removes_quoted_values_from_decoder_messages():
+def test_scrub_removes_patient_values_from_decoder_messages():
     from pipeline.ingest.dicom import scrub
 
-    text = scrub(ValueError("Invalid value 'Doe^Jane' for VR PN at \"PHI-ID-1\""))
+    text = scrub(ValueError("Invalid value 'Doe^Jane' for VR PN at \"PHI-ID-1\""), patient_values=["Doe^Jane", "PHI-ID-1"])
     assert "Doe" not in text and "PHI-ID" not in text and text.startswith("ValueError: Invalid value")
