@@ -35,7 +35,13 @@ def _role(splits: set[str]) -> str:
 
 def label_text(frame: Any) -> Any:
     """'0' / '1' / 'unknown' per row (ingest writes the label as a nullable integer)."""
-    return frame["label"].astype("Int64").astype(str).replace({"<NA>": "unknown"})
+    import pandas as pd
+
+    labels = pd.to_numeric(frame["label"], errors="coerce")
+    known = labels.notna()
+    out = pd.Series("unknown", index=frame.index, dtype=object)
+    out[known] = labels[known].astype(int).astype(str)
+    return out
 
 
 def covid_share(rows: Any) -> float | None:

@@ -107,7 +107,8 @@ def ablation_table(models: dict[str, dict[str, Any]], *, shortcut_masks: bool = 
             continue
         total = shortcut_share(shares) if shortcut_masks else None
         table.add([name, cell(shares.get("n")), Cell(kind, kind, "muted"),
-                   *[_measured_cell(shares, r, shortcut_masks or r in ("lungs", "rest")) for r in regions],
+                   *[_measured_cell(shares, r) if shortcut_masks or r in ("lungs", "rest")
+                     else cell(None, reason=NO_SHORTCUT_MASK) for r in regions],
                    rate_cell(total, reason=None if shortcut_masks else NO_SHORTCUT_MASK)])
     table.note = ("Behavioural: each region is replaced by the image's mean outside-lung value and the drop of the "
                   "predicted class's logit is shared out over the regions. Absolute shares (|drop| / sum of |drops|) "
