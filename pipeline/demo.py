@@ -311,15 +311,26 @@ def run(*, config: DemoConfig | str | Path, echo: Callable[[str], None] = print)
 
 def format_headline(summary: dict[str, Any]) -> str:
     """The headline numbers as a few aligned lines (printed at the end of the demo)."""
-    from pipeline.report.tables import mean_std_text
+    from pipeline.report.tables import is_number, mean_std_text
 
     columns = (("training_site_accuracy", "train sites"), ("test_site_accuracy", "test site"),
                ("conflict_accuracy", "conflicting"), ("counterfactual_flip_rate", "flip rate"),
                ("region_ablation_lungs", "lung share"))
     lines = [f"{'algorithm':<10} {'selection':<22} " + " ".join(f"{label:>14}" for _, label in columns)]
+    reasons: dict[str, str] = {}  # reason -> its footnote mark
     for algorithm, entry in (summary.get("algorithms") or {}).items():
         for rule, block in entry.get("by_rule", {}).items():
-            cells = [mean_std_text((block.get(k) or {}).get("mean"), (block.get(k) or {}).get("std")) for k, _ in columns]
+            # a missing number prints "not measured" with its reason below, never a dash that reads like zero
+            cells = []
+            for k, _ in columns:
+                b = block.get(k) or {}
+                reason = (block.get("not_measured") or {}).get(k) or "absent from the results"
+                if is_number(b.get("mean")):
+                    cells.append(mean_std_text(b["mean"], b.get("std")))
+                else:
+                    marks = reasons.setdefault(reason, "*" * (len(reasons) + 1))
+                    cells.append(f"not measured{marks}")
             label = rule + (" (upper bound)" if rule == "oracle" else "")
             lines.append(f"{algorithm:<10} {label:<22} " + " ".join(f"{c:>14}" for c in cells))
+    lines += [f"{marks} not measured: {reason}" for reason, marks in reasons.items()]
     return "\n".join(lines)

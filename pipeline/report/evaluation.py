@@ -110,7 +110,7 @@ def site_table(metrics: dict[str, Any]) -> Table:
     """Every model x site; each model's worst site by accuracy is highlighted; the rule sits on every row."""
     table = Table(["model", "selection rule", "site", "n (classes)", "threshold", "accuracy", "always-majority",
                    "balanced acc.", "AUROC [95% CI]", "ECE", "conflicting", "aligned", "training-time test acc."],
-                  caption="Per model and site (test split)",
+                  caption=f"Per model and site ({metrics.get('split', 'test')} split)",
                   numeric=[False, False, False] + [True] * 10)
     for name, entry in models(metrics).items():
         per_site = entry.get("per_site") or {}
@@ -192,7 +192,8 @@ def aggregate_table(metrics: dict[str, Any]) -> Table:
 def baseline_table(metrics: dict[str, Any]) -> Table:
     base = (metrics or {}).get("metadata_baseline") or {}
     table = Table(["site", "n (classes)", "accuracy", "always-majority", "AUROC [95% CI]", "conflicting"],
-                  caption="Metadata-only baseline (site, view, position, age group, sex; no pixels)",
+                  caption=f"Metadata-only baseline ({', '.join(base.get('features') or []) or 'features unrecorded'}; "
+                          "no pixels)",
                   numeric=[False, True, True, True, True, True])
     for site, block in (base.get("per_site") or {}).items():
         table.add([site, n_cell(block), accuracy_cell(block), majority_cell(block),

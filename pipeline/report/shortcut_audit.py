@@ -48,9 +48,9 @@ def _measured_cell(block: dict[str, Any], key: str, shortcut_masks: bool = True)
 
 
 def localisation_table(models: dict[str, dict[str, Any]], *, detail: bool = False,
-                       shortcut_masks: bool = True) -> Table:
+                       shortcut_masks: bool = True, split: str = "test") -> Table:
     """Overall per model and method; with ``detail``, per site and per position as well (a collapsed table)."""
-    caption = "By site and position" if detail else "Where the positive attribution falls (test split)"
+    caption = "By site and position" if detail else f"Where the positive attribution falls ({split} split)"
     table = Table(["model", "method", "scope", "n valid", "lung mass", "shortcut mass", "lung focus ratio",
                    "pointing game", "rule"], caption=caption, collapsed=detail,
                   numeric=[False, False, False, True, True, True, True, True, False])
@@ -84,7 +84,7 @@ def _method_figure(models: dict[str, dict[str, Any]], out: Path) -> dict[str, An
     figures.bar_panels(out / "fig_localisation.png", panels, width_in=max(9.0, 2.2 * len(methods) + 2))
     return {"src": "fig_localisation.png", "alt": "attribution mass in lungs and shortcut regions per method",
             "caption": "Share of positive attribution inside the lungs (left) and inside shortcut regions (right), "
-                       "per attribution method and model (test split)."}
+                       "per attribution method and model."}
 
 
 def ablation_shares(entry: dict[str, Any]) -> tuple[dict[str, Any], str]:
@@ -352,7 +352,7 @@ def gallery(audit: dict[str, Any], models: dict[str, dict[str, Any]], audit_dir:
         rows.append({"label": f"{meta.get('site')} · {meta.get('position')} · {label}", "images": images})
     methods = [method_label(m) for m in (info[chosen[0]].get("methods") or [])] if chosen else []
     note = ("Each panel: the image with its lung contour, then " + ", ".join(methods) + "." if methods else "")
-    title = "The same test images for each algorithm" + (" (one run each, its lowest seed)." if len(drawn) > len(names)
+    title = f"The same {audit.get('split', 'test')} images for each algorithm" + (" (one run each, its lowest seed)." if len(drawn) > len(names)
                                                          else ".")
     return [{"title": title, "note": note, "columns": names, "rows": rows}]
 
@@ -420,7 +420,7 @@ def build_audit(audit: dict[str, Any] | None, audit_dir: Path | None, out: Path,
     return {
         "available": True,
         "lines": _audit_lines(audit, metrics),
-        "localisation": localisation_table(models, shortcut_masks=masks),
+        "localisation": localisation_table(models, shortcut_masks=masks, split=str(audit.get("split", "test"))),
         "localisation_detail": localisation_table(models, detail=True, shortcut_masks=masks),
         "localisation_figure": _method_figure(models, out),
         "ablation": ablation_table(models, shortcut_masks=masks),

@@ -50,3 +50,15 @@ def test_history_progress_reads_last_step_and_caps_at_total(tmp_path):
 def test_report_cli_without_inputs_exits_2_with_example(capsys, tmp_path):
     assert main(["report", "--out", str(tmp_path / "r")]) == 2
     assert "--evaluate or --audit must be given" in capsys.readouterr().err
+
+
+def test_format_headline_prints_not_measured_with_its_reason_never_a_dash():
+    from pipeline.demo import format_headline
+
+    block = {"training_site_accuracy": {"mean": 0.9, "std": None}, "test_site_accuracy": {"mean": None},
+             "counterfactual_flip_rate": {"mean": float("nan")},
+             "not_measured": {"counterfactual_flip_rate": "no counterfactual arrays"}}
+    text = format_headline({"algorithms": {"erm": {"by_rule": {"training_domain": block}}}})
+    assert "90.0%" in text and "–" not in text and "nan" not in text.lower()
+    assert "not measured: no counterfactual arrays" in text
+    assert "not measured: absent from the results" in text
