@@ -20,7 +20,10 @@ if TYPE_CHECKING:
 
 def _label_text(labels: pd.Series) -> pd.Series:
     """'0' / '1' / 'unknown' per row (the label is nullable Int64)."""
-    return labels.astype("Int64").astype(str).replace({"<NA>": "unknown"})
+    import pandas as pd
+
+    # not astype(str): under pandas 3 that keeps NA missing, and groupby would drop the unknown rows
+    return labels.map(lambda v: "unknown" if pd.isna(v) else str(int(v)))
 
 
 def p_label_per_site(frame: pd.DataFrame, attribute: str) -> dict[str, dict[str, dict[str, Any]]]:
@@ -47,12 +50,12 @@ def confounding(frame: pd.DataFrame, *, shortcut_attributes: list[str], min_grou
                 warning_auroc: float, warning_lift: float) -> dict[str, Any]:
     """Per factor (each shortcut attribute, age_group, site, domain) and scope (all, each site): the measures of
     :func:`pipeline.ingest.confounding.measure_factor`, with warnings for strong associations and small scopes."""
-    known = frame[frame["label"].notna()]
-    labels = known["label"].astype(int)
+    n_labelled = int(frame["label"].notna().sum())
     factor_names = list(dict.fromkeys([*shortcut_attributes, "age_group", "site", "domain"]))
     factors = []
     for factor in factor_names:
-        for scope, rows in _scopes(known, factor):
+        for scope, rows in _scopes(frame, factor):  # a site without labelled rows is listed with n = 0
+            rows = rows[rows["label"].notna()]
             measured = measure_factor(rows[factor], rows["label"].astype(int).to_numpy(), min_n=min_group_size)
             factors.append({"factor": factor, "scope": scope, **measured})
     prevalence = {
@@ -62,7 +65,7 @@ def confounding(frame: pd.DataFrame, *, shortcut_attributes: list[str], min_grou
         for domain, group in frame.groupby(frame["domain"].astype(str))
     }
     return {
-        "n_labelled": int(len(labels)), "n_unlabelled": int(frame["label"].isna().sum()),
+        "n_labelled": n_labelled, "n_unlabelled": int(frame["label"].isna().sum()),
         "shortcut_attributes": list(shortcut_attributes),
         "label_prevalence_per_domain": prevalence,
         "p_label_given_attribute_per_site": {a: p_label_per_site(frame, a) for a in shortcut_attributes},
