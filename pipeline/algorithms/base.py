@@ -3,12 +3,13 @@
 
 from __future__ import annotations
 
-from typing import Any, Generic, TypeVar
+from typing import Any, ClassVar, Generic, TypeVar
 
 import torch
 from torch import nn
 
 from pipeline.algorithms.hparams import HParams
+from pipeline.errors import ConfigError
 
 H = TypeVar("H", bound=HParams)
 Minibatches = list[tuple[torch.Tensor, torch.Tensor]]
@@ -26,17 +27,31 @@ class Algorithm(nn.Module, Generic[H]):
 
     HPARAMS: type[HParams] = HParams
     name: str = ""
+    # True where update() forwards each domain's minibatch on its own (BatchNorm then sees batch_size images)
+    PER_DOMAIN_FORWARD: ClassVar[bool] = False
 
     def __init__(self, featurizer: nn.Module, classifier: nn.Module, num_domains: int, hparams: H) -> None:
         super().__init__()
         # refused before any weight is touched: a degenerate hparam or too few domains for the penalty
         hparams.validate(num_domains=num_domains, algorithm=self.name or type(self).__name__.lower())
+        self._check_batch_statistics(featurizer, hparams.batch_size)
         self.featurizer = featurizer
         self.classifier = classifier
         self.num_domains = num_domains
         self.hparams = hparams
         self.optimizer = self.make_optimizer(self.parameters())
         self.register_buffer("update_count", torch.zeros((), dtype=torch.long))
+
+    def _check_batch_statistics(self, featurizer: nn.Module, batch_size: int) -> None:
+        """BatchNorm in training mode over a single image has no batch statistics (torch raises once the feature map
+        is 1x1, e.g. resnet at 32 px): refuse batch_size 1 up front where each domain is forwarded alone."""
+        has_batch_norm = any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in featurizer.modules())
+        if self.PER_DOMAIN_FORWARD and has_batch_norm and batch_size < 2:
+            raise ConfigError(
+                f"{self.name}: hparam batch_size must be >= 2 with a BatchNorm backbone (each domain's minibatch "
+                f"is forwarded alone and BatchNorm's batch statistics are undefined for 1 image), got {batch_size}. "
+                "Set hparams.batch_size >= 2, or model.norm_layer: group."
+            )
 
     def make_optimizer(self, params) -> torch.optim.Optimizer:
         return torch.optim.Adam(params, lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)

@@ -37,6 +37,7 @@ def coral_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 @register_algorithm("coral")
 class CORAL(Algorithm[CORALHParams]):
     HPARAMS = CORALHParams
+    PER_DOMAIN_FORWARD = True
 
     def update(self, minibatches: Minibatches) -> dict[str, float]:
         # one forward per domain, as DomainBed (BatchNorm statistics per domain)

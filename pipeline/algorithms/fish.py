@@ -37,6 +37,7 @@ def fish_meta_update(meta: dict[str, torch.Tensor], inner: dict[str, torch.Tenso
 @register_algorithm("fish")
 class Fish(Algorithm[FishHParams]):
     HPARAMS = FishHParams
+    PER_DOMAIN_FORWARD = True
 
     def __init__(self, featurizer: nn.Module, classifier: nn.Module, num_domains: int, hparams: FishHParams) -> None:
         super().__init__(featurizer, classifier, num_domains, hparams)

@@ -41,6 +41,13 @@ class FishrHParams(HParams):
     ema: float = hparam(0.95, search=lambda r: r.uniform(0.90, 0.99), ge=0, lt=1,
                         why="the moving average is divided by 1 - ema")
 
+    def inactive_penalty(self, *, steps: int, algorithm: str) -> str | None:
+        # the penalty's weight is 0 before penalty_anneal_iters (IRM and V-REx use weight 1 there instead)
+        if self.penalty_anneal_iters >= steps:
+            return (f"{algorithm}: hparam penalty_anneal_iters {self.penalty_anneal_iters} >= steps {steps}: the "
+                    "penalty never switches on and the run is plain ERM. Lower penalty_anneal_iters or train longer.")
+        return None
+
 
 @dataclass
 class DomainGradStats:

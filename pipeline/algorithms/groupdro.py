@@ -34,6 +34,7 @@ def update_group_weights(q: torch.Tensor, losses: torch.Tensor, eta: float) -> t
 @register_algorithm("groupdro")
 class GroupDRO(Algorithm[GroupDROHParams]):
     HPARAMS = GroupDROHParams
+    PER_DOMAIN_FORWARD = True
 
     def __init__(self, featurizer: nn.Module, classifier: nn.Module, num_domains: int,
                  hparams: GroupDROHParams) -> None:

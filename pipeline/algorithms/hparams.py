@@ -175,6 +175,11 @@ class HParams:
                 "or use algorithm erm."
             )
 
+    def inactive_penalty(self, *, steps: int, algorithm: str) -> str | None:
+        """A warning when the schedule keeps the penalty off for the whole run of ``steps`` (then plain ERM);
+        a warning, not an error: DomainBed's random search draws such schedules."""
+        return None
+
     def to_dict(self) -> dict[str, Any]:
         """Hparams under their DomainBed names (what run directories record)."""
         return {_external_name(f): getattr(self, f.name) for f in dataclasses.fields(self)}

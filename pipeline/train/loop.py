@@ -164,6 +164,8 @@ def train(*, ingest_dir: str | Path, cfg: TrainConfig, out: str | Path, resume: 
     tracker = SelectionTracker(rules)
     run = _Run(cfg, out, ingest_dir, data, dist.is_main, trained_on)
     warnings = list(data.warnings)
+    inactive = hparams.inactive_penalty(steps=cfg.steps, algorithm=cfg.algorithm)
+    warnings += [inactive] if inactive else []
     step = 0
     resumed = resume and checkpoint_path(out).exists()
     if resumed:

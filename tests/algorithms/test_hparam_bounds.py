@@ -127,3 +127,34 @@ def test_batch_of_two_per_domain_updates_with_finite_terms(name):
     algorithm = build(name, *tiny_networks(), 3, hparams)
     terms = algorithm.update(tiny_minibatches(1, sizes=(2, 2, 2)))
     assert all(math.isfinite(v) for v in terms.values())
+
+
+def _batch_norm_networks():
+    torch.manual_seed(0)
+    return torch.nn.Sequential(torch.nn.Linear(4, 6), torch.nn.BatchNorm1d(6), torch.nn.Tanh()), torch.nn.Linear(6, 2)
+
+
+@pytest.mark.parametrize("name", ["groupdro", "fish"])
+def test_per_domain_forward_with_batch_norm_refuses_batch_size_one(name):
+    with pytest.raises(ConfigError, match=rf"^{name}: hparam batch_size must be >= 2 with a BatchNorm backbone .*"
+                                          r"got 1\. Set hparams\.batch_size >= 2, or model\.norm_layer: group"):
+        build(name, *_batch_norm_networks(), 3, {"batch_size": 1})
+    with pytest.raises(ValueError, match="Expected more than 1 value per channel"):  # what the check prevents
+        featurizer, _ = _batch_norm_networks()
+        featurizer.train()(torch.randn(1, 4))
+    algorithm = build(name, *tiny_networks(), 3, {"batch_size": 1})  # no BatchNorm: one image per domain is fine
+    assert all(math.isfinite(v) for v in algorithm.update(tiny_minibatches(0, sizes=(1, 1, 1))).values())
+
+
+def test_concatenating_algorithms_keep_batch_size_one_with_batch_norm():
+    erm = build("erm", *_batch_norm_networks(), 3, {"batch_size": 1})  # BatchNorm sees 3 images (one per domain)
+    assert math.isfinite(erm.update(tiny_minibatches(0, sizes=(1, 1, 1)))["loss"])
+
+
+def test_fishr_schedule_that_never_switches_the_penalty_on_is_named():
+    hparams = get_algorithm_class("fishr").HPARAMS.from_mapping({"penalty_anneal_iters": 300}, algorithm="fishr")
+    assert hparams.inactive_penalty(steps=301, algorithm="fishr") is None
+    text = hparams.inactive_penalty(steps=300, algorithm="fishr")
+    assert text.startswith("fishr: hparam penalty_anneal_iters 300 >= steps 300: the penalty never switches on")
+    irm = get_algorithm_class("irm").HPARAMS.from_mapping({"irm_penalty_anneal_iters": 900}, algorithm="irm")
+    assert irm.inactive_penalty(steps=300, algorithm="irm") is None  # IRM's weight is 1 before annealing

@@ -98,3 +98,14 @@ def test_cli_refuses_degenerate_hparams_with_exit_2(toy_ingest_dir, tmp_path, ti
     code = main(["train", str(toy_ingest_dir), "--config", str(config), "--out", str(tmp_path / "run")])
     assert code == 2 and expected in capsys.readouterr().err
     assert not (tmp_path / "run").exists()  # refused before anything was written
+
+
+def test_fishr_run_whose_penalty_never_switches_on_counts_a_warning(toy_ingest_dir, tmp_path, tiny_config, capsys):
+    cfg = tiny_config(algorithm="fishr", hparams={"batch_size": 4, "penalty_anneal_iters": 2}, steps=2,
+                      eval_every=2, checkpoint_every=2)
+    result = run(ingest_dir=toy_ingest_dir, config=cfg, out=tmp_path / "run", progress=False)
+    stage = json.loads((result.out / "stage.json").read_text())
+    assert stage["n_warnings"] == 1 and "penalty_anneal_iters 2 >= steps 2" in stage["warnings"][0]
+    assert "warning: fishr: hparam penalty_anneal_iters 2 >= steps 2" in capsys.readouterr().err
+    history = [json.loads(line) for line in result.history_path.read_text().splitlines()]
+    assert all(line["loss"] == line["nll"] for line in history if "nll" in line)  # plain ERM indeed
