@@ -48,7 +48,7 @@ def validate_manifest(frame: pd.DataFrame, where: str = "manifest") -> None:
     known = frame["label"].dropna().tolist()
     bad_labels = sorted({str(v) for v in known if v not in (0, 1) or isinstance(v, bool)})
     if bad_labels:
-        raise DataError(f"manifest: label must be 0, 1 or missing (unknown), got {bad_labels} ({where}).")
+        raise DataError(f"manifest: label must be 0 or 1 (or missing: unknown), got {bad_labels} ({where}).")
     if frame["image_id"].duplicated().any():
         dup = frame.loc[frame["image_id"].duplicated(), "image_id"].iloc[0]
         raise DataError(f"manifest: image_id must be unique, got {dup!r} twice ({where}).")

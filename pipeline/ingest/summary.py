@@ -82,8 +82,8 @@ def _warnings(factors: list[dict[str, Any]], warning_auroc: float, min_group_siz
     for f in factors:
         if f["auroc"] is not None and f["auroc"] >= warning_auroc and (f["chi2_p_value"] or 0.0) < P_VALUE_WARNING:
             lo, hi = f["auroc_ci95"]
-            v = f" Cramer's V {f['cramers_v']:.2f}, p={f['chi2_p_value']:.2g}," if f["cramers_v"] is not None else ""
-            out.append(f"{f['factor']} alone predicts the label with AUROC {f['auroc']:.2f} (95% CI {lo:.2f}-{hi:.2f}),"
+            v = f", Cramer's V {f['cramers_v']:.2f} (p={f['chi2_p_value']:.2g})" if f["cramers_v"] is not None else ""
+            out.append(f"{f['factor']} alone predicts the label with AUROC {f['auroc']:.2f} (95% CI {lo:.2f}-{hi:.2f})"
                        f"{v} ({f['scope']}, n={f['n']}): a model can learn this shortcut instead of the disease.")
     small = sorted({(f["scope"], f["n"]) for f in factors if f["small_n"] and f["scope"] != "all"})
     out += [f"{scope}: only {n} labelled images (< min_group_size {min_group_size}); its confounding measures are "
