@@ -9,6 +9,7 @@ from typing import Any
 CSV_COLUMNS = (
     "model", "algorithm", "seed", "selection_rule", "split", "scope", "group", "n", "accuracy", "balanced_accuracy",
     "auroc", "auroc_ci_low", "auroc_ci_high", "ece", "conflict_accuracy", "aligned_accuracy", "threshold",
+    "n_pos", "n_neg", "majority_accuracy", "constant_predictor",
 )
 
 
@@ -21,6 +22,9 @@ def _row(name: str, entry: dict[str, Any], scope: str, group: str, block: dict[s
         "auroc": block.get("auroc"), "auroc_ci_low": ci[0], "auroc_ci_high": ci[1], "ece": block.get("ece"),
         "conflict_accuracy": block.get("conflict_accuracy"), "aligned_accuracy": block.get("aligned_accuracy"),
         "threshold": entry.get("threshold"),
+        # empty cells where a number is missing (the reason is in metrics.json's not_measured)
+        "n_pos": block.get("n_pos"), "n_neg": block.get("n_neg"), "majority_accuracy": block.get("majority_accuracy"),
+        "constant_predictor": block.get("constant_predictor"),
     }
 
 

@@ -48,6 +48,10 @@ def test_run_metrics_csv_has_a_row_per_model_and_scope(evaluated):
     models = {r["model"] for r in rows}
     assert models == {"erm", "erm@ood_validation", "fishr", "metadata_baseline"}
     assert {r["scope"] for r in rows} == {"overall", "site", "group", "mean_site"}
+    site = next(r for r in rows if r["model"] == "fishr" and r["scope"] == "site")
+    assert (site["n"], site["n_pos"], site["n_neg"], site["majority_accuracy"]) == ("16", "8", "8", "0.5")
+    assert site["constant_predictor"] in ("True", "False")
+    assert all(r["auroc"].lower() != "nan" for r in rows)
 
 
 def test_run_unknown_split_raises_config_error(eval_runs, eval_ingest, tmp_path):
