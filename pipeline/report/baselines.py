@@ -87,8 +87,8 @@ def threshold_of(value: Any, source: Any = None) -> tuple[float | None, str | No
 
 
 def threshold_text(value: Any, source: Any = None) -> str:
-    """``threshold 0.47 (val (training domains))``; says so when the stage recorded none."""
+    """``threshold 0.47 from val (training domains)``; says so when the stage recorded none."""
     number, origin = threshold_of(value, source)
     if number is None:
         return "threshold not recorded"
-    return f"threshold {number:.2f}" + (f" ({origin})" if origin else "")
+    return f"threshold {number:.2f}" + (f" from {origin}" if origin else "")

@@ -89,7 +89,8 @@ def _spread_cell(block: dict[str, Any], field: str, css: str, percent: bool = Tr
     b = block.get(field) or {}
     reason = (block.get("not_measured") or {}).get(field)
     return Cell(mean_std_text(b.get("mean"), b.get("std"), percent=percent, reason=reason),
-                b.get("mean") if is_number(b.get("mean")) else None, css or ("" if is_number(b.get("mean")) else "muted"))
+                b.get("mean") if is_number(b.get("mean")) else None,
+                css if is_number(b.get("mean")) else f"{css or 'muted'} nm")
 
 
 def headline_table(lines: dict[str, dict[str, Any]]) -> Table:

@@ -71,7 +71,8 @@ def is_number(value: Any) -> bool:
 
 
 def _missing_cell(value: Any, reason: str | None, css: str, title: str) -> Cell:
-    return Cell(not_measured(reason, value), None, css or "muted", title)
+    # "nm" lets the reason wrap inside its column instead of widening the whole table
+    return Cell(not_measured(reason, value), None, f"{css or 'muted'} nm", title)
 
 
 def cell(value: Any, *, css: str = "", title: str = "", reason: str | None = None) -> Cell:
