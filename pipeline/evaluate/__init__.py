@@ -169,7 +169,7 @@ def run(
             }
             models[entry.name]["not_measured"] = _model_not_measured(models[entry.name], history)
         baseline = _baseline(frame, evaluated, split=split, n_bootstrap=n_bootstrap, seed=seed, directions=directions)
-        warnings = [*split_warnings(frame, split=split, evaluated=evaluated), *sorted(threshold_warnings),
+        warnings = [*split_warnings(manifest=frame, split=split, evaluated=evaluated), *sorted(threshold_warnings),
                     *separation_warnings(models)]
         metrics = {
             "schema_version": SCHEMA_VERSION,

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 MIN_IMAGES = 30          # below this a per-site accuracy moves by > 3 points per image
 MIN_PER_CLASS = 10       # below this one class's recall moves by > 10 points per image
@@ -37,13 +40,13 @@ def separation_warnings(models: dict[str, dict[str, Any]]) -> list[str]:
     return out
 
 
-def split_warnings(manifest, *, split: str, evaluated) -> list[str]:
+def split_warnings(*, manifest: pd.DataFrame, split: str, evaluated: pd.DataFrame) -> list[str]:
     """Size warnings for the threshold/selection sets (val, ood_val) and every evaluated site (labelled rows)."""
     from pipeline.shortcuts import label_values, labelled_mask
 
     out: list[str] = []
 
-    def check(what: str, rows) -> None:
+    def check(what: str, rows: pd.DataFrame) -> None:
         y = label_values(rows)[labelled_mask(rows)]
         message = size_warning(what, n=int(y.size), n_pos=int((y == 1).sum()), n_neg=int((y == 0).sum()))
         if message:

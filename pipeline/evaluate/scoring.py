@@ -49,9 +49,10 @@ def is_constant(predicted: np.ndarray) -> bool:
     return bool(predicted.size and (predicted.all() or not predicted.any()))
 
 
-def shortcut_block(accuracy: Accuracy, y: np.ndarray, prob: np.ndarray, threshold: float, conflict: np.ndarray,
+def shortcut_block(*, accuracy: Accuracy, y: np.ndarray, prob: np.ndarray, threshold: float, conflict: np.ndarray,
                    aligned: np.ndarray, direction: ShortcutDirection | None = None) -> dict[str, Any]:
-    """conflict/aligned accuracy of one attribute on one group, with counts and reasons for what is missing."""
+    """conflict/aligned accuracy of one attribute on one group (``y``, ``prob``, ``conflict``, ``aligned``: (n,)),
+    with counts (``n_unknown``: rows in neither) and reasons for what is missing."""
     out: dict[str, Any] = {
         "conflict_accuracy": accuracy(y[conflict], prob[conflict], threshold),
         "aligned_accuracy": accuracy(y[aligned], prob[aligned], threshold),
@@ -107,7 +108,8 @@ class GroupScorer:
         t = self.threshold
         not_measured: dict[str, str] = {}
         auroc, ci = self._auroc(key, y, prob, not_measured)
-        per_attr = {attr: shortcut_block(self.accuracy, y, prob, t, c, a, self.directions.get(attr))
+        per_attr = {attr: shortcut_block(accuracy=self.accuracy, y=y, prob=prob, threshold=t, conflict=c, aligned=a,
+                                         direction=self.directions.get(attr))
                     for attr, (c, a) in shortcuts.items()}
         first = next(iter(per_attr.values()), None)
         if first is None:
