@@ -53,8 +53,14 @@ def _result_notes(inputs: ReportInputs) -> list[str]:
     for item in audit.get("skipped") or []:
         if isinstance(item, dict):
             lines.append(f"audit skipped {item.get('metric')}: {item.get('reason')}")
-    if audit.get("lung_masks") == "estimated":
-        lines.append("audit: lung masks were ESTIMATED (fixed ellipses); every lung number is an estimate.")
+    from pipeline.report.verdict import lung_mask_status
+
+    status, phrase = lung_mask_status(audit.get("lung_masks"))
+    if status == "estimated":
+        lines.append(f"audit: {phrase}; the ESTIMATED masks are fixed ellipses: lung numbers resting on them are "
+                     "estimates.")
+    elif status == "absent":
+        lines.append(f"audit: {phrase}; every lung number is not measured.")
     seen: set[str] = set()
     for entry in ((inputs.metrics or {}).get("models") or {}).values():
         blocks = [("overall", entry.get("overall") or {})] + list((entry.get("per_site") or {}).items())
