@@ -68,4 +68,7 @@ def aggregate_models(models: dict[str, dict[str, Any]]) -> dict[str, dict[str, A
             "mean_site_auroc": _mean_std([e["mean_site"]["auroc"] for e in entries]),
             "history_test_acc": _mean_std([h.get("mean") for h in history]),
         }
+        out[key]["not_measured"] = {k: ("no run has a history.jsonl with test_acc" if k == "history_test_acc" else
+                                        "no run of this group has it measured")
+                                    for k, v in out[key].items() if k.startswith(("mean_site_", "history_")) and v is None}
     return out

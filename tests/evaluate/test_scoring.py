@@ -86,3 +86,4 @@ def test_aggregate_models_groups_by_algorithm_and_rule():
     assert group["n_runs"] == 2 and group["seeds"] == [0, 1]
     assert group["mean_site_accuracy"]["mean"] == pytest.approx(0.3)
     assert group["history_test_acc"] is None
+    assert group["not_measured"] == {"history_test_acc": "no run has a history.jsonl with test_acc"}
