@@ -302,7 +302,7 @@ def disagreements(models: dict[str, dict[str, Any]]) -> list[str]:
 
 
 def gallery(audit: dict[str, Any], models: dict[str, dict[str, Any]], audit_dir: Path, out: Path,
-            max_images: int = MAX_GALLERY_IMAGES) -> list[dict[str, Any]]:
+            max_images: int = MAX_GALLERY_IMAGES, lungs_drawn: bool = True) -> list[dict[str, Any]]:
     """Rows = images (grouped by site and position), columns = models; overlay files are copied beside the report."""
     by_image: dict[str, dict[str, dict[str, Any]]] = {}
     info: dict[str, dict[str, Any]] = {}
@@ -351,7 +351,8 @@ def gallery(audit: dict[str, Any], models: dict[str, dict[str, Any]], audit_dir:
                            "caption": f"predicted {pred} ({verdict})", "css": verdict})
         rows.append({"label": f"{meta.get('site')} · {meta.get('position')} · {label}", "images": images})
     methods = [method_label(m) for m in (info[chosen[0]].get("methods") or [])] if chosen else []
-    note = ("Each panel: the image with its lung contour, then " + ", ".join(methods) + "." if methods else "")
+    image = "the image with its lung contour" if lungs_drawn else "the image (no lung mask to outline)"
+    note = (f"Each panel: {image}, then " + ", ".join(methods) + "." if methods else "")
     title = f"The same {audit.get('split', 'test')} images for each algorithm" + (" (one run each, its lowest seed)." if len(drawn) > len(names)
                                                          else ".")
     return [{"title": title, "note": note, "columns": names, "rows": rows}]
@@ -409,7 +410,10 @@ def build_audit(audit: dict[str, Any] | None, audit_dir: Path | None, out: Path,
         block = (entry.get("interventions") or {}).get("overall") or {}
         if is_number(block.get("counterfactual_flip_rate")):
             flips.add([name, rate_cell(block.get("counterfactual_flip_rate")), cell(block.get("n_counterfactual"))])
-    galleries = gallery(audit, models, audit_dir, out)
+    from pipeline.report.verdict import lung_mask_status
+
+    galleries = gallery(audit, models, audit_dir, out,
+                        lungs_drawn=lung_mask_status(audit.get("lung_masks"))[0] != "absent")
     pairs = None
     if ingest_dir is not None and audit.get("counterfactuals") is not False:
         from pipeline.report.pairs import pairs_figure
