@@ -56,7 +56,7 @@ def is_constant(entry: dict[str, Any]) -> bool:
     return flag if isinstance(flag, bool) else bool(constant_predictor(entry.get("overall")))
 
 
-def _site_majority(entry: dict[str, Any]) -> float | None:
+def site_majority(entry: dict[str, Any]) -> float | None:
     """Mean over test sites of the always-majority accuracy (evaluate's value, else from the class counts)."""
     if is_number((entry.get("mean_site") or {}).get("majority_accuracy")):
         return float(entry["mean_site"]["majority_accuracy"])
@@ -105,7 +105,7 @@ def _model_numbers(entry: dict[str, Any], audited: dict[str, Any] | None,
         "region_ablation_shortcuts": shortcut_share(ablation) if ablation and shortcut_masks else None,
         "ig_lung_mass_fraction": ig.get("lung_mass_fraction"),
         "ig_shortcut_mass_fraction": ig.get("shortcut_mass_fraction") if shortcut_masks else None,
-        "test_site_majority_accuracy": _site_majority(entry),
+        "test_site_majority_accuracy": site_majority(entry),
     }
 
 
