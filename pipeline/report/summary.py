@@ -45,14 +45,15 @@ def _thresholds(numbers: dict[str, Any]) -> str:
     return shown
 
 
-def _accuracy_part(numbers: dict[str, Any]) -> str | None:
+def _accuracy_part(numbers: dict[str, Any], n_sites: int = 1) -> str | None:
     block = numbers.get("test_site_accuracy")
     if not is_number(_m(block)):
         return None
     majority = _m(numbers.get("test_site_majority_accuracy"))
     base = f"always-majority {100 * majority:.1f}%" if is_number(majority) else \
         f"always-majority {not_measured('no class counts in metrics.json')}"
-    return f"{_pct(block)} at the test hospital ({base}; {_thresholds(numbers)})"
+    where = "at the test hospital" if n_sites <= 1 else f"at the {n_sites} test hospitals (mean over sites)"
+    return f"{_pct(block)} {where} ({base}; {_thresholds(numbers)})"
 
 
 def sentence(algorithm: str, numbers: dict[str, Any], metrics: dict[str, Any],
@@ -64,7 +65,7 @@ def sentence(algorithm: str, numbers: dict[str, Any], metrics: dict[str, Any],
     parts = [f"Selected by {rule_label(numbers.get('selection_rule'))}, {len(seeds)} seed{'s' if len(seeds) != 1 else ''}"]
     if is_number(_m(numbers.get("training_site_accuracy"))):
         parts.append(f"{_pct(numbers['training_site_accuracy'])} on the training hospitals' validation images")
-    parts.append(_accuracy_part(numbers))
+    parts.append(_accuracy_part(numbers, len(metrics.get("sites") or [])))
     if is_number(_m(numbers.get("conflict_accuracy"))):
         parts.append(f"{_pct(numbers['conflict_accuracy'])} on its images whose position contradicts the label")
     if is_number(_m(numbers.get("counterfactual_flip_rate"))):
