@@ -326,7 +326,7 @@ def _headline_figure(metrics: dict[str, Any], out: Path, cohort: Any = None) -> 
     return {"src": "fig_accuracy_per_site.png", "alt": "accuracy per site per model",
             "caption": "Accuracy on the training hospitals' validation images (pooled, at the selected checkpoint), "
                        "at each test hospital, and on its images whose position contradicts the label; mean over "
-                       "seeds, whiskers ± 1 std; dashed: metadata-only baseline; dotted red: the accuracy of always "
+                       "seeds, whiskers ± 1 std; dashed: metadata-only baseline; dotted brown: the accuracy of always "
                        "predicting the majority class of the images in that group"
                        + (f" (not measured for {', '.join(shown)}: no class counts)" if shown else "") + "."}
 
