@@ -16,7 +16,7 @@ from typing import Any
 from pipeline.errors import ConfigError, DataError
 from pipeline.ingest.cache_writer import CacheWriter
 from pipeline.ingest.config import IngestConfig
-from pipeline.ingest.csv_source import check_label_values, index_metadata, read_table
+from pipeline.ingest.csv_source import check_label_values, index_metadata, label_values_present, read_table
 from pipeline.ingest.discover import Candidate, SourceListing, discover, pair_counterfactuals
 from pipeline.ingest.fields import Harmoniser
 from pipeline.ingest.matching import N_EXAMPLES, MatchReport, match_metadata
@@ -112,6 +112,7 @@ def _path_field_report(candidates: list[Candidate], harmoniser: Harmoniser, name
 
 def _gather(sources: list[SourceInputs], salt: str) -> Gathered:
     gathered = Gathered()
+    label_tables = []
     for src in sources:
         harmoniser = Harmoniser(src.config, salt)
         gathered.harmonisers.append(harmoniser)
@@ -121,7 +122,7 @@ def _gather(sources: list[SourceInputs], salt: str) -> Gathered:
         index = None
         if src.metadata is not None and src.mapping is not None:
             table = read_table(src.metadata, src.mapping)
-            check_label_values(table, src.mapping, str(src.metadata))
+            label_tables.append((src.mapping, label_values_present(table, src.mapping), str(src.metadata)))
             if src.mapping.site_column:
                 gathered.raw_sites.update(str(v) for v in table[src.mapping.site_column].unique())
             index = index_metadata(table, src.mapping)
@@ -137,6 +138,7 @@ def _gather(sources: list[SourceInputs], salt: str) -> Gathered:
             "name": src.name, "path": str(src.root), "metadata": str(src.metadata) if src.metadata else None,
             "n_files": len(candidates), **_report_json(report),
         })
+    check_label_values(label_tables)
     return gathered
 
 

@@ -123,25 +123,31 @@ def label_parts(text: str | None, mapping: MetadataMapping) -> list[str]:
     return [p.upper() for p in parts if p is not None]
 
 
-def check_label_values(frame: pd.DataFrame, mapping: MetadataMapping, where: str) -> None:
-    """Every configured positive/negative value occurs in the label column (case-insensitively), else ConfigError
-    listing the values present. A blank negative value ('') is exempt: a CSV without blank labels is fine."""
+def label_values_present(frame: pd.DataFrame, mapping: MetadataMapping) -> set[str]:
+    """The upper-cased label values (after splitting) of the mapping's label column; empty without one."""
+    if not mapping.label_column or mapping.label_column not in frame.columns:
+        return set()
+    return {part for cell in frame[mapping.label_column].unique().tolist() for part in label_parts(cell, mapping)}
+
+
+def check_label_values(tables: list[tuple[MetadataMapping, set[str], str]]) -> None:
+    """Every configured positive/negative value occurs (case-insensitively) in the label column of at least one CSV
+    read with it ((mapping, values present, where) per source; a normal-only collection beside a COVID one is fine),
+    else ConfigError listing the values present. A blank negative value ('') is exempt."""
     from pipeline.ingest.harmonise import clean
 
-    if not mapping.label_column or mapping.label_column not in frame.columns:
-        return
-    present: dict[str, str] = {}
-    for cell in frame[mapping.label_column].unique().tolist():
-        for part in label_parts(cell, mapping):
-            present.setdefault(part, part)
-    for key, values in (("positive_values", mapping.positive_values), ("negative_values", mapping.negative_values)):
-        missing = [v for v in values or [] if clean(str(v)) is not None and str(v).strip().upper() not in present]
-        if missing:
-            raise ConfigError(
-                f"ingest: {key} {missing} of mapping {mapping.name!r} must occur in column {mapping.label_column!r} "
-                f"(compared case-insensitively), got values {sorted(present)[:30]} ({where}). Fix the spelling or "
-                f"remove the value."
-            )
+    present = set().union(*(p for _, p, _ in tables))
+    for mapping, _, where in tables:
+        if not mapping.label_column:
+            continue
+        for key, values in (("positive_values", mapping.positive_values), ("negative_values", mapping.negative_values)):
+            missing = [v for v in values or [] if clean(str(v)) is not None and str(v).strip().upper() not in present]
+            if missing:
+                raise ConfigError(
+                    f"ingest: {key} {missing} of mapping {mapping.name!r} must occur in column "
+                    f"{mapping.label_column!r} (compared case-insensitively), got values {sorted(present)[:30]} "
+                    f"({where}). Fix the spelling or remove the value."
+                )
 
 
 def image_key(relative: str, match: str) -> str:

@@ -157,3 +157,19 @@ def test_confounding_is_strict_json_for_empty_one_class_and_small_scopes():
     assert factors[("view", "site=c")]["not_measured"]["auroc"] == "no labelled images"
     assert factors[("position", "all")]["not_measured"]["cramers_v"] == "the factor has one value in this scope"
     assert out["n_unlabelled"] == 1 and "site=a: only 2 labelled images" in text
+
+
+def test_a_normal_only_collection_beside_a_covid_one_is_fine_but_a_value_in_no_csv_is_not(tmp_path):
+    _pngs(tmp_path / "covid", ["c1.png", "c2.png"])
+    (tmp_path / "covid.csv").write_text("file,finding\nc1.png,COVID-19\nc2.png,COVID-19\n")
+    _pngs(tmp_path / "normal", ["n1.png", "n2.png"], seed0=5)
+    (tmp_path / "normal.csv").write_text("file,finding\nn1.png,Normal\nn2.png,normal\n")
+    mapping = "{file_column: file, label_column: finding, positive_values: [covid-19], negative_values: [NORMAL%s]}"
+    entries = "sources:\n  - {path: covid, metadata: covid.csv, site_constant: a}\n" \
+              "  - {path: normal, metadata: normal.csv, site_constant: b}\n"
+    (tmp_path / "ok.yaml").write_text(entries + "metadata_mapping: " + mapping % "" + "\n")
+    result = run(out=tmp_path / "out", config=tmp_path / "ok.yaml", size=16, progress=False)
+    assert sorted(read_manifest(result.out)["label"].tolist()) == [0, 0, 1, 1]
+    (tmp_path / "bad.yaml").write_text(entries + "metadata_mapping: " + mapping % ", Pneumonia" + "\n")
+    with pytest.raises(ConfigError, match=r"negative_values \['Pneumonia'\]"):
+        run(out=tmp_path / "out2", config=tmp_path / "bad.yaml", size=16, progress=False)
