@@ -52,6 +52,8 @@ def confounding(frame: pd.DataFrame, *, shortcut_attributes: list[str], min_grou
     :func:`pipeline.ingest.confounding.measure_factor`, with warnings for strong associations and small scopes."""
     n_labelled = int(frame["label"].notna().sum())
     factor_names = list(dict.fromkeys([*shortcut_attributes, "age_group", "site", "domain"]))
+    # only the columns measured, as plain str: slicing the whole manifest per site cost more than the measures
+    frame = frame[factor_names].astype(str).assign(label=frame["label"])
     factors = []
     for factor in factor_names:
         for scope, rows in _scopes(frame, factor):  # a site without labelled rows is listed with n = 0
