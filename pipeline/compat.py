@@ -129,11 +129,12 @@ def compare(model: InputProfile, ingest: InputProfile, *, stage: str, model_name
                                             "new --out.")
 
 
-def _warn(stage: str, model_name: str, unknown: list[str], ingest: InputProfile) -> str:
+def _warn(stage: str, model_name: str, unknown: list[str], ingest: InputProfile, *, echo: bool = True) -> str:
     text = (f"warning: {stage}: {model_name} records no {', '.join(unknown)} (a model file from before "
             f"trained_on); those cannot be checked against {ingest.ingest_dir} "
             f"({ingest.image_size} px, {ingest.channels} channel(s)). Retrain to record them.")
-    print(text, file=sys.stderr)
+    if echo:
+        print(text, file=sys.stderr)
     return text
 
 
@@ -155,8 +156,9 @@ def check_models_compat(*, checkpoints: Sequence[str | Path], ingest_dir: str | 
 
 
 def check_resume_compat(*, recorded: dict[str, Any] | None, current: InputProfile, checkpoint: str | Path) -> list[str]:
-    """A resume checkpoint's ``trained_on`` against the current ingest (strict: same domains and hash too)."""
+    """A resume checkpoint's ``trained_on`` against the current ingest (strict: same domains and hash too).
+    Returns the warning (not printed: train prints its warnings together) for a checkpoint without one."""
     if recorded is None:
-        return [_warn("train", str(checkpoint), ["trained_on"], current)]
+        return [_warn("train", str(checkpoint), ["trained_on"], current, echo=False)]
     compare(InputProfile.model_validate(recorded), current, stage="train", model_name=str(checkpoint), strict=True)
     return []

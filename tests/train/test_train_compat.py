@@ -139,3 +139,18 @@ def test_train_refuses_a_model_that_cannot_read_the_cache(ingests, tmp_path):
     with pytest.raises(ConfigError, match=r"model.in_chans must equal the cache's image channels, got 3 vs 1"):
         run(ingest_dir=ingests[32], config=_config(model={"backbone": "resnet10t", "in_chans": 3}),
             out=tmp_path / "run", progress=False)
+
+
+def test_resume_from_a_checkpoint_without_trained_on_warns_and_counts(ingests, tmp_path):
+    import json
+
+    from pipeline.train.checkpoint import checkpoint_path
+
+    out = tmp_path / "run"
+    run(ingest_dir=ingests[32], config=_config(), out=out, progress=False)
+    payload = torch.load(checkpoint_path(out), weights_only=False)
+    del payload["trained_on"]  # as written before trained_on existed
+    torch.save(payload, checkpoint_path(out))
+    run(ingest_dir=ingests[32], config=_config(steps=3), out=out, resume=True, progress=False)
+    stage = json.loads((out / "stage.json").read_text())
+    assert stage["n_warnings"] == 1 and "records no trained_on" in stage["warnings"][0]
