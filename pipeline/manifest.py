@@ -1,6 +1,6 @@
 """The manifest: one row per ingested image, the contract between ingest and every later stage.
 
-Columns (ARCHITECTURE.md, plus ``lesion_mask`` and ``counterfactual_index``)::
+Columns (docs/design/architecture.md, plus ``lesion_mask`` and ``counterfactual_index``)::
 
     image_id, path, patient_key (salted hash), site, modality, manufacturer, view, position, age_years, age_group,
     sex, label, label_name, domain, split, lung_mask, shortcut_mask, lesion_mask, source_sha256, cache_index,

@@ -1,6 +1,6 @@
 """Fishr (Rame et al., ICML 2022): match the per-domain variances of the head's per-sample gradients.
 
-Exactly /work/shared/design/FISHR.md (the authors' DomainBed numbers). Per-sample gradients come from BackPACK on
+Exactly docs/design/fishr.md (the authors' DomainBed numbers). Per-sample gradients come from BackPACK on
 the linear head only. BackPACK >= 1.4 registers *full* backward hooks, which never fire when the backward is
 restricted to the head's parameters while the features require grad (the reference code then fails with a missing
 ``grad_batch``); we differentiate with respect to the head's input as well, so the hook fires.
@@ -87,7 +87,7 @@ class Fishr(Algorithm[FishrHParams]):
         extend(self.classifier)  # BackPACK on the head only: BatchNorm in the backbone has no per-sample gradient
         self.per_sample_loss = extend(nn.CrossEntropyLoss(reduction="none"))
         num_head_params = sum(p.numel() for p in self.classifier.parameters())
-        # s_e of FISHR.md step 5, a buffer so that state_dict() carries it across a resume
+        # s_e of docs/design/fishr.md step 5, a buffer so that state_dict() carries it across a resume
         self.register_buffer("grad_var_ema", torch.zeros(num_domains, num_head_params))
 
     def update(self, minibatches: Minibatches) -> dict[str, float]:
@@ -120,7 +120,7 @@ class Fishr(Algorithm[FishrHParams]):
 
     def penalty(self, z: torch.Tensor, logits: torch.Tensor, y: torch.Tensor, sizes: list[int],
                 differentiable: bool = True) -> torch.Tensor:
-        """FISHR.md steps 3-6; updates the moving averages as a side effect."""
+        """docs/design/fishr.md steps 3-6; updates the moving averages as a side effect."""
         grads = self.per_sample_head_grads(z, logits, y, create_graph=differentiable)
         if not differentiable:
             grads = grads.detach()
@@ -133,7 +133,7 @@ class Fishr(Algorithm[FishrHParams]):
         from backpack import backpack
         from backpack.extensions import BatchGrad
 
-        params = [p for _, p in sorted(self.classifier.named_parameters())]  # bias before weight, as FISHR.md
+        params = [p for _, p in sorted(self.classifier.named_parameters())]  # bias before weight, as docs/design/fishr.md
         # The head's input must be among the differentiated tensors or BackPACK's full backward hook never fires.
         inputs = ([z] if z.requires_grad else []) + params
         with backpack(BatchGrad()):

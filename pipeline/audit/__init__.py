@@ -1,4 +1,4 @@
-"""`audit`: does each model look at the lungs or at shortcuts? (METRICS.md, docs/audit.md)
+"""`audit`: does each model look at the lungs or at shortcuts? (docs/design/metrics.md, docs/audit.md)
 
 ``run(model_dirs=..., ingest_dir=..., out=...)`` writes ``audit.json``, ``overlays/*.png`` and ``stage.json``.
 """

@@ -1,4 +1,4 @@
-"""Behavioural checks (METRICS.md): what happens to predictions when regions are replaced or the position flips.
+"""Behavioural checks (docs/design/metrics.md): what happens to predictions when regions are replaced or the position flips.
 
 Fill value everywhere: the image's mean outside-lung value (the whole image's mean where the lung mask is empty),
 so lung-only, lungs-removed and region ablation replace regions the same way.

@@ -1,4 +1,4 @@
-"""Localisation metrics of attribution maps against region masks (METRICS.md), as callable classes.
+"""Localisation metrics of attribution maps against region masks (docs/design/metrics.md), as callable classes.
 
 Each metric: ``__call__(attr: (B, H, W) float, mask: (B, H, W) bool) -> (B,) float64``, NaN where undefined
 (empty mask, or no positive attribution at all). A+ = max(A, 0) throughout. Attribution (Captum) stays outside.

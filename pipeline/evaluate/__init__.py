@@ -1,4 +1,4 @@
-"""`evaluate`: per-site and per site|position metrics of trained models on a manifest split (METRICS.md).
+"""`evaluate`: per-site and per site|position metrics of trained models on a manifest split (docs/design/metrics.md).
 
 ``run(model_dirs=..., ingest_dir=..., out=...)`` writes ``metrics.json``, ``metrics.csv`` and ``stage.json``.
 """

@@ -275,7 +275,7 @@ def _mean(values: list[Any]) -> float | None:
 
 def disagreements(models: dict[str, dict[str, Any]]) -> list[str]:
     """Where a method ranks the algorithms' shortcut use (mean over seeds) differently from region ablation, say
-    so (COHORT.md target 4). Seeds of one algorithm are not compared with each other: that is noise."""
+    so (docs/design/cohort.md target 4). Seeds of one algorithm are not compared with each other: that is noise."""
     by_algorithm: dict[str, list[dict[str, Any]]] = {}
     for name, entry in models.items():
         by_algorithm.setdefault(str(entry.get("algorithm", name)), []).append(entry)

@@ -1,4 +1,4 @@
-"""`cxr-fishr synth`: the synthetic multi-site chest X-ray cohort (design: COHORT.md, usage: docs/synth.md).
+"""`cxr-fishr synth`: the synthetic multi-site chest X-ray cohort (design: docs/design/cohort.md, usage: docs/synth.md).
 
 ``run(config=..., out=...)`` writes ``OUT/dicom/<site>/<image_id>.dcm`` with lung, shortcut and lesion masks beside
 each, optional position counterfactuals under ``OUT/counterfactual/``, ``labels.csv`` (what a hospital provides),

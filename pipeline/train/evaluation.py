@@ -1,4 +1,4 @@
-"""Evaluation during training: accuracy per split, conflict accuracy, constant-predictor flags (METRICS.md)."""
+"""Evaluation during training: accuracy per split, conflict accuracy, constant-predictor flags (docs/design/metrics.md)."""
 
 from __future__ import annotations
 

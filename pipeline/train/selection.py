@@ -1,4 +1,4 @@
-"""Model selection (METRICS.md, DomainBed): which evaluation of a run (checkpoint) each rule picks.
+"""Model selection (docs/design/metrics.md, DomainBed): which evaluation of a run (checkpoint) each rule picks.
 
 - ``training_domain``: pooled validation accuracy of the training domains (the default, the only honest one when
   nothing else is labelled).

@@ -1,4 +1,4 @@
-"""Fishr against FISHR.md: the closed form of the head's per-sample gradients, and a step-by-step re-implementation."""
+"""Fishr against docs/design/fishr.md: the closed form of the head's per-sample gradients, and a step-by-step re-implementation."""
 
 from __future__ import annotations
 
@@ -14,13 +14,13 @@ from pipeline.algorithms.fishr import domain_grad_stats
 
 
 def closed_form_grads(z: torch.Tensor, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """FISHR.md step 3: [softmax - onehot, (softmax - onehot) outer z] per sample."""
+    """docs/design/fishr.md step 3: [softmax - onehot, (softmax - onehot) outer z] per sample."""
     r = F.softmax(logits, dim=1) - F.one_hot(y, logits.shape[1]).to(logits.dtype)
     return torch.cat([r, (r[:, :, None] * z[:, None, :]).flatten(1)], dim=1)
 
 
 def reference_penalty(grads: torch.Tensor, sizes, ema_states: list, ema: float) -> torch.Tensor:
-    """FISHR.md steps 4-6, written out per domain and per coordinate as the text says; updates ema_states."""
+    """docs/design/fishr.md steps 4-6, written out per domain and per coordinate as the text says; updates ema_states."""
     values = []
     for e, g in enumerate(torch.split(grads, list(sizes))):
         v = ((g - g.mean(dim=0, keepdim=True)) ** 2).mean(dim=0)
@@ -69,7 +69,7 @@ def test_domain_grad_stats_unequal_domains_gives_biased_variance():
 
 
 def _reference_run(featurizer, head, steps, *, lam, anneal, ema, lr):
-    """A hand-written Fishr (FISHR.md, closed-form gradients, full objective every step) -> per-step records."""
+    """A hand-written Fishr (docs/design/fishr.md, closed-form gradients, full objective every step) -> per-step records."""
     params = list(featurizer.parameters()) + list(head.parameters())
     optimizer = torch.optim.Adam(params, lr=lr, weight_decay=0.0)
     n_params = sum(p.numel() for p in head.parameters())
@@ -126,7 +126,7 @@ def test_fishr_update_anneal_zero_never_resets_adam():
 
 
 def test_fishr_update_timm_backbone_penalty_reaches_backbone():
-    """The pitfall of FISHR.md on the pinned BackPACK: a real backbone whose features require grad."""
+    """The pitfall of docs/design/fishr.md on the pinned BackPACK: a real backbone whose features require grad."""
     from pipeline.models import ModelConfig, build_network
 
     torch.manual_seed(0)
