@@ -73,10 +73,15 @@ def write_text_atomic(path: str | Path, text: str) -> None:
         tmp.write_text(text, encoding="utf-8")
 
 
-def write_json_atomic(path: str | Path, data: Any) -> None:
-    """Strict JSON (RFC 8259): NaN/inf become null in :func:`to_jsonable`, and ``allow_nan=False`` makes any
+def dumps_strict(data: Any, **kwargs: Any) -> str:
+    """Strict JSON (RFC 8259) text: NaN/inf become null in :func:`to_jsonable`, and ``allow_nan=False`` makes any
     non-finite number that slipped through a ValueError instead of a ``NaN`` token other parsers reject."""
-    write_text_atomic(path, json.dumps(to_jsonable(data), indent=2, sort_keys=False, allow_nan=False) + "\n")
+    return json.dumps(to_jsonable(data), allow_nan=False, **kwargs)
+
+
+def write_json_atomic(path: str | Path, data: Any) -> None:
+    """``data`` as indented strict JSON (:func:`dumps_strict`), written atomically."""
+    write_text_atomic(path, dumps_strict(data, indent=2, sort_keys=False) + "\n")
 
 
 def to_jsonable(value: Any) -> Any:

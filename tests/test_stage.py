@@ -65,3 +65,19 @@ def test_stage_record_uses_hashes_the_stage_already_has_and_hashes_the_rest(tmp_
     inputs = read_stage(tmp_path / "out")["inputs"]
     assert inputs["source"] == {"path": str(source), "hash": "listing-digest"}
     assert inputs["table"]["hash"] == content_hash(table)
+
+
+def test_dumps_strict_writes_null_for_non_finite_numbers_so_history_lines_stay_json():
+    import json
+    import math
+
+    import numpy as np
+
+    from pipeline.stage import dumps_strict
+
+    text = dumps_strict({"step": 3, "ood_conflict_acc": math.nan, "loss": np.float32("inf"), "ok": 0.5})
+
+    def refuse(token):
+        raise AssertionError(token)
+
+    assert json.loads(text, parse_constant=refuse) == {"step": 3, "ood_conflict_acc": None, "loss": None, "ok": 0.5}

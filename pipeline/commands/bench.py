@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib
-import json
 
 import typer
 
@@ -17,6 +16,7 @@ def bench_command(
 ) -> None:
     """Measure throughput of a stage and print JSON (with the target each figure is compared against)."""
     from pipeline.errors import ConfigError
+    from pipeline.stage import dumps_strict
 
     chosen = TARGETS if target == "all" else (target,)
     if any(t not in TARGETS for t in chosen):
@@ -25,4 +25,4 @@ def bench_command(
     for name in chosen:
         module = importlib.import_module(f"pipeline.benchmarks.{name}")
         results[name] = module.run(quick=quick)
-        typer.echo(json.dumps({name: results[name]}, indent=2))
+        typer.echo(dumps_strict({name: results[name]}, indent=2))

@@ -12,7 +12,6 @@ resume bit-for-bit, model selection, and the run directory of contract 4.
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import random
 import shutil
@@ -30,7 +29,7 @@ from pipeline.algorithms import build
 from pipeline.compat import TRAINED_ON_KEY, InputProfile, check_resume_compat
 from pipeline.errors import ConfigError, TrainingError
 from pipeline.models import build_network, save_model
-from pipeline.stage import StageRecord, atomic_path, write_json_atomic, write_text_atomic
+from pipeline.stage import StageRecord, atomic_path, dumps_strict, write_json_atomic, write_text_atomic
 from pipeline.train.checkpoint import checkpoint_path, load_checkpoint, restore_rng_state, save_checkpoint
 from pipeline.train.config import TrainConfig
 from pipeline.train.datasets import TrainData, build_train_data, training_profile
@@ -117,13 +116,13 @@ class _Run:
 
     def open_history(self) -> None:
         if self.is_main:
-            write_text_atomic(self.history_path, "".join(json.dumps(line) + "\n" for line in self.history))
+            write_text_atomic(self.history_path, "".join(dumps_strict(line) + "\n" for line in self.history))
             self._history_file = open(self.history_path, "a", encoding="utf-8")
 
     def log(self, line: dict[str, Any]) -> None:
         self.history.append(line)
         if self._history_file is not None:
-            self._history_file.write(json.dumps(line) + "\n")
+            self._history_file.write(dumps_strict(line) + "\n")
             self._history_file.flush()
 
     def close(self) -> None:
