@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import math
 import os
-import statistics
 import shutil
+import statistics
 import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor

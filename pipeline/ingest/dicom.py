@@ -246,9 +246,9 @@ def _modality(arr: np.ndarray, ds) -> np.ndarray:
 
 
 def _voi(arr: np.ndarray, ds, notes: list[str]) -> np.ndarray:
-    """VOI LUT or window. A LINEAR window (the common case) is computed here in float32, scaled to [0, 1]
-    (DICOM PS3.3 C.11.2.1.2.1; the output range does not matter, the cache rescales per image); anything else
-    (VOI LUT sequences, SIGMOID, LINEAR_EXACT) goes to pydicom's ``apply_voi_lut``."""
+    """VOI LUT or window (a float32 ``arr`` is changed in place). A LINEAR window (the common case) is computed here
+    in float32, scaled to [0, 1] (DICOM PS3.3 C.11.2.1.2.1; the output range does not matter, the cache rescales per
+    image); anything else (VOI LUT sequences, SIGMOID, LINEAR_EXACT) goes to pydicom's ``apply_voi_lut``."""
     from pydicom.pixels import apply_voi_lut
 
     if "VOILUTSequence" not in ds:
@@ -261,8 +261,10 @@ def _voi(arr: np.ndarray, ds, notes: list[str]) -> np.ndarray:
         if _text(_get(ds, "VOILUTFunction") or "LINEAR").upper() == "LINEAR":
             if width == 1:
                 return (arr > center - 0.5).astype(np.float32)
-            # one new array, then in place: the same float32 arithmetic as ((x - c') / w' + 0.5) without temporaries
-            out = np.subtract(arr, np.float32(center - 0.5), dtype=np.float32)
+            # in place (a float32 ``arr`` is the fresh output of _modality) or one new array: the same float32
+            # arithmetic as ((x - c') / w' + 0.5) without temporaries, which cost page faults at 5 megapixels
+            into = {"out": arr} if arr.dtype == np.float32 and arr.flags.writeable else {"dtype": np.float32}
+            out = np.subtract(arr, np.float32(center - 0.5), **into)
             out /= np.float32(width - 1)
             out += np.float32(0.5)
             return np.clip(out, 0.0, 1.0, out=out)
@@ -448,6 +450,7 @@ def check_pixels(pixels: np.ndarray, padding: np.ndarray | None = None) -> tuple
 
 
 PILLOW_GREY_MODES = ("L", "I", "F", "I;16", "I;16L", "I;16B", "I;16N")
+EXIF_ORIENTATION = 0x0112
 PILLOW_BITS = {"1": 1, "I;16": 16, "I;16L": 16, "I;16B": 16, "I;16N": 16, "I": 32, "F": 32}
 
 
@@ -489,12 +492,16 @@ def decode_image(data: bytes) -> Decoded:
             image.load()
             if getattr(image, "n_frames", 1) > 1:
                 notes.append(f"multi-frame ({image.n_frames} frames): first frame used")
-            stored_hash = pixel_hash(np.asarray(image))
-            shown = ImageOps.exif_transpose(image)
-            if shown is not image:
-                notes.append("EXIF orientation applied")
+            stored = np.asarray(image)  # a copy of Pillow's buffer (tobytes): made once
+            stored_hash = pixel_hash(stored)
+            shown = image
+            orientation = image.getexif().get(EXIF_ORIENTATION, 1)
+            if orientation not in (1, None):  # exif_transpose copies the image even when there is nothing to do
+                shown = ImageOps.exif_transpose(image)
+                notes.append(f"EXIF orientation {orientation} applied")
             bits = PILLOW_BITS.get(shown.mode, 8)
-            pixels = _pillow_grey(shown, notes).astype(np.float32)
+            grey = stored if shown is image and image.mode in PILLOW_GREY_MODES else _pillow_grey(shown, notes)
+            pixels = grey.astype(np.float32)
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
         raise Reject("unreadable_image", scrub(exc)) from None
     low, high = check_pixels(pixels)

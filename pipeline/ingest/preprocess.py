@@ -134,19 +134,42 @@ def _nearest_plan(n_in: int, n_out: int) -> slice | np.ndarray:
 
 
 def to_cache_image(
-    pixels: np.ndarray, task: Task, pixel_range: tuple[np.float32, np.float32] | None = None
+    pixels: np.ndarray, task: Task, pixel_range: tuple[np.float32, np.float32] | None = None, *, in_place: bool = False
 ) -> np.ndarray:
     """Per-image min-max to [0, 1] (MONAI ``ScaleIntensity``), crop/pad, area resize, float16. ``pixel_range``:
-    the (min, max) of float32 ``pixels`` when the decoder already knows them."""
+    the (min, max) of float32 ``pixels`` when the decoder already knows them. ``in_place``: scale inside ``pixels``
+    (float32, the caller's to lose): a new 5-megapixel array costs more in page faults than the arithmetic."""
     low, high = pixel_range if pixel_range is not None else (pixels.min(), pixels.max())
-    if high > low:  # one pass into a new array instead of copy, subtract, divide
-        scaled = np.subtract(pixels[None], low, dtype=np.float32)
+    if high > low:  # one pass into a new array (or in place) instead of copy, subtract, divide
+        into = {"out": pixels} if in_place and pixels.dtype == np.float32 else {"dtype": np.float32}
+        scaled = np.subtract(pixels, low, **into)[None]
         scaled /= np.float32(high - low)
     else:  # ScaleIntensity's constant-image rule (check_pixels rejects these, a counterfactual could still be one)
         scaled = np.zeros((1, *pixels.shape), dtype=np.float32)
-    spatial = _apply(_pad_crop(pixels.shape, task.aspect, task.crop_fraction), scaled)
-    out = _resize_area(spatial, task.size)
+    rows, cols = pixels.shape
+    if task.aspect == "pad" and task.crop_fraction >= 1.0 and rows != cols:
+        out = _resize_area_padded(scaled, task.size)
+    else:
+        out = _resize_area(_apply(_pad_crop(pixels.shape, task.aspect, task.crop_fraction), scaled), task.size)
     return np.clip(out[0], 0.0, 1.0).astype(np.float16)
+
+
+def _resize_area_padded(array: np.ndarray, size: int) -> np.ndarray:
+    """MONAI ``SpatialPad`` (zeros, split as MONAI splits it) to a square, then ``Resize(mode="area")``, of (1, H, W),
+    without building the padded square: area pooling is separable, so the long side (which needs no padding) is
+    pooled first at full resolution and only the pooled array is padded. Equal to the two MONAI steps up to float32
+    rounding (tested); a 2500 x 2048 image skips a 25 MB copy."""
+    import torch
+
+    _, rows, cols = array.shape
+    side = max(rows, cols)
+    first = (size, cols) if rows == side else (rows, size)
+    with torch.no_grad():
+        pooled = torch.nn.functional.adaptive_avg_pool2d(torch.from_numpy(np.ascontiguousarray(array)), first).numpy()
+    missing = [side - n for n in pooled.shape[1:]]
+    padded = np.pad(pooled, [(0, 0)] + [(m // 2, m - m // 2) if n < side else (0, 0)
+                                        for m, n in zip(missing, (rows, cols), strict=True)])
+    return _resize_area(padded, size)
 
 
 def _mask_values(mask: np.ndarray, kind: str) -> np.ndarray:
@@ -282,7 +305,7 @@ def _process(task: Task) -> Processed:
         source_sha256=hashlib.sha256(data).hexdigest(),
         pixel_sha256=decoded.pixel_sha256,
     )
-    result.image = to_cache_image(pixels, task, decoded.pixel_range)
+    result.image = to_cache_image(pixels, task, decoded.pixel_range, in_place=True)  # pixels: not used after
     masks: dict[str, np.ndarray] = {}
     for kind, mask_path in sorted(task.masks.items()):
         try:

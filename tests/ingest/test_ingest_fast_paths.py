@@ -137,3 +137,18 @@ def test_process_writes_rows_into_the_cache_arrays(tmp_path):
         with worker_settings():
             expected = to_cache_image(decode_any(Path(task.path), Path(task.path).read_bytes(), None).pixels, task)
         np.testing.assert_array_equal(writer.arrays["images"][task.row], expected)
+
+
+@pytest.mark.parametrize(("shape", "size"), [((251, 204), 22), ((204, 251), 22), ((300, 200), 100), ((64, 63), 64)])
+def test_padded_area_resize_equals_monai_pad_then_resize(shape, size):
+    """The separable pad + area resize (the long side pooled before padding) equals MONAI's two steps in float32."""
+    from monai.transforms import Resize, SpatialPad
+
+    from pipeline.ingest.preprocess import _resize_area_padded
+
+    array = np.random.default_rng(3).random((1, *shape), dtype=np.float32)
+    with worker_settings():
+        reference = np.asarray(Resize((size, size), mode="area")(SpatialPad((max(shape),) * 2)(array)))
+        ours = _resize_area_padded(array, size)
+    assert ours.shape == (1, size, size)
+    np.testing.assert_allclose(ours, reference, rtol=0, atol=2e-6)
