@@ -66,6 +66,8 @@ def run(
 
     from pipeline.audit.config import AuditConfig
     from pipeline.audit.data import AuditData
+    from pipeline.audit.landscape import landscape_settings, not_run
+    from pipeline.audit.landscape.measure import measure_model
     from pipeline.audit.model_audit import audit_network
     from pipeline.compat import check_models_compat
     from pipeline.config import dump_config, load_config
@@ -89,6 +91,7 @@ def run(
     inputs = {"ingest": Path(ingest_dir) / "manifest.parquet", **{f"model:{e.name}": e.checkpoint for e in entries}}
     with StageRecord("audit", out, config=cfg, seed=cfg.seed, inputs=inputs) as record:
         models: dict[str, Any] = {}
+        landscapes: dict[str, Any] = {}  # name -> ModelLandscape (cfg.landscape.enabled)
         overlays: list[dict[str, Any]] = []
         for entry in tqdm(entries, desc="audit", leave=False):
             network, _, _ = entry.load()
@@ -99,6 +102,9 @@ def run(
                                            threshold=threshold, attributes=attributes)
             models[entry.name] = {**entry.describe(), "split": cfg.split, **block}
             overlays += records
+            if cfg.landscape.enabled:
+                landscapes[entry.name] = measure_model(network, manifest=data.manifest, cache=data.cache,
+                                                       cfg=cfg.landscape, batch_size=cfg.batch_size, seed=cfg.seed)
             del network  # one model in memory at a time
         n_split = len(data.frame)
         n_labelled = int(labelled_mask(data.frame).sum())
@@ -124,6 +130,8 @@ def run(
             "config": dump_config(cfg),
             "models": models,
             "overlays": overlays,
+            "landscape": landscape_settings(cfg.landscape, landscapes) if cfg.landscape.enabled
+            else not_run("landscape.enabled is false in the audit config"),
         }
         audit = to_jsonable(audit)  # the returned dict is the file's content: None (not NaN) where unmeasured
         audit_path = out / "audit.json"

@@ -12,6 +12,21 @@ Method = Literal["integrated_gradients", "saliency", "grad_cam", "occlusion"]
 ALL_METHODS: tuple[str, ...] = ("integrated_gradients", "saliency", "grad_cam", "occlusion")
 
 
+class LandscapeConfig(StrictModel):
+    """The audit's ``landscape`` part (docs/audit.md): per model and site, risk, head gradients' mean and variance,
+    head Hessian diagonal, network Hessian trace, and distances between sites."""
+
+    enabled: bool = Field(False, description="measure the landscape (costs trace_images x trace_probes x "
+                                             "forward+backward+forward-mode passes per site and model)")
+    images_per_site: int = Field(64, ge=2, description="labelled images sampled per site (balanced over labels)")
+    min_images: int = Field(8, ge=2, description="a site with fewer labelled images is not measured (null + reason)")
+    training_split: Literal["train", "val"] = Field(
+        "train", description="which rows stand for a training site: the ones it was trained on, or its validation")
+    trace_images: int = Field(16, ge=0, description="images of the site sample used for the Hutchinson trace; 0: skip")
+    trace_probes: int = Field(8, ge=1, description="Rademacher probes of the Hutchinson trace")
+    bootstrap: int = Field(200, ge=0, description="resamples for the distances' 95% intervals; 0: no interval")
+
+
 class AuditConfig(StrictModel):
     """Every knob of `cxr-fishr audit`; defaults sized for the demo (128 px, a few hundred test images, 2 cores)."""
 
@@ -34,4 +49,5 @@ class AuditConfig(StrictModel):
     sanity_images: int = Field(16, ge=1)
     overlays_per_stratum: int = Field(1, ge=0, description="overlay PNGs per site x position x label per model")
     lung_estimate: Literal["none", "ellipses"] = "none"
+    landscape: LandscapeConfig = Field(default_factory=LandscapeConfig)
     seed: int = 0

@@ -1,0 +1,178 @@
+"""Measure one network's loss landscape at every site of the manifest (see statistics.py for the definitions)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from pipeline.audit.landscape.curvature import head_gradients, head_hessian_diagonal, hutchinson_trace
+from pipeline.audit.landscape.schema import QUANTITIES, DistanceMatrix, DistanceSummary, ModelLandscape, SiteLandscape
+from pipeline.audit.landscape.statistics import (
+    SiteSample,
+    all_summaries,
+    bootstrap_summaries,
+    correlation,
+    distance_matrices,
+    estimate,
+    moments,
+)
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from pipeline.audit.config import LandscapeConfig
+    from pipeline.cache import ImageCache
+
+
+@dataclass(frozen=True)
+class SitePlan:
+    """Which rows of the manifest stand for one site: its labelled rows of ``splits`` (frame positions)."""
+
+    site: str
+    role: str
+    splits: list[str]
+    rows: np.ndarray
+
+
+def site_plans(manifest: pd.DataFrame, *, training_split: str) -> list[SitePlan]:
+    """One plan per site, sorted: a site with train/val rows is a training site (its ``training_split`` rows);
+    any other site is held out (role ood_val or test: its rows of that split)."""
+    from pipeline.shortcuts import labelled_mask
+
+    splits = manifest["split"].astype(str).to_numpy()
+    sites = manifest["site"].astype(str).to_numpy()
+    known = labelled_mask(manifest)
+    plans = []
+    for site in sorted(set(sites)):
+        present = set(splits[sites == site])
+        if present & {"train", "val"}:
+            role, used = "training", [training_split]
+        else:
+            role = "ood_val" if "ood_val" in present else "test"
+            used = [role]
+        rows = np.flatnonzero((sites == site) & np.isin(splits, used) & known)
+        plans.append(SitePlan(site=site, role=role, splits=used, rows=rows))
+    return plans
+
+
+def sample_rows(manifest: pd.DataFrame, rows: np.ndarray, n: int, seed: int) -> np.ndarray:
+    """Up to ``n`` of ``rows``, balanced over labels (round-robin), fixed by ``seed``."""
+    from pipeline.audit.data import stratified_rows
+    from pipeline.shortcuts import label_strings
+
+    return rows[stratified_rows(label_strings(manifest.iloc[rows]), n, seed)]
+
+
+@torch.no_grad()
+def _features(network: nn.Module, x: torch.Tensor, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    z = torch.cat([network.featurizer(x[s:s + batch_size]).float() for s in range(0, len(x), batch_size)])
+    return z, network.classifier(z)
+
+
+def measure_site(network: nn.Module, x: torch.Tensor, y: torch.Tensor, *, plan: SitePlan,
+                 cfg: LandscapeConfig, batch_size: int, seed: int) -> tuple[SiteSample, dict]:
+    """Per-sample measurements of one site plus its trace estimate (dict of SiteLandscape fields)."""
+    z, logits = _features(network, x, batch_size)
+    loss = F.cross_entropy(logits, y, reduction="none")
+    sample = SiteSample(site=plan.site, role=plan.role, loss=loss.numpy().astype(np.float64),
+                        correct=(logits.argmax(dim=1) == y).numpy(),
+                        grads=head_gradients(network.classifier, z, y).numpy().astype(np.float64),
+                        hessian=head_hessian_diagonal(logits, z).numpy().astype(np.float64))
+    fields: dict = {}
+    k = min(cfg.trace_images, len(y))
+    if k and cfg.trace_probes:
+        pick = torch.from_numpy(np.sort(np.random.default_rng(seed).permutation(len(y))[:k]))
+        trace = hutchinson_trace(network, x[pick], y[pick], probes=cfg.trace_probes, seed=seed, batch_size=batch_size)
+        fields = {"hessian_trace": trace.mean, "hessian_trace_se": trace.se, "trace_images": k,
+                  "trace_probes": trace.probes}
+    return sample, fields
+
+
+def _site_record(plan: SitePlan, sample: SiteSample | None, fields: dict, reason: str | None) -> SiteLandscape:
+    base = {"site": plan.site, "role": plan.role, "splits": plan.splits, "n_labelled": int(plan.rows.size)}
+    if sample is None:
+        return SiteLandscape(**base, n=0, not_measured={"site": reason or "not measured"})
+    m = moments(sample)
+    corr = correlation(m.V, m.H)
+    notes = {} if np.isfinite(corr) else {"fisher_hessian_correlation": "V_e or diag(H_e) is constant"}
+    if not fields:
+        notes["hessian_trace"] = "trace_images or trace_probes is 0 in the audit config"
+    elif fields["hessian_trace_se"] is None:
+        notes["hessian_trace_se"] = "one probe: no standard error"
+    return SiteLandscape(**base, n=len(sample.loss), risk=m.R, accuracy=float(sample.correct.mean()),
+                         gradient_mean_norm=float(np.linalg.norm(m.G)),
+                         gradient_variance_norm=float(np.linalg.norm(m.V)),
+                         hessian_diagonal_norm=float(np.linalg.norm(m.H)),
+                         fisher_hessian_correlation=corr if np.isfinite(corr) else None,
+                         **fields, not_measured=notes)
+
+
+def _matrix(values: np.ndarray, measured: list[str], sites: list[str], normalised_by: str) -> DistanceMatrix:
+    index = {s: i for i, s in enumerate(measured)}
+    rows = [[float(values[index[a], index[b]]) if a in index and b in index and np.isfinite(values[index[a], index[b]])
+             else None for b in sites] for a in sites]
+    return DistanceMatrix(sites=sites, values=rows, normalised_by=normalised_by)
+
+
+def _summaries(samples: list[SiteSample], cfg: LandscapeConfig, seed: int) -> dict[str, DistanceSummary]:
+    training = np.array([s.role == "training" for s in samples])
+    new_sites = [s.site for s in samples if s.role != "training"]
+    point = all_summaries([moments(s) for s in samples], training)
+    draws = (bootstrap_summaries(samples, training, n_boot=cfg.bootstrap, seed=seed) if cfg.bootstrap
+             else np.empty((0, *point.shape)))
+    why_within = f"{int(training.sum())} measured training site(s): a distance needs two"
+    why_new = "no measured held-out site" if not new_sites else "no measured training site"
+    out = {}
+    for q_i, q in enumerate(QUANTITIES):
+        col = draws[:, q_i] if draws.size else np.empty((0, point.shape[1]))
+        out[q] = DistanceSummary(
+            within_training=estimate(point[q_i, 0], col[:, 0] if col.size else col, why_within),
+            to_new=estimate(point[q_i, 1], col[:, 1] if col.size else col, why_new),
+            per_new_site={s: estimate(point[q_i, 2 + j], col[:, 2 + j] if col.size else col, why_new)
+                          for j, s in enumerate(new_sites)})
+    return out
+
+
+def measure_model(network: nn.Module, *, manifest: pd.DataFrame, cache: ImageCache, cfg: LandscapeConfig,
+                  batch_size: int, seed: int) -> ModelLandscape:
+    """The landscape block of one network (eval mode: the deployed model) over every site of ``manifest``."""
+    from pipeline.evaluate.inputs import image_batch
+    from pipeline.shortcuts import label_values
+
+    start = time.perf_counter()
+    network = network.eval()
+    n_params = sum(p.numel() for p in network.parameters() if p.requires_grad)
+    head = getattr(network, "classifier", None)
+    if not isinstance(head, nn.Linear) or not hasattr(network, "featurizer"):
+        return ModelLandscape(sites=[], distances={}, summaries={}, n_head_parameters=0, n_parameters=n_params,
+                              seconds=0.0, not_measured={"landscape": "the network has no featurizer + nn.Linear "
+                                                         "classifier head (pipeline/models)"})
+    labels = label_values(manifest)
+    samples, records = [], []
+    for i, plan in enumerate(site_plans(manifest, training_split=cfg.training_split)):
+        if plan.rows.size < cfg.min_images:
+            records.append(_site_record(plan, None, {}, f"{plan.rows.size} labelled images in {plan.splits}, fewer "
+                                        f"than landscape.min_images {cfg.min_images}"))
+            continue
+        rows = sample_rows(manifest, plan.rows, cfg.images_per_site, seed + i)
+        x = image_batch(cache.images, manifest["cache_index"].to_numpy()[rows])
+        y = torch.from_numpy(labels[rows].astype(np.int64))
+        sample, fields = measure_site(network, x, y, plan=plan, cfg=cfg, batch_size=batch_size, seed=seed + i)
+        samples.append(sample)
+        records.append(_site_record(plan, sample, fields, None))
+    sites = [r.site for r in records]
+    measured = [s.site for s in samples]
+    notes = {} if len(samples) >= 2 else {"distances": f"{len(samples)} measured site(s): a distance needs two"}
+    mats = distance_matrices([moments(s) for s in samples]) if len(samples) >= 2 else {}
+    distances = {q: _matrix(m, measured, sites, "nats" if q == "risk" else "mean norm over the measured sites")
+                 for q, m in mats.items()}
+    summaries = _summaries(samples, cfg, seed) if len(samples) >= 2 else {}
+    return ModelLandscape(sites=records, distances=distances, summaries=summaries,
+                          n_head_parameters=sum(p.numel() for p in head.parameters()), n_parameters=n_params,
+                          seconds=time.perf_counter() - start, not_measured=notes)

@@ -1,0 +1,99 @@
+"""The typed ``landscape`` block of audit.json (written by pipeline/audit/landscape, read by the report).
+
+Strict JSON: a number that could not be measured is None, with the reason under the nearest ``not_measured``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, field_validator
+
+LANDSCAPE_SCHEMA_VERSION = 1
+# the distances between sites, in the order the report draws them
+QUANTITIES: tuple[str, ...] = ("risk", "gradient_mean", "gradient_variance", "hessian_diagonal")
+Role = Literal["training", "ood_val", "test"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_nan(cls, value: object) -> object:
+        # NaN/inf never reach audit.json: a non-finite float is refused here (the builder writes None + reason)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError(f"must be finite or None, got {value}")
+        return value
+
+
+class Estimate(_Strict):
+    """A summary value with its 95% bootstrap interval over the sampled images (None + reason when unmeasured)."""
+
+    value: float | None
+    low: float | None = None
+    high: float | None = None
+    not_measured: str | None = None
+
+
+class SiteLandscape(_Strict):
+    """One site's landscape for one model, on ``n`` labelled images sampled from ``splits``."""
+
+    site: str
+    role: Role
+    splits: list[str]
+    n: int                          # labelled images measured (0 when not measured)
+    n_labelled: int                 # labelled images of the site in ``splits`` (the pool the sample is drawn from)
+    risk: float | None = None       # mean cross-entropy (nats)
+    accuracy: float | None = None   # arg-max accuracy on the same images
+    gradient_mean_norm: float | None = None      # ||G_e||, head gradients
+    gradient_variance_norm: float | None = None  # ||V_e||
+    hessian_diagonal_norm: float | None = None   # ||H_e|| (head diagonal)
+    fisher_hessian_correlation: float | None = None  # Pearson over head parameters of V_e vs diag(H_e)
+    hessian_trace: float | None = None           # whole network, Hutchinson (mean loss)
+    hessian_trace_se: float | None = None
+    trace_images: int = 0
+    trace_probes: int = 0
+    not_measured: dict[str, str] = {}
+
+
+class DistanceMatrix(_Strict):
+    """``values[i][j]``: the distance between ``sites[i]`` and ``sites[j]`` (None where a site is unmeasured)."""
+
+    sites: list[str]
+    values: list[list[float | None]]
+    normalised_by: str
+
+
+class DistanceSummary(_Strict):
+    """Mean pairwise distance among training sites, and from the training sites to each held-out site."""
+
+    within_training: Estimate
+    to_new: Estimate                  # training site x held-out site pairs, every held-out site
+    per_new_site: dict[str, Estimate]
+
+
+class ModelLandscape(_Strict):
+    sites: list[SiteLandscape]
+    distances: dict[str, DistanceMatrix]   # keys: QUANTITIES
+    summaries: dict[str, DistanceSummary]  # keys: QUANTITIES
+    n_head_parameters: int
+    n_parameters: int
+    seconds: float
+    not_measured: dict[str, str] = {}
+
+
+class LandscapeAudit(_Strict):
+    """audit.json["landscape"]: measured (with its settings and one block per model) or not, with the reason."""
+
+    schema_version: Literal[1] = LANDSCAPE_SCHEMA_VERSION
+    measured: bool
+    reason: str | None = None
+    images_per_site: int | None = None
+    trace_images_per_site: int | None = None
+    trace_probes: int | None = None
+    bootstrap: int | None = None
+    training_split: str | None = None
+    min_images: int | None = None
+    models: dict[str, ModelLandscape] = {}
