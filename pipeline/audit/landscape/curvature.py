@@ -24,12 +24,12 @@ def head_gradients(head: nn.Linear, z: torch.Tensor, y: torch.Tensor) -> torch.T
     from backpack import backpack, extend
     from backpack.extensions import BatchGrad
 
-    local = extend(copy.deepcopy(head).float())
+    local = extend(copy.deepcopy(head).float().to(z.device))
     loss_fn = extend(nn.CrossEntropyLoss(reduction="none"))
     params = [p for _, p in sorted(local.named_parameters())]  # bias before weight
     # the head's input is differentiated too: BackPACK's full backward hook wants an input that requires grad
     z = z.detach().float().requires_grad_(True)
-    with backpack(BatchGrad()):
+    with torch.enable_grad(), backpack(BatchGrad()):
         torch.autograd.grad(loss_fn(local(z), y).sum(), [z, *params])
     return torch.cat([p.grad_batch.reshape(len(y), -1) for p in params], dim=1).detach()
 
@@ -49,7 +49,7 @@ def backpack_head_hessian_diagonal(head: nn.Linear, z: torch.Tensor, y: torch.Te
     from backpack import backpack, extend
     from backpack.extensions import DiagHessian
 
-    local = extend(copy.deepcopy(head).float())
+    local = extend(copy.deepcopy(head).float().to(z.device))
     loss_fn = extend(nn.CrossEntropyLoss(reduction="mean"))
     params = [p for _, p in sorted(local.named_parameters())]
     z = z.detach().float().requires_grad_(True)
