@@ -52,6 +52,7 @@ def run(
     from pipeline.report.cohort import build_cohort
     from pipeline.report.evaluation import build_evaluation
     from pipeline.report.inputs import load_inputs
+    from pipeline.report.landscape import build_landscape
     from pipeline.report.provenance import build_provenance
     from pipeline.report.shortcut_audit import build_audit
     from pipeline.report.summary import build_summary
@@ -73,6 +74,7 @@ def run(
             "evaluation": build_evaluation(inputs.metrics, out, inputs.cohort),
             "audit": build_audit(inputs.audit, inputs.audit_dir, out, inputs.ingest_dir, inputs.metrics,
                                  synthetic=inputs.synth_dir is not None),
+            "landscape": build_landscape(inputs.audit, out),
             "provenance": build_provenance(inputs),
             "missing": inputs.missing,
             "version": __version__,
