@@ -1,5 +1,5 @@
 """Evaluation during training: accuracy per split, conflict accuracy, constant-predictor flags (docs/design/metrics.md),
-and the Fishr distance between the training domains' head-gradient variances (every algorithm: docs/train.md)."""
+and the Fishr distance between the training domains' head-gradient variances (every algorithm: docs/audit.md)."""
 
 from __future__ import annotations
 
