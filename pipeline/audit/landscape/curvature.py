@@ -97,10 +97,11 @@ def hutchinson_trace(network: nn.Module, x: torch.Tensor, y: torch.Tensor, *, pr
     if probes < 1 or len(y) == 0:
         raise ValueError(f"hutchinson_trace: probes must be >= 1 and images >= 1, got {probes} and {len(y)}")
     generator = torch.Generator().manual_seed(seed)
-    shapes = {k: p.shape for k, p in network.named_parameters() if p.requires_grad}
+    params = {k: p for k, p in network.named_parameters() if p.requires_grad}
     values = []
     for _ in range(probes):
-        v = {k: (torch.randint(0, 2, s, generator=generator) * 2 - 1).float() for k, s in shapes.items()}
+        # drawn on the CPU (one seed, one answer on any device), then moved beside the parameters
+        v = {k: (torch.randint(0, 2, p.shape, generator=generator) * 2 - 1).to(p) for k, p in params.items()}
         hv = hessian_vector_product(network, x, y, v, batch_size)
         values.append(sum(float((v[k] * hv[k]).sum()) for k in v) / len(y))
     mean = sum(values) / probes
