@@ -98,7 +98,7 @@ def model_sentence(name: str, block: ModelLandscape) -> str:
     return (f"{name}: the head-gradient variances (what Fishr matches) differ by {estimate_text(v.within_training)} "
             f"of their mean norm between training sites and by {estimate_text(v.to_new)} from a training site to a "
             f"new site: {compare(v.within_training, v.to_new)}. Risks differ by {estimate_text(r.within_training)} "
-            f"nats between training sites and {estimate_text(r.to_new)} to new sites ({risk_note}); {trace}; "
+            f"nats between training sites and {estimate_text(r.to_new)} to new sites: {risk_note}. Curvature: {trace}; "
             f"corr(V_e, diag H_e) averages {_num(corr, 2)} on training sites.")
 
 
