@@ -232,6 +232,42 @@ def test_colour_dicom_is_grey_of_what_pydicom_shows(tmp_path, photometric):
     assert any("grey" in n for n in decoded.notes)
 
 
+def _ybr_422(ybr: np.ndarray) -> bytes:
+    """Native YBR_FULL_422: per pair of pixels Y0 Y1 Cb Cr (the pair's chroma averaged)."""
+    pairs = ybr.reshape(ybr.shape[0], -1, 2, 3).astype(np.uint16)
+    chroma = (pairs[:, :, :, 1:].sum(axis=2) + 1) // 2
+    return np.concatenate([pairs[:, :, :, 0], chroma], axis=-1).astype(np.uint8).tobytes()
+
+
+@pytest.mark.parametrize("encoding", ["native", "jpeg_baseline"])
+def test_ybr_full_422_dicom_is_grey_of_what_pydicom_shows(tmp_path, encoding):
+    import io
+
+    from pydicom.encaps import encapsulate
+    from pydicom.pixels import convert_color_space
+    from pydicom.uid import JPEGBaseline8Bit
+
+    path = tmp_path / "ybr.dcm"
+    write_cxr(path, seed=2, rgb=True, modality="OT")
+    ds = pydicom.dcmread(path)
+    rgb = np.stack([_gradient(40, 36), 255 - _gradient(40, 36), _gradient(40, 36) // 3], axis=-1).astype(np.uint8)
+    ds.PhotometricInterpretation = "YBR_FULL_422"
+    if encoding == "native":
+        ds.PixelData = _ybr_422(convert_color_space(rgb, "RGB", "YBR_FULL"))
+    else:  # what most colour JPEG DICOMs are: baseline JPEG, YCbCr 4:2:x inside
+        buffer = io.BytesIO()
+        Image.fromarray(rgb, "RGB").save(buffer, format="JPEG", quality=90)
+        ds.PixelData = encapsulate([buffer.getvalue()])
+        ds["PixelData"].VR = "OB"
+        ds.file_meta.TransferSyntaxUID = JPEGBaseline8Bit
+    ds.save_as(path)
+    shown = pydicom.dcmread(path).pixel_array  # pydicom's own conversion to RGB
+    decoded = _decode(path)
+    np.testing.assert_allclose(decoded.pixels, _luma(shown), rtol=1e-6, atol=1e-4)
+    assert np.corrcoef(decoded.pixels.ravel(), _luma(rgb).ravel())[0, 1] > 0.99
+    assert any("YBR_FULL_422" in n and "grey" in n for n in decoded.notes)
+
+
 def test_photometric_without_a_conversion_is_rejected_with_its_name(tmp_path):
     path = tmp_path / "hsv.dcm"
     write_cxr(path, seed=2, rgb=True, modality="OT")
