@@ -54,7 +54,7 @@ def estimate_text(e: Estimate) -> str:
     """``0.12 [0.08, 0.17]`` (95% bootstrap interval), or ``not measured (reason)``."""
     if e.value is None:
         return not_measured(e.not_measured)
-    interval = f" [{_num(e.low, 2)}, {_num(e.high, 2)}]" if e.low is not None and e.high is not None else ""
+    interval = f" [{_num(e.low)}, {_num(e.high)}]" if e.low is not None and e.high is not None else ""
     return f"{_num(e.value)}{interval}"
 
 
