@@ -47,7 +47,8 @@ def read_landscape(audit: dict[str, Any] | None) -> LandscapeAudit | str:
 
 
 def _num(value: float | None, digits: int = 3) -> str:
-    return f"{value:.{digits}g}" if is_number(value) else "n/a"
+    """Callers check for None first; a missing value still reads "not measured", never a dash."""
+    return f"{value:.{digits}g}" if is_number(value) else not_measured()
 
 
 def estimate_text(e: Estimate) -> str:
@@ -84,6 +85,10 @@ def _role_mean(sites: list[SiteLandscape], training: bool, key: str) -> tuple[fl
     return mean, se
 
 
+def _trace_text(value: float | None, se: float | None) -> str:
+    return f"{_num(value)} ± {_num(se, 2)} (SE)" if se is not None else f"{_num(value)} (no SE: one probe)"
+
+
 def model_sentence(name: str, block: ModelLandscape) -> str:
     if block.not_measured and not block.summaries:
         return f"{name}: not measured ({'; '.join(block.not_measured.values())})."
@@ -91,15 +96,17 @@ def model_sentence(name: str, block: ModelLandscape) -> str:
     t_train, se_train = _role_mean(block.sites, True, "hessian_trace")
     t_new, se_new = _role_mean(block.sites, False, "hessian_trace")
     corr, _ = _role_mean(block.sites, True, "fisher_hessian_correlation")
-    trace = (f"the Hessian trace is {_num(t_train)} ± {_num(se_train, 2)} (SE) on training sites and "
-             f"{_num(t_new)} ± {_num(se_new, 2)} on new sites" if t_train is not None and t_new is not None
+    trace = (f"the Hessian trace is {_trace_text(t_train, se_train)} on training sites and "
+             f"{_trace_text(t_new, se_new)} on new sites" if t_train is not None and t_new is not None
              else "the Hessian trace is not measured on both kinds of site")
+    agreement = (f"corr(V_e, diag H_e) averages {_num(corr, 2)} on training sites" if corr is not None
+                 else "corr(V_e, diag H_e) is not measured on any training site")
     risk_note = compare(r.within_training, r.to_new)
     return (f"{name}: the head-gradient variances (what Fishr matches) differ by {estimate_text(v.within_training)} "
             f"of their mean norm between training sites and by {estimate_text(v.to_new)} from a training site to a "
             f"new site: {compare(v.within_training, v.to_new)}. Risks differ by {estimate_text(r.within_training)} "
-            f"nats between training sites and {estimate_text(r.to_new)} to new sites: {risk_note}. Curvature: {trace}; "
-            f"corr(V_e, diag H_e) averages {_num(corr, 2)} on training sites.")
+            f"nats between training sites and {estimate_text(r.to_new)} to new sites: {risk_note}. Curvature: "
+            f"{trace}; {agreement}.")
 
 
 def comparison_line(models: dict[str, ModelLandscape]) -> str | None:

@@ -53,7 +53,7 @@ def test_model_sentence_is_computed_from_the_numbers():
     text = model_sentence("fishr", _model(*APART))
     assert "0.1 [0.05, 0.15]" in text and "0.5 [0.4, 0.6]" in text and "5.0x farther" in text
     # training-site trace: mean(10, 12) = 11 with SE sqrt(1 + 1) / 2 = 0.71; the new site 14 +- 2
-    assert "11 ± 0.71 (SE) on training sites and 14 ± 2 on new sites" in text
+    assert "11 ± 0.71 (SE) on training sites and 14 ± 2 (SE) on new sites" in text
     assert "averages 0.9 on training sites" in text
     other = model_sentence("erm", _model(*OVERLAP))
     assert "0.3 [0.2, 0.45]" in other and "overlap" in other
@@ -105,3 +105,12 @@ def test_report_says_not_measured_with_the_reason(tmp_path, landscape, reason):
 def test_an_invalid_landscape_block_is_a_data_error(tmp_path):
     with pytest.raises(DataError, match="schema version 1"):
         build_landscape({"landscape": {"schema_version": 1, "measured": "perhaps", "models": 3}}, tmp_path)
+
+
+def test_sentence_without_trace_or_correlation_says_not_measured():
+    model = _model(*APART)
+    sites = [s.model_copy(update={"hessian_trace": None, "hessian_trace_se": None,
+                                  "fisher_hessian_correlation": None}) for s in model.sites]
+    text = model_sentence("erm", model.model_copy(update={"sites": sites}))
+    assert "Hessian trace is not measured" in text and "corr(V_e, diag H_e) is not measured" in text
+    assert "n/a" not in text and "nan" not in text.lower()
