@@ -110,6 +110,7 @@ class Decoded:
     bits_stored: int = 0
     pixel_sha256: str = ""  # of the stored pixel values (before any LUT): equal for exact duplicate images
     pixel_range: tuple[np.float32, np.float32] | None = None  # (min, max) of ``pixels``, known from the checks
+    exif_orientation: int = 1  # EXIF orientation applied to an image (1 = none); its masks get the same
 
 
 # Optional numeric elements: present but empty or unreadable = absent (a note); value = how many numbers it needs
@@ -505,7 +506,8 @@ def decode_image(data: bytes) -> Decoded:
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
         raise Reject("unreadable_image", scrub(exc)) from None
     low, high = check_pixels(pixels)
-    return Decoded(pixels=pixels, notes=notes, bits_stored=bits, pixel_sha256=stored_hash, pixel_range=(low, high))
+    return Decoded(pixels=pixels, notes=notes, bits_stored=bits, pixel_sha256=stored_hash, pixel_range=(low, high),
+                   exif_orientation=int(orientation or 1))
 
 
 def decode_any(path: Path, data: bytes, modalities: tuple[str, ...] | None) -> Decoded:

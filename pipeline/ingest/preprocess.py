@@ -196,13 +196,34 @@ def to_cache_masks(masks: dict[str, np.ndarray], task: Task) -> dict[str, np.nda
     return {kind: np.ascontiguousarray(_mask_values(masks[kind][rows][:, cols], kind)) for kind in kinds}
 
 
-def _read_mask(path: str) -> np.ndarray:
-    """The mask as stored (first channel of a colour file); :func:`_mask_values` maps it later."""
-    from PIL import Image
+def _read_mask(path: str, orientation: int = 1) -> np.ndarray:
+    """The mask as stored (first channel of a colour file); :func:`_mask_values` maps it later. In its image's grid:
+    the mask's own EXIF orientation applied, else the one applied to its image (``orientation``, 1 = none)."""
+    from PIL import Image, ImageOps
+
+    from pipeline.ingest.dicom import EXIF_ORIENTATION
 
     with Image.open(path, formats=_MASK_FORMATS) as image:
-        arr = np.asarray(image)
+        own = image.getexif().get(EXIF_ORIENTATION, 1) or 1
+        if own != 1:
+            arr = np.asarray(ImageOps.exif_transpose(image))
+        elif orientation in _TRANSPOSE:
+            arr = np.asarray(image.transpose(_TRANSPOSE[orientation]))
+        else:
+            arr = np.asarray(image)
     return arr[..., 0] if arr.ndim == 3 else arr
+
+
+def _transpositions() -> dict[int, Any]:
+    """EXIF orientation -> Pillow transposition, as ``ImageOps.exif_transpose`` maps them."""
+    from PIL import Image
+
+    t = Image.Transpose
+    return {2: t.FLIP_LEFT_RIGHT, 3: t.ROTATE_180, 4: t.FLIP_TOP_BOTTOM, 5: t.TRANSPOSE, 6: t.ROTATE_270,
+            7: t.TRANSVERSE, 8: t.ROTATE_90}
+
+
+_TRANSPOSE = _transpositions()
 
 
 _OPEN_ROWS: dict[str, tuple[int, int, int, np.dtype, tuple[int, ...]]] = {}
@@ -309,7 +330,7 @@ def _process(task: Task) -> Processed:
     masks: dict[str, np.ndarray] = {}
     for kind, mask_path in sorted(task.masks.items()):
         try:
-            mask = _read_mask(mask_path)
+            mask = _read_mask(mask_path, decoded.exif_orientation)
         except (OSError, ValueError, SyntaxError) as exc:
             result.rejected_masks.append((mask_path, "unreadable_mask", scrub(exc)))
             continue

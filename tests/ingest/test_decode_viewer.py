@@ -378,3 +378,42 @@ def test_dicom_without_preamble_and_file_meta_is_kept_with_a_note(tmp_path):
     decoded = _decode(path)
     assert any("File Meta" in n for n in decoded.notes)
     assert decoded.pixel_sha256 == pixel_hash(expected)
+
+
+def test_masks_of_an_exif_rotated_image_are_rotated_with_it(tmp_path):
+    """A mask without its own EXIF tag lies in its image's stored grid: it gets the image's orientation, as
+    ``ImageOps.exif_transpose`` applies it, so image and mask stay aligned (no silent misalignment when square)."""
+    from PIL import ImageOps
+
+    from pipeline.ingest.preprocess import process, to_cache_masks
+
+    grey = _gradient(24, 32)
+    image = Image.fromarray(grey)
+    exif = image.getexif()
+    exif[0x0112] = 8
+    image_path, mask_path = tmp_path / "o.png", tmp_path / "o_lungs.png"
+    image.save(image_path, exif=exif)
+    inside = np.zeros((24, 32), np.uint8)
+    inside[2:10, 3:30] = 255
+    Image.fromarray(inside).save(mask_path)
+    task = Task(path=str(image_path), relative="o.png", masks={"lung": str(mask_path)}, size=16, aspect="pad",
+                crop_fraction=1.0, modalities=None)
+    with worker_settings():
+        result = process(task)
+    assert result.ok and result.mask_kinds == ("lung",) and not result.rejected_masks
+    rotated = np.asarray(ImageOps.exif_transpose(_with_orientation(Image.fromarray(inside), 8)))
+    assert rotated.shape == (32, 24) and result.shape == (32, 24)
+    with worker_settings():
+        expected = to_cache_masks({"lung": rotated}, task)["lung"]
+    np.testing.assert_array_equal(result.masks["lung"], expected)
+
+
+def _with_orientation(image: Image.Image, orientation: int) -> Image.Image:
+    """``image`` reloaded with an EXIF orientation tag (what exif_transpose reads)."""
+    import io
+
+    exif = image.getexif()
+    exif[0x0112] = orientation
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", exif=exif)
+    return Image.open(io.BytesIO(buffer.getvalue()))
