@@ -67,7 +67,7 @@ def run(
     from pipeline.audit.config import AuditConfig
     from pipeline.audit.data import AuditData
     from pipeline.audit.landscape import landscape_settings, not_run
-    from pipeline.audit.landscape.measure import measure_model
+    from pipeline.audit.landscape.measure import measure_model, trained_sites
     from pipeline.audit.model_audit import audit_network
     from pipeline.compat import check_models_compat
     from pipeline.config import dump_config, load_config
@@ -94,7 +94,7 @@ def run(
         landscapes: dict[str, Any] = {}  # name -> ModelLandscape (cfg.landscape.enabled)
         overlays: list[dict[str, Any]] = []
         for entry in tqdm(entries, desc="audit", leave=False):
-            network, _, _ = entry.load()
+            network, _, meta = entry.load()
             # evaluate's threshold, from the same labelled val rows: one accuracy per checkpoint in both stages
             threshold = checkpoint_threshold(network=network, images=data.cache.images, manifest=data.manifest,
                                              batch_size=cfg.batch_size * 4)
@@ -104,7 +104,8 @@ def run(
             overlays += records
             if cfg.landscape.enabled:
                 landscapes[entry.name] = measure_model(network, manifest=data.manifest, cache=data.cache,
-                                                       cfg=cfg.landscape, batch_size=cfg.batch_size, seed=cfg.seed)
+                                                       cfg=cfg.landscape, batch_size=cfg.batch_size, seed=cfg.seed,
+                                                       trained_on=trained_sites(meta))
             del network  # one model in memory at a time
         n_split = len(data.frame)
         n_labelled = int(labelled_mask(data.frame).sum())

@@ -38,6 +38,18 @@ def test_sites_get_their_roles_and_sampled_rows(ingest_dir):
     assert set(data.manifest.iloc[val["north"].rows]["split"]) == {"val"} and val["north"].rows.size == 4
 
 
+def test_a_site_the_model_left_out_is_a_holdout_not_a_training_site(ingest_dir):
+    from pipeline.audit.landscape.measure import trained_sites
+
+    data = AuditData.open(ingest_dir, "test")
+    meta = {"training_domains": ["north"], "domain_columns": ["site"]}
+    plans = {p.site: p for p in site_plans(data.manifest, training_split="train", trained_on=trained_sites(meta))}
+    assert plans["east"].role == "holdout" and plans["east"].splits == ["train", "val"]
+    assert plans["east"].rows.size == 16 and plans["north"].role == "training"
+    # domains that are not sites say nothing about sites: every train/val site stays a training site
+    assert trained_sites({"training_domains": ["north|erect"], "domain_columns": ["site", "position"]}) is None
+
+
 def test_measure_model_fills_every_site_and_distance(run_dirs, ingest_dir):
     net, _, _ = load_model(run_dirs[0] / "model.pt")
     data = AuditData.open(ingest_dir, "test")

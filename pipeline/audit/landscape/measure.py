@@ -40,9 +40,19 @@ class SitePlan:
     rows: np.ndarray
 
 
-def site_plans(manifest: pd.DataFrame, *, training_split: str) -> list[SitePlan]:
-    """One plan per site, sorted: a site with train/val rows is a training site (its ``training_split`` rows);
-    any other site is held out (role ood_val or test: its rows of that split)."""
+def trained_sites(meta: dict) -> set[str] | None:
+    """The sites a model trained on, from its meta (``training_domains`` when its domains are sites), else None."""
+    domains = meta.get("training_domains")
+    if list(meta.get("domain_columns") or []) == ["site"] and isinstance(domains, list):
+        return {str(d) for d in domains}
+    return None
+
+
+def site_plans(manifest: pd.DataFrame, *, training_split: str,
+               trained_on: set[str] | None = None) -> list[SitePlan]:
+    """One plan per site, sorted: a site with train/val rows is a training site (its ``training_split`` rows)
+    unless ``trained_on`` leaves it out (role holdout, e.g. leave-one-domain-out: its train and val rows); any other
+    site is new (role ood_val or test: its rows of that split)."""
     from pipeline.shortcuts import labelled_mask
 
     splits = manifest["split"].astype(str).to_numpy()
@@ -51,8 +61,10 @@ def site_plans(manifest: pd.DataFrame, *, training_split: str) -> list[SitePlan]
     plans = []
     for site in sorted(set(sites)):
         present = set(splits[sites == site])
-        if present & {"train", "val"}:
+        if present & {"train", "val"} and (trained_on is None or site in trained_on):
             role, used = "training", [training_split]
+        elif present & {"train", "val"}:
+            role, used = "holdout", sorted(present & {"train", "val"})
         else:
             role = "ood_val" if "ood_val" in present else "test"
             used = [role]
@@ -140,8 +152,9 @@ def _summaries(samples: list[SiteSample], cfg: LandscapeConfig, seed: int) -> di
 
 
 def measure_model(network: nn.Module, *, manifest: pd.DataFrame, cache: ImageCache, cfg: LandscapeConfig,
-                  batch_size: int, seed: int) -> ModelLandscape:
-    """The landscape block of one network (eval mode: the deployed model) over every site of ``manifest``."""
+                  batch_size: int, seed: int, trained_on: set[str] | None = None) -> ModelLandscape:
+    """The landscape block of one network (eval mode: the deployed model) over every site of ``manifest``;
+    ``trained_on`` (trained_sites(meta)) tells a site the model left out from its training sites."""
     from pipeline.evaluate.inputs import image_batch
     from pipeline.shortcuts import label_values
 
@@ -155,7 +168,8 @@ def measure_model(network: nn.Module, *, manifest: pd.DataFrame, cache: ImageCac
                                                          "classifier head (pipeline/models)"})
     labels = label_values(manifest)
     samples, records = [], []
-    for i, plan in enumerate(site_plans(manifest, training_split=cfg.training_split)):
+    for i, plan in enumerate(site_plans(manifest, training_split=cfg.training_split,
+                                                trained_on=trained_on)):
         if plan.rows.size < cfg.min_images:
             records.append(_site_record(plan, None, {}, f"{plan.rows.size} labelled images in {plan.splits}, fewer "
                                         f"than landscape.min_images {cfg.min_images}"))

@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, field_validator
 LANDSCAPE_SCHEMA_VERSION = 1
 # the distances between sites, in the order the report draws them
 QUANTITIES: tuple[str, ...] = ("risk", "gradient_mean", "gradient_variance", "hessian_diagonal")
-Role = Literal["training", "ood_val", "test"]
+Role = Literal["training", "holdout", "ood_val", "test"]  # holdout: a train/val site the model left out
 
 
 class _Strict(BaseModel):
