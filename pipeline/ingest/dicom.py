@@ -180,6 +180,25 @@ def drop_unusable_optional(ds, notes: list[str]) -> None:
     if ("WindowCenter" in ds) != ("WindowWidth" in ds):
         _drop(ds, "WindowCenter" if "WindowCenter" in ds else "WindowWidth", notes, "no window (its partner is absent)")
     _usable_bits_stored(ds, notes)
+    _viewer_defaults(ds, notes)
+
+
+def _viewer_defaults(ds, notes: list[str]) -> None:
+    """Required image elements that are present but empty get the value a viewer assumes (pydicom cannot decode
+    without them), noted: SamplesPerPixel from the photometric interpretation, PhotometricInterpretation MONOCHROME2
+    for one sample (RGB for three), PixelRepresentation 0 (unsigned), PlanarConfiguration 0 (interleaved)."""
+    photometric = _text(_get(ds, "PhotometricInterpretation")).upper()
+    colour = photometric == "RGB" or photometric.startswith("YBR")
+    defaults = {
+        "SamplesPerPixel": 3 if colour else 1,
+        "PhotometricInterpretation": "RGB" if _get(ds, "SamplesPerPixel") == 3 else "MONOCHROME2",
+        "PixelRepresentation": 0,
+        "PlanarConfiguration": 0,
+    }
+    for keyword, default in defaults.items():
+        if keyword in ds and _get(ds, keyword) in (None, ""):
+            setattr(ds, keyword, default)
+            notes.append(f"{keyword} empty: {default} assumed")
 
 
 def _drop(ds, keyword: str, notes: list[str], instead: str = "treated as absent") -> None:

@@ -326,6 +326,23 @@ def test_empty_or_malformed_optional_tag_is_treated_as_absent_and_noted(tmp_path
     assert decoded.spacing_mm == reference.spacing_mm or np.isnan(reference.spacing_mm)
 
 
+@pytest.mark.parametrize(("keyword", "rgb", "default"), [
+    ("PixelRepresentation", False, 0), ("SamplesPerPixel", False, 1), ("PhotometricInterpretation", False, "MONOCHROME2"),
+    ("PlanarConfiguration", True, 0),
+])
+def test_empty_required_image_element_gets_the_value_a_viewer_assumes(tmp_path, keyword, rgb, default):
+    path = tmp_path / "empty.dcm"
+    write_cxr(path, seed=8, rgb=rgb, modality="OT")
+    ds = pydicom.dcmread(path)
+    setattr(ds, keyword, default)
+    ds.save_as(tmp_path / "reference.dcm")
+    ds.add_new(pydicom.datadict.tag_for_keyword(keyword), pydicom.datadict.dictionary_VR(keyword), None)
+    ds.save_as(path)
+    decoded = _decode(path)
+    assert f"{keyword} empty: {default} assumed" in decoded.notes
+    np.testing.assert_array_equal(decoded.pixels, _decode(tmp_path / "reference.dcm").pixels)
+
+
 def test_empty_rescale_slope_keeps_the_image_as_pydicom_shows_it(tmp_path):
     """The issue's repro (empty RescaleSlope, intercept "0"): kept, equal to the stored values as pydicom decodes them."""
     path = tmp_path / "slope.dcm"
