@@ -121,3 +121,15 @@ def test_config_refuses_a_bad_landscape_value(tmp_path):
     path.write_text("landscape:\n  enabled: true\n  images_per_site: 1\n")
     with pytest.raises(ConfigError, match="images_per_site"):
         load_config(AuditConfig, path)
+
+
+def test_bench_audit_landscape_reports_its_parts_per_model():
+    from pipeline.benchmarks.audit import landscape
+
+    result = landscape(quick=True, n_sites=3)
+    assert result["n_sites"] == 3 and result["config"]["trace_probes"] == 2
+    parts = ("seconds_per_site_without_trace", "seconds_per_site_trace", "seconds_bootstrap")
+    assert all(result[k] >= 0 for k in parts)
+    # per model = sites x (site + trace) + bootstrap, as the docstring says
+    expected = 3 * (result["seconds_per_site_without_trace"] + result["seconds_per_site_trace"])
+    assert result["seconds_per_model"] == pytest.approx(expected + result["seconds_bootstrap"])
