@@ -274,22 +274,3 @@ def test_ingest_domain_columns_tuple_and_bad_size_rejected(tmp_path, capsys):
     assert manifest.loc["a", "site_source"] == "config:site_constant"
     assert main(["ingest", str(source), "--out", str(tmp_path / "o2"), "--size", "3"]) == 2
     assert "--size must be between 8 and 4096" in capsys.readouterr().err
-
-
-def test_ingest_restores_the_garbage_collector_state_it_found(tmp_path):
-    """Ingest hides older objects from the collector while it runs (gc.freeze), and leaves a caller's freeze alone."""
-    import gc
-
-    source = tmp_path / "src"
-    write_cxr(source / "a.dcm", seed=1)
-    config = IngestConfig(label_default=0, site_constant="clinic")
-    assert gc.get_freeze_count() == 0
-    run(source=source, out=tmp_path / "out", config=config, size=16, progress=False)
-    assert gc.get_freeze_count() == 0
-    gc.freeze()
-    try:
-        frozen = gc.get_freeze_count()
-        run(source=source, out=tmp_path / "out2", config=config, size=16, progress=False)
-        assert 0 < gc.get_freeze_count() <= frozen  # not unfrozen, nothing frozen on top (frozen objects can die)
-    finally:
-        gc.unfreeze()
