@@ -30,6 +30,7 @@ class LandscapeSection:
     figure: dict[str, str] | None = None
     summary: Table | None = None
     sites: Table | None = None
+    matrices: Table | None = None
 
 
 def read_landscape(audit: dict[str, Any] | None) -> LandscapeAudit | str:
@@ -163,6 +164,20 @@ def sites_table(models: dict[str, ModelLandscape]) -> Table:
     return table
 
 
+def matrices_table(models: dict[str, ModelLandscape]) -> Table:
+    """Every pairwise distance: one row per model x quantity x site, one column per site (collapsed)."""
+    sites = sorted({x for b in models.values() for m in b.distances.values() for x in m.sites})
+    table = Table(["Model", "Quantity", "Site", *sites], caption="Distance matrices (site x site)",
+                  numeric=[False, False, False] + [True] * len(sites), collapsed=True)
+    for name, block in models.items():
+        for q, matrix in block.distances.items():
+            for a, row in zip(matrix.sites, matrix.values, strict=True):
+                values = dict(zip(matrix.sites, row, strict=True))
+                table.add([name, LABELS[q], a, *[num_cell(values.get(b), reason="site not measured")
+                                                 for b in sites]])
+    return table
+
+
 def _panel(models: dict[str, ModelLandscape], quantity: str) -> dict[str, Any]:
     names = list(models)
     series, intervals = {}, {}
@@ -214,4 +229,5 @@ def build_landscape(audit: dict[str, Any] | None, out: Path) -> LandscapeSection
     line = comparison_line(models)
     lines += [line] if line else []
     return LandscapeSection(available=True, lines=lines, figure=landscape_figure(models, out),
-                            summary=summary_table(models), sites=sites_table(models))
+                            summary=summary_table(models), sites=sites_table(models),
+                            matrices=matrices_table(models))

@@ -88,6 +88,7 @@ def test_report_renders_the_section_with_figure_and_tables(tmp_path):
     assert (result.out / "fig_landscape.png").read_bytes()[:4] == b"\x89PNG"
     assert "fishr: the head-gradient variances" in html and "erm: the head-gradient variances" in html
     assert "gradient variance ||V_a - V_b||" in html and "to harbour" in html
+    assert "Distance matrices (site x site) (24 rows)" in html  # 2 models x 4 quantities x 3 sites
 
 
 @pytest.mark.parametrize(("landscape", "reason"), [
