@@ -84,6 +84,7 @@ def run(quick: bool = False, backbone: str = "resnet10t", threads: int = 2) -> d
         results["ig_over_steps_x_forward_backward"][f"{size}px"] = _ig_vs_passes(net, x, target, cfg,
                                                                                  2 if quick else 3)
     results["target"] = "ratio <= 1.2 at 224 px (IG costs its n_steps gradient passes of the images' own batch)"
+    results["landscape"] = landscape(quick=quick)  # the landscape part's seconds per model (docs/audit.md)
     return results
 
 
