@@ -1,6 +1,6 @@
-"""Backbones: any timm model name -> featurizer (``num_classes=0``) + ``nn.Linear`` head, one input channel.
+"""Backbones: any timm model name or a torchxrayvision model (``xrv:<name>``) -> featurizer + ``nn.Linear`` head.
 
-``pretrained`` is only ever a local checkpoint path: nothing is downloaded.
+``pretrained``: a local file, a cached ``hf-hub:`` id or ``xrv-cache``: nothing is downloaded.
 """
 
 from pipeline.models.network import (

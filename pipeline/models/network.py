@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import pickle
 from pathlib import Path
 from typing import Any, Literal
 
@@ -12,19 +11,24 @@ from torch import nn
 
 from pipeline.config import StrictModel
 from pipeline.errors import ConfigError, DataError
+from pipeline.models.weights import create_with_weights
+from pipeline.models.xrv import XRV_CACHE, XRV_PREFIX, create_xrv_featurizer
 
 MODEL_FILE_FORMAT = 1
 
 
 class ModelConfig(StrictModel):
-    """The network: backbone name (any timm model), its normalisation, head size, optional local checkpoint."""
+    """The network: backbone (any timm model name, or ``xrv:<torchxrayvision weights>``), its normalisation,
+    head size, optional offline pretrained weights."""
 
     backbone: str = "resnet10t"
     norm_layer: Literal["default", "batch", "group"] = "default"
     num_classes: int = 2
     in_chans: int = 1
     drop_rate: float = 0.0
-    pretrained: str | None = None  # a local checkpoint path (timm state dict); never a hub name
+    # A local weight file (safetensors/torch), an `hf-hub:org/name` id in the local Hugging Face cache, or for
+    # `xrv:` backbones `xrv-cache` (torchxrayvision's cache folder); None trains from scratch. Never downloaded.
+    pretrained: str | None = None
 
 
 def group_norm(num_channels: int, eps: float = 1e-5, affine: bool = True, **_: Any) -> nn.GroupNorm:
@@ -46,31 +50,42 @@ class Classifier(nn.Module):
 
 
 def _create_featurizer(cfg: ModelConfig) -> nn.Module:
+    if cfg.backbone.startswith(XRV_PREFIX):
+        featurizer: nn.Module = create_xrv_featurizer(backbone=cfg.backbone, pretrained=cfg.pretrained,
+                                                      in_chans=cfg.in_chans, norm_layer=cfg.norm_layer,
+                                                      drop_rate=cfg.drop_rate)
+    else:
+        featurizer = _create_timm_featurizer(cfg)
+    _disable_inplace(featurizer)
+    return featurizer
+
+
+def _create_timm_featurizer(cfg: ModelConfig) -> nn.Module:
     import timm
 
     if not timm.is_model(cfg.backbone):
         raise ConfigError(
-            f"model: backbone must be a timm model name, got {cfg.backbone!r}. "
+            f"model: backbone must be a timm model name or 'xrv:<torchxrayvision weights>', got {cfg.backbone!r}. "
             f"Similar names: {_similar_models(cfg.backbone)}. "
             "`python -c 'import timm; print(timm.list_models())'` lists them all."
         )
-    kwargs: dict[str, Any] = {"num_classes": 0, "in_chans": cfg.in_chans, "pretrained": False,
-                              "drop_rate": cfg.drop_rate}
+    if cfg.pretrained == XRV_CACHE:
+        raise ConfigError(f"model: pretrained {XRV_CACHE!r} is for 'xrv:' backbones, got backbone "
+                          f"{cfg.backbone!r}. Use a local weight file or an `hf-hub:org/name` id.")
+    kwargs: dict[str, Any] = {"num_classes": 0, "in_chans": cfg.in_chans, "drop_rate": cfg.drop_rate}
     if cfg.norm_layer == "batch":
         kwargs["norm_layer"] = nn.BatchNorm2d
     elif cfg.norm_layer == "group":
         kwargs["norm_layer"] = group_norm
     try:
-        featurizer = timm.create_model(cfg.backbone, **kwargs)
+        if cfg.pretrained:
+            return create_with_weights(cfg.backbone, cfg.pretrained, kwargs)
+        return timm.create_model(cfg.backbone, **kwargs)
     except TypeError as exc:
         raise ConfigError(
             f"model: norm_layer must be one that {cfg.backbone!r} accepts, got {cfg.norm_layer!r} ({exc}). "
             "Use norm_layer: default for this backbone."
         ) from exc
-    _disable_inplace(featurizer)
-    if cfg.pretrained:
-        _load_local_weights(featurizer, cfg.pretrained, cfg.in_chans)
-    return featurizer
 
 
 def _similar_models(name: str) -> list[str]:
@@ -89,38 +104,6 @@ def _disable_inplace(module: nn.Module) -> None:
     for m in module.modules():
         if getattr(m, "inplace", False) is True:
             m.inplace = False
-
-
-def _load_local_weights(featurizer: nn.Module, checkpoint: str, in_chans: int) -> None:
-    """Load a timm/torchvision-style state dict from a local file: a ``module.``/``state_dict`` wrapper is
-    unwrapped, the classifier is dropped, and a 3-channel first convolution is adapted to ``in_chans``."""
-    path = Path(checkpoint)
-    if not path.is_file():
-        raise ConfigError(f"model: pretrained must be a local checkpoint file, got {checkpoint!r} (not found). "
-                          "Download the weights once and point `pretrained` at the file; nothing is fetched.")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, ValueError, EOFError, pickle.UnpicklingError) as exc:
-        raise ConfigError(f"model: pretrained must be a torch checkpoint, got {checkpoint!r} ({exc}).") from exc
-    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
-        state = state["state_dict"]
-    if not isinstance(state, dict):
-        raise ConfigError(f"model: pretrained must hold a state dict, got {type(state).__name__} ({checkpoint!r}).")
-    state = {k.removeprefix("module."): v for k, v in state.items() if isinstance(v, torch.Tensor)}
-    first_conv = getattr(featurizer, "pretrained_cfg", {}).get("first_conv")
-    own = featurizer.state_dict()
-    if first_conv and f"{first_conv}.weight" in state:
-        from timm.models import adapt_input_conv
-
-        key = f"{first_conv}.weight"
-        if key in own and state[key].shape[1] != own[key].shape[1]:
-            state[key] = adapt_input_conv(in_chans, state[key])
-    usable = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
-    if len(usable) < len(own) / 2:
-        raise ConfigError(f"model: pretrained checkpoint {checkpoint!r} must match the backbone, got only "
-                          f"{len(usable)} of its {len(own)} tensors with a matching name and shape. "
-                          "Is it a checkpoint of this backbone?")
-    featurizer.load_state_dict(usable, strict=False)
 
 
 def build_network(cfg: ModelConfig) -> Classifier:

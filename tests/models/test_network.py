@@ -69,7 +69,7 @@ def test_build_network_pretrained_missing_path_raises_config_error(tmp_path):
 def test_build_network_pretrained_other_architecture_raises_config_error(tmp_path):
     path = tmp_path / "convnext.pth"
     torch.save(build_network(ModelConfig(backbone="convnext_atto")).featurizer.state_dict(), path)
-    with pytest.raises(ConfigError, match="must match the backbone"):
+    with pytest.raises(ConfigError, match="must be a checkpoint of backbone"):
         build_network(ModelConfig(backbone="resnet10t", pretrained=str(path)))
 
 
