@@ -44,23 +44,32 @@ def prepare_network(network: nn.Module) -> nn.Module:
 
 
 def last_stage(network: nn.Module, image_size: int) -> nn.Module:
-    """The featurizer's last top-level child whose output is a feature map (B, C, h, w) (timm: ``layer4`` of a
-    ResNet, ``stages`` of a ConvNeXt)."""
+    """The featurizer's last stage with a spatial output (B, C, h, w): the last of timm's ``feature_info``
+    modules (``layer4`` of a ResNet, ``stages.3`` of a ConvNeXt, ``body`` of a torchxrayvision DenseNet) whose
+    output is 4-D; without ``feature_info``, the last top-level child with a 4-D output."""
     root = getattr(network, "featurizer", network)
+    info = getattr(root, "feature_info", None)
+    names = [entry["module"] for entry in info] if isinstance(info, list) and info else \
+        [name for name, _ in root.named_children()]
+    candidates = {name: root.get_submodule(name) for name in names}
     outputs: dict[str, tuple[int, ...]] = {}
-    hooks = [child.register_forward_hook(lambda m, i, o, n=name: outputs.__setitem__(n, tuple(o.shape))
-                                         if torch.is_tensor(o) else None)
-             for name, child in root.named_children()]
+    hooks = [module.register_forward_hook(lambda m, i, o, n=name: outputs.__setitem__(n, tuple(o.shape))
+                                          if torch.is_tensor(o) else None)
+             for name, module in candidates.items()]
+    training = network.training
+    network.eval()  # one probe image: no BatchNorm batch statistics, and running statistics left untouched
     try:
         with torch.no_grad():
             network(torch.zeros(1, 1, image_size, image_size))
     finally:
+        network.train(training)
         for hook in hooks:
             hook.remove()
-    spatial = [name for name, _ in root.named_children() if len(outputs.get(name, ())) == 4]
+    spatial = [name for name in names if len(outputs.get(name, ())) == 4]
     if not spatial:
-        raise ConfigError("audit: grad_cam needs a featurizer child with a 4-D output, got none; set grad_cam_layer.")
-    return getattr(root, spatial[-1])
+        raise ConfigError(f"audit: grad_cam needs a featurizer stage with a 4-D output, got none among {names}; "
+                          "set grad_cam_layer to a convolutional module's dotted name.")
+    return candidates[spatial[-1]]
 
 
 def resolve_layer(network: nn.Module, dotted: str | None, image_size: int) -> nn.Module:
@@ -77,14 +86,27 @@ def _to_numpy(attr: torch.Tensor) -> np.ndarray:
     return attr.detach().sum(dim=1).double().numpy()  # channel sum: one map per image
 
 
+def ig_chunk_size(cfg: AuditConfig, *, n_images: int, device: torch.device) -> int:
+    """Scaled inputs per forward+backward pass in Integrated Gradients (a multiple of ``n_images``).
+
+    On a CPU one step of the images' own batch per pass: a bigger chunk is slower per image there (at 224 px a
+    fixed 64 cost 1.77 x n_steps passes of the batch, README "Benchmarks"), so IG costs n_steps passes of the
+    batch. On a GPU as many whole steps per pass as ``internal_batch_size`` (the memory bound) allows: bigger
+    batches fill the device.
+    """
+    n_images = max(n_images, 1)
+    steps_per_pass = 1 if device.type == "cpu" else max(1, cfg.internal_batch_size // n_images)
+    return min(steps_per_pass, cfg.ig_steps) * n_images
+
+
 @register_method("integrated_gradients")
 def integrated_gradients(network: nn.Module, x: torch.Tensor, target: torch.Tensor, cfg: AuditConfig) -> np.ndarray:
     from captum.attr import IntegratedGradients
 
-    # internal_batch_size bounds memory: n_steps x batch inputs go through in chunks (captum#245, #538)
+    # chunks bound memory: n_steps x batch inputs go through in chunks (captum#245, #538)
     attr = IntegratedGradients(network).attribute(
         x, baselines=torch.zeros_like(x), target=target, n_steps=cfg.ig_steps,
-        internal_batch_size=max(cfg.internal_batch_size, 1),
+        internal_batch_size=ig_chunk_size(cfg, n_images=x.shape[0], device=x.device),
     )
     return _to_numpy(attr)
 
