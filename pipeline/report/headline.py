@@ -51,9 +51,40 @@ def val_at_step(entry: dict[str, Any]) -> Any:
 
 
 def is_constant(entry: dict[str, Any]) -> bool:
-    """evaluate's ``constant_predictor`` flag; where it is absent, from the overall confusion matrix."""
+    """evaluate's ``constant_predictor`` flag or the train stage's (``selection.constant_predictor``); where both
+    are absent, from the overall confusion matrix."""
+    if (entry.get("selection") or {}).get("constant_predictor") is True:
+        return True
     flag = entry.get("constant_predictor")
     return flag if isinstance(flag, bool) else bool(constant_predictor(entry.get("overall")))
+
+
+def no_checkpoint(name: str, entry: dict[str, Any]) -> str | None:
+    """"<run>: <reason>" when the run's selection found no checkpoint (``selection.selected`` false), else None."""
+    selection = entry.get("selection") if isinstance(entry.get("selection"), dict) else {}
+    if selection.get("selected") is not False:
+        return None
+    return f"{name}: {selection.get('reason') or 'no checkpoint selected'}"
+
+
+def group_sizes(entry: dict[str, Any]) -> dict[str, Any]:
+    """``n_conflict``, ``n_aligned`` (over the test sites; None where evaluate recorded none) and the
+    ``conflict_attribute`` they were split by (None when unstated)."""
+    mean_site, blocks = entry.get("mean_site") or {}, [
+        b for b in (entry.get("per_site") or {}).values() if isinstance(b, dict)]
+    sizes: dict[str, Any] = {}
+    for key in ("n_conflict", "n_aligned"):
+        values = [b.get(key) for b in blocks]
+        summed = int(sum(values)) if values and all(is_number(v) for v in values) else None
+        sizes[key] = int(mean_site[key]) if is_number(mean_site.get(key)) else summed
+    attributes = {str(b["conflict_attribute"]) for b in [mean_site, *blocks] if b.get("conflict_attribute")}
+    sizes["conflict_attribute"] = ", ".join(sorted(attributes)) or None
+    return sizes
+
+
+def _smallest(values: list[Any]) -> int | None:
+    """The smallest group size over seeds (None when any run did not record it: never invented)."""
+    return int(min(values)) if values and all(is_number(v) for v in values) else None
 
 
 def site_majority(entry: dict[str, Any]) -> float | None:
@@ -79,10 +110,24 @@ def _reasons(entry: dict[str, Any], audited: dict[str, Any] | None, audit: dict[
               ((((audited.get("methods") or {}).get(IG) or {}).get("overall")) or {})]
     for field, key in AUDIT_KEYS.items():
         found = [reason_of(b, key) or reason_of(b, field) for b in blocks] + [skipped.get(key), skipped.get(field)]
+        if field.startswith("region_ablation"):  # audit names these "region_ablation_share.lungs" / ".<kinds>"
+            found += [skipped.get(f"region_ablation_share.{key}"), reason_of(audited, "region_ablation_abs_share"),
+                      reason_of(audited, "region_ablation_share"), skipped.get("region_ablation_share")]
+        if field.startswith("ig_") and IG not in (audited.get("methods") or {}):
+            found.insert(0, "method not run (audit.methods)")
         reasons[field] = next((r for r in found if r), None)
     if (audit or {}).get("shortcut_masks") is False:
         reasons["region_ablation_shortcuts"] = "no shortcut mask in the cache"
     return {k: v for k, v in reasons.items() if v}
+
+
+def _audit_sizes(audited: dict[str, Any] | None) -> tuple[Any, Any]:
+    """(counterfactual pairs, images region ablation averaged over) of one audited model; None where unrecorded."""
+    audited = audited or {}
+    interventions = (audited.get("interventions") or {}).get("overall") or {}
+    ablation = ((audited.get("region_ablation_abs_share") or audited.get("region_ablation_share") or {})
+                .get("overall") or {})
+    return interventions.get("n_counterfactual"), ablation.get("n")
 
 
 def _model_numbers(entry: dict[str, Any], audited: dict[str, Any] | None,
@@ -128,6 +173,8 @@ def headline(metrics: dict[str, Any] | None, audit: dict[str, Any] | None) -> di
         # The audit ran on model.pt only: an ``<run>@<rule>`` checkpoint has no audit numbers of its own.
         masks = (audit or {}).get("shortcut_masks") is not False
         numbers = [_model_numbers(e, audited.get(n), masks) for n, e in members]
+        sizes = [group_sizes(e) for _, e in members]
+        counted = [_audit_sizes(audited.get(n)) for n, _ in members]
         reasons: dict[str, str] = {}
         for n, e in members:
             for field, why in _reasons(e, audited.get(n), audit).items():
@@ -138,6 +185,12 @@ def headline(metrics: dict[str, Any] | None, audit: dict[str, Any] | None) -> di
             "seeds": sorted({e.get("seed") for _, e in members if e.get("seed") is not None}),
             "models": [n for n, _ in members],
             "constant_predictor": [n for n, e in members if is_constant(e)],
+            "no_checkpoint": [t for t in (no_checkpoint(n, e) for n, e in members) if t],
+            "n_conflict": _smallest([z["n_conflict"] for z in sizes]),
+            "n_aligned": _smallest([z["n_aligned"] for z in sizes]),
+            "conflict_attribute": next((z["conflict_attribute"] for z in sizes if z["conflict_attribute"]), None),
+            "n_counterfactual": _smallest([c[0] for c in counted]) if any(c[0] is not None for c in counted) else None,
+            "n_ablation": _smallest([c[1] for c in counted]) if any(c[1] is not None for c in counted) else None,
             "not_measured": reasons,
             "thresholds": [e.get("threshold") if is_number(e.get("threshold")) else None for _, e in members],
             "threshold_source": next((str(e["threshold_source"]) for _, e in members if e.get("threshold_source")),

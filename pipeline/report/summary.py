@@ -8,7 +8,7 @@ from typing import Any
 from pipeline.report.baselines import threshold_text
 from pipeline.report.evaluation import rule_label
 from pipeline.report.headline import headline
-from pipeline.report.tables import Cell, Table, cell, is_number, mean_std_text, not_measured
+from pipeline.report.tables import Cell, Table, cell, is_number, mark_estimated, mean_std_text, not_measured
 from pipeline.report.verdict import (  # noqa: F401  (re-exported: summary.verdict is the documented entry)
     CONFLICT_GAP,
     FLIP_RATE,
@@ -62,20 +62,31 @@ def sentence(algorithm: str, numbers: dict[str, Any], metrics: dict[str, Any],
     seeds = numbers.get("seeds") or []
     judged, css = verdict(numbers, _aligned(metrics, numbers.get("models") or []),
                           lung_masks=(audit or {}).get("lung_masks"), reasons=numbers.get("not_measured") or {})
-    parts = [f"Selected by {rule_label(numbers.get('selection_rule'))}, {len(seeds)} seed{'s' if len(seeds) != 1 else ''}"]
+    rule = rule_label(numbers.get("selection_rule"))
+    picked = f"No checkpoint selected by {rule}" if numbers.get("no_checkpoint") else f"Selected by {rule}"
+    parts = [f"{picked}, {len(seeds)} seed{'s' if len(seeds) != 1 else ''}"]
     if is_number(_m(numbers.get("training_site_accuracy"))):
         parts.append(f"{_pct(numbers['training_site_accuracy'])} on the training hospitals' validation images")
     parts.append(_accuracy_part(numbers, len(metrics.get("sites") or [])))
     if is_number(_m(numbers.get("conflict_accuracy"))):
-        parts.append(f"{_pct(numbers['conflict_accuracy'])} on its images whose position contradicts the label")
+        attribute = numbers.get("conflict_attribute") or "shortcut attribute"
+        n = numbers.get("n_conflict")
+        count = f"{int(n)} " if is_number(n) else ""
+        parts.append(f"{_pct(numbers['conflict_accuracy'])} on its {count}images whose {attribute} contradicts the "
+                     "label" + (f" (vs {int(numbers['n_aligned'])} aligned)" if is_number(numbers.get("n_aligned"))
+                                else ""))
     if is_number(_m(numbers.get("counterfactual_flip_rate"))):
         parts.append(f"changing only the position flips {_pct(numbers['counterfactual_flip_rate'])} of predictions")
     lungs, shortcuts = numbers.get("region_ablation_lungs") or {}, numbers.get("region_ablation_shortcuts") or {}
     if is_number(_m(lungs)):
-        why = (numbers.get("not_measured") or {}).get("region_ablation_shortcuts")
-        on_shortcuts = _pct(shortcuts) if is_number(_m(shortcuts)) else not_measured(why)
-        parts.append(f"region ablation puts {_pct(lungs)} of its decision on the lungs and {on_shortcuts} on "
-                     "shortcut regions")
+        estimated = " (estimated: lung masks ESTIMATED)" if lungs_estimated(audit) else ""
+        text = f"region ablation puts {_pct(lungs)}{estimated} of its decision on the lungs"
+        if is_number(_m(shortcuts)):
+            text += f" and {_pct(shortcuts)} on shortcut regions"
+        else:
+            why = (numbers.get("not_measured") or {}).get("region_ablation_shortcuts")
+            text += f"; its share on shortcut regions is {not_measured(why)}"
+        parts.append(text)
     parts = [p for p in parts if p]
     text = parts[0] + ": " + "; ".join(parts[1:]) + "." if len(parts) > 1 else parts[0] + "."
     return judged, text, css
@@ -86,15 +97,27 @@ HEADLINE_FIELDS = ("training_site_accuracy", "test_site_accuracy", "test_site_ma
                    "region_ablation_shortcuts", "ig_lung_mass_fraction")
 
 
-def _spread_cell(block: dict[str, Any], field: str, css: str, percent: bool = True) -> Cell:
+def lungs_estimated(audit: dict[str, Any] | None) -> bool:
+    """Whether any lung number of this audit rests on estimated lung masks."""
+    from pipeline.report.verdict import lung_mask_status
+
+    return lung_mask_status((audit or {}).get("lung_masks"))[0] == "estimated"
+
+
+LUNG_FIELDS = ("region_ablation_lungs", "ig_lung_mass_fraction")
+
+
+def _spread_cell(block: dict[str, Any], field: str, css: str, percent: bool = True,
+                 estimated: bool = False) -> Cell:
     b = block.get(field) or {}
     reason = (block.get("not_measured") or {}).get(field)
-    return Cell(mean_std_text(b.get("mean"), b.get("std"), percent=percent, reason=reason),
-                b.get("mean") if is_number(b.get("mean")) else None,
-                css if is_number(b.get("mean")) else f"{css or 'muted'} nm")
+    mean = float(b["mean"]) if is_number(b.get("mean")) else None
+    shown = Cell(mean_std_text(b.get("mean"), b.get("std"), percent=percent, reason=reason), mean,
+                 css if mean is not None else f"{css or 'muted'} nm")
+    return mark_estimated(shown, estimated and field in LUNG_FIELDS)
 
 
-def headline_table(lines: dict[str, dict[str, Any]]) -> Table:
+def headline_table(lines: dict[str, dict[str, Any]], *, estimated: bool = False) -> Table:
     table = Table(["algorithm", "selection rule", "seeds", "training sites (val)", "test site",
                    "always-majority (test)", "test AUROC", "conflicting images", "flip rate", "lung share",
                    "shortcut share", "IG lung mass"],
@@ -107,12 +130,14 @@ def headline_table(lines: dict[str, dict[str, Any]]) -> Table:
             table.add([Cell(name, algorithm, "flag" if block.get("constant_predictor") else css),
                        Cell(rule_label(rule, short=True), rule, css, rule_label(rule)),
                        cell(", ".join(str(s) for s in block["seeds"]) or None, reason="no seed recorded"),
-                       *[_spread_cell(block, f, css, percent=f != "test_site_auroc") for f in HEADLINE_FIELDS]])
+                       *[_spread_cell(block, f, css, percent=f != "test_site_auroc", estimated=estimated)
+                         for f in HEADLINE_FIELDS]])
     table.note = ("Training sites: pooled validation accuracy of the training hospitals at the selected checkpoint. "
                   "Test site: evaluate's thresholded accuracy; always-majority: the accuracy of always predicting "
                   "the test hospital's majority class (a model at or below it shows no skill). Conflicting: test "
                   "images whose position contradicts the label. Flip rate: counterfactual position swaps. "
-                  "Lung/shortcut share: region ablation.")
+                  "Lung/shortcut share: region ablation." + (" (estimated): rests on ESTIMATED lung masks." if estimated
+                                                             else ""))
     return table
 
 
@@ -144,5 +169,5 @@ def build_summary(metrics: dict[str, Any] | None, audit: dict[str, Any] | None) 
     if lines and any("oracle" in e["by_rule"] for e in lines.values()):
         notes.append("Rows selected by the oracle rule peek at the test hospital: an upper bound, never a result.")
     notes.extend(oracle_notes(lines))
-    return {"question": QUESTION, "answers": answers, "headline": headline_table(lines) if lines else None,
+    return {"question": QUESTION, "answers": answers, "headline": headline_table(lines, estimated=lungs_estimated(audit)) if lines else None,
             "notes": notes, "numbers": lines}

@@ -66,6 +66,17 @@ class Table:
         return not self.rows
 
 
+ESTIMATED = "estimated"
+
+
+def mark_estimated(c: Cell, estimated: bool, what: str = ESTIMATED) -> Cell:
+    """``c`` with " (estimated)" after a measured number when it rests on estimated lung masks; a "not measured"
+    cell (no sort key) is returned unchanged."""
+    if not estimated or c.sort is None or not isinstance(c.sort, float):
+        return c
+    return Cell(f"{c.text} ({what})", c.sort, c.css, c.title)
+
+
 def is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(float(value))
 

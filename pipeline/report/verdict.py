@@ -19,6 +19,9 @@ SHORTCUT_OVER_LUNGS = 1.0  # region ablation: shortcut regions' share above this
 # (shortcut regions and the rest of the image) counts against lung reliance.
 LUNG_SHARE = 0.5
 LEARNT = 0.6               # below this training-site validation accuracy the model has not learnt the task
+# A measurement is evidence only with at least this many images in each compared group (conflicting and aligned
+# images, counterfactual pairs, ablated images): one image's 0% or 100% says nothing about a model.
+MIN_GROUP_N = 10
 
 
 def _m(block: Any) -> Any:
@@ -51,17 +54,44 @@ def lung_mask_status(value: Any) -> tuple[str, str]:
     return "unknown", "lung masks: not recorded"
 
 
+def _n(value: Any) -> int | None:
+    return int(value) if is_number(value) else None
+
+
+def too_few(counts: dict[str, Any]) -> str | None:
+    """"too few images (n=1 aligned; at least MIN_GROUP_N per group)" when a group is below MIN_GROUP_N or its
+    size was not recorded; None when every group is large enough. ``counts``: group name -> n (None = unknown)."""
+    known = {k: _n(v) for k, v in counts.items()}
+    if any(v is None for v in known.values()):
+        missing = ", ".join(k for k, v in known.items() if v is None)
+        return f"group size not recorded ({missing}), so it is not evidence"
+    small = {k: v for k, v in known.items() if v is not None and v < MIN_GROUP_N}
+    if not small:
+        return None
+    sizes = ", ".join(f"n={v} {k}" for k, v in small.items())
+    return f"too few images ({sizes}; at least {MIN_GROUP_N} per group needed)"
+
+
 def _conflict(numbers: dict[str, Any], aligned: Any, reasons: dict[str, str]) -> tuple[str | None, str | None, bool]:
-    """(evidence text, missing text, shortcut?) for the conflicting-vs-aligned accuracy gap."""
+    """(evidence text, missing text, shortcut?) for the conflicting-vs-aligned accuracy gap; a group below
+    MIN_GROUP_N images (or of unrecorded size) makes it "not measured (too few images ...)"."""
+    attribute = numbers.get("conflict_attribute")
     conflict = _m(numbers.get("conflict_accuracy"))
     if not is_number(conflict):
-        why = reasons.get("conflict_accuracy") or "no accuracy on images whose position contradicts the label"
+        why = reasons.get("conflict_accuracy") or \
+            f"no accuracy on images whose {attribute or 'shortcut attribute'} contradicts the label"
         return None, f"conflict gap ({why})", False
     if not is_number(aligned):
         why = reasons.get("aligned_accuracy") or "no accuracy on aligned images to compare with"
         return None, f"conflict gap ({why})", False
+    n_conflict, n_aligned = numbers.get("n_conflict"), numbers.get("n_aligned")
+    small = too_few({"conflicting": n_conflict, "aligned": n_aligned})
+    if small:
+        shown = f"conflicting {_pct(conflict)} vs aligned {_pct(aligned)}"
+        return None, f"conflict gap ({small}: {shown})", False
     gap = aligned - conflict
-    text = f"conflicting images {_pct(conflict)} vs aligned {_pct(aligned)} (gap {100 * gap:.0f} points)"
+    text = (f"{attribute + '-' if attribute else ''}conflicting images {_pct(conflict)} (n={_n(n_conflict)}) vs aligned {_pct(aligned)} "
+            f"(n={_n(n_aligned)}) (gap {100 * gap:.0f} points)")
     return text, None, gap >= CONFLICT_GAP
 
 
@@ -70,7 +100,11 @@ def _flips(numbers: dict[str, Any], reasons: dict[str, str]) -> tuple[str | None
     if not is_number(rate):
         why = reasons.get("counterfactual_flip_rate") or "no counterfactual images were audited"
         return None, f"counterfactual flip rate ({why})", False
-    return f"a position swap flips {_pct(rate)} of predictions", None, rate >= FLIP_RATE
+    pairs = numbers.get("n_counterfactual")
+    if pairs is not None and (small := too_few({"pairs": pairs})):
+        return None, f"counterfactual flip rate ({small}: {_pct(rate)})", False
+    n = f" (n={_n(pairs)} pairs)" if _n(pairs) is not None else ""
+    return f"a position swap flips {_pct(rate)} of predictions{n}", None, rate >= FLIP_RATE
 
 
 def _ablation(numbers: dict[str, Any], lung_masks: Any, reasons: dict[str, str]
@@ -81,7 +115,11 @@ def _ablation(numbers: dict[str, Any], lung_masks: Any, reasons: dict[str, str]
     if not is_number(lungs):
         why = reasons.get("region_ablation_lungs") or (phrase if status == "absent" else "no region ablation")
         return None, f"region ablation of the lungs ({why})", False, None
-    text = f"region ablation puts {_pct(lungs)} of the decision inside the lungs"
+    n = numbers.get("n_ablation")
+    if n is not None and (small := too_few({"images": n})):
+        return None, f"region ablation of the lungs ({small})", False, None
+    estimated = " (estimated)" if status == "estimated" else ""
+    text = f"region ablation puts {_pct(lungs)}{estimated} of the decision inside the lungs"
     shortcut = False
     if is_number(shortcuts):
         text += f" and {_pct(shortcuts)} on shortcut regions"
@@ -102,6 +140,9 @@ def verdict(numbers: dict[str, Any], aligned: Any, *, lung_masks: Any = None,
     if numbers.get("constant_predictor"):
         runs = ", ".join(numbers["constant_predictor"])
         return f"is a constant predictor ({runs}: every prediction one class), so it reads nothing in the image", "bad"
+    if numbers.get("no_checkpoint"):
+        runs = "; ".join(numbers["no_checkpoint"])
+        return f"has no checkpoint selected ({runs}), so there is no model to judge", "bad"
     trained = _m(numbers.get("training_site_accuracy"))
     if is_number(trained) and trained < LEARNT:
         return (f"has not learnt the task ({_pct(trained)} on the training hospitals' validation images, below "
@@ -113,7 +154,11 @@ def verdict(numbers: dict[str, Any], aligned: Any, *, lung_masks: Any = None,
     missing = [m for _, m, _ in checks if m]
     shortcut = [e for e, _, s in checks if s and e]
     if shortcut:
-        return f"relies on shortcuts rather than the lungs (evidence: {'; '.join(shortcut)})", "bad"
+        evidence_text = f"evidence: {'; '.join(shortcut)}"
+        if ablation[3] is not None:  # a lung claim needs a lung measurement
+            return f"relies on shortcuts rather than the lungs ({evidence_text})", "bad"
+        why = str(ablation[1]).removeprefix("region ablation of the lungs (").removesuffix(")")
+        return f"relies on shortcuts ({evidence_text}); lung reliance not measured ({why})", "bad"
     if not evidence:
         return f"cannot be judged: nothing behavioural was measured (missing: {'; '.join(missing)})", ""
     based = f"measured: {'; '.join(evidence)}" + (f"; not measured: {'; '.join(missing)}" if missing else "")

@@ -5,7 +5,8 @@ from pipeline.report.summary import verdict
 
 
 def _numbers(**means):
-    return {k: {"mean": v, "std": None} for k, v in means.items()}
+    # the conflict gap is evidence only with MIN_GROUP_N images per group: these have enough
+    return {**{k: {"mean": v, "std": None} for k, v in means.items()}, "n_conflict": 25, "n_aligned": 25}
 
 
 def test_verdict_conflict_gap_over_20_points_says_shortcuts():
