@@ -6,6 +6,7 @@ Counts come from the manifest's non-identifying columns; the warnings ingest wro
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,14 +24,58 @@ def _site_order(frame: Any) -> list[str]:
     return sorted(role.index.astype(str), key=lambda site: (role[site], site))
 
 
-def _role(splits: set[str]) -> str:
+UNKNOWN_VALUES = ("unknown", "", "nan", "None", "<NA>")
+
+
+@dataclass(frozen=True)
+class Trained:
+    """The sites the evaluated/audited models trained on, from the train stages' ``training_domains`` mapped onto
+    this ingest's sites through their ``domain_columns``; ``runs`` names the runs, ``domains`` their domains."""
+
+    sites: frozenset[str]
+    runs: tuple[str, ...]
+    domains: tuple[str, ...]
+
+
+def trained_sites(frame: Any, stages: dict[str, dict[str, Any]]) -> Trained | None:
+    """None when no train stage with ``training_domains`` was found or its domain columns are not in the
+    manifest columns the report reads (then roles come from the ingest splits and say so)."""
+    from pipeline.manifest import domain_values
+
+    sites: set[str] = set()
+    runs, domains = [], []
+    for label, stage in stages.items():
+        names = stage.get("training_domains") if label.startswith("train") else None
+        if not isinstance(names, list):
+            continue
+        columns = tuple((stage.get("config") or {}).get("domain_columns") or ("domain",))
+        if not all(c in frame.columns for c in columns):
+            return None
+        values = domain_values(frame, columns)
+        sites |= set(frame.loc[values.isin([str(d) for d in names]), "site"].astype(str))
+        runs.append(label.split(":", 1)[-1].strip())
+        domains += [str(d) for d in names]
+    if not runs:
+        return None
+    return Trained(frozenset(sites), tuple(runs), tuple(dict.fromkeys(domains)))
+
+
+def _role(splits: set[str], site: str = "", trained: Trained | None = None) -> str:
+    """A site's role: "training" only where a model trained on it; a train/val site of the ingest without that
+    knowledge reads "ingest split train/val" (the ingest's plan, not what the models did)."""
+    if trained is not None and site in trained.sites:
+        return TRAINING
     if splits & {"train", "val"}:
-        return "training"
+        split = "/".join(s for s in ("train", "val") if s in splits)
+        return f"ingest split {split}" + ("; not trained on" if trained is not None else "")
     if "ood_val" in splits:
         return "validation (OOD)"
     if "test" in splits:
         return "test (OOD)"
     return "/".join(sorted(splits))
+
+
+TRAINING = "training"
 
 
 def label_text(frame: Any) -> Any:
@@ -59,25 +104,35 @@ def position_gap(rows: Any) -> float | None:
     return None if supine is None or erect is None else supine - erect
 
 
-def _roles(frame: Any) -> dict[str, str]:
-    return {site: _role(set(frame.loc[frame["site"].astype(str) == site, "split"].astype(str)))
+def _roles(frame: Any, trained: Trained | None = None) -> dict[str, str]:
+    return {site: _role(set(frame.loc[frame["site"].astype(str) == site, "split"].astype(str)), site, trained)
             for site in _site_order(frame)}
 
 
-def direction_sentence(frame: Any) -> str:
+def _pool(roles: dict[str, str], trained: Trained | None) -> tuple[list[str], str]:
+    """(the sites the direction is pooled over, how the page names them)."""
+    if trained is not None:
+        return [s for s, r in roles.items() if r == TRAINING], "the training hospitals"
+    return [s for s, r in roles.items() if r.startswith("ingest split")], "the ingest's train/val hospitals"
+
+
+def direction_sentence(frame: Any, *, trained: Trained | None = None) -> str:
     """How position relates to the label at the training hospitals and, compared with them, at every other
     hospital: computed from the images, never assumed."""
-    roles = _roles(frame)
-    training = frame[frame["site"].astype(str).isin([s for s, r in roles.items() if r == "training"])]
+    roles = _roles(frame, trained)
+    pool, where = _pool(roles, trained)
+    if not pool:
+        return f"No site of this ingest is one of {where}, so no position–label direction is compared."
+    training = frame[frame["site"].astype(str).isin(pool)]
     pooled = position_gap(training) if len(training) else None
     if pooled is None or abs(pooled) < 1e-9:
         what = "cannot be computed" if pooled is None else "is zero"
-        return f"At the training hospitals the position–label direction {what}, so no site is compared with it."
+        return f"At {where} the position–label direction {what}, so no site is compared with it."
     side = "supine" if pooled > 0 else "erect"
-    parts = [f"At the training hospitals (pooled) {side} images are more often COVID "
+    parts = [f"At {where} (pooled) {side} images are more often COVID "
              f"(P(COVID | supine) − P(COVID | erect) = {pooled:+.2f})"]
     for site, role in roles.items():
-        if role == "training":
+        if site in pool:
             continue
         gap = position_gap(frame[frame["site"].astype(str) == site])
         if gap is None:
@@ -90,7 +145,32 @@ def direction_sentence(frame: Any) -> str:
     return "; ".join(parts) + "."
 
 
-def counts_table(frame: Any) -> tuple[Table, dict[str, list[int]]]:
+def known_levels(rows: Any, column: str) -> list[str]:
+    """The known values of ``column`` among labelled rows (unknown spellings and unlabelled rows left out)."""
+    if column not in rows:
+        return []
+    values = rows.loc[label_text(rows) != "unknown", column].astype(str)
+    return sorted(set(values[~values.isin(UNKNOWN_VALUES)]))
+
+
+def level_reason(column: str, levels: list[str]) -> str:
+    """Why an association with ``column`` is not measured in a group of images with these known levels."""
+    if not levels:
+        return f"{column} unknown for every labelled image here"
+    return f"{column} has one known level here ({levels[0]}); the rest unknown"
+
+
+def position_agreement(rows: Any) -> tuple[float | None, str | None]:
+    """(share of labelled images whose position agrees with the label, why it is not measured): measured only
+    where both supine and erect have labelled images; with one known level the share is just a class share."""
+    levels = known_levels(rows, "position")
+    if not {"supine", "erect"} <= set(levels):
+        return None, level_reason("position", levels)
+    known = rows[(rows["position"].astype(str).isin(["erect", "supine"])) & (label_text(rows) != "unknown")]
+    return float(((known["position"].astype(str) == "supine") == (label_text(known) == "1")).mean()), None
+
+
+def counts_table(frame: Any, *, trained: Trained | None = None) -> tuple[Table, dict[str, list[int]]]:
     positions = [p for p in ("erect", "supine", "unknown") if p in set(frame["position"].astype(str))]
     labels = label_text(frame)
     label_keys = ["0", "1"] + (["unknown"] if (labels == "unknown").any() else [])
@@ -104,21 +184,28 @@ def counts_table(frame: Any) -> tuple[Table, dict[str, list[int]]]:
     for site in _site_order(frame):
         rows = frame[frame["site"].astype(str) == site]
         counts = Counter(zip(rows["position"].astype(str), label_text(rows), strict=False))
-        known = rows[(rows["position"].astype(str).isin(["erect", "supine"])) & (label_text(rows) != "unknown")]
-        agree = ((known["position"].astype(str) == "supine") == (label_text(known) == "1")).mean() \
-            if len(known) else None
+        agree, why = position_agreement(rows)
         css = "worst" if agree is not None and (agree >= 0.7 or agree <= 0.3) else ""
-        table.add([site, _role(set(rows["split"].astype(str))), cell(len(rows)),
+        table.add([site, _role(set(rows["split"].astype(str)), site, trained), cell(len(rows)),
                    *[cell(counts.get(c, 0)) for c in combos],
                    rate_cell(covid_share(rows), reason="no labelled image"),
                    num_cell(position_gap(rows), digits=2, reason="a position has no labelled image"),
-                   rate_cell(agree, css=css, reason="no labelled image with a known position")])
+                   rate_cell(agree, css=css, reason=why)])
         for p, lab in combos:
             series[f"{p} · {names[lab]}"].append(counts.get((p, lab), 0))
     table.note = ("Position agrees with label = share of the labelled images of known position that are COVID and "
                   "supine, or no finding and erect: far from 50% means position predicts the label at that site "
-                  "(highlighted beyond 70% or 30%). " + direction_sentence(frame))
+                  "(highlighted beyond 70% or 30%); not measured where position has fewer than two known levels. "
+                  + _roles_note(trained) + direction_sentence(frame, trained=trained))
     return table, series
+
+
+def _roles_note(trained: Trained | None) -> str:
+    if trained is None:
+        return ("Roles: no training run was found, so train/val sites are named by the ingest split (what the "
+                "models trained on is unknown). ")
+    return (f"Roles: training = a site the models trained on (runs {', '.join(trained.runs)}: domains "
+            f"{', '.join(trained.domains)}). ")
 
 
 def ages_table(frame: Any) -> tuple[Table, dict[str, list[float]]]:
@@ -183,8 +270,37 @@ def _interval(value: Any, interval: Any, digits: int = 2) -> Cell:
     return ci_cell(value, bounds, digits=digits)
 
 
-def factors_table(summary: dict[str, Any] | None) -> Table:
-    """How well each metadata factor alone predicts the label (ingest's confounding check), with its n."""
+def _scope_rows(frame: Any, scope: Any) -> Any:
+    """The manifest rows of a confounding scope ("all" or "site=NAME"; None for a scope it cannot resolve)."""
+    text = str(scope)
+    if text == "all":
+        return frame
+    column, _, value = text.partition("=")
+    if not value or column not in frame:
+        return None
+    return frame[frame[column].astype(str) == value]
+
+
+FACTOR_KEYS = ("auroc", "cramers_v", "chi2_p_value", "accuracy", "chance", "lift")
+
+
+def _one_level(frame: Any, factor: Any, scope: Any) -> str | None:
+    """Why a factor's association in a scope is not a measurement: fewer than two known levels with a labelled
+    image there (the rest "unknown"), so it measures which images lack the field, not the field."""
+    if frame is None or str(factor) not in frame:
+        return None
+    rows = _scope_rows(frame, scope)
+    if rows is None:
+        return None
+    levels = known_levels(rows, str(factor))
+    if len(levels) >= 2:
+        return None
+    return level_reason(str(factor), levels)
+
+
+def factors_table(summary: dict[str, Any] | None, frame: Any = None) -> Table:
+    """How well each metadata factor alone predicts the label (ingest's confounding check), with its n; with the
+    manifest ``frame``, a factor with fewer than two known levels in a scope is "not measured" there."""
     confounding = (summary or {}).get("confounding") or {}
     table = Table(["factor", "scope", "n (classes)", "AUROC [95% CI]", "Cramér's V [95% CI]", "p (chi²)",
                    "accuracy from the factor alone", "always-majority", "lift"],
@@ -194,6 +310,9 @@ def factors_table(summary: dict[str, Any] | None) -> Table:
     for f in confounding.get("factors") or []:
         if not isinstance(f, dict):
             continue
+        one_level = _one_level(frame, f.get("factor"), f.get("scope"))
+        if one_level:  # the numbers ingest wrote measure missingness here: never shown, never highlighted
+            f = {**f, **dict.fromkeys(FACTOR_KEYS), "not_measured": dict.fromkeys(FACTOR_KEYS, one_level)}
         lift = f.get("lift")
         css = "worst" if is_number(lift) and is_number(threshold) and lift >= threshold else ""
         n = f.get("n")
@@ -285,7 +404,8 @@ def build_cohort(inputs: ReportInputs, out: Path) -> dict[str, Any]:
     if frame is None or not len(frame):
         reason = "No ingest manifest was found, so the cohort cannot be described (pass --ingest DIR)."
         return {"available": False, "reason": reason}
-    counts, series = counts_table(frame)
+    trained = trained_sites(frame, inputs.stages)
+    counts, series = counts_table(frame, trained=trained)
     sites = _site_order(frame)
     figures.grouped_bars(out / "fig_cohort_counts.png", groups=sites, series=series, ylabel="images", ylim=None,
                          width_in=max(7.5, 1.3 * len(sites) + 4))
@@ -295,13 +415,13 @@ def build_cohort(inputs: ReportInputs, out: Path) -> dict[str, Any]:
         figures.distributions(out / "fig_cohort_ages.png", samples=samples, ylabel="age (years)")
         age_figure = {"src": "fig_cohort_ages.png", "alt": "age per site", "caption": "Age distribution per site."}
     splits = Counter(frame["split"].astype(str))
-    roles = _roles(frame)
+    roles = _roles(frame, trained)
     held_out = [s for s, r in roles.items() if r in ("validation (OOD)", "test (OOD)")]
     whole = [s for s in held_out if set(frame.loc[frame["site"].astype(str) == s, "split"].astype(str))
              <= {"ood_val", "test"}]
     lines = [f"{len(frame):,} images from {len(sites)} sites after ingest ("
              + ", ".join(f"{n:,} {s}" for s, n in sorted(splits.items(), key=lambda kv: SPLIT_ORDER.get(kv[0], 3)))
-             + "). Ingest splits by patient inside the training sites"
+             + "). Ingest splits by patient inside its train/val sites"
              + (f"; the held-out hospitals ({', '.join(whole)}) have no training or validation image." if whole
                 else ".")]
     attributes = attributes_table(inputs.ingest_summary, frame)
@@ -313,8 +433,9 @@ def build_cohort(inputs: ReportInputs, out: Path) -> dict[str, Any]:
         "attributes": attributes,
         "counts": counts,
         "counts_figure": {"src": "fig_cohort_counts.png", "alt": "images per site, position and label",
-                          "caption": "Images per site by position and label. " + direction_sentence(frame)},
-        "confounding": factors_table(inputs.ingest_summary),
+                          "caption": "Images per site by position and label. "
+                                     + direction_sentence(frame, trained=trained)},
+        "confounding": factors_table(inputs.ingest_summary, frame),
         "ages": ages,
         "age_figure": age_figure,
         "rejects": rejects_table(inputs.rejects, inputs.ingest_summary),
