@@ -1,5 +1,8 @@
 """Deep CORAL (Sun & Saenko 2016), DomainBed's version: ERM + mmd_gamma * mean over domain pairs of the squared
-distance between feature means plus the squared distance between feature covariances (both averaged over entries)."""
+distance between feature means plus the squared distance between feature covariances (both averaged over entries).
+
+Under torchrun each domain's mean and covariance are those of the union batch over ranks: count, the sum and the sum
+of outer products of features (shifted by the detached global mean) are all-reduced keeping the local graph."""
 
 from __future__ import annotations
 
@@ -10,6 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from pipeline.algorithms.base import Algorithm, Minibatches
+from pipeline.algorithms.collective import mean_across_ranks, sum_across_ranks, sum_across_ranks_detached, world_size
 from pipeline.algorithms.hparams import HParams, hparam
 from pipeline.algorithms.registry import register_algorithm
 
@@ -34,6 +38,26 @@ def coral_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return (mean_a - mean_b).pow(2).mean() + (cova_a - cova_b).pow(2).mean()
 
 
+def global_mean_cov(features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean (1, D) and unbiased covariance (D, D) of the rows of ``features`` (N, D) over every rank's rows."""
+    count = sum_across_ranks_detached(features.new_tensor(float(len(features))))
+    shift = sum_across_ranks_detached(features.detach().sum(0, keepdim=True)) / count  # detached: precision only
+    centred = features - shift
+    first = sum_across_ranks(centred.sum(0, keepdim=True))
+    second = sum_across_ranks(centred.t() @ centred)
+    mean_offset = first / count
+    cov = (second - count * mean_offset.t() @ mean_offset) / (count - 1)
+    return shift + mean_offset, cov
+
+
+def global_coral_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``coral_distance`` over the union batch of every rank (the same function in one process)."""
+    if world_size() == 1:
+        return coral_distance(a, b)
+    (mean_a, cova_a), (mean_b, cova_b) = global_mean_cov(a), global_mean_cov(b)
+    return (mean_a - mean_b).pow(2).mean() + (cova_a - cova_b).pow(2).mean()
+
+
 @register_algorithm("coral")
 class CORAL(Algorithm[CORALHParams]):
     HPARAMS = CORALHParams
@@ -43,12 +67,13 @@ class CORAL(Algorithm[CORALHParams]):
         # one forward per domain, as DomainBed (BatchNorm statistics per domain)
         features = [self.featurizer(x) for x, _ in minibatches]
         n = len(minibatches)
-        risks = [F.cross_entropy(self.classifier(f), y) for f, (_, y) in zip(features, minibatches, strict=True)]
+        risks = [mean_across_ranks(F.cross_entropy(self.classifier(f), y))
+                 for f, (_, y) in zip(features, minibatches, strict=True)]
         nll = sum(risks) / n
         penalty = features[0].new_zeros(())
         for i in range(n):
             for j in range(i + 1, n):
-                penalty = penalty + coral_distance(features[i], features[j])
+                penalty = penalty + global_coral_distance(features[i], features[j])
         if n > 1:
             penalty = penalty / (n * (n - 1) / 2)
         loss = nll + self.hparams.mmd_gamma * penalty

@@ -9,7 +9,9 @@ Scaling out (DDP): ``DomainGradStats`` holds per domain (count, sum g, sum g^2) 
 per-domain reference. Variance is shift-invariant, so a distributed version (1) all-reduces each domain's count and
 detached gradient sum to agree on the shift (the global mean), (2) all-reduces ``sum`` and ``sum_sq`` with
 ``torch.distributed.nn.functional.all_reduce`` (keeps the local autograd graph), and (3) calls ``variance()``: v_e is
-then the variance over the global batch. Here the shift is the local mean, so ``sum`` ~ 0 and no precision is lost.
+then the variance over the global batch. In one process the shift is the local mean, so ``sum`` ~ 0 and no precision
+is lost; under torchrun it is the global mean (``global_domain_grad_stats``), so the penalty equals the
+single-process penalty on the union batch (tests/train/test_ddp_exact.py).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from pipeline.algorithms.base import Algorithm, Minibatches
+from pipeline.algorithms.collective import sum_across_ranks, sum_across_ranks_detached, world_size
 from pipeline.algorithms.hparams import HParams, hparam
 from pipeline.algorithms.registry import register_algorithm
 
@@ -63,15 +66,27 @@ class DomainGradStats:
         return self.sum_sq / n - (self.sum / n) ** 2
 
 
-def domain_grad_stats(grads: torch.Tensor, sizes: list[int]) -> DomainGradStats:
-    """(count, sum, sum_sq) per domain of ``grads`` (B, P), the rows of each domain contiguous, in domain order."""
+def domain_grad_stats(grads: torch.Tensor, sizes: list[int], shift: torch.Tensor | None = None) -> DomainGradStats:
+    """(count, sum, sum_sq) per domain of ``grads`` (B, P), the rows of each domain contiguous, in domain order,
+    shifted by ``shift`` (E, P, detached; default each domain's local mean)."""
     counts, sums, sums_sq = [], [], []
-    for g in torch.split(grads, sizes):
-        shifted = g - g.detach().mean(dim=0, keepdim=True)
+    for e, g in enumerate(torch.split(grads, sizes)):
+        shifted = g - (g.detach().mean(dim=0, keepdim=True) if shift is None else shift[e].unsqueeze(0))
         counts.append(g.shape[0])
         sums.append(shifted.sum(dim=0))
         sums_sq.append(shifted.pow(2).sum(dim=0))
     return DomainGradStats(torch.tensor(counts, device=grads.device), torch.stack(sums), torch.stack(sums_sq))
+
+
+def global_domain_grad_stats(grads: torch.Tensor, sizes: list[int]) -> DomainGradStats:
+    """``domain_grad_stats`` over the union of every rank's rows (steps 1-2 of the module docstring); local in one
+    process. Counts and the shift are all-reduced outside autograd, ``sum``/``sum_sq`` keep the local graph."""
+    if world_size() == 1:
+        return domain_grad_stats(grads, sizes)
+    counts = sum_across_ranks_detached(torch.tensor(sizes, device=grads.device, dtype=grads.dtype))
+    totals = sum_across_ranks_detached(torch.stack([g.sum(dim=0) for g in torch.split(grads.detach(), sizes)]))
+    local = domain_grad_stats(grads, sizes, shift=totals / counts.unsqueeze(1))
+    return DomainGradStats(counts.round().long(), sum_across_ranks(local.sum), sum_across_ranks(local.sum_sq))
 
 
 @register_algorithm("fishr")
@@ -124,7 +139,7 @@ class Fishr(Algorithm[FishrHParams]):
         grads = self.per_sample_head_grads(z, logits, y, create_graph=differentiable)
         if not differentiable:
             grads = grads.detach()
-        variance = domain_grad_stats(grads, sizes).variance()
+        variance = global_domain_grad_stats(grads, sizes).variance()
         return self.penalty_from_variance(variance)
 
     def per_sample_head_grads(self, z: torch.Tensor, logits: torch.Tensor, y: torch.Tensor,

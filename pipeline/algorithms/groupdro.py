@@ -1,5 +1,8 @@
 """GroupDRO (Sagawa et al. 2020, Algorithm 1), DomainBed's version: exponentiated-gradient weights q over domains,
-the loss is the q-weighted sum of the per-domain risks (the worst domain gets the most weight)."""
+the loss is the q-weighted sum of the per-domain risks (the worst domain gets the most weight).
+
+Under torchrun the group losses are the union batch's (mean over ranks of equal shards' risks, all-reduced keeping
+the local graph), so q moves identically on every rank and equals the single-process weights."""
 
 from __future__ import annotations
 
@@ -11,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from pipeline.algorithms.base import Algorithm, Minibatches
+from pipeline.algorithms.collective import mean_across_ranks
 from pipeline.algorithms.hparams import HParams, hparam
 from pipeline.algorithms.registry import register_algorithm
 
@@ -47,7 +51,7 @@ class GroupDRO(Algorithm[GroupDROHParams]):
             raise ValueError(f"groupdro: update needs one minibatch per domain ({self.num_domains}), "
                              f"got {len(minibatches)}")
         # one forward per domain, as DomainBed (BatchNorm statistics per domain)
-        losses = torch.stack([F.cross_entropy(self.predict(x), y) for x, y in minibatches])
+        losses = mean_across_ranks(torch.stack([F.cross_entropy(self.predict(x), y) for x, y in minibatches]))
         with torch.no_grad():
             self.q.copy_(update_group_weights(self.q, losses, self.hparams.groupdro_eta))
         loss = torch.dot(losses, self.q.to(losses.dtype))

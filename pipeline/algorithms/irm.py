@@ -1,5 +1,9 @@
 """IRM (Arjovsky et al. 2019), DomainBed's IRMv1: the squared gradient of the risk w.r.t. a dummy scale on the
-logits, estimated without bias as the product of the gradients on the even and odd halves of each domain's batch."""
+logits, estimated without bias as the product of the gradients on the even and odd halves of each domain's batch.
+
+Under torchrun each half's gradient is the union batch's: every rank holds an equal contiguous shard of even size
+(the trainer checks it), so a local row's parity is its global parity and the half-gradients (means) are averaged
+over ranks keeping the local graph."""
 
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from pipeline.algorithms.base import Algorithm, Minibatches
+from pipeline.algorithms.collective import mean_across_ranks
 from pipeline.algorithms.hparams import HParams, hparam
 from pipeline.algorithms.registry import register_algorithm
 
@@ -33,8 +38,8 @@ def irm_penalty(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     scale = torch.ones((), device=logits.device, dtype=logits.dtype, requires_grad=True)
     loss_1 = F.cross_entropy(logits[::2] * scale, y[::2])
     loss_2 = F.cross_entropy(logits[1::2] * scale, y[1::2])
-    grad_1 = torch.autograd.grad(loss_1, [scale], create_graph=True)[0]
-    grad_2 = torch.autograd.grad(loss_2, [scale], create_graph=True)[0]
+    grad_1 = mean_across_ranks(torch.autograd.grad(loss_1, [scale], create_graph=True)[0])
+    grad_2 = mean_across_ranks(torch.autograd.grad(loss_2, [scale], create_graph=True)[0])
     return torch.sum(grad_1 * grad_2)
 
 
@@ -52,7 +57,7 @@ class IRM(Algorithm[IRMHParams]):
         penalty = all_logits.new_zeros(())
         splits = torch.split(all_logits, [len(y) for _, y in minibatches])
         for logits, (_, y) in zip(splits, minibatches, strict=True):
-            nll = nll + F.cross_entropy(logits, y)
+            nll = nll + mean_across_ranks(F.cross_entropy(logits, y))
             penalty = penalty + irm_penalty(logits, y)
         nll = nll / len(minibatches)
         penalty = penalty / len(minibatches)

@@ -1,4 +1,7 @@
-"""V-REx (Krueger et al. 2021): mean risk + weight * variance of the per-domain risks (DomainBed's version)."""
+"""V-REx (Krueger et al. 2021): mean risk + weight * variance of the per-domain risks (DomainBed's version).
+
+Under torchrun each domain's risk is the union batch's (the mean over ranks of equal shards' risks, all-reduced
+keeping the local graph), so nll and penalty equal the single-process values."""
 
 from __future__ import annotations
 
@@ -9,6 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from pipeline.algorithms.base import Algorithm, Minibatches
+from pipeline.algorithms.collective import mean_across_ranks
 from pipeline.algorithms.hparams import HParams, hparam
 from pipeline.algorithms.registry import register_algorithm
 
@@ -41,8 +45,8 @@ class VREx(Algorithm[VRExHParams]):
         weight = hp.vrex_lambda if step >= hp.vrex_penalty_anneal_iters else 1.0
         all_logits = self.predict(torch.cat([x for x, _ in minibatches]))
         splits = torch.split(all_logits, [len(y) for _, y in minibatches])
-        losses = torch.stack([F.cross_entropy(logits, y)
-                              for logits, (_, y) in zip(splits, minibatches, strict=True)])
+        losses = mean_across_ranks(torch.stack([F.cross_entropy(logits, y)
+                                                for logits, (_, y) in zip(splits, minibatches, strict=True)]))
         nll = losses.mean()
         penalty = vrex_penalty(losses)
         loss = nll + weight * penalty

@@ -1,7 +1,10 @@
-"""`cxr-fishr train INGEST_DIR --config configs/train/<algo>.yaml --out RUN [--resume]` (or a sweep)."""
+"""`cxr-fishr train INGEST_DIR --config configs/train/<algo>.yaml --out RUN [--resume] [--nproc N]` (or a sweep)."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import typer
@@ -15,27 +18,65 @@ def train_command(
     steps: int = typer.Option(None, "--steps", help="Override the config's number of steps."),
     seed: int = typer.Option(None, "--seed", help="Override the config's seed."),
     device: str = typer.Option(None, "--device", help="auto, cpu or cuda (overrides the config)."),
+    nproc: int = typer.Option(1, "--nproc", help="Data-parallel processes on this machine (launches torchrun; "
+                                                 "gloo on CPU, NCCL on GPUs, one GPU each)."),
     sweep: int = typer.Option(0, "--sweep", help="Hparam search: number of hparam draws (draw 0 = the config's)."),
     seeds: int = typer.Option(1, "--seeds", help="Sweep: seeds per hparam draw."),
     leave_one_out: bool = typer.Option(False, "--leave-one-out",
                                        help="Sweep: also train with each training domain held out (LODO selection)."),
-    workers: int = typer.Option(1, "--workers", help="Sweep: parallel runs (one torch thread each)."),
+    leave_one_hospital_out: bool = typer.Option(
+        False, "--leave-one-hospital-out",
+        help="Sweep: every training hospital with enough labelled images is the test hospital in turn."),
+    workers: int = typer.Option(1, "--workers", help="Sweep, local engine: parallel runs (one torch thread each)."),
+    engine: str = typer.Option("local", "--engine", help="Sweep engine: local (process pool) or ray."),
+    address: str = typer.Option(None, "--address", help="Ray: 'auto' or HOST:PORT of a running cluster "
+                                                        "(default: a local Ray started for the sweep)."),
+    cpus_per_run: float = typer.Option(1.0, "--cpus-per-run", help="Ray: CPUs reserved per run."),
+    gpus_per_run: float = typer.Option(0.0, "--gpus-per-run", help="Ray: GPUs reserved per run."),
 ) -> None:
     """Train a domain-generalisation algorithm (or sweep its hparams) on an ingest directory."""
+    from pipeline.errors import ConfigError
     from pipeline.train import load_train_config, run
 
     cfg = load_train_config(config, {"steps": steps, "seed": seed, "device": device})
-    if sweep or seeds > 1 or leave_one_out:
+    is_sweep = sweep or seeds > 1 or leave_one_out or leave_one_hospital_out
+    if nproc < 1 or (nproc > 1 and is_sweep):
+        raise ConfigError(f"train: --nproc must be >= 1 and only for a single run (a sweep parallelises runs with "
+                          f"--workers or --engine ray), got {nproc}{' with a sweep' if is_sweep else ''}.")
+    if is_sweep:
         from pipeline.train.sweep import run_sweep
 
         result = run_sweep(ingest_dir=ingest_dir, config=cfg, out=out, n_hparams=max(sweep, 1), seeds=seeds,
-                           leave_one_out=leave_one_out, workers=workers)
+                           leave_one_out=leave_one_out, workers=workers, leave_one_hospital_out=leave_one_hospital_out,
+                           engine=engine, address=address, cpus_per_run=cpus_per_run, gpus_per_run=gpus_per_run)
         typer.echo(f"train: sweep ran {result.ran} runs, skipped {result.skipped} done, {len(result.failed)} failed "
                    f"-> {result.out}")
         for path, message in result.failed.items():
             typer.echo(f"  failed {path}: {message}", err=True)
+        for warning in result.warnings or []:
+            typer.echo(f"  warning: {warning}", err=True)
         return
+    if nproc > 1 and "WORLD_SIZE" not in os.environ:
+        raise typer.Exit(_torchrun(nproc, ingest_dir, config, out, resume, steps, seed, device))
     result = run(ingest_dir=ingest_dir, config=cfg, out=out, resume=resume)
+    if int(os.environ.get("RANK", "0")) != 0:
+        return  # rank 0 reports
     chosen = result.selection.get(cfg.selection, {})
-    typer.echo(f"train: {cfg.algorithm} {result.final_step} steps; {cfg.selection} selected step {chosen.get('step')} "
-               f"(score {chosen.get('score')}) -> {result.model_path}")
+    if chosen.get("step") is None:  # never "selected step None": say why nothing was selected
+        typer.echo(f"train: {cfg.algorithm} {result.final_step} steps; {cfg.selection}: no checkpoint selected: "
+                   f"{chosen.get('reason', 'no evaluation scored this rule')}; {result.model_path} holds the final "
+                   "weights" + (", flagged constant_predictor" if chosen.get("constant_predictor") else ""))
+    else:
+        typer.echo(f"train: {cfg.algorithm} {result.final_step} steps; {cfg.selection} selected step "
+                   f"{chosen['step']} (score {chosen['score']:.4g}) -> {result.model_path}")
+
+
+def _torchrun(nproc: int, ingest_dir: Path, config: Path, out: Path, resume: bool, steps: int | None,
+              seed: int | None, device: str | None) -> int:
+    """``torchrun --standalone --nproc_per_node N -m pipeline.train ...`` with the same options; its exit code."""
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(nproc),
+               "-m", "pipeline.train", str(ingest_dir), "--config", str(config), "--out", str(out)]
+    for flag, value in (("--steps", steps), ("--seed", seed), ("--device", device)):
+        command += [flag, str(value)] if value is not None else []
+    command += ["--resume"] if resume else []
+    return subprocess.call(command)

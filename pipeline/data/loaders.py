@@ -26,10 +26,12 @@ def _collated(batch: Any) -> Any:
 class DomainBatchSampler:
     """Infinite batches of ``(position, augmentation seed)`` pairs, starting at batch ``start``."""
 
-    def __init__(self, n: int, batch_size: int, seed: int, start: int = 0) -> None:
+    def __init__(self, n: int, batch_size: int, seed: int, start: int = 0, shard: tuple[int, int] = (0, 1)) -> None:
         if n <= 0:
             raise DataError("data: a training domain must have at least one image, got 0.")
         self.n, self.batch_size, self.seed, self.start = n, batch_size, seed, start
+        # (rank, world_size): this rank yields the rank-th contiguous 1/world_size of each global batch (torchrun)
+        self.shard = shard
         self._epoch = -1
         self._perm = np.empty(0, dtype=np.int64)
 
@@ -40,9 +42,11 @@ class DomainBatchSampler:
         return self._perm
 
     def batch(self, k: int) -> list[tuple[int, int]]:
-        first = k * self.batch_size
+        rank, world = self.shard
+        local = self.batch_size // world
+        first = k * self.batch_size + rank * local
         out = []
-        for p in range(first, first + self.batch_size):
+        for p in range(first, first + local):
             epoch, within = divmod(p, self.n)
             aug_seed = int(np.random.SeedSequence([self.seed, p, 7]).generate_state(1)[0])
             out.append((int(self._permutation(epoch)[within]), aug_seed))
@@ -58,13 +62,16 @@ class DomainBatchSampler:
 class DomainLoader:
     """An infinite loader over one domain's dataset; ``next()`` -> ``(x, y)``; resumable by batch count."""
 
-    def __init__(self, dataset: Dataset, *, batch_size: int, seed: int, num_workers: int = 0) -> None:
+    def __init__(self, dataset: Dataset, *, batch_size: int, seed: int, num_workers: int = 0,
+                 shard: tuple[int, int] = (0, 1)) -> None:
         self.dataset, self.batch_size, self.seed, self.num_workers = dataset, batch_size, seed, num_workers
+        self.shard = shard  # (rank, world_size): batch_size is the global batch, this rank reads its shard
         self.consumed = 0
         self._iterator: Iterator | None = None
 
     def _make_iterator(self) -> Iterator:
-        sampler = DomainBatchSampler(len(self.dataset), self.batch_size, self.seed, start=self.consumed)
+        sampler = DomainBatchSampler(len(self.dataset), self.batch_size, self.seed, start=self.consumed,
+                                     shard=self.shard)
         loader = DataLoader(
             self.dataset, batch_sampler=sampler, num_workers=self.num_workers, collate_fn=_collated,
             persistent_workers=False, prefetch_factor=2 if self.num_workers else None,

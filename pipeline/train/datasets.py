@@ -7,12 +7,12 @@ from pathlib import Path
 
 from pipeline.cache import ImageCache
 from pipeline.compat import InputProfile, ingest_profile
-from pipeline.data import CacheDataset, DomainLoader, MultiDomainLoader, build_augmentation, label_array
+from pipeline.data import CacheDataset, DomainLoader, MultiDomainLoader, build_augmentation
 from pipeline.errors import ConfigError, DataError
 from pipeline.manifest import MANIFEST_FILENAME, SPLITS, domain_values, labelled, n_unlabelled, read_manifest
 from pipeline.train.config import TrainConfig
 from pipeline.train.distributed import DistInfo, data_seed
-from pipeline.train.evaluation import EvalSet
+from pipeline.train.evaluation import EvalSet, make_eval_set, training_direction
 
 
 @dataclass
@@ -29,9 +29,9 @@ class TrainData:
     warnings: list[str] = field(default_factory=list)  # counted in stage.json, each also printed
 
 
-def _eval_set(name: str, cache: ImageCache, rows) -> EvalSet:
-    return EvalSet(name=name, dataset=CacheDataset(cache, rows), labels=label_array(rows),
-                   positions=rows["position"].astype(str).to_numpy())
+def _eval_set(name: str, cache: ImageCache, rows, direction=None) -> EvalSet:
+    # conflict rows by pipeline/shortcuts.py's one definition (the headline attribute measurable on train)
+    return make_eval_set(name, CacheDataset(cache, rows), rows, direction)
 
 
 def _split_counts(rows, split: str) -> str:
@@ -74,6 +74,7 @@ def build_train_data(ingest_dir: str | Path, cfg: TrainConfig, *, batch_size: in
     cache = ImageCache.open(ingest_dir)
     where = f"{Path(ingest_dir) / MANIFEST_FILENAME}, domain columns {list(cfg.domain_columns)}"
     frame = frame.assign(_domain=domain_values(frame, tuple(cfg.domain_columns)).to_numpy())
+    direction = training_direction(ingest_dir, frame)
     in_domain = frame[frame["split"].isin(["train", "val"])]
     all_domains = sorted(in_domain["_domain"].unique())
     if cfg.holdout_domain is not None and cfg.holdout_domain not in all_domains:
@@ -95,14 +96,15 @@ def build_train_data(ingest_dir: str | Path, cfg: TrainConfig, *, batch_size: in
                                         why=hparams_cls.batch_size_why(), algorithm=cfg.algorithm, where=where,
                                         warnings=warnings)
         loaders[domain] = DomainLoader(CacheDataset(cache, train_rows, augment), batch_size=batch_size,
-                                       seed=data_seed(cfg.seed, domain, dist), num_workers=cfg.num_workers)
+                                       seed=data_seed(cfg.seed, domain, dist), num_workers=cfg.num_workers,
+                                       shard=(dist.rank, dist.world_size))
         val_rows = labelled(rows[rows["split"] == "val"])
         if not val_rows.empty:
-            val_sets.append(_eval_set(domain, cache, val_rows))
+            val_sets.append(_eval_set(domain, cache, val_rows, direction))
 
     def whole(split: str) -> EvalSet | None:
         rows = labelled(frame[frame["split"] == split])
-        return _eval_set(split, cache, rows) if not rows.empty else None
+        return _eval_set(split, cache, rows, direction) if not rows.empty else None
 
     holdout = None
     if cfg.holdout_domain is not None:
@@ -111,7 +113,7 @@ def build_train_data(ingest_dir: str | Path, cfg: TrainConfig, *, batch_size: in
             raise DataError(f"train: holdout_domain {cfg.holdout_domain!r} must have labelled images to score, got "
                             f"none ({_split_counts(rows, 'train')}, {_split_counts(rows, 'val')}; {where}). "
                             "Hold out a labelled domain.")
-        holdout = _eval_set(cfg.holdout_domain, cache, labelled(rows))
+        holdout = _eval_set(cfg.holdout_domain, cache, labelled(rows), direction)
     skipped = {split: n_unlabelled(frame[frame["split"] == split]) for split in SPLITS}
     return TrainData(domains=domains, loaders=MultiDomainLoader(loaders), val_sets=val_sets,
                      ood_val=whole("ood_val"), test=whole("test"), holdout=holdout, image_size=cache.size,

@@ -33,7 +33,17 @@ from pipeline.stage import StageRecord, atomic_path, dumps_strict, write_json_at
 from pipeline.train.checkpoint import checkpoint_path, load_checkpoint, restore_rng_state, save_checkpoint
 from pipeline.train.config import TrainConfig
 from pipeline.train.datasets import TrainData, build_train_data, training_profile
-from pipeline.train.distributed import dist_info
+from pipeline.train.distributed import (
+    DistInfo,
+    barrier,
+    broadcast_state,
+    check_shards,
+    dist_info,
+    gradient_averaging,
+    mean_terms,
+    process_group,
+    resolve_rank_device,
+)
 from pipeline.train.evaluation import evaluate
 from pipeline.train.selection import ORACLE_LABEL, SelectionTracker
 
@@ -100,7 +110,8 @@ class _Run:
         self.history_path = out / "history.jsonl"
         self._history_file = None
 
-    def meta(self, *, rule: str, step: int | None, score: float | None, constant: bool = False) -> dict[str, Any]:
+    def meta(self, *, rule: str, step: int | None, score: float | None, constant: bool = False,
+             threshold: float | None = None) -> dict[str, Any]:
         meta = {
             "algorithm": self.cfg.algorithm, "hparams": self.hparams, "seed": self.cfg.seed, "step": step,
             "selection_rule": rule, "selection_score": score, "training_domains": self.data.domains,
@@ -112,6 +123,10 @@ class _Run:
         }
         if rule == "oracle":
             meta["selection_label"] = ORACLE_LABEL
+        if threshold is not None:  # evaluate's fallback on an ingest that is not this one (pipeline/evaluate/threshold.py)
+            y = np.concatenate([s.labels for s in self.data.val_sets]) if self.data.val_sets else np.empty(0)
+            meta["threshold"] = {"value": threshold, "source": "train: val (training domains)", "step": step,
+                                 "n": int(y.size), "n_pos": int((y == 1).sum()), "n_neg": int((y == 0).sum())}
         return meta
 
     def open_history(self) -> None:
@@ -130,23 +145,32 @@ class _Run:
             self._history_file.close()
             self._history_file = None
 
-    def save_selected(self, rule: str, network: torch.nn.Module, step: int, score: float) -> None:
+    def save_selected(self, rule: str, network: torch.nn.Module, step: int, score: float,
+                      threshold: float | None = None) -> None:
         if self.is_main:
             save_model(self.out / "selected" / f"{rule}.pt", network, self.cfg.model,
-                       self.meta(rule=rule, step=step, score=score))
+                       self.meta(rule=rule, step=step, score=score, threshold=threshold))
 
 
 def train(*, ingest_dir: str | Path, cfg: TrainConfig, out: str | Path, resume: bool = False,
           progress: bool = True) -> TrainResult:
+    """One run; under torchrun (WORLD_SIZE > 1) one rank of a data-parallel run (pipeline/train/distributed.py)."""
+    dist = dist_info()
+    with process_group(resolve_device(cfg.device), dist), gradient_averaging(dist):
+        return _train(ingest_dir=ingest_dir, cfg=cfg, out=out, resume=resume, progress=progress, dist=dist)
+
+
+def _train(*, ingest_dir: str | Path, cfg: TrainConfig, out: str | Path, resume: bool, progress: bool,
+           dist: DistInfo) -> TrainResult:
     from tqdm import tqdm
 
-    dist = dist_info()
     out, ingest_dir = Path(out), Path(ingest_dir)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    device = resolve_device(cfg.device)
+    device = resolve_rank_device(resolve_device(cfg.device), dist)
     amp = cfg.amp and device.type == "cuda"
     hparams = cfg.typed_hparams()
+    check_shards(batch_size=hparams.batch_size, algorithm=cfg.algorithm, info=dist)
     if checkpoint_path(out).exists() and not resume:
         raise ConfigError(f"train: --out must be a new run directory, got {str(out)!r} which holds a checkpoint. "
                           "Pass --resume to continue that run, or choose another --out.")
@@ -167,6 +191,7 @@ def train(*, ingest_dir: str | Path, cfg: TrainConfig, out: str | Path, resume: 
     warnings += [inactive] if inactive else []
     step = 0
     resumed = resume and checkpoint_path(out).exists()
+    barrier(dist)  # every rank has looked at --out before rank 0 writes its first checkpoint
     if resumed:
         payload = load_checkpoint(out, cfg.resume_key(), map_location=device)
         # before the loaders' own check: names what changed in the ingest (size, labels, domains, hash)
@@ -178,6 +203,7 @@ def train(*, ingest_dir: str | Path, cfg: TrainConfig, out: str | Path, resume: 
         tracker.load_state_dict(payload["selection"])
         step = int(payload["step"])
         restore_rng_state(payload["rng"])
+    broadcast_state(algorithm)  # DDP's start: every rank holds rank 0's weights and buffers
     last_checkpoint = step
 
     def checkpoint() -> None:
@@ -207,19 +233,21 @@ def train(*, ingest_dir: str | Path, cfg: TrainConfig, out: str | Path, resume: 
                                for x, y in data.loaders.next()]
                 with autocast:
                     terms = {k: float(v) for k, v in algorithm.update(minibatches).items()}
+                terms = mean_terms(terms, dist, device)  # the union batch's values (rank 0 logs them)
                 step += 1
                 _check_finite(terms, step, out, last_checkpoint, cfg.algorithm)
                 step_seconds.append(time.perf_counter() - t0)
                 run.log({"step": step, **terms})
                 bar.set_postfix(_format_terms(terms), refresh=False)
                 bar.update(1)
-                if step % cfg.eval_every == 0 or step == cfg.steps:
+                if dist.is_main and (step % cfg.eval_every == 0 or step == cfg.steps):  # selection: rank 0
                     evaluation = evaluate(algorithm, val_sets=data.val_sets, ood_val=data.ood_val, test=data.test,
                                           holdout=data.holdout, device=device, amp=amp,
                                           batch_size=cfg.eval_batch_size)
                     run.log({"step": step, **evaluation})
                     for rule in tracker.observe(step, evaluation):
-                        run.save_selected(rule, algorithm.network, step, tracker.choices[rule].score)
+                        run.save_selected(rule, algorithm.network, step, tracker.choices[rule].score,
+                                          threshold=evaluation.get("val_threshold"))
                 if step % cfg.checkpoint_every == 0 or step == cfg.steps:
                     checkpoint()
         finally:
@@ -238,6 +266,7 @@ def train(*, ingest_dir: str | Path, cfg: TrainConfig, out: str | Path, resume: 
                 "median_step_seconds": statistics.median(step_seconds) if step_seconds else None,
                 "unlabelled_skipped": data.unlabelled_skipped, "warnings": warnings, "n_warnings": len(warnings),
             })
+    barrier(dist)  # rank 0's files are complete when any rank returns
     return TrainResult(out=out, model_path=model_path, selection=summary, final_step=step,
                        history_path=run.history_path)
 
@@ -266,5 +295,7 @@ def _write_model(run: _Run, algorithm, summary: dict[str, dict[str, Any]], step:
     # Every evaluation under this rule predicted one class: keep the final weights, flagged, never "selected".
     print(f"warning: train: rule {rule!r} found no checkpoint that is not a constant predictor; model.pt holds "
           f"the final weights (step {step}) flagged constant_predictor.", file=sys.stderr)
+    last = next((line for line in reversed(run.history) if "val_acc" in line), {})
     save_model(run.out / "model.pt", algorithm.network, run.cfg.model,
-               run.meta(rule=rule, step=step, score=None, constant=True))
+               run.meta(rule=rule, step=step, score=None, constant=True,
+                        threshold=last.get("val_threshold") if last.get("step") == step else None))
