@@ -11,6 +11,7 @@ COMMANDS = (
     ("synth", "synth_command", "synth"),
     ("ingest", "ingest_command", "ingest"),
     ("train", "train_command", "train"),
+    ("results", "results_command", "results"),
     ("evaluate", "evaluate_command", "evaluate"),
     ("audit", "audit_command", "audit"),
     ("report", "report_command", "report"),

@@ -8,6 +8,13 @@ config's values. Selection across runs (``selection.json``): per rule, the draw 
 seeds (each run's own checkpoint choice under that rule); leave-one-domain-out averages the held-out-domain score
 over seeds and held-out domains and points at the draw's full runs (their training_domain checkpoint). A draw is
 eligible under a rule only if every one of its runs selected a checkpoint (none was a constant predictor throughout).
+
+Leave-one-hospital-out (``leave_one_hospital_out``) is a sweep dimension: every training hospital with enough
+labelled images is the test hospital in turn (``holdout_domain``: never trained on, scored as ``holdout_acc``); the
+selection is then made per test hospital (``selection.json``: {hospital: {rule: choice}}) and
+``cxr-fishr results`` tabulates it. Engines: the local process pool (default) or Ray (``engine="ray"``: one task
+per run with its CPUs/GPUs, on a local Ray or the cluster at ``address``); a failed run is reported, never stops
+the others, and a relaunch skips the runs whose ``done`` marker exists.
 """
 
 from __future__ import annotations
@@ -15,16 +22,17 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import os
 import shutil
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pipeline.algorithms import get_algorithm_class
 from pipeline.algorithms.hparams import seed_hash
-from pipeline.errors import CxrFishrError
+from pipeline.errors import ConfigError, CxrFishrError, DataError
 from pipeline.stage import StageRecord, atomic_path, write_json_atomic, write_text_atomic
 from pipeline.train.config import TrainConfig
 from pipeline.train.selection import ORACLE_LABEL
@@ -38,6 +46,7 @@ class SweepJob:
     trial_seed: int
     holdout: str | None
     config: TrainConfig
+    test_hospital: str | None = None  # leave-one-hospital-out: the hospital held out as this run's test
 
     @property
     def key(self) -> str:
@@ -52,6 +61,7 @@ class SweepResult:
     ran: int
     skipped: int
     failed: dict[str, str]
+    warnings: list[str] | None = None
 
 
 def draw_hparams(cfg: TrainConfig, draw: int, fixed: Sequence[str]) -> dict[str, Any]:
@@ -63,17 +73,45 @@ def draw_hparams(cfg: TrainConfig, draw: int, fixed: Sequence[str]) -> dict[str,
 
 
 def plan_jobs(cfg: TrainConfig, *, n_hparams: int, seeds: int, holdout_domains: Sequence[str] = (),
-              fixed: Sequence[str] = ("batch_size",)) -> list[SweepJob]:
+              fixed: Sequence[str] = ("batch_size",), test_hospitals: Sequence[str] = ()) -> list[SweepJob]:
+    """draws x seeds x (the full run and each LODO hold-out), or x each test hospital (leave-one-hospital-out)."""
+    if holdout_domains and test_hospitals:
+        raise ConfigError("train: sweep must use either leave-one-out (selection) or leave-one-hospital-out (test) "
+                          "hold-outs, got both. Drop --leave-one-out or --leave-one-hospital-out.")
     jobs = []
     for draw in range(n_hparams):
         hparams = draw_hparams(cfg, draw, fixed)
         for trial in range(seeds):
-            for holdout in (None, *holdout_domains):
+            for holdout in (tuple(test_hospitals) or (None, *holdout_domains)):
                 update = {"hparams": hparams, "seed": cfg.seed + trial, "holdout_domain": holdout,
                           "threads": cfg.threads or 1}
                 config = TrainConfig.model_validate({**cfg.model_dump(), **update})
-                jobs.append(SweepJob(draw=draw, trial_seed=trial, holdout=holdout, config=config))
+                jobs.append(SweepJob(draw=draw, trial_seed=trial, holdout=holdout, config=config,
+                                     test_hospital=holdout if test_hospitals else None))
     return jobs
+
+
+def loho_hospitals(ingest_dir: str | Path, cfg: TrainConfig, *, min_labelled: int) -> tuple[list[str], list[str]]:
+    """(hospitals, warnings): every training hospital with >= ``min_labelled`` labelled train/val images that
+    leaves >= 2 training hospitals; each one left out is a counted warning naming its count. DataError when none."""
+    from pipeline.manifest import domain_values, labelled, read_manifest
+
+    frame = read_manifest(ingest_dir)
+    rows = labelled(frame[frame["split"].isin(["train", "val"])])
+    counts = domain_values(rows, tuple(cfg.domain_columns)).value_counts().to_dict()
+    domains = sorted(counts)
+    hospitals, warnings = [], []
+    for domain in domains:
+        if counts[domain] < min_labelled:
+            warnings.append(f"train: leave-one-hospital-out skips {domain!r} as a test hospital: "
+                            f"{counts[domain]} labelled train/val images, fewer than {min_labelled}.")
+        else:
+            hospitals.append(domain)
+    if len(domains) < 3 or not hospitals:
+        raise DataError(f"train: leave-one-hospital-out needs >= 3 training hospitals (2 to train on while one is "
+                        f"the test) with >= {min_labelled} labelled images, got {counts} ({ingest_dir}). Ingest "
+                        "more sites, or sweep without --leave-one-hospital-out.")
+    return hospitals, warnings
 
 
 def _run_job(ingest_dir: str, config: dict[str, Any], run_dir: str) -> tuple[str, str | None]:
@@ -90,6 +128,45 @@ def _run_job(ingest_dir: str, config: dict[str, Any], run_dir: str) -> tuple[str
         return run_dir, str(exc)
     write_json_atomic(Path(run_dir) / DONE_MARKER, {"final_step": result.final_step})
     return run_dir, None
+
+
+def _ray_jobs(args: list[tuple[str, dict[str, Any], str]], *, address: str | None, cpus_per_run: float,
+              gpus_per_run: float) -> Iterator[tuple[str, str | None]]:
+    """``(run_dir, error)`` per job as Ray finishes them: one task per run; an exception is that run's error.
+    Joins the cluster at ``address`` ("auto": the local node's), else starts a local Ray (shut down after)."""
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no network
+    try:
+        import ray
+    except ImportError:
+        raise ConfigError("train: --engine ray needs the ray package, got none installed. Run `make setup` (it "
+                          "installs the ray extra) or `pip install -e '.[ray]'`, or use --engine local.") from None
+    started = not ray.is_initialized()
+    if started:
+        ray.init(address=address, include_dashboard=False, log_to_driver=False)
+    try:
+        task = ray.remote(num_cpus=cpus_per_run, num_gpus=gpus_per_run, max_retries=0)(_run_job)
+        pending = {task.remote(*arg): arg[2] for arg in args}
+        while pending:
+            done, _ = ray.wait(list(pending), num_returns=1)
+            run_dir = pending.pop(done[0])
+            try:
+                yield ray.get(done[0])
+            except ray.exceptions.RayError as exc:  # a crashed run (any exception, a dead worker) is reported
+                yield run_dir, f"{type(exc).__name__}: {str(exc).strip().splitlines()[-1]}"
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def _local_jobs(args: list[tuple[str, dict[str, Any], str]], *, workers: int) -> Iterator[tuple[str, str | None]]:
+    if workers > 1 and len(args) > 1:
+        import multiprocessing
+
+        with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+            yield from pool.map(_run_job, *zip(*args, strict=False))
+    else:
+        for arg in args:
+            yield _run_job(*arg)
 
 
 def _mean(values: list[float]) -> float | None:
@@ -120,47 +197,81 @@ def select_across_runs(runs: list[dict[str, Any]], rules: Sequence[str]) -> dict
     return out
 
 
+Engine = Literal["local", "ray"]
+
+
 def run_sweep(*, ingest_dir: str | Path, config: TrainConfig, out: str | Path, n_hparams: int = 1, seeds: int = 1,
-              leave_one_out: bool = False, workers: int = 1, fixed: Sequence[str] = ("batch_size",)) -> SweepResult:
+              leave_one_out: bool = False, workers: int = 1, fixed: Sequence[str] = ("batch_size",),
+              leave_one_hospital_out: bool = False, engine: Engine = "local", address: str | None = None,
+              cpus_per_run: float = 1.0, gpus_per_run: float = 0.0) -> SweepResult:
+    """Plan, run (skipping finished runs) and select; ``failed`` maps each failed run directory to its error."""
     from tqdm import tqdm
 
     from pipeline.train.datasets import training_domains
 
     out, ingest_dir = Path(out), Path(ingest_dir).resolve()
+    if engine not in ("local", "ray"):
+        raise ConfigError(f"train: --engine must be 'local' or 'ray', got {engine!r}.")
     holdouts = training_domains(ingest_dir, config) if leave_one_out else []
-    jobs = plan_jobs(config, n_hparams=n_hparams, seeds=seeds, holdout_domains=holdouts, fixed=fixed)
+    hospitals, warnings = [], []
+    if leave_one_hospital_out:
+        # a test hospital needs at least one evaluation batch's worth of labelled images to be scored at all
+        hospitals, warnings = loho_hospitals(ingest_dir, config, min_labelled=config.typed_hparams().batch_size)
+    jobs = plan_jobs(config, n_hparams=n_hparams, seeds=seeds, holdout_domains=holdouts, fixed=fixed,
+                     test_hospitals=hospitals)
     run_dirs = {job.key: out / "runs" / job.key for job in jobs}
     todo = [job for job in jobs if not (run_dirs[job.key] / DONE_MARKER).is_file()]
     failed: dict[str, str] = {}
     with StageRecord("train_sweep", out, config=config, seed=config.seed, inputs={"ingest_dir": ingest_dir}) as rec:
         args = [(str(ingest_dir), job.config.model_dump(mode="json"), str(run_dirs[job.key])) for job in todo]
         bar = tqdm(total=len(jobs), initial=len(jobs) - len(todo), desc="sweep", unit="run")
-        if workers > 1 and len(args) > 1:
-            import multiprocessing
-
-            with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-                for run_dir, error in pool.map(_run_job, *zip(*args, strict=False)):
-                    failed.update({run_dir: error} if error else {})
-                    bar.update(1)
-        else:
-            for arg in args:
-                run_dir, error = _run_job(*arg)
-                failed.update({run_dir: error} if error else {})
-                bar.update(1)
+        results = (_ray_jobs(args, address=address, cpus_per_run=cpus_per_run, gpus_per_run=gpus_per_run)
+                   if engine == "ray" and args else _local_jobs(args, workers=workers))
+        for run_dir, error in results:
+            failed.update({run_dir: error} if error else {})
+            bar.update(1)
         bar.close()
-        runs = []
-        for job in jobs:
-            run_dir = run_dirs[job.key]
-            if not (run_dir / DONE_MARKER).is_file():
-                continue
-            selection = json.loads((run_dir / "selection.json").read_text(encoding="utf-8"))
-            runs.append({"draw": job.draw, "trial_seed": job.trial_seed, "holdout": job.holdout, "dir": str(run_dir),
-                         "hparams": job.config.typed_hparams().to_dict(), "selection": selection})
+        runs = _finished_runs(jobs, run_dirs)
         rules = ["training_domain", "ood_validation", "oracle"] + (["leave_one_domain_out"] if leave_one_out else [])
-        selection = select_across_runs(runs, rules)
-        _write_outputs(out, runs, selection, config.selection)
-        rec.extra.update({"jobs": len(jobs), "ran": len(todo), "failed": failed, "selection": selection})
-    return SweepResult(out=out, selection=selection, ran=len(todo), skipped=len(jobs) - len(todo), failed=failed)
+        if hospitals:
+            selection = _select_per_hospital(runs, hospitals)
+            _write_outputs(out, runs, {}, config.selection)
+            write_json_atomic(out / "selection.json", selection)
+        else:
+            selection = select_across_runs(runs, rules)
+            _write_outputs(out, runs, selection, config.selection)
+        rec.extra.update({"jobs": len(jobs), "ran": len(todo), "failed": failed, "n_failed": len(failed),
+                          "selection": selection, "engine": engine, "test_hospitals": hospitals,
+                          "warnings": warnings, "n_warnings": len(warnings)})
+    return SweepResult(out=out, selection=selection, ran=len(todo), skipped=len(jobs) - len(todo), failed=failed,
+                       warnings=warnings)
+
+
+def _finished_runs(jobs: list[SweepJob], run_dirs: dict[str, Path]) -> list[dict[str, Any]]:
+    """sweep.json's entries: the runs whose ``done`` marker exists, with their own selection."""
+    runs = []
+    for job in jobs:
+        run_dir = run_dirs[job.key]
+        if not (run_dir / DONE_MARKER).is_file():
+            continue
+        selection = json.loads((run_dir / "selection.json").read_text(encoding="utf-8"))
+        runs.append({"algorithm": job.config.algorithm, "draw": job.draw, "trial_seed": job.trial_seed,
+                     "holdout": job.holdout, "test_hospital": job.test_hospital, "dir": str(run_dir),
+                     "hparams": job.config.typed_hparams().to_dict(), "selection": selection})
+    return runs
+
+
+def _select_per_hospital(runs: list[dict[str, Any]], hospitals: Sequence[str]) -> dict[str, Any]:
+    """Per test hospital, per rule, the best draw (its runs trained without that hospital: a full run each)."""
+    def as_full(run: dict[str, Any]) -> dict[str, Any]:
+        # the run's leave_one_domain_out rule scored its held-out hospital, here the test one: the oracle
+        selection = {k: v for k, v in run["selection"].items() if k not in ("oracle", "leave_one_domain_out")}
+        if "leave_one_domain_out" in run["selection"]:
+            selection["oracle"] = run["selection"]["leave_one_domain_out"]
+        return {**run, "holdout": None, "selection": selection}
+
+    rules = ["training_domain", "ood_validation", "oracle"]
+    return {h: select_across_runs([as_full(r) for r in runs if r["test_hospital"] == h], rules) for h in hospitals}
 
 
 def _write_outputs(out: Path, runs: list[dict[str, Any]], selection: dict[str, dict[str, Any]], rule: str) -> None:
@@ -181,7 +292,10 @@ def _write_outputs(out: Path, runs: list[dict[str, Any]], selection: dict[str, d
                 with atomic_path(out / "selected" / f"{name}.pt") as tmp:
                     shutil.copyfile(source, tmp)
     chosen = out / "selected" / f"{rule}.pt"
-    if chosen.is_file():
+    if not selection:
+        write_text_atomic(out / "NO_MODEL.txt", "A leave-one-hospital-out sweep has one selection per test "
+                          "hospital (selection.json); `cxr-fishr results` tabulates them.\n")
+    elif chosen.is_file():
         with atomic_path(out / "model.pt") as tmp:
             shutil.copyfile(chosen, tmp)
     else:

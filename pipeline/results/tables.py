@@ -1,0 +1,253 @@
+"""Result tables of sweeps: per selection rule, one row per algorithm, one column per test hospital, then the
+average and the worst hospital; each cell the test accuracy (%) as mean +- sd over seeds of the hparam draw that the
+rule chose for that algorithm and hospital (``pipeline.train.sweep.select_across_runs``: the best mean selection
+score over seeds), with the chosen hparams beside it.
+
+A sweep with ``--leave-one-hospital-out`` has one column per held-out hospital (its ``holdout_acc``); a plain sweep
+has one column, the ingest's test split (``test_acc``). The oracle rule selects on the test hospital itself: an upper
+bound, labelled so. The spread over seeds is ``pipeline.evaluate.history._mean_std`` (one estimator for the
+project: the population standard deviation, 0 for one seed). A value that cannot be computed is null with a reason
+(JSON) and reads "not measured" in the tables, never 0.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pipeline.errors import DataError
+from pipeline.evaluate.history import _mean_std, value_at_step
+from pipeline.stage import write_json_atomic, write_text_atomic
+from pipeline.train.selection import ORACLE_LABEL
+from pipeline.train.sweep import select_across_runs
+
+TEST_SPLIT = "test"  # the column of a sweep without leave-one-hospital-out
+RULES = ("training_domain", "leave_one_domain_out", "ood_validation", "oracle")
+NOT_MEASURED = "not measured"
+
+
+@dataclass
+class ResultsTables:
+    """``cells[rule][algorithm][hospital]`` and ``summary[rule][algorithm]`` ({average, worst}), JSON-ready."""
+
+    hospitals: list[str]
+    algorithms: list[str]
+    rules: list[str]
+    cells: dict[str, dict[str, dict[str, dict[str, Any]]]] = field(default_factory=dict)
+    summary: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+    sweeps: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"hospitals": self.hospitals, "algorithms": self.algorithms, "rules": self.rules,
+                "cells": self.cells, "summary": self.summary, "sweeps": self.sweeps, "oracle_label": ORACLE_LABEL,
+                "metric": "test-hospital accuracy (%), mean and population sd over seeds"}
+
+
+def _sweep_files(sweep_dir: Path) -> list[Path]:
+    """``sweep.json`` of SWEEP_DIR and of its direct subdirectories (one sweep per algorithm)."""
+    files = [sweep_dir / "sweep.json"] + sorted(sweep_dir.glob("*/sweep.json"))
+    return [f for f in files if f.is_file()]
+
+
+def collect_runs(sweep_dir: str | Path) -> tuple[list[dict[str, Any]], list[str]]:
+    """(finished runs, sweep files): each run with algorithm, draw, trial_seed, test_hospital, dir, hparams
+    (sweep.json's entries) and selection (the run's selection.json). DataError when SWEEP_DIR holds no sweep or an entry lacks ``algorithm``."""
+    sweep_dir = Path(sweep_dir)
+    files = _sweep_files(sweep_dir)
+    if not files:
+        raise DataError(f"results: SWEEP_DIR must hold sweep.json (or subdirectories with one), got none in "
+                        f"{str(sweep_dir)!r}. Run `cxr-fishr train ... --sweep N --out {sweep_dir}` first.")
+    runs = []
+    for path in files:
+        for entry in json.loads(path.read_text(encoding="utf-8")):
+            if "algorithm" not in entry:
+                raise DataError(f"results: every run of {path} must name its algorithm, got an entry without one "
+                                "(a sweep.json from before leave-one-hospital-out). Relaunch the same sweep: "
+                                "finished runs are skipped and sweep.json is rewritten.")
+            runs.append({**entry, "selection": _run_selection(Path(entry["dir"]), path)})
+    return runs, [str(f) for f in files]
+
+
+def _run_selection(run_dir: Path, sweep_file: Path) -> dict[str, Any]:
+    """A finished run's own selection.json (each rule's step and score)."""
+    path = run_dir / "selection.json"
+    if not path.is_file():
+        raise DataError(f"results: run {str(run_dir)!r} listed in {sweep_file} must have selection.json, got "
+                        "none. Was the run directory moved? Relaunch the sweep to rewrite sweep.json.")
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def _source_rule(rule: str, loho: bool) -> str:
+    # in a leave-one-hospital-out run the held-out (test) hospital was scored by the run's leave_one_domain_out rule
+    return "leave_one_domain_out" if loho and rule == "oracle" else rule
+
+
+def _test_value(run_dir: Path, step: int | None, key: str) -> float | None:
+    history = run_dir / "history.jsonl"
+    if step is None or not history.is_file():
+        return None
+    rows = [json.loads(line) for line in history.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return value_at_step(rows, step, key)
+
+
+def _cell(runs: list[dict[str, Any]], rule: str, loho: bool) -> dict[str, Any]:
+    """The chosen draw under ``rule`` and its test accuracy per seed (mean, sd in %), or nulls with a reason."""
+    source = _source_rule(rule, loho)
+    as_full = [{**r, "holdout": None,
+                "selection": {rule: r["selection"][source]} if source in r["selection"] else {}} for r in runs]
+    choice = select_across_runs(as_full, [rule])[rule]
+    if choice.get("draw") is None:
+        return {"mean": None, "sd": None, "n_seeds": 0, "draw": None, "hparams": None,
+                "not_measured": f"no draw had a non-constant checkpoint under {rule} in every seed"}
+    key = "holdout_acc" if loho else "test_acc"
+    chosen = [r for r in runs if r["draw"] == choice["draw"]]
+    values = [_test_value(Path(r["dir"]), r["selection"].get(source, {}).get("step"), key) for r in chosen]
+    stats = _mean_std([100.0 * v for v in values if v is not None])
+    cell = {"mean": stats["mean"] if stats else None, "sd": stats["std"] if stats else None,
+            "n_seeds": sum(v is not None for v in values), "draw": choice["draw"], "hparams": choice["hparams"],
+            "selection_score": choice["score"]}
+    if stats is None:
+        cell["not_measured"] = f"no {key} logged at the selected steps (history.jsonl)"
+    return cell
+
+
+def _summary(cells: dict[str, dict[str, Any]], hospitals: list[str]) -> dict[str, Any]:
+    means = [cells[h]["mean"] for h in hospitals]
+    if any(m is None for m in means):
+        missing = [h for h, m in zip(hospitals, means, strict=True) if m is None]
+        reason = f"not measured for {missing}"
+        return {"average": None, "worst": None, "worst_hospital": None, "not_measured": reason}
+    worst = min(range(len(means)), key=means.__getitem__)
+    return {"average": sum(means) / len(means), "worst": means[worst], "worst_hospital": hospitals[worst]}
+
+
+def build_tables(runs: list[dict[str, Any]], sweeps: list[str] | None = None) -> ResultsTables:
+    """Tables over finished runs (``collect_runs``). Runs held out for leave-one-domain-out selection are not test
+    results; a sweep mixing hospital columns and the test split keeps both as columns."""
+    loho_runs = [r for r in runs if r.get("test_hospital")]
+    plain_runs = [r for r in runs if not r.get("test_hospital") and r.get("holdout") is None]
+    hospitals = sorted({r["test_hospital"] for r in loho_runs}) + ([TEST_SPLIT] if plain_runs else [])
+    algorithms = sorted({r["algorithm"] for r in runs})
+    present = {rule for r in runs for rule in r["selection"]}
+    rules = [rule for rule in RULES if rule in present and not (rule == "leave_one_domain_out" and loho_runs)]
+    if loho_runs and "oracle" not in rules:
+        rules.append("oracle")
+    tables = ResultsTables(hospitals=hospitals, algorithms=algorithms, rules=rules, sweeps=list(sweeps or []))
+    for rule in rules:
+        tables.cells[rule], tables.summary[rule] = {}, {}
+        for algorithm in algorithms:
+            row = {}
+            for hospital in hospitals:
+                group = [r for r in (plain_runs if hospital == TEST_SPLIT else loho_runs)
+                         if r["algorithm"] == algorithm and (hospital == TEST_SPLIT or r["test_hospital"] == hospital)]
+                row[hospital] = _cell(group, rule, loho=hospital != TEST_SPLIT)
+            tables.cells[rule][algorithm] = row
+            tables.summary[rule][algorithm] = _summary(row, hospitals)
+    return tables
+
+
+def _fmt(mean: float | None, sd: float | None = None) -> str:
+    if mean is None:
+        return NOT_MEASURED
+    return f"{mean:.1f}" if sd is None else f"{mean:.1f} ± {sd:.1f}"
+
+
+def _rule_title(rule: str) -> str:
+    return f"{rule} ({ORACLE_LABEL})" if rule == "oracle" else rule
+
+
+def _hparams_text(hparams: dict[str, Any] | None) -> str:
+    return NOT_MEASURED if hparams is None else ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                                                          for k, v in sorted(hparams.items()))
+
+
+def to_markdown(tables: ResultsTables) -> str:
+    lines = ["# Results", "", "Test-hospital accuracy (%), mean ± sd over seeds (population sd), of the hparam draw "
+             "each selection rule chose per algorithm and test hospital.", ""]
+    for rule in tables.rules:
+        lines += [f"## Selection: {_rule_title(rule)}", "",
+                  "| Algorithm | " + " | ".join(tables.hospitals) + " | Average | Worst |",
+                  "|---|" + "---|" * (len(tables.hospitals) + 2)]
+        for algorithm in tables.algorithms:
+            row, summary = tables.cells[rule][algorithm], tables.summary[rule][algorithm]
+            worst = _fmt(summary["worst"]) + (f" ({summary['worst_hospital']})" if summary["worst"] is not None else "")
+            lines.append(f"| {algorithm} | " + " | ".join(_fmt(row[h]["mean"], row[h]["sd"]) for h in tables.hospitals)
+                         + f" | {_fmt(summary['average'])} | {worst} |")
+        lines += ["", "Chosen hparams:", "", "| Algorithm | Test hospital | Draw | Seeds | Hparams |",
+                  "|---|---|---|---|---|"]
+        for algorithm in tables.algorithms:
+            for hospital in tables.hospitals:
+                cell = tables.cells[rule][algorithm][hospital]
+                draw = NOT_MEASURED if cell["draw"] is None else str(cell["draw"])
+                lines.append(f"| {algorithm} | {hospital} | {draw} | {cell['n_seeds']} | "
+                             f"{_hparams_text(cell['hparams'])} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+TEX_ESCAPES = {"\\": r"\textbackslash{}", "_": r"\_", "&": r"\&", "%": r"\%", "#": r"\#", "$": r"\$",
+               "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
+
+
+def _tex(text: str) -> str:
+    """A hospital or algorithm name as LaTeX text (special characters escaped)."""
+    return "".join(TEX_ESCAPES.get(char, char) for char in text)
+
+
+def _tex_cell(mean: float | None, sd: float | None = None) -> str:
+    if mean is None:
+        return NOT_MEASURED
+    return f"{mean:.1f}" if sd is None else f"{mean:.1f} $\\pm$ {sd:.1f}"
+
+
+def to_latex(tables: ResultsTables) -> str:
+    out = ["% cxr-fishr results: test-hospital accuracy (%), mean $\\pm$ population sd over seeds"]
+    for rule in tables.rules:
+        out += [f"% selection: {_rule_title(rule)}", "\\begin{tabular}{l" + "c" * (len(tables.hospitals) + 2) + "}",
+                "\\toprule", "Algorithm & " + " & ".join(_tex(h) for h in tables.hospitals) + " & Avg & Worst \\\\",
+                "\\midrule"]
+        for algorithm in tables.algorithms:
+            row, summary = tables.cells[rule][algorithm], tables.summary[rule][algorithm]
+            out.append(f"{_tex(algorithm)} & " + " & ".join(_tex_cell(row[h]["mean"], row[h]["sd"])
+                                                           for h in tables.hospitals)
+                       + f" & {_tex_cell(summary['average'])} & {_tex_cell(summary['worst'])} \\\\")
+        out += ["\\bottomrule", "\\end{tabular}", ""]
+    return "\n".join(out)
+
+
+def to_csv(tables: ResultsTables) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(["selection_rule", "algorithm", "test_hospital", "accuracy_mean", "accuracy_sd", "n_seeds",
+                     "draw", "hparams", "worst_hospital", "not_measured"])
+    for rule in tables.rules:
+        for algorithm in tables.algorithms:
+            for hospital in tables.hospitals:
+                c = tables.cells[rule][algorithm][hospital]
+                writer.writerow([rule, algorithm, hospital, "" if c["mean"] is None else c["mean"],
+                                 "" if c["sd"] is None else c["sd"], c["n_seeds"],
+                                 "" if c["draw"] is None else c["draw"],
+                                 "" if c["hparams"] is None else json.dumps(c["hparams"], sort_keys=True), "",
+                                 c.get("not_measured", "")])
+            s = tables.summary[rule][algorithm]
+            for name in ("average", "worst"):
+                worst = (s.get("worst_hospital") or "") if name == "worst" else ""
+                writer.writerow([rule, algorithm, name, "" if s[name] is None else s[name], "", "", "", "", worst,
+                                 s.get("not_measured", "")])
+    return buffer.getvalue()
+
+
+def write_tables(tables: ResultsTables, out: str | Path) -> dict[str, Path]:
+    """results.json (strict), results.md, results.tex, results.csv in ``out`` (each written atomically)."""
+    out = Path(out)
+    paths = {"json": out / "results.json", "markdown": out / "results.md", "latex": out / "results.tex",
+             "csv": out / "results_table.csv"}
+    write_json_atomic(paths["json"], tables.to_json())
+    write_text_atomic(paths["markdown"], to_markdown(tables))
+    write_text_atomic(paths["latex"], to_latex(tables))
+    write_text_atomic(paths["csv"], to_csv(tables))
+    return paths
