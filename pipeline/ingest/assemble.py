@@ -19,10 +19,12 @@ from pipeline.ingest.config import IngestConfig
 from pipeline.ingest.csv_source import check_label_values, index_metadata, label_values_present, read_table
 from pipeline.ingest.discover import Candidate, SourceListing, discover, pair_counterfactuals
 from pipeline.ingest.fields import Harmoniser
+from pipeline.ingest.harmonise import clean
 from pipeline.ingest.matching import N_EXAMPLES, MatchReport, match_metadata
 from pipeline.ingest.names import NameLog, check_site_map, resolve
 from pipeline.ingest.preprocess import Processed, Task, init_worker, process, release_cache_files, worker_settings
 from pipeline.ingest.sources import SourceInputs
+from pipeline.ingest.spellings import Merged, merge_spellings
 
 SERIAL_BELOW = 24  # a pool costs more than it saves on a handful of files
 
@@ -92,6 +94,8 @@ class Gathered:
     per_source: list[dict[str, Any]] = field(default_factory=list)
     path_fields: dict[str, dict[str, Any]] = field(default_factory=dict)
     n_files: int = 0
+    skipped: list[str] = field(default_factory=list)  # files plainly not images (CSV, .DS_Store, ...), not rejects
+    names: NameLog = field(default_factory=NameLog)  # config names found only by ignoring case/whitespace
 
 
 def _path_field_report(candidates: list[Candidate], harmoniser: Harmoniser, name: str) -> dict[str, dict[str, Any]]:
@@ -116,15 +120,18 @@ def _gather(sources: list[SourceInputs], salt: str) -> Gathered:
     for src in sources:
         harmoniser = Harmoniser(src.config, salt)
         gathered.harmonisers.append(harmoniser)
-        candidates, orphans = discover(src.root, src.listing, name=src.name)
+        candidates, orphans = discover(src.root, src.listing, name=src.name, skipped=gathered.skipped)
         gathered.n_files += len(candidates)
         gathered.rejects += [(p, "orphan_mask", "no image beside this mask") for p in orphans]
         index = None
         if src.metadata is not None and src.mapping is not None:
-            table = read_table(src.metadata, src.mapping)
-            label_tables.append((src.mapping, label_values_present(table, src.mapping), str(src.metadata)))
+            key = f"sources[{src.name}].metadata_mapping" if src.name else "metadata_mapping"
+            table = read_table(src.metadata, src.mapping, log=gathered.names, key=key)
+            where = f"source {src.name!r}, {src.metadata}" if src.name else str(src.metadata)
+            label_tables.append((src.mapping, label_values_present(table, src.mapping), where))
             if src.mapping.site_column:
-                gathered.raw_sites.update(str(v) for v in table[src.mapping.site_column].unique())
+                # cleaned like the harmoniser's (whitespace collapsed), so error messages list one spelling each
+                gathered.raw_sites.update(filter(None, map(clean, table[src.mapping.site_column].unique())))
             index = index_metadata(table, src.mapping)
         for constant in (src.config.site_constant, src.mapping.site_constant if src.mapping else None):
             if constant:
@@ -138,7 +145,7 @@ def _gather(sources: list[SourceInputs], salt: str) -> Gathered:
             "name": src.name, "path": str(src.root), "metadata": str(src.metadata) if src.metadata else None,
             "n_files": len(candidates), **_report_json(report),
         })
-    check_label_values(label_tables)
+    check_label_values(label_tables, log=gathered.names)
     return gathered
 
 
@@ -208,22 +215,52 @@ def _decode_all(
     return records, writer
 
 
-def _resolve_names(frame: Any, config: IngestConfig, gathered: Gathered, log: NameLog) -> IngestConfig:
-    """The config's names as the data spells them (case-insensitively); ConfigError for a name matching nothing."""
+# harmonised text fields whose spellings are merged (besides the configured domain columns and shortcut attributes)
+MERGED_FIELDS = ("site", "view", "sex", "modality", "manufacturer")
+
+
+def _resolve_columns(frame: Any, config: IngestConfig, gathered: Gathered, log: NameLog) -> IngestConfig:
+    """site_map keys checked against the raw sites; domain_columns and shortcut_attributes as the manifest spells
+    them (ignoring case/whitespace, logged); ConfigError for a name matching nothing."""
     raw_sites = set(gathered.raw_sites).union(*(h.raw_sites for h in gathered.harmonisers))
-    check_site_map(config.site_map, raw_sites)
+    check_site_map(config.site_map, raw_sites, log=log)
     columns = list(frame.columns)
     domain_columns = resolve(config.domain_columns, columns, key="domain_columns", log=log)
     attributes = resolve(config.shortcut_attributes, columns, key="shortcut_attributes", log=log)
+    return config.model_copy(update={"domain_columns": domain_columns, "shortcut_attributes": attributes})
+
+
+def _merge_spellings(frame: Any, config: IngestConfig) -> Merged:
+    """One spelling per value of every harmonised text field that becomes a domain or shortcut attribute (in place);
+    the site_map's and view/sex maps' values are the preferred spellings."""
+    preferred = {"site": set(config.site_map.values()), "view": set(config.view_map.values()),
+                 "sex": set(config.sex_map.values())}
+    fields = [*MERGED_FIELDS, *config.domain_columns, *config.shortcut_attributes]
+    return merge_spellings(frame, fields=fields, preferred=preferred)
+
+
+def _resolve_sites(frame: Any, config: IngestConfig, log: NameLog) -> IngestConfig:
+    """test_sites / ood_val_sites as the (merged) data spells them, also through site_map keys."""
     sites = sorted(set(frame["site"].astype(str)))
     test = resolve(config.splits.test_sites, sites, key="splits.test_sites", log=log, aliases=config.site_map)
     ood = resolve(config.splits.ood_val_sites, sites, key="splits.ood_val_sites", log=log, aliases=config.site_map)
     if set(test) & set(ood):
         raise ConfigError(f"ingest: splits.test_sites and ood_val_sites must not share a site, got {sorted(set(test) & set(ood))} "
                           "in both (after matching names case-insensitively). Keep each site in one list.")
-    splits = config.splits.model_copy(update={"test_sites": test, "ood_val_sites": ood})
-    return config.model_copy(update={"domain_columns": domain_columns, "shortcut_attributes": attributes,
-                                     "splits": splits})
+    return config.model_copy(update={"splits": config.splits.model_copy(update={"test_sites": test,
+                                                                                 "ood_val_sites": ood})})
+
+
+def _reject_conflicting_duplicates(frame: Any, rejects_frame: Any) -> tuple[Any, dict[str, int]]:
+    """Rows of identical-pixel groups whose known labels disagree moved to the rejects (reason
+    ``conflicting_duplicate_labels``); returns the kept frame (index reset) and the counts for summary.json."""
+    from pipeline.ingest.splits import conflicting_duplicates
+
+    conflicts = conflicting_duplicates(frame)
+    for index, why in conflicts.items():
+        rejects_frame.loc[len(rejects_frame)] = [frame.at[index, "path"], "conflicting_duplicate_labels", why]
+    groups = int(frame.loc[list(conflicts), "pixel_sha256"].nunique()) if conflicts else 0
+    return frame.drop(index=list(conflicts)).reset_index(drop=True), {"groups": groups, "images": len(conflicts)}
 
 
 def ingest_into(
@@ -250,13 +287,20 @@ def ingest_into(
         top = rejects_frame["reason"].value_counts().head(5).to_dict()
         raise DataError(
             f"ingest: SOURCE must hold at least one usable image, got none of {gathered.n_files} files "
-            f"({where}; reasons: {top}). Check the modality list, the metadata file column and labels."
+            f"({where}; reasons: {top}{_skipped_text(gathered.skipped)}). Check the modality list, the metadata file "
+            "column and labels."
         )
     frame = pd.DataFrame.from_records(records)
     frame["image_id"] = _image_ids(frame["path"].tolist())
-    names = NameLog()
-    config = _resolve_names(frame, config, gathered, names)
+    names = gathered.names
+    config = _resolve_columns(frame, config, gathered, names)
+    merged = _merge_spellings(frame, config)
+    config = _resolve_sites(frame, config, names)
     frame["domain"] = domain_values(frame, tuple(config.domain_columns))
+    frame, conflicting = _reject_conflicting_duplicates(frame, rejects_frame)
+    if frame.empty:
+        raise DataError(f"ingest: SOURCE must hold at least one usable image, got none of {gathered.n_files} files "
+                        f"({where}): every image is an identical copy of another with a different label. Fix the labels.")
 
     split = assign_splits(frame, config.splits)
     frame["split"], frame["duplicate_group"] = split.split, split.duplicate_group
@@ -293,10 +337,21 @@ def ingest_into(
             "config_names_resolved": names.as_json(), "domain_columns": list(config.domain_columns),
             "test_sites": list(config.splits.test_sites), "ood_val_sites": list(config.splits.ood_val_sites),
             "cache_size": config.cache.size,
+            "skipped_non_image_files": {"n": len(gathered.skipped), "examples": gathered.skipped[:N_EXAMPLES]},
+            "merged_spellings": merged.spellings, "merged_spelling_images": merged.images,
+            "conflicting_duplicate_labels": conflicting,
         },
+        collections=frame["path"].str.split("/", n=1).str[0] if single is None else None,
     )
     write_json_atomic(ingest_dir / "summary.json", summary)
     return summary
+
+
+def _skipped_text(skipped: list[str]) -> str:
+    """'; 3 more files skipped as not images (e.g. a.csv, b.txt)' or ''."""
+    if not skipped:
+        return ""
+    return f"; {len(skipped)} more files skipped as not images (e.g. {', '.join(skipped[:3])})"
 
 
 def _rel(path: Path, source: Path) -> str:

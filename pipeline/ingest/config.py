@@ -233,6 +233,8 @@ def load_ingest_config(path: str | Path | None, *, size: int | None = None) -> I
     else:
         config = load_config(IngestConfig, path)
         base = Path(path).resolve().parent
+        if "name" not in config.model_fields_set:  # 'dicom_folder' would misname a PNG or `sources:` config
+            config = config.model_copy(update={"name": Path(path).stem})
     if config.metadata_mapping is not None and not isinstance(config.metadata_mapping, MetadataMapping):
         config = config.model_copy(update={"metadata_mapping": load_mapping(config.metadata_mapping, base)})
     if config.sources:

@@ -2,7 +2,9 @@
 
 A file whose name ends in one of ``pipeline.regions.MASK_SUFFIXES`` is a mask, not an image: ``x_lungs.png`` belongs
 to ``x.dcm`` (or ``x``, ``x.png``) in the same folder. A mask with no image beside it is reported, not ingested.
-Everything else is an image candidate; the decoder decides whether it really is one.
+A file that is plainly not an image (a CSV, spreadsheet, document, archive, or a hidden/system file such as
+``.DS_Store`` or ``Thumbs.db``) is skipped before matching and counted (``skipped_non_image_files``), not reported as
+a rejected image. Everything else is an image candidate (a file without suffix may be DICOM); the decoder decides.
 """
 
 from __future__ import annotations
@@ -20,6 +22,24 @@ from pipeline.regions import LESION_MASK_SUFFIX, LUNG_MASK_SUFFIX, SHORTCUT_MASK
 MASK_KINDS = {LUNG_MASK_SUFFIX: "lung", SHORTCUT_MASK_SUFFIX: "shortcut", LESION_MASK_SUFFIX: "lesion"}
 _MASK_SUFFIXES = tuple(MASK_KINDS)
 _STRIPPED_SUFFIXES = (".dcm", ".dicom", ".dic", *IMAGE_SUFFIXES)
+# suffixes of files that are never images: metadata exports, documents, archives, code (lower-case, with the dot)
+NOT_IMAGE_SUFFIXES = frozenset({
+    ".csv", ".tsv", ".txt", ".json", ".jsonl", ".yaml", ".yml", ".md", ".rst", ".xlsx", ".xls", ".xlsm", ".ods",
+    ".pdf", ".html", ".htm", ".xml", ".zip", ".gz", ".tgz", ".tar", ".bz2", ".xz", ".7z", ".rar", ".doc", ".docx",
+    ".rtf", ".odt", ".log", ".py", ".ipynb", ".sh", ".ini", ".cfg", ".toml", ".parquet", ".db", ".sqlite", ".pkl",
+})
+# operating-system clutter without a telling suffix (macOS, Windows)
+SYSTEM_FILE_NAMES = frozenset({"thumbs.db", "desktop.ini", "ehthumbs.db", "icon\r"})
+
+
+def not_an_image(parts: tuple[str, ...]) -> bool:
+    """True for a file that is plainly not an image: a hidden file or one in a hidden folder ('.DS_Store',
+    '.git/...', macOS '._x.png' forks), a system file (Thumbs.db), or a document/table/archive suffix."""
+    name = parts[-1]
+    if any(part.startswith(".") for part in parts) or name.lower() in SYSTEM_FILE_NAMES:
+        return True
+    dot = name.rfind(".")
+    return dot > 0 and name[dot:].lower() in NOT_IMAGE_SUFFIXES
 
 
 @dataclass
@@ -99,10 +119,11 @@ class SourceListing:
 
 
 def discover(
-    root: Path, listing: SourceListing | None = None, *, name: str = ""
+    root: Path, listing: SourceListing | None = None, *, name: str = "", skipped: list[str] | None = None,
 ) -> tuple[list[Candidate], list[str]]:
     """Image candidates sorted by relative path, and orphan masks (no image beside them), as manifest paths: prefixed
-    with '<name>/' when ``name`` is given (one of several sources)."""
+    with '<name>/' when ``name`` is given (one of several sources). Files that are plainly not images
+    (:func:`not_an_image`) are left out and appended, as manifest paths, to ``skipped`` when given."""
     listing = listing if listing is not None else SourceListing.of(root)
     prefix = os.path.join(str(root), "")
     head = f"{name}/" if name else ""
@@ -111,6 +132,10 @@ def discover(
     masks: list[tuple[str, tuple[str, ...], str, str]] = []
     for parts, _, _ in listing.files:
         file_name, folder, relative = parts[-1], parts[:-1], head + "/".join(parts)
+        if not_an_image(parts):
+            if skipped is not None:
+                skipped.append(relative)
+            continue
         kind = mask_kind(file_name)
         if kind is not None:
             masks.append((relative, folder, *kind))

@@ -12,6 +12,7 @@ import re
 from collections.abc import Sequence
 
 from pipeline.ingest.config import MetadataMapping, PositionRule
+from pipeline.ingest.names import norm_key
 
 MISSING_MARKERS = frozenset({"", "NAN", "NONE", "NULL", "N/A", "NA", "?", "-", "UNKNOWN", "NOT AVAILABLE"})
 _AGE_RE = re.compile(r"^(\d+(?:[.,]\d+)?)\s*([YMWD]|YEARS?|MONTHS?|WEEKS?|DAYS?)?\s*(\+)?$")
@@ -75,8 +76,8 @@ def map_value(raw: object, table: dict[str, str], origin: str) -> tuple[str, str
     text = clean(raw)
     if text is None:
         return "unknown", f"{origin}:missing"
-    upper = {k.upper(): v for k, v in table.items()}
-    key = text.upper()
+    upper = {norm_key(k): v for k, v in table.items()}  # case, whitespace and Unicode form ignored
+    key = norm_key(text)
     if key in upper:
         return upper[key], origin
     return "unknown", f"{origin}:unmapped"
@@ -102,9 +103,9 @@ def map_site(raw: object, site_map: dict[str, str], origin: str) -> tuple[str | 
     text = clean(raw)
     if text is None:
         return None, f"{origin}:missing"
-    upper = {k.upper(): v for k, v in site_map.items()}
-    if text.upper() in upper:
-        return upper[text.upper()], f"{origin}:site_map"
+    keys = {norm_key(k): v for k, v in site_map.items()}  # case, whitespace and Unicode form ignored
+    if norm_key(text) in keys:
+        return keys[norm_key(text)], f"{origin}:site_map"
     return text, origin
 
 
@@ -113,16 +114,16 @@ def map_label(raw: object, mapping: MetadataMapping, origin: str) -> tuple[int |
     a value is present and not positive). A blank cell is unknown (None, ``:missing``) unless a missing marker such
     as '' is listed in ``negative_values``; a present value that maps to neither is None with ``:unmapped``."""
     text = clean(raw)
-    negatives = None if mapping.negative_values is None else {str(v).strip().upper() for v in mapping.negative_values}
+    negatives = None if mapping.negative_values is None else {norm_key(v) for v in mapping.negative_values}
     if text is None:
-        if negatives is not None and negatives & MISSING_MARKERS:
+        if negatives is not None and {v.upper() for v in negatives} & MISSING_MARKERS:
             return 0, origin
         return None, f"{origin}:missing"
     parts = [text] if not mapping.label_separator else [
         clean(p.strip().strip(mapping.label_strip_chars)) for p in text.split(mapping.label_separator)
     ]
-    positives = {v.strip().upper() for v in mapping.positive_values}
-    upper_parts = {p.upper() for p in parts if p is not None}
+    positives = {norm_key(v) for v in mapping.positive_values}
+    upper_parts = {norm_key(p) for p in parts if p is not None}
     if upper_parts & positives:
         return 1, origin
     if negatives is None:

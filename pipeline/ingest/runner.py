@@ -21,6 +21,7 @@ from pipeline.errors import ConfigError
 from pipeline.ingest.config import IngestConfig, load_ingest_config, load_mapping, with_size
 from pipeline.ingest.discover import SourceListing
 from pipeline.ingest.sources import SourceInputs, from_config
+from pipeline.ingest.spellings import Merged
 from pipeline.stage import StageRecord, read_stage
 
 SALT_FILENAME = "salt.txt"
@@ -105,11 +106,12 @@ def _load(config: IngestConfig | str | Path | None, size: int | None) -> IngestC
 def _sources(source: str | Path | None, metadata: str | Path | None, cfg: IngestConfig) -> list[SourceInputs]:
     """The CLI's SOURCE (+ --metadata), or the config's ``sources:`` list (then SOURCE and --metadata are not given)."""
     if cfg.sources:
-        if source is not None or metadata is not None:
+        given = [f"{k}={str(v)!r}" for k, v in (("SOURCE", source), ("--metadata", metadata)) if v is not None]
+        if given:
             raise ConfigError(
                 f"ingest: SOURCE and --metadata must be omitted when the config lists `sources:` "
-                f"({len(cfg.sources)} of them), got SOURCE={str(source)!r}, --metadata={str(metadata)!r}. "
-                "Drop them, or remove `sources:` from the config."
+                f"({len(cfg.sources)} of them), got {' and '.join(given)}. "
+                "Drop them (each entry of `sources:` names its folder and CSV), or remove `sources:` from the config."
             )
         return from_config(cfg)
     if source is None:
@@ -208,7 +210,17 @@ def console_lines(summary: dict[str, Any], out: Path) -> list[str]:
     path-field misses, then kept / rejected by reason."""
     lines = [f"ingest: WARNING: {w}" for w in summary["confounding"]["warnings"]]
     for item in summary.get("config_names_resolved", []):
-        lines.append(f"ingest: config {item['key']}: {item['given']!r} matched {item['resolved']!r} (case-insensitively)")
+        lines.append(f"ingest: config {item['key']}: {item['given']!r} matched {item['resolved']!r} "
+                     "(only by ignoring case/whitespace)")
+    lines += Merged(summary.get("merged_spellings") or {}, summary.get("merged_spelling_images") or {}).lines()
+    skipped = summary.get("skipped_non_image_files") or {}
+    if skipped.get("n"):
+        lines.append(f"ingest: skipped {skipped['n']} files that are not images (tables, documents, archives, hidden "
+                     f"or system files), e.g. {', '.join(skipped['examples'][:3])}; not counted as rejected")
+    conflicting = summary.get("conflicting_duplicate_labels") or {}
+    if conflicting.get("images"):
+        lines.append(f"ingest: WARNING: {conflicting['images']} files in {conflicting['groups']} groups of identical "
+                     "pixels carry conflicting labels: all rejected (conflicting_duplicate_labels in rejects.csv)")
     missing = summary.get("metadata_rows_without_image") or {}
     if summary.get("metadata_rows"):
         examples = ", ".join(missing.get("examples", [])[:3])

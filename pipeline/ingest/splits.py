@@ -114,3 +114,23 @@ def assign_splits(frame: pd.DataFrame, config: SplitConfig) -> SplitResult:
     counts = hashes.map(hashes.value_counts())
     duplicate_group = pd.Series(np.where(counts.to_numpy() > 1, hashes.str[:16].to_numpy(), ""), index=frame.index)
     return SplitResult(split=pd.Series(split, index=frame.index), dropped=dropped, duplicate_group=duplicate_group)
+
+
+def conflicting_duplicates(frame: pd.DataFrame) -> dict[int, str]:
+    """Row index -> why it is rejected, for every member of an exact-pixel duplicate group (same ``pixel_sha256``)
+    whose known labels disagree: the same image cannot be both normal and abnormal, and training on both copies
+    teaches noise. The detail names the other files with their labels. Groups that agree (or whose other labels are
+    unknown) are left alone: they are counted as duplicates and kept together by :func:`assign_splits`."""
+    import pandas as pd
+
+    out: dict[int, str] = {}
+    for _, group in frame.groupby(frame["pixel_sha256"].astype(str)):
+        known = {int(v) for v in group["label"].dropna().tolist()}
+        if len(group) < 2 or len(known) < 2:
+            continue
+        labels = ["unknown" if pd.isna(v) else str(int(v)) for v in group["label"].tolist()]
+        shown = {i: f"{p!r} (label {lab})" for i, p, lab in zip(group.index, group["path"], labels, strict=True)}
+        for index in group.index:
+            others = ", ".join(text for i, text in shown.items() if i != index)
+            out[index] = f"identical pixels, conflicting labels {sorted(known)}: also filed as {others}"
+    return out

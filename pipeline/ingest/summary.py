@@ -46,20 +46,47 @@ def _scopes(frame: pd.DataFrame, factor: str) -> list[tuple[str, pd.DataFrame]]:
     return scopes
 
 
+def _unknown_share(rows: pd.DataFrame, factor: str, warning_auroc: float) -> dict[str, Any] | None:
+    """For a factor with an 'unknown' level beside known ones: the AUROC over the known levels alone (null when one
+    known level is left) and where the unknown rows come from (``origin``: collection or site -> images). None when
+    the factor has no unknown level or no known one. A warning whose known-level AUROC stays below ``warning_auroc``
+    is driven by missingness (which collection lacks the field), not by the acquisition factor itself."""
+    from sklearn.metrics import roc_auc_score
+
+    unknown = rows[factor] == "unknown"
+    if not unknown.any() or unknown.all():
+        return None
+    known = rows[~unknown]
+    labels = known["label"].astype(int).to_numpy()
+    auroc = None
+    if known[factor].nunique() > 1 and 0 < labels.sum() < len(labels):
+        prevalence = known.groupby(factor)["label"].transform(lambda v: v.astype(int).mean()).to_numpy(np.float64)
+        auroc = round(float(roc_auc_score(labels, prevalence)), 4)
+    origin = rows.loc[unknown, "origin"].value_counts()
+    return {"auroc_known_levels": auroc, "driven_by_unknown": auroc is None or auroc < warning_auroc,
+            "unknown_origin": {str(k): int(v) for k, v in origin.items()}}
+
+
 def confounding(frame: pd.DataFrame, *, shortcut_attributes: list[str], min_group_size: int,
-                warning_auroc: float, warning_lift: float) -> dict[str, Any]:
+                warning_auroc: float, warning_lift: float, collections: pd.Series | None = None) -> dict[str, Any]:
     """Per factor (each shortcut attribute, age_group, site, domain) and scope (all, each site): the measures of
-    :func:`pipeline.ingest.confounding.measure_factor`, with warnings for strong associations and small scopes."""
+    :func:`pipeline.ingest.confounding.measure_factor`, with warnings for strong associations and small scopes.
+    ``collections``: each row's collection (several sources), named when an 'unknown' level drives a warning;
+    None: the site is named."""
     n_labelled = int(frame["label"].notna().sum())
     factor_names = list(dict.fromkeys([*shortcut_attributes, "age_group", "site", "domain"]))
     # only the columns measured, as plain str: slicing the whole manifest per site cost more than the measures
-    frame = frame[factor_names].astype(str).assign(label=frame["label"])
+    origin = (collections if collections is not None else frame["site"]).astype(str)
+    frame = frame[factor_names].astype(str).assign(label=frame["label"], origin=origin.to_numpy())
     factors = []
     for factor in factor_names:
         for scope, rows in _scopes(frame, factor):  # a site without labelled rows is listed with n = 0
             rows = rows[rows["label"].notna()]
             measured = measure_factor(rows[factor], rows["label"].astype(int).to_numpy(), min_n=min_group_size)
-            factors.append({"factor": factor, "scope": scope, **measured})
+            entry = {"factor": factor, "scope": scope, **measured}
+            if _warns(entry, warning_auroc):
+                entry["unknown_level"] = _unknown_share(rows, factor, warning_auroc)
+            factors.append(entry)
     prevalence = {
         str(domain): {"n": int(len(group)), "n_labelled": int(group["label"].notna().sum()),
                       "prevalence": (round(float(group["label"].dropna().astype(int).mean()), 4)
@@ -75,18 +102,46 @@ def confounding(frame: pd.DataFrame, *, shortcut_attributes: list[str], min_grou
            if "position" in shortcut_attributes else {}),
         "factors": factors,
         "warning_auroc": warning_auroc, "warning_p_value": P_VALUE_WARNING, "warning_lift": warning_lift,
-        "warnings": _warnings(factors, warning_auroc, min_group_size),
+        "warnings": _warnings(factors, warning_auroc, min_group_size,
+                              "collection" if collections is not None else "site"),
     }
 
 
-def _warnings(factors: list[dict[str, Any]], warning_auroc: float, min_group_size: int) -> list[str]:
+def _warns(f: dict[str, Any], warning_auroc: float) -> bool:
+    return f["auroc"] is not None and f["auroc"] >= warning_auroc and (f["chi2_p_value"] or 0.0) < P_VALUE_WARNING
+
+
+def _levels_text(f: dict[str, Any]) -> str:
+    """'levels: erect 30 images, 20% positive; unknown 11 images, 91% positive' (labelled images)."""
+    parts = [f"{k} {v['n']} images, {v['prevalence'] * 100:.0f}% positive" for k, v in f["levels"].items()
+             if v.get("prevalence") is not None]
+    return "levels: " + "; ".join(parts)
+
+
+def _missingness_text(f: dict[str, Any], origin_kind: str) -> str:
+    """' - mostly because N images have X unknown (missing in collection a: 11) ...' or '' when known levels alone
+    carry the association."""
+    info = f.get("unknown_level")
+    if not info or not info["driven_by_unknown"]:
+        return ""
+    n_unknown = f["levels"]["unknown"]["n"]
+    where = ", ".join(f"{k}: {n}" for k, n in info["unknown_origin"].items())
+    known = ("only one known level is left" if info["auroc_known_levels"] is None
+             else f"the known levels alone give AUROC {info['auroc_known_levels']:.2f}")
+    return (f" - mostly because {n_unknown} images have {f['factor']} unknown (missing in {origin_kind} {where}); "
+            f"{known}, so this is missingness of the field (which {origin_kind} lacks it), not the factor itself")
+
+
+def _warnings(factors: list[dict[str, Any]], warning_auroc: float, min_group_size: int,
+              origin_kind: str = "site") -> list[str]:
     out = []
     for f in factors:
-        if f["auroc"] is not None and f["auroc"] >= warning_auroc and (f["chi2_p_value"] or 0.0) < P_VALUE_WARNING:
+        if _warns(f, warning_auroc):
             lo, hi = f["auroc_ci95"]
             v = f", Cramer's V {f['cramers_v']:.2f} (p={f['chi2_p_value']:.2g})" if f["cramers_v"] is not None else ""
             out.append(f"{f['factor']} alone predicts the label with AUROC {f['auroc']:.2f} (95% CI {lo:.2f}-{hi:.2f})"
-                       f"{v} ({f['scope']}, n={f['n']}): a model can learn this shortcut instead of the disease.")
+                       f"{v} ({f['scope']}, n={f['n']}; {_levels_text(f)}){_missingness_text(f, origin_kind)}: "
+                       "a model can learn this shortcut instead of the disease.")
     small = sorted({(f["scope"], f["n"]) for f in factors if f["small_n"] and f["scope"] != "all"})
     out += [f"{scope}: only {n} labelled images (< min_group_size {min_group_size}); its confounding measures are "
             "uncertain (see their intervals)." for scope, n in small]
@@ -119,7 +174,8 @@ def counts(frame: pd.DataFrame) -> dict[str, Any]:
 
 
 def build_summary(frame: pd.DataFrame, rejects: pd.DataFrame, *, extra: dict[str, Any], shortcut_attributes: list[str],
-                  min_group_size: int, warning_auroc: float, warning_lift: float) -> dict[str, Any]:
+                  min_group_size: int, warning_auroc: float, warning_lift: float,
+                  collections: pd.Series | None = None) -> dict[str, Any]:
     notes: dict[str, int] = {}
     for text in frame.get("decode_notes", []):
         for note in filter(None, str(text).split("; ")):
@@ -141,6 +197,6 @@ def build_summary(frame: pd.DataFrame, rejects: pd.DataFrame, *, extra: dict[str
             "images": int((frame["duplicate_group"] != "").sum()),
         },
         "confounding": confounding(frame, shortcut_attributes=shortcut_attributes, min_group_size=min_group_size,
-                                   warning_auroc=warning_auroc, warning_lift=warning_lift),
+                                   warning_auroc=warning_auroc, warning_lift=warning_lift, collections=collections),
         **extra,
     }

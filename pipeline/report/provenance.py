@@ -10,7 +10,10 @@ from pipeline.report.inputs import ReportInputs
 from pipeline.report.tables import Cell, Table, cell, num_cell
 
 # Keys whose values must never reach a report: salts (they would un-hash patient keys) and patient identifiers.
-_SECRET_KEY = re.compile(r"salt|secret|password|token|api_?key|patient_?(name|id)|birth", re.IGNORECASE)
+# A birth *date* is one; 'age_from_birth' / 'birth_column' only name CSV columns and stay visible.
+_SECRET_KEY = re.compile(
+    r"salt|secret|password|token|api_?key|patient_?(name|id)|birth_?date|date_?of_?birth", re.IGNORECASE
+)
 REDACTED = "[redacted]"
 # stage.json keys (beyond the standard ones) that say what a stage estimated, approximated or skipped.
 _NOTE_KEYS = ("skipped", "estimated", "approximations", "warnings", "notes", "limitations")

@@ -6,6 +6,7 @@ import pandas as pd
 import pydicom.data
 
 from pipeline.ingest import load_ingest_config, run
+from pipeline.ingest.discover import not_an_image
 from pipeline.manifest import read_manifest
 
 REPO = Path(__file__).resolve().parents[2]
@@ -22,7 +23,13 @@ def test_ingest_pydicom_corpus_every_file_ingested_or_rejected(tmp_path):
     manifest = read_manifest(result.out)
     rejects = pd.read_csv(result.out / "rejects.csv", keep_default_na=False)
     seen = set(manifest["path"]) | set(rejects["path"])
-    missing = [f.relative_to(root).as_posix() for f in files if f.relative_to(root).as_posix() not in seen]
+    relative = [f.relative_to(root).as_posix() for f in files]
+    # README.txt, *.json, zipMR.gz: plainly not images, skipped and counted (not rejected as images)
+    skipped = [r for r in relative if not_an_image(tuple(r.split("/")))]
+    assert skipped and not any(r.lower().endswith((".dcm", ".png", ".jpg")) for r in skipped)
+    assert result.summary["skipped_non_image_files"]["n"] == len(skipped)
+    assert not set(skipped) & seen
+    missing = [r for r in relative if r not in seen and r not in skipped]
     assert not missing
     assert (rejects["reason"] != "").all() and (rejects["detail"] != "").all()
     assert len(manifest) >= 60

@@ -155,7 +155,7 @@ def test_label_values_and_site_map_keys_match_case_insensitively(tmp_path):
                      site_map={"clinic one": "c1"})
     assert _labels(result.out) == {"a.png": 0, "b.png": 1}
     assert set(read_manifest(result.out)["site"]) == {"c1"}
-    with pytest.raises(ConfigError, match=r"positive_values \['COVID'\].*NEG.*POS"):
+    with pytest.raises(ConfigError, match=r"positive_values \['COVID'\].*\['neg', 'pos'\]"):
         _ingest(tmp_path, ["a.png", "b.png"], ["a.png,neg", "b.png,pos"], mapping=_mapping(positive_values=["COVID"]))
 
 

@@ -22,7 +22,7 @@ SITES = {
     "west": "Westmoor Community Hospital", "valley": "Valley Regional Medical Center", "harbour": "Harbour City Hospital",
 }
 BAD = {  # file -> expected reject reason
-    "north/truncated.dcm": "truncated", "north/ct_scan.dcm": "wrong_modality", "east/notes.txt": "not_dicom",
+    "north/truncated.dcm": "truncated", "north/ct_scan.dcm": "wrong_modality", "east/notes": "not_dicom",
     "east/blank.dcm": "constant_image", "west/ghost_lungs.png": "orphan_mask", "west/unlisted.dcm": "no_metadata_row",
     "west/mismatch_lungs.png": "mask_shape_mismatch",
 }
@@ -62,7 +62,7 @@ def export(tmp_path_factory):
     truth["img005_copy"] = truth["img005"]
     write_cxr(source / "north" / "truncated.dcm", seed=90, truncate=True)
     write_cxr(source / "north" / "ct_scan.dcm", seed=91, modality="CT")
-    (source / "east" / "notes.txt").write_text(f"{FAKE_NAME} called about the results\n")
+    (source / "east" / "notes").write_text(f"{FAKE_NAME} called about the results\n")
     write_cxr(source / "east" / "blank.dcm", seed=92, slope=0.0)
     write_cxr(source / "west" / "unlisted.dcm", seed=93)
     write_cxr(source / "west" / "mismatch.dcm", seed=94)
@@ -73,7 +73,7 @@ def export(tmp_path_factory):
     (source / "west" / "ghost_lungs.png").write_bytes((source / "west" / "img002_lungs.png").read_bytes())
     for name in ("truncated", "ct_scan", "blank"):
         labels.append((f"{list(SITES)[0] if name != 'blank' else 'east'}/{name}.dcm", "No Finding"))
-    labels.append(("east/notes.txt", "No Finding"))
+    labels.append(("east/notes", "No Finding"))
     with open(root / "labels.csv", "w", newline="", encoding="latin-1") as handle:
         writer = csv.writer(handle)
         writer.writerow(["  File ", "Finding"])
@@ -201,11 +201,14 @@ def test_ingest_failure_midway_keeps_previous_outputs(export, ingested, monkeypa
 def test_ingest_nothing_usable_raises_and_cli_exits_2(tmp_path, capsys):
     source = tmp_path / "src"
     source.mkdir()
-    (source / "readme.txt").write_text("no images here")
+    (source / "readme.txt").write_text("no images here")  # plainly not an image: skipped, and the error says so
+    (source / "scan").write_text("no suffix: tried as DICOM")
     with pytest.raises(DataError, match="at least one usable image"):
         run(source=source, out=tmp_path / "out", config=IngestConfig(label_default=0), progress=False)
     assert main(["ingest", str(source), "--out", str(tmp_path / "out")]) == 2
-    assert "not_dicom" in capsys.readouterr().err and not (tmp_path / "out").exists()
+    err = capsys.readouterr().err
+    assert "not_dicom" in err and "1 more files skipped as not images (e.g. readme.txt)" in err
+    assert not (tmp_path / "out").exists()
 
 
 def test_ingest_cli_png_folder_with_nih_csv_exits_0_with_summary_line(tmp_path, capsys):
