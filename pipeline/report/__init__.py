@@ -65,6 +65,8 @@ def run(
     stage_inputs = {k: v for k, v in (("evaluate", inputs.evaluate_dir), ("audit", inputs.audit_dir),
                                       ("ingest", inputs.ingest_dir)) if v is not None}
     with StageRecord("report", out, config={"title": title}, inputs=stage_inputs) as record:
+        for stale in out.glob("fig_*.png"):  # a figure not drawn this time must not linger from an earlier report
+            stale.unlink()
         summary = build_summary(inputs.metrics, inputs.audit)
         context = {
             "title": title or "Does the model look at the lungs?",

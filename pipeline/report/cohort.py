@@ -214,7 +214,8 @@ def ages_table(frame: Any) -> tuple[Table, dict[str, list[float]]]:
     samples: dict[str, list[float]] = {}
     for site in _site_order(frame):
         rows = frame[frame["site"].astype(str) == site]
-        ages = rows["age_years"].dropna().astype(float) if "age_years" in rows else rows.iloc[0:0]
+        # a manifest without an age column has no age: an empty series, not an empty frame
+        ages = rows["age_years"].dropna().astype(float) if "age_years" in rows else rows["site"].iloc[0:0].astype(float)
         samples[site] = ages.tolist()
         children, why_children = _known_share(rows, "age_group", "child", ("unknown", "", "nan", "None"))
         female, why_female = _known_share(rows, "sex", "F", ("unknown", "", "nan", "None"))

@@ -311,6 +311,8 @@ def _headline_figure(metrics: dict[str, Any], out: Path, cohort: Any = None) -> 
         series[key] = [st["mean"] for st in stats]
         intervals[key] = [(st["mean"] - st["std"], st["mean"] + st["std"]) if st["std"] is not None else None
                           for st in stats]
+    if not any(is_number(v) for values in series.values() for v in values):
+        return None  # nothing measured: an empty chart would suggest otherwise
     base = (metrics.get("metadata_baseline") or {}).get("per_site") or {}
     reference: dict[str, list[Any]] = {}
     if base:

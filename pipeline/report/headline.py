@@ -23,7 +23,12 @@ AUDIT_KEYS = {"counterfactual_flip_rate": "counterfactual_flip_rate", "region_ab
               "region_ablation_shortcuts": "shortcuts", "ig_lung_mass_fraction": "lung_mass_fraction",
               "ig_shortcut_mass_fraction": "shortcut_mass_fraction"}
 NOT_AUDITED = "the audit ran on each run's model.pt only"
+NOT_EVALUATED = "no evaluate result for this model (metrics.json)"
+EVALUATE_FIELDS = ("training_site_accuracy", "test_site_accuracy", "test_site_auroc", "conflict_accuracy",
+                   "aligned_accuracy", "test_site_majority_accuracy")
 
+
+AUDIT_ONLY = "_audit_only"  # marks a model entry made from audit.json alone (never written out)
 
 RULE_ORDER = ("training_domain", "leave_one_domain_out", "ood_validation", "oracle")
 
@@ -100,6 +105,8 @@ def _reasons(entry: dict[str, Any], audited: dict[str, Any] | None, audit: dict[
     """Why each headline field is null for one model: the stages' ``not_measured``/``skipped`` reasons."""
     mean_site = entry.get("mean_site") or {}
     reasons = {k: reason_of(mean_site, k) for k in ("conflict_accuracy", "aligned_accuracy", "accuracy")}
+    if entry.get(AUDIT_ONLY):
+        reasons.update(dict.fromkeys(EVALUATE_FIELDS, NOT_EVALUATED))
     if audited is None:
         return {**{k: v for k, v in reasons.items() if v}, **dict.fromkeys(AUDIT_KEYS, NOT_AUDITED)}
     skipped = {str(s.get("metric")): str(s.get("reason")) for s in (audit or {}).get("skipped") or []
@@ -163,7 +170,12 @@ def headline(metrics: dict[str, Any] | None, audit: dict[str, Any] | None) -> di
     audited = (audit or {}).get("models") or {}
     groups: dict[tuple[str, str], list[tuple[str, dict[str, Any]]]] = {}
     primary: dict[str, str] = {}
-    for name, entry in ((metrics or {}).get("models") or {}).items():
+    evaluated = dict(((metrics or {}).get("models") or {}).items())
+    # An audit-only model (no evaluate run) still gets its audit numbers; its accuracies read "not measured".
+    evaluated.update({n: {"algorithm": a.get("algorithm", n), "selection_rule": a.get("selection_rule"),
+                          "seed": a.get("seed"), AUDIT_ONLY: True}
+                      for n, a in audited.items() if isinstance(a, dict) and n not in evaluated})
+    for name, entry in evaluated.items():
         algorithm, rule = str(entry.get("algorithm")), str(entry.get("selection_rule"))
         groups.setdefault((algorithm, rule), []).append((name, entry))
         if "@" not in name:
@@ -184,6 +196,7 @@ def headline(metrics: dict[str, Any] | None, audit: dict[str, Any] | None) -> di
             "upper_bound": rule == "oracle",
             "seeds": sorted({e.get("seed") for _, e in members if e.get("seed") is not None}),
             "models": [n for n, _ in members],
+            "evaluated": [n for n, e in members if not e.get(AUDIT_ONLY)],
             "constant_predictor": [n for n, e in members if is_constant(e)],
             "no_checkpoint": [t for t in (no_checkpoint(n, e) for n, e in members) if t],
             "n_conflict": _smallest([z["n_conflict"] for z in sizes]),

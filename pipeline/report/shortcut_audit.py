@@ -11,7 +11,7 @@ from typing import Any
 from pipeline.regions import SHORTCUT_KINDS
 from pipeline.report import figures
 from pipeline.report.baselines import threshold_of, threshold_text
-from pipeline.report.tables import Cell, Table, cell, is_number, num_cell, rate_cell, reason_of
+from pipeline.report.tables import Cell, Table, cell, is_number, mark_estimated, num_cell, rate_cell, reason_of
 
 METHOD_LABELS = {"integrated_gradients": "Integrated Gradients", "saliency": "Saliency", "grad_cam": "Grad-CAM",
                  "occlusion": "Occlusion"}
@@ -47,8 +47,12 @@ def _measured_cell(block: dict[str, Any], key: str, shortcut_masks: bool = True)
     return rate_cell(value, reason=reason)
 
 
+LUNG_KEYS = ("lung_mass_fraction", "lung_focus_ratio", "pointing_game", "lungs", "lung_only_accuracy",
+             "lungs_removed_accuracy", "rest")
+
+
 def localisation_table(models: dict[str, dict[str, Any]], *, detail: bool = False,
-                       shortcut_masks: bool = True, split: str = "test") -> Table:
+                       shortcut_masks: bool = True, split: str = "test", estimated: bool = False) -> Table:
     """Overall per model and method; with ``detail``, per site and per position as well (a collapsed table)."""
     caption = "By site and position" if detail else f"Where the positive attribution falls ({split} split)"
     table = Table(["model", "method", "scope", "n valid", "lung mass", "shortcut mass", "lung focus ratio",
@@ -62,8 +66,9 @@ def localisation_table(models: dict[str, dict[str, Any]], *, detail: bool = Fals
                 scopes += [(f"{prefix} {k}", v) for k, v in (result.get(key) or {}).items()]
             for scope, block in scopes:
                 table.add([name, method_label(method), scope, cell(block.get("n_valid")),
-                           *[_measured_cell(block, key, shortcut_masks) for key in
-                             ("lung_mass_fraction", "shortcut_mass_fraction", "lung_focus_ratio", "pointing_game")],
+                           *[mark_estimated(_measured_cell(block, key, shortcut_masks), estimated and key in LUNG_KEYS)
+                             for key in ("lung_mass_fraction", "shortcut_mass_fraction", "lung_focus_ratio",
+                                         "pointing_game")],
                            Cell(rule, rule, "muted")])
     table.note = ("Lung/shortcut mass: share of positive attribution inside the lungs / the shortcut regions. Lung "
                   "focus ratio: lung mass over lung area (1 = chance). Pointing game: share of images whose "
@@ -74,6 +79,10 @@ def localisation_table(models: dict[str, dict[str, Any]], *, detail: bool = Fals
 def _method_figure(models: dict[str, dict[str, Any]], out: Path) -> dict[str, Any] | None:
     methods = list(dict.fromkeys(m for e in models.values() for m in (e.get("methods") or {})))
     if not methods:
+        return None
+    values = [(((e.get("methods") or {}).get(m) or {}).get("overall") or {}).get(k) for e in models.values()
+              for m in methods for k in ("lung_mass_fraction", "shortcut_mass_fraction")]
+    if not any(is_number(v) for v in values):  # an empty 0-1 chart would suggest a measurement
         return None
     short = [method_label(m).replace("Integrated Gradients", "Int. Grad.") for m in methods]
     panels = []
@@ -96,7 +105,8 @@ def ablation_shares(entry: dict[str, Any]) -> tuple[dict[str, Any], str]:
     return (entry.get("region_ablation_share") or {}).get("overall") or {}, "signed"
 
 
-def ablation_table(models: dict[str, dict[str, Any]], *, shortcut_masks: bool = True) -> Table:
+def ablation_table(models: dict[str, dict[str, Any]], *, shortcut_masks: bool = True,
+                   estimated: bool = False) -> Table:
     regions = ["lungs", *SHORTCUT_KINDS.values(), "rest"]
     table = Table(["model", "n", "shares", *[r.replace("_", " ") for r in regions], "all shortcuts"],
                   caption="Region ablation: share of the predicted class's logit drop per region",
@@ -107,8 +117,9 @@ def ablation_table(models: dict[str, dict[str, Any]], *, shortcut_masks: bool = 
             continue
         total = shortcut_share(shares) if shortcut_masks else None
         table.add([name, cell(shares.get("n")), Cell(kind, kind, "muted"),
-                   *[_measured_cell(shares, r) if shortcut_masks or r in ("lungs", "rest")
-                     else cell(None, reason=NO_SHORTCUT_MASK) for r in regions],
+                   *[mark_estimated(_measured_cell(shares, r), estimated and r in LUNG_KEYS)
+                     if shortcut_masks or r in ("lungs", "rest") else cell(None, reason=NO_SHORTCUT_MASK)
+                     for r in regions],
                    rate_cell(total, reason=None if shortcut_masks else NO_SHORTCUT_MASK)])
     table.note = ("Behavioural: each region is replaced by the image's mean outside-lung value and the drop of the "
                   "predicted class's logit is shared out over the regions. Absolute shares (|drop| / sum of |drops|) "
@@ -139,6 +150,17 @@ def _ablation_figure(models: dict[str, dict[str, Any]], out: Path, shortcut_mask
                        f"depends on; a bar missing from a group was not measured.{missing}"}
 
 
+def ablation_text(audit: dict[str, Any], models: dict[str, dict[str, Any]]) -> str:
+    """"Region ablation not measured (<reason>)" when no model has region-ablation shares, else ""."""
+    if any(ablation_shares(e)[0] for e in models.values()):
+        return ""
+    reasons = [str(s.get("reason")) for s in audit.get("skipped") or []
+               if isinstance(s, dict) and str(s.get("metric")) == "region_ablation_share"]
+    reasons += [r for e in models.values() for r in (reason_of(e, "region_ablation_abs_share"),
+                                                      reason_of(e, "region_ablation_share")) if r]
+    return f"Region ablation: not measured ({reasons[0] if reasons else 'absent from audit.json'})."
+
+
 def _variant_cell(block: dict[str, Any], name: str, prefix: str) -> Cell:
     """An intervention's accuracy, flagged when its predictions were one class or it does not beat the majority
     rate of the same images (audit's ``<prefix>constant_predictor`` / ``<prefix>majority_accuracy``)."""
@@ -161,7 +183,8 @@ def _evaluate_block(metrics: dict[str, Any] | None, name: str, scope: str) -> di
     return entry.get("overall") if scope == "overall" else (entry.get("per_site") or {}).get(scope)
 
 
-def interventions_table(models: dict[str, dict[str, Any]], metrics: dict[str, Any] | None = None) -> Table:
+def interventions_table(models: dict[str, dict[str, Any]], metrics: dict[str, Any] | None = None, *,
+                        estimated: bool = False) -> Table:
     """Per model and scope: evaluate's accuracy of the checkpoint (one accuracy per checkpoint on the page) and the
     audit's accuracies with lungs only / lungs removed, each beside its always-majority rate."""
     from pipeline.report.evaluation import accuracy_cell, majority_cell
@@ -181,8 +204,8 @@ def interventions_table(models: dict[str, dict[str, Any]], metrics: dict[str, An
             majority = majority_cell(evaluated) if evaluated else rate_cell(
                 block.get("majority_accuracy"), css="muted", reason=reason_of(block, "majority_accuracy"))
             table.add([name, scope, cell(block.get("n")), accuracy, majority,
-                       _variant_cell(block, "lung_only_accuracy", "lung_only_"),
-                       _variant_cell(block, "lungs_removed_accuracy", "lungs_removed_"),
+                       mark_estimated(_variant_cell(block, "lung_only_accuracy", "lung_only_"), estimated),
+                       mark_estimated(_variant_cell(block, "lungs_removed_accuracy", "lungs_removed_"), estimated),
                        rate_cell(block.get("counterfactual_flip_rate"),
                                  reason=reason_of(block, "counterfactual_flip_rate")),
                        cell(block.get("n_counterfactual"))])
@@ -302,7 +325,8 @@ def disagreements(models: dict[str, dict[str, Any]]) -> list[str]:
 
 
 def gallery(audit: dict[str, Any], models: dict[str, dict[str, Any]], audit_dir: Path, out: Path,
-            max_images: int = MAX_GALLERY_IMAGES, lungs_drawn: bool = True) -> list[dict[str, Any]]:
+            max_images: int = MAX_GALLERY_IMAGES, lungs_drawn: bool = True,
+            image_size: int | None = None) -> list[dict[str, Any]]:
     """Rows = images (grouped by site and position), columns = models; overlay files are copied beside the report."""
     by_image: dict[str, dict[str, dict[str, Any]]] = {}
     info: dict[str, dict[str, Any]] = {}
@@ -337,7 +361,8 @@ def gallery(audit: dict[str, Any], models: dict[str, dict[str, Any]], audit_dir:
     rows = []
     for image_id in chosen:
         meta = info[image_id]
-        label = LABEL_NAMES.get(_int(meta.get("label")), str(meta.get("label")))
+        truth = _int(meta.get("label"))
+        label = LABEL_NAMES.get(truth, "label unknown") if truth is not None else "label unknown"
         images = []
         for n in names:
             item = by_image[image_id].get(n)
@@ -346,16 +371,42 @@ def gallery(audit: dict[str, Any], models: dict[str, dict[str, Any]], audit_dir:
                 images.append(None)
                 continue
             pred = LABEL_NAMES.get(_int(item.get("prediction")), str(item.get("prediction")))
-            verdict = "correct" if _int(item.get("prediction")) == _int(meta.get("label")) else "wrong"
+            # an unlabelled image cannot be right or wrong: no judgement is shown
+            verdict = "label unknown" if truth is None else \
+                "correct" if _int(item.get("prediction")) == truth else "wrong"
             images.append({"src": src, "alt": f"{n} on {image_id}: predicted {pred} ({verdict})",
-                           "caption": f"predicted {pred} ({verdict})", "css": verdict})
+                           "caption": f"predicted {pred} ({verdict})",
+                           "css": verdict if verdict in ("correct", "wrong") else "muted"})
         rows.append({"label": f"{meta.get('site')} · {meta.get('position')} · {label}", "images": images})
     methods = [method_label(m) for m in (info[chosen[0]].get("methods") or [])] if chosen else []
     image = "the image with its lung contour" if lungs_drawn else "the image (no lung mask to outline)"
     note = (f"Each panel: {image}, then " + ", ".join(methods) + "." if methods else "")
+    note += "".join(f" {line}" for line in flat_notes(models, names, image_size))
     title = f"The same {audit.get('split', 'test')} images for each algorithm" + (" (one run each, its lowest seed)." if len(drawn) > len(names)
                                                          else ".")
     return [{"title": title, "note": note, "columns": names, "rows": rows}]
+
+
+GRAD_CAM_STRIDE = 32  # the backbones' last stage is 1/32 of the input side: Grad-CAM's resolution
+
+
+def flat_notes(models: dict[str, dict[str, Any]], names: list[str], image_size: int | None) -> list[str]:
+    """A note per method whose maps are flat (near-constant) for the shown models: the sanity check found every
+    map constant, or Grad-CAM's last stage is about one cell at this image size. A flat map localises nothing."""
+    lines = []
+    methods = list(dict.fromkeys(m for n in names for m in (models[n].get("methods") or {})))
+    for method in methods:
+        constant = [n for n in names if "constant" in str(reason_of(
+            (models[n].get("methods") or {}).get(method) or {}, "randomisation_rank_correlation") or "")]
+        cells = image_size // GRAD_CAM_STRIDE if method == "grad_cam" and image_size else None
+        if cells is not None and cells < 2:
+            lines.append(f"{method_label(method)} at {image_size} px: the last stage is about {max(cells, 1)}×"
+                         f"{max(cells, 1)} cell, so its map is flat (near-constant) and says nothing about where "
+                         "the model looks.")
+        elif constant:
+            lines.append(f"{method_label(method)} maps are flat (every sanity-check map constant) for "
+                         f"{', '.join(constant)}: they say nothing about where the model looks.")
+    return lines
 
 
 def _int(value: Any) -> int | None:
@@ -373,6 +424,18 @@ def _copy_overlay(audit_dir: Path, out: Path, relative: str) -> str | None:
     target.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(source, target)
     return f"overlays/{target.name}"
+
+
+def cache_size(ingest_dir: Path | None) -> int | None:
+    """The ingest cache's image side in pixels (cache/cache.json ``size``), None when unknown."""
+    import json
+
+    path = Path(ingest_dir) / "cache" / "cache.json" if ingest_dir is not None else None
+    try:
+        size = json.loads(path.read_text(encoding="utf-8")).get("size") if path and path.is_file() else None
+    except (OSError, ValueError):
+        return None
+    return int(size) if is_number(size) else None
 
 
 def _audit_lines(audit: dict[str, Any], metrics: dict[str, Any] | None) -> list[str]:
@@ -413,7 +476,14 @@ def build_audit(audit: dict[str, Any] | None, audit_dir: Path | None, out: Path,
     from pipeline.report.verdict import lung_mask_status
 
     galleries = gallery(audit, models, audit_dir, out,
-                        lungs_drawn=lung_mask_status(audit.get("lung_masks"))[0] != "absent")
+                        lungs_drawn=lung_mask_status(audit.get("lung_masks"))[0] != "absent",
+                        image_size=cache_size(ingest_dir))
+    estimated = lung_mask_status(audit.get("lung_masks"))[0] == "estimated"
+    localisation_figure, ablation_figure = _method_figure(models, out), _ablation_figure(models, out, masks)
+    for figure in (localisation_figure, ablation_figure):
+        if figure and estimated:
+            figure["caption"] += " Lung values are estimated: they rest on ESTIMATED lung masks (fixed ellipses)."
+    probes = probe_table(models)
     pairs = None
     if ingest_dir is not None and audit.get("counterfactuals") is not False:
         from pipeline.report.pairs import pairs_figure
@@ -424,19 +494,24 @@ def build_audit(audit: dict[str, Any] | None, audit_dir: Path | None, out: Path,
     return {
         "available": True,
         "lines": _audit_lines(audit, metrics),
-        "localisation": localisation_table(models, shortcut_masks=masks, split=str(audit.get("split", "test"))),
-        "localisation_detail": localisation_table(models, detail=True, shortcut_masks=masks),
-        "localisation_figure": _method_figure(models, out),
-        "ablation": ablation_table(models, shortcut_masks=masks),
-        "ablation_figure": _ablation_figure(models, out, masks),
+        "localisation": localisation_table(models, shortcut_masks=masks, split=str(audit.get("split", "test")),
+                                           estimated=estimated),
+        "localisation_detail": localisation_table(models, detail=True, shortcut_masks=masks, estimated=estimated),
+        "localisation_figure": localisation_figure,
+        "localisation_text": "" if localisation_figure else
+        "No figure: no attribution mass was measured (see the reasons in the table).",
+        "ablation": ablation_table(models, shortcut_masks=masks, estimated=estimated),
+        "ablation_figure": ablation_figure,
+        "ablation_text": ablation_text(audit, models),
         "galleries": galleries,
         "gallery_text": "The audit wrote no overlay images." if not galleries else "",
-        "interventions": interventions_table(models, metrics),
+        "interventions": interventions_table(models, metrics, estimated=estimated),
         "counterfactual": flips if has_flips else None,
         "counterfactual_text": "" if has_flips else "No counterfactual images were available (synth "
                                                     "--counterfactual position, then ingest with counterfactual_source).",
         "pairs_figure": pairs,
-        "probes": probe_table(models),
+        "probes": probes,
+        "probes_text": "" if not probes.empty else "No probe was run (audit.json has no probe results).",
         "sanity": sanity_table(models),
         "disagreements": disagreements(models),
     }

@@ -68,6 +68,9 @@ def sentence(algorithm: str, numbers: dict[str, Any], metrics: dict[str, Any],
     if is_number(_m(numbers.get("training_site_accuracy"))):
         parts.append(f"{_pct(numbers['training_site_accuracy'])} on the training hospitals' validation images")
     parts.append(_accuracy_part(numbers, len(metrics.get("sites") or [])))
+    if not numbers.get("evaluated"):
+        parts.append("no evaluate result, so no accuracy is measured")
+        parts.append(audited_part(numbers.get("models") or [], audit))
     if is_number(_m(numbers.get("conflict_accuracy"))):
         attribute = numbers.get("conflict_attribute") or "shortcut attribute"
         n = numbers.get("n_conflict")
@@ -90,6 +93,25 @@ def sentence(algorithm: str, numbers: dict[str, Any], metrics: dict[str, Any],
     parts = [p for p in parts if p]
     text = parts[0] + ": " + "; ".join(parts[1:]) + "." if len(parts) > 1 else parts[0] + "."
     return judged, text, css
+
+
+def audited_part(names: list[str], audit: dict[str, Any] | None) -> str | None:
+    """What the audit measured for these runs (an audit-only report still says what exists)."""
+    entries = [((audit or {}).get("models") or {}).get(n) or {} for n in names]
+    methods = list(dict.fromkeys(m for e in entries for m in (e.get("methods") or {})))
+    from pipeline.report.shortcut_audit import method_label
+
+    measured = []
+    if methods:
+        measured.append("attribution maps (" + ", ".join(method_label(m) for m in methods) + ")")
+    n = [((e.get("interventions") or {}).get("overall") or {}).get("n") for e in entries]
+    if any(is_number(v) for v in n):
+        measured.append(f"interventions on {max(int(v) for v in n if is_number(v))} images")
+    if any(e.get("probe_balanced_accuracy") for e in entries):
+        measured.append("probes of the representation")
+    if not measured:
+        return None
+    return f"the audit measured {', '.join(measured)} on the {(audit or {}).get('split', 'test')} split (Section 4)"
 
 
 HEADLINE_FIELDS = ("training_site_accuracy", "test_site_accuracy", "test_site_majority_accuracy", "test_site_auroc",
@@ -166,6 +188,9 @@ def build_summary(metrics: dict[str, Any] | None, audit: dict[str, Any] | None) 
         judged, text, css = sentence(algorithm, numbers, metrics or {}, audit)
         answers.append({"model": algorithm, "verdict": judged, "sentence": text, "css": css})
     notes = []
+    if lines and not (metrics or {}).get("models"):
+        notes.append("No evaluate results (metrics.json) were given: these lines rest on the audit alone, so no "
+                     "accuracy is measured.")
     if lines and any("oracle" in e["by_rule"] for e in lines.values()):
         notes.append("Rows selected by the oracle rule peek at the test hospital: an upper bound, never a result.")
     notes.extend(oracle_notes(lines))

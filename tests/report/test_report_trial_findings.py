@@ -68,3 +68,132 @@ def test_roles_come_from_the_training_runs_else_say_ingest_split():
     mine = trained_sites(frame, {"train: m": _train_stage(["Site Two"])})
     assert roles(mine)["Site Two"] == "training" and roles(mine)["Site One"] == "ingest split train; not trained on"
     assert trained_sites(frame, {"train: m": _train_stage(["x"], columns=("manufacturer",))}) is None
+
+
+def _write_json(path, data):
+    import json
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data))
+
+
+def _audit_only_outputs(tmp_path):
+    """An ingest of unlabelled images at 32 px, a training run on other sites, and an audit of that run."""
+    ingest = tmp_path / "ingest"
+    ingest.mkdir()
+    frame = _frame([("Site One", "train", "erect", None, 2), ("Site Two", "val", "erect", None, 1)])
+    frame.to_parquet(ingest / "manifest.parquet")
+    _write_json(ingest / "cache" / "cache.json", {"n": 3, "size": 32})
+    run_dir = tmp_path / "m_erm"
+    run_dir.mkdir()
+    (run_dir / "model.pt").write_bytes(b"weights")
+    _write_json(run_dir / "stage.json", {**_train_stage(["east", "nord"]), "command": ["cxr-fishr", "train"]})
+    audit = tmp_path / "audit"
+    nm = {"lung_mass_fraction": "no lung mask for these images"}
+    method = {"overall": {"n": 3, "n_valid": 0, "lung_mass_fraction": None, "not_measured": nm}}
+    _write_json(audit / "audit.json", {
+        "split": "val", "ingest_dir": str(ingest), "lung_masks": "none", "shortcut_masks": False,
+        "skipped": [{"metric": "region_ablation_share", "reason": "no region masks at all"}],
+        "models": {"m_erm": {"algorithm": "erm", "seed": 0, "selection_rule": "training_domain",
+                             "methods": {"saliency": method, "grad_cam": method},
+                             "interventions": {"overall": {"n": 3}}, "region_ablation_share": None}},
+        "overlays": [{"model": "m_erm", "image_id": "a", "site": "Site One", "position": "erect", "label": None,
+                      "prediction": 0, "methods": ["saliency", "grad_cam"], "file": "overlays/a.png"}]})
+    (audit / "overlays").mkdir()
+    (audit / "overlays" / "a.png").write_bytes(b"\x89PNG\r\n\x1a\n")
+    _write_json(audit / "stage.json", {"stage": "audit", "inputs": {"model": {"path": str(run_dir / "model.pt")}},
+                                       "command": ["cxr-fishr", "audit"]})
+    return audit
+
+
+def _page_text(path):
+    import html
+    import re
+
+    return html.unescape(re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", path.read_text(encoding="utf-8"))))
+
+
+def test_audit_only_report_of_unlabelled_images_says_what_was_measured_and_judges_no_prediction(tmp_path):
+    from pipeline.report import run
+
+    result = run(evaluate_dir=None, audit_dir=_audit_only_outputs(tmp_path), out=tmp_path / "report")
+    text = _page_text(result.index)
+    assert "No model results were found" not in text
+    assert "the audit measured attribution maps (Saliency, Grad-CAM), interventions on 3 images" in text
+    assert "no evaluate result, so no accuracy is measured" in text
+    # finding 9: an unlabelled image is never right or wrong
+    assert "Site One · erect · label unknown" in text and "predicted no finding (label unknown)" in text
+    assert "(wrong)" not in text and "(correct)" not in text and "· None" not in text
+    # finding 10: the run trained on east/nord, so these train/val sites are not "training" sites
+    assert "ingest split train; not trained on" in text and "| training |" not in text
+    # finding 15: no empty figure, no heading with an empty body, a flat Grad-CAM gets a note
+    assert not (result.out / "fig_localisation.png").exists() and "fig_localisation.png" not in result.figures
+    assert "No figure: no attribution mass was measured" in text
+    assert "Region ablation: not measured (no region masks at all)" in text
+    assert "Grad-CAM at 32 px" in text and "flat" in text
+
+
+def test_overlay_titles_say_lungs_only_with_a_drawn_mask_and_mark_flat_maps():
+    import numpy as np
+
+    from pipeline.audit.overlays import panel_titles
+
+    maps = {"grad_cam": np.full((8, 8), 0.3), "saliency": np.arange(64.0).reshape(8, 8)}
+    assert panel_titles(maps, None) == ["image (no lung mask)", "grad cam (flat map)", "saliency"]
+    assert panel_titles(maps, np.zeros((8, 8), bool))[0] == "image (no lung mask)"
+    lungs = np.zeros((8, 8), bool)
+    lungs[2:6, 2:6] = True
+    assert panel_titles(maps, lungs, lungs_estimated=True)[0] == "image (lungs (estimated))"
+
+
+def _metrics_and_audit(lung_masks):
+    site = {"n": 40, "n_pos": 20, "n_neg": 20, "accuracy": 0.7, "conflict_accuracy": 0.5, "aligned_accuracy": 0.8,
+            "n_conflict": 15, "n_aligned": 25, "conflict_attribute": "view"}
+    metrics = {"split": "test", "sites": ["colb"], "models": {"erm": {
+        "algorithm": "erm", "seed": 0, "selection_rule": "training_domain", "val_acc_at_step": 0.9,
+        "per_site": {"colb": site}, "mean_site": {**site, "majority_accuracy": 0.5}}}}
+    audit = {"lung_masks": lung_masks, "shortcut_masks": False, "models": {"erm": {
+        "algorithm": "erm", "seed": 0, "methods": {"saliency": {"overall": {"lung_mass_fraction": 0.4}}},
+        "region_ablation_abs_share": {"overall": {"n": 40, "lungs": 0.547, "rest": 0.453}}}}}
+    return metrics, audit
+
+
+def test_numbers_on_estimated_lung_masks_say_estimated_where_they_are_shown():
+    from pipeline.report.summary import build_summary
+
+    summary = build_summary(*_metrics_and_audit("estimated"))
+    answer = summary["answers"][0]
+    assert "region ablation puts 54.7% (estimated: lung masks ESTIMATED) of its decision on the lungs" in \
+        answer["sentence"]
+    assert "54.7% (estimated)" in [c.text for c in summary["headline"].rows[0]]
+    plain = build_summary(*_metrics_and_audit("manifest"))
+    assert "estimated" not in plain["answers"][0]["sentence"]
+    assert "54.7%" in [c.text for c in plain["headline"].rows[0]]
+
+
+def test_summary_wording_conflict_attribute_n_shortcut_share_and_method_not_run():
+    from pipeline.report.summary import build_summary
+
+    summary = build_summary(*_metrics_and_audit("manifest"))
+    answer = summary["answers"][0]
+    assert "50.0% on its 15 images whose view contradicts the label (vs 25 aligned)" in answer["sentence"]
+    assert "its share on shortcut regions is not measured (no shortcut mask in the cache)" in answer["sentence"]
+    assert "and not measured" not in answer["sentence"]
+    assert "view-conflicting images 50% (n=15) vs aligned 80% (n=25)" in answer["verdict"]
+    ig = summary["numbers"]["erm"]["not_measured"]["ig_lung_mass_fraction"]
+    assert ig == "method not run (audit.methods)"
+
+
+def test_a_run_whose_selection_found_no_checkpoint_or_a_constant_predictor_is_said_so():
+    from pipeline.report.summary import build_summary
+
+    metrics, audit = _metrics_and_audit("manifest")
+    entry = metrics["models"]["erm"]
+    entry["selection"] = {"rule": "training_domain", "step": None, "constant_predictor": True, "selected": False,
+                          "reason": "every evaluation predicted one class"}
+    answer = build_summary(metrics, audit)["answers"][0]
+    assert answer["verdict"].startswith("is a constant predictor (erm")
+    assert answer["sentence"].startswith("No checkpoint selected by training-domain validation")
+    entry["selection"]["constant_predictor"] = False
+    assert build_summary(metrics, audit)["answers"][0]["verdict"].startswith(
+        "has no checkpoint selected (erm: every evaluation predicted one class)")
