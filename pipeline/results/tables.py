@@ -95,16 +95,23 @@ def _test_value(run_dir: Path, step: int | None, key: str) -> float | None:
 
 
 def _cell(runs: list[dict[str, Any]], rule: str, loho: bool) -> dict[str, Any]:
-    """The chosen draw under ``rule`` and its test accuracy per seed (mean, sd in %), or nulls with a reason."""
+    """The chosen draw under ``rule`` and its test accuracy per seed (mean, sd in %), or nulls with a reason.
+    ``runs``: one algorithm's runs of one test hospital (a plain sweep's include its LODO hold-out runs)."""
     source = _source_rule(rule, loho)
-    as_full = [{**r, "holdout": None,
-                "selection": {rule: r["selection"][source]} if source in r["selection"] else {}} for r in runs]
-    choice = select_across_runs(as_full, [rule])[rule]
+    if rule == "leave_one_domain_out" and not loho:
+        # the sweep's own rule: draws ranked by their hold-out runs' scores, tested at the full runs'
+        # training_domain checkpoints (pipeline.train.sweep.select_across_runs)
+        choice, source = select_across_runs(runs, [rule])[rule], "training_domain"
+    else:
+        as_full = [{**r, "holdout": None,
+                    "selection": {rule: r["selection"][source]} if source in r["selection"] else {}}
+                   for r in runs if loho or r.get("holdout") is None]
+        choice = select_across_runs(as_full, [rule])[rule]
     if choice.get("draw") is None:
         return {"mean": None, "sd": None, "n_seeds": 0, "draw": None, "hparams": None,
                 "not_measured": f"no draw had a non-constant checkpoint under {rule} in every seed"}
     key = "holdout_acc" if loho else "test_acc"
-    chosen = [r for r in runs if r["draw"] == choice["draw"]]
+    chosen = [r for r in runs if r["draw"] == choice["draw"] and (loho or r.get("holdout") is None)]
     values = [_test_value(Path(r["dir"]), r["selection"].get(source, {}).get("step"), key) for r in chosen]
     stats = _mean_std([100.0 * v for v in values if v is not None])
     cell = {"mean": stats["mean"] if stats else None, "sd": stats["std"] if stats else None,
@@ -127,10 +134,11 @@ def _summary(cells: dict[str, dict[str, Any]], hospitals: list[str]) -> dict[str
 
 def build_tables(runs: list[dict[str, Any]], sweeps: list[str] | None = None) -> ResultsTables:
     """Tables over finished runs (``collect_runs``). Runs held out for leave-one-domain-out selection are not test
-    results; a sweep mixing hospital columns and the test split keeps both as columns."""
+    results (they only rank draws under that rule); hospital columns and the test split can sit side by side."""
     loho_runs = [r for r in runs if r.get("test_hospital")]
-    plain_runs = [r for r in runs if not r.get("test_hospital") and r.get("holdout") is None]
-    hospitals = sorted({r["test_hospital"] for r in loho_runs}) + ([TEST_SPLIT] if plain_runs else [])
+    plain_runs = [r for r in runs if not r.get("test_hospital")]  # with any LODO hold-out runs (that rule only)
+    hospitals = sorted({r["test_hospital"] for r in loho_runs}) + (
+        [TEST_SPLIT] if any(r.get("holdout") is None for r in plain_runs) else [])
     algorithms = sorted({r["algorithm"] for r in runs})
     present = {rule for r in runs for rule in r["selection"]}
     rules = [rule for rule in RULES if rule in present and not (rule == "leave_one_domain_out" and loho_runs)]

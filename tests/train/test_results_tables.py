@@ -11,13 +11,17 @@ from pipeline.cli import main
 from pipeline.results import build_tables, collect_runs
 
 
-def _run(root: Path, name: str, *, val: float | None, test: float | None, key: str = "test_acc") -> str:
-    """A finished run: its selection.json (training_domain at step 4 scored ``val``) and history.jsonl."""
+def _run(root: Path, name: str, *, val: float | None, test: float | None, key: str = "test_acc",
+         lodo: float | None = None) -> str:
+    """A finished run: its selection.json (training_domain at step 4 scored ``val``; a LODO hold-out run's
+    leave_one_domain_out scored ``lodo``) and history.jsonl."""
     run_dir = root / "runs" / name
     run_dir.mkdir(parents=True)
     step = None if val is None else 4
     selection = {"training_domain": {"step": step, "score": val},
                  "oracle" if key == "test_acc" else "leave_one_domain_out": {"step": step, "score": test}}
+    if lodo is not None:
+        selection["leave_one_domain_out"] = {"step": 4, "score": lodo}
     (run_dir / "selection.json").write_text(json.dumps(selection))
     lines = [{"step": 4, "loss": 0.5}, {"step": 4, "val_acc": val, key: test}]
     (run_dir / "history.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
@@ -29,11 +33,12 @@ def _sweep(root: Path, entries: list[dict]) -> None:
     (root / "sweep.json").write_text(json.dumps(entries))
 
 
-def _entry(root: Path, algorithm: str, draw: int, seed: int, *, val, test, hospital=None, holdout=None) -> dict:
+def _entry(root: Path, algorithm: str, draw: int, seed: int, *, val, test, hospital=None, holdout=None,
+           lodo=None) -> dict:
     key = "holdout_acc" if hospital else "test_acc"
     name = f"{algorithm}-{draw}-{seed}-{hospital}-{holdout}"
     return {"algorithm": algorithm, "draw": draw, "trial_seed": seed, "holdout": holdout or hospital,
-            "test_hospital": hospital, "dir": _run(root, name, val=val, test=test, key=key),
+            "test_hospital": hospital, "dir": _run(root, name, val=val, test=test, key=key, lodo=lodo),
             "hparams": {"lr": 10.0 ** -draw}}
 
 
@@ -43,10 +48,15 @@ def test_rule_picks_best_mean_draw_and_reports_population_sd_over_seeds(tmp_path
     _sweep(erm, [
         _entry(erm, "erm", 0, 0, val=0.9, test=0.5), _entry(erm, "erm", 0, 1, val=0.5, test=0.5),  # mean val 0.7
         _entry(erm, "erm", 1, 0, val=0.8, test=0.6), _entry(erm, "erm", 1, 1, val=0.8, test=0.8),  # mean val 0.8
-        _entry(erm, "erm", 1, 0, val=0.99, test=0.99, holdout="east"),  # a LODO selection run: not a test result
+        # LODO hold-out runs rank draws under that rule only (draw 0 wins there); never test results themselves
+        _entry(erm, "erm", 0, 0, val=0.99, test=0.99, holdout="east", lodo=0.9),
+        _entry(erm, "erm", 1, 0, val=0.99, test=0.99, holdout="east", lodo=0.4),
     ])
     tables = build_tables(*collect_runs(root))
-    assert tables.hospitals == ["test"] and tables.rules == ["training_domain", "oracle"]
+    assert tables.hospitals == ["test"]
+    assert tables.rules == ["training_domain", "leave_one_domain_out", "oracle"]
+    lodo = tables.cells["leave_one_domain_out"]["erm"]["test"]
+    assert lodo["draw"] == 0 and lodo["mean"] == 50.0 and lodo["n_seeds"] == 2  # draw 0's full runs
     cell = tables.cells["training_domain"]["erm"]["test"]
     assert cell["draw"] == 1 and cell["hparams"] == {"lr": 0.1} and cell["n_seeds"] == 2
     assert abs(cell["mean"] - 70.0) < 1e-9 and abs(cell["sd"] - 10.0) < 1e-9  # population sd (pipeline.evaluate)
