@@ -86,6 +86,8 @@ def model_profile(payload: dict[str, Any]) -> tuple[InputProfile, list[str]]:
         update["num_classes"] = int(state["classifier.weight"].shape[0])
     if profile.domain_columns is None and meta.get("domain_columns") is not None:
         update["domain_columns"] = list(meta["domain_columns"])
+    if profile.domains is None and meta.get("training_domains") is not None:
+        update["domains"] = [str(d) for d in meta["training_domains"]]  # train's top-level key, older files too
     profile = profile.model_copy(update=update)
     unknown = [k for k in ("image_size", "channels", "label_names") if getattr(profile, k) is None]
     return profile, unknown

@@ -1,15 +1,20 @@
 """The one definition of shortcut-conflicting and shortcut-aligned images (evaluate, audit and the report use it).
 
 A shortcut attribute (``position``, ``view``, ... : a manifest column) has a *direction* estimated on the TRAIN
-split's labelled rows: the values whose positive prevalence is above the overall train prevalence are
-positive-associated, the other values seen there negative-associated. ``unknown``, missing and values never seen
-in the train split's labelled rows are neither. Then, per labelled image::
+split's labelled rows: the values whose positive prevalence is above the prevalence over the rows with a known
+value are positive-associated, the other values seen there negative-associated. ``unknown``, missing and values
+never seen in the train split's labelled rows are neither. Then, per labelled image::
 
     conflict = (label 1 and a negative-associated value) or (label 0 and a positive-associated value)
     aligned  = (label 1 and a positive-associated value) or (label 0 and a negative-associated value)
 
 On the synthetic cohort (supine images are COVID-associated in training) this is exactly the older position rule:
 conflict = COVID and erect, or no finding and supine.
+
+A direction is *measurable* only with >= 2 known levels on the labelled train rows, one positive- and one
+negative-associated (:func:`direction_problem`); an attribute with one known level (``erect`` beside ``unknown``)
+would call every negative image of that level "conflicting" and measure nothing, so its masks are empty. The
+headline conflict/aligned numbers use the first measurable attribute (:func:`headline_attribute`).
 """
 
 from __future__ import annotations
@@ -99,9 +104,55 @@ def estimate_direction(train: pd.DataFrame, attribute: str) -> ShortcutDirection
         return ShortcutDirection(attribute, (), (), None, 0)
     overall = float(y.mean())
     prevalence = {str(v): float(y[values == v].mean()) for v in sorted(set(values)) if v != "unknown"}
-    positive = tuple(v for v, p in prevalence.items() if p > overall)
-    negative = tuple(v for v, p in prevalence.items() if p <= overall)
+    # compared with the rows of a known value: unknown rows (often one collection lacking the field) must not
+    # push every known level to one side
+    valued = values != "unknown"
+    reference = float(y[valued].mean()) if valued.any() else overall
+    positive = tuple(v for v, p in prevalence.items() if p > reference)
+    negative = tuple(v for v, p in prevalence.items() if p <= reference)
     return ShortcutDirection(attribute, positive, negative, overall, int(y.size), prevalence)
+
+
+def direction_problem(direction: ShortcutDirection) -> str | None:
+    """Why ``direction`` cannot define conflicting/aligned images (None when it can): it needs >= 2 known levels
+    on the train split's labelled rows, at least one positive- and one negative-associated."""
+    levels = sorted([*direction.positive_associated, *direction.negative_associated])
+    name = direction.attribute
+    if direction.n_train == 0:
+        return f"{name}: the train split has no labelled rows to estimate a direction on"
+    if len(levels) < 2:
+        return (f"{name}: {len(levels)} known level ({levels or 'only unknown'}) on the train split's labelled rows; "
+                "a direction needs >= 2")
+    if not direction.positive_associated or not direction.negative_associated:
+        return f"{name}: its known levels {levels} have the same positive rate on the train split: no direction"
+    return None
+
+
+def headline_attribute(directions: dict[str, ShortcutDirection]) -> tuple[str | None, str | None]:
+    """(the first measurable attribute of ``directions`` (their order: summary.json's list), None) or (None, the
+    reason naming each attribute and why it cannot be measured)."""
+    problems = []
+    for attribute, direction in directions.items():
+        problem = direction_problem(direction)
+        if problem is None:
+            return attribute, None
+        problems.append(problem)
+    if not problems:
+        return None, "no shortcut attribute in the manifest"
+    return None, "no shortcut attribute is measurable: " + "; ".join(problems)
+
+
+def skipped_attribute_warning(directions: dict[str, ShortcutDirection]) -> str | None:
+    """A warning when the headline attribute is not the first listed one (or none is measurable), naming why."""
+    attribute, reason = headline_attribute(directions)
+    if attribute is None:
+        return f"conflict/aligned accuracy not measured: {reason}" if directions else None
+    skipped = [problem for a in directions if a != attribute and (problem := direction_problem(directions[a]))]
+    first = next(iter(directions))
+    if first == attribute:
+        return None
+    return (f"conflict/aligned accuracy use {attribute!r}, not {first!r}: "
+            + "; ".join(skipped[:list(directions).index(attribute)]))
 
 
 def estimate_directions(manifest: pd.DataFrame, attributes: list[str]) -> dict[str, ShortcutDirection]:
@@ -112,8 +163,11 @@ def estimate_directions(manifest: pd.DataFrame, attributes: list[str]) -> dict[s
 
 def conflict_aligned(frame: pd.DataFrame, direction: ShortcutDirection) -> tuple[np.ndarray, np.ndarray]:
     """(conflict, aligned) bool (N,) for the rows of ``frame``; unlabelled rows and rows whose value is unknown or
-    has no direction are in neither."""
+    has no direction are in neither, and every row when the direction is not measurable (:func:`direction_problem`)."""
     y = label_values(frame)
+    if direction_problem(direction) is not None:
+        empty = np.zeros(len(frame), dtype=bool)
+        return empty, empty.copy()
     values = attribute_values(frame, direction.attribute)
     pos = np.isin(values, list(direction.positive_associated))
     neg = np.isin(values, list(direction.negative_associated))

@@ -72,7 +72,7 @@ def run(
     from pipeline.compat import check_models_compat
     from pipeline.config import dump_config, load_config
     from pipeline.evaluate.models import collect_models
-    from pipeline.evaluate.threshold import checkpoint_threshold
+    from pipeline.evaluate.threshold import model_threshold
     from pipeline.regions import SHORTCUT_KINDS
     from pipeline.shortcuts import labelled_mask, shortcut_attributes
     from pipeline.stage import StageRecord, to_jsonable, write_json_atomic
@@ -93,11 +93,16 @@ def run(
         models: dict[str, Any] = {}
         landscapes: dict[str, Any] = {}  # name -> ModelLandscape (cfg.landscape.enabled)
         overlays: list[dict[str, Any]] = []
+        warnings: list[str] = []  # counted in audit.json (n_warnings) and printed by the command
         for entry in tqdm(entries, desc="audit", leave=False):
             network, _, meta = entry.load()
-            # evaluate's threshold, from the same labelled val rows: one accuracy per checkpoint in both stages
-            threshold = checkpoint_threshold(network=network, images=data.cache.images, manifest=data.manifest,
-                                             batch_size=cfg.batch_size * 4)
+            # evaluate's threshold, by the same rule (the model's training domains' val rows on its own ingest, else
+            # the stored one): one accuracy per checkpoint in both stages
+            threshold = model_threshold(network=network, images=data.cache.images, manifest=data.manifest,
+                                        meta=entry.meta, ingest_hash=data.cache.info.get("inputs_hash"),
+                                        split=cfg.split, batch_size=cfg.batch_size * 4)
+            if threshold.warning:
+                warnings.append(f"{entry.name}: {threshold.warning}")
             block, records = audit_network(network, data, cfg, name=entry.name, overlay_dir=out / "overlays",
                                            threshold=threshold, attributes=attributes)
             models[entry.name] = {**entry.describe(), "split": cfg.split, **block}
@@ -128,6 +133,8 @@ def run(
                          "sanity": min(cfg.sanity_images, cfg.max_images, n_split)},
             "skipped": skipped_metrics(data.lung_source, data.has_shortcut_masks, data.has_counterfactuals,
                                        data.lung_counts(), n_split - n_labelled),
+            "warnings": warnings,
+            "n_warnings": len(warnings),
             "config": dump_config(cfg),
             "models": models,
             "overlays": overlays,

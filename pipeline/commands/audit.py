@@ -13,7 +13,8 @@ def audit_command(
     out: Path = typer.Option(..., "--out", help="Output directory for audit.json, overlays/, stage.json."),
     config: Path | None = typer.Option(None, "--config",
                                           help="Audit config (YAML); default configs/audit/default.yaml if present."),
-    name: list[str] | None = typer.Option(None, "--name", help="Model names, one per run (default: dir names)."),
+    name: list[str] | None = typer.Option(None, "--name", help="Model name; repeat once per run, in order: --name A "
+                                           "--name B (default: dir names)."),
     max_images: int | None = typer.Option(None, "--max-images", help="Attribution images per model."),
     methods: str | None = typer.Option(None, "--methods", help="Comma-separated attribution methods."),
     selected: bool = typer.Option(False, "--selected/--no-selected",
@@ -37,8 +38,12 @@ def audit_command(
     from pipeline.commands.evaluate import _num
 
     audit = result.audit
-    typer.echo(f"audit: wrote {result.audit_path} ({audit['n_split']['total']} {audit['split']} images, "
-               f"{audit['n_split']['unlabelled']} unlabelled: label-free checks only; lung masks {audit['lung_masks']})")
+    unlabelled = audit["n_split"]["unlabelled"]
+    labels = ("all labelled" if not unlabelled else
+              f"{unlabelled} unlabelled: only label-free checks use those" if audit["n_split"]["labelled"] else
+              f"all {unlabelled} unlabelled: label-free checks only")
+    typer.echo(f"audit: wrote {result.audit_path} ({audit['n_split']['total']} {audit['split']} images, {labels}; "
+               f"lung masks {audit['lung_masks']})")
     for model_name, entry in audit["models"].items():
         inter = entry["interventions"]["overall"]
         typer.echo(f"  {model_name}: accuracy {_num(inter['accuracy'])} (majority {_num(inter['majority_accuracy'])}, "
@@ -46,3 +51,5 @@ def audit_command(
                    f"lung-only {_num(inter['lung_only_accuracy'])}, lungs-removed "
                    f"{_num(inter['lungs_removed_accuracy'])}, counterfactual flips "
                    f"{_num(inter['counterfactual_flip_rate'])}")
+    for warning in audit.get("warnings", []):
+        typer.echo(f"  warning: {warning}")

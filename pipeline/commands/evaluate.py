@@ -12,7 +12,8 @@ def evaluate_command(
     ingest: Path = typer.Option(..., "--ingest", help="Ingest directory (manifest.parquet + cache/)."),
     out: Path = typer.Option(..., "--out", help="Output directory for metrics.json, metrics.csv, stage.json."),
     split: str = typer.Option("test", "--split", help="Manifest split to evaluate: train, val, ood_val or test."),
-    name: list[str] | None = typer.Option(None, "--name", help="Model names, one per run (default: dir names)."),
+    name: list[str] | None = typer.Option(None, "--name", help="Model name; repeat once per run, in order: --name A "
+                                           "--name B (default: dir names)."),
     n_bootstrap: int = typer.Option(1000, "--n-bootstrap", help="Bootstrap resamples for the AUROC intervals."),
     seed: int = typer.Option(0, "--seed", help="Seed of the bootstrap and the metadata baseline."),
     last_k: int = typer.Option(5, "--last-k", help="Average history.jsonl figures over the last K evaluations."),
@@ -30,12 +31,17 @@ def evaluate_command(
     metrics = result.metrics
     typer.echo(f"evaluate: wrote {result.metrics_path} ({metrics['n_images']} labelled {metrics['split']} images; "
                f"{metrics['n_unlabelled_skipped']} unlabelled skipped)")
+    attribute = metrics.get("conflict_attribute")
+    conflict_what = f"conflict accuracy ({attribute})" if attribute else "conflict accuracy"
     for model_name, entry in metrics["models"].items():
         mean = entry["mean_site"]
-        typer.echo(f"  {model_name} [{entry['selection_rule']}]: mean-site accuracy {_num(mean['accuracy'])} "
-                   f"(majority {_num(mean['majority_accuracy'])}), conflict accuracy "
-                   f"{_num(mean['conflict_accuracy'])}, AUROC {_num(mean['auroc'])}, threshold "
-                   f"{_num(entry['threshold'])} ({entry['threshold_source']})"
+        selection = entry.get("selection") or {}
+        rule = entry["selection_rule"] + ("" if selection.get("selected", True) else ", no checkpoint selected")
+        conflict = (_num(mean["conflict_accuracy"]) if attribute else
+                    f"not measured ({metrics.get('conflict_attribute_not_measured')})")
+        typer.echo(f"  {model_name} [{rule}]: mean-site accuracy {_num(mean['accuracy'])} "
+                   f"(majority {_num(mean['majority_accuracy'])}), {conflict_what} {conflict}, AUROC "
+                   f"{_num(mean['auroc'])}, threshold {_num(entry['threshold'])} ({entry['threshold_source']})"
                    + (" CONSTANT PREDICTOR" if entry["constant_predictor"] else ""))
     for warning in metrics["warnings"]:
         typer.echo(f"  warning: {warning}")

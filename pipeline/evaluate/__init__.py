@@ -25,7 +25,7 @@ def _baseline(frame, evaluated, *, split: str, n_bootstrap: int, seed: int, dire
     """The metadata-only logistic regression, fitted on the labelled train rows and scored like a model."""
     from pipeline.evaluate.baseline import METADATA_FEATURES, MetadataBaseline
     from pipeline.evaluate.scoring import GroupScorer, score_frame
-    from pipeline.evaluate.threshold import threshold_from_probabilities, val_rows
+    from pipeline.evaluate.threshold import Threshold, threshold_from_probabilities, val_rows
     from pipeline.shortcuts import label_values, labelled_mask
 
     train = frame[frame["split"] == "train"]
@@ -39,6 +39,8 @@ def _baseline(frame, evaluated, *, split: str, n_bootstrap: int, seed: int, dire
     model = MetadataBaseline(seed=seed).fit(train)
     val = val_rows(frame)
     threshold = threshold_from_probabilities(label_values(val), model.predict_proba(val))
+    if split == "val":  # never chosen on the rows it scores
+        threshold = Threshold(0.5, "default 0.5: the scored split is val, the threshold's own split", 0, 0, 0)
     scorer = GroupScorer(threshold=threshold.value, selection_rule="none", split=split, n_bootstrap=n_bootstrap,
                          seed=seed, directions=directions)
     scored = score_frame(evaluated, model.predict_proba(evaluated), scorer)
@@ -53,7 +55,10 @@ def _model_not_measured(entry: dict[str, Any], history: list[dict[str, Any]]) ->
         reasons["history"] = ("the run's history.jsonl has no evaluation line" if history else
                               "the run has no history.jsonl")
     if entry["val_acc_at_step"] is None:
-        reasons["val_acc_at_step"] = f"the run logged no val_acc at step {entry.get('step')}"
+        reasons["val_acc_at_step"] = (f"the run logged no val_acc at step {entry.get('step')}"
+                                      if entry.get("step") is not None else entry["selection"]["reason"])
+    if entry.get("step") is None:
+        reasons["step"] = entry["selection"]["reason"]
     return reasons
 
 
@@ -115,9 +120,14 @@ def run(
     from pipeline.evaluate.samples import separation_warnings, split_warnings
     from pipeline.evaluate.scoring import GroupScorer, score_frame
     from pipeline.evaluate.table import metrics_csv
-    from pipeline.evaluate.threshold import checkpoint_threshold
+    from pipeline.evaluate.threshold import model_threshold
     from pipeline.manifest import read_manifest
-    from pipeline.shortcuts import estimate_directions, shortcut_attributes
+    from pipeline.shortcuts import (
+        estimate_directions,
+        headline_attribute,
+        shortcut_attributes,
+        skipped_attribute_warning,
+    )
     from pipeline.stage import StageRecord, to_jsonable, write_json_atomic, write_text_atomic
 
     if split not in SPLIT_CHOICES:
@@ -133,6 +143,8 @@ def run(
     evaluated, n_unlabelled = labelled_split(frame, split, ingest_dir=ingest_dir)
     attributes, attribute_notes = shortcut_attributes(ingest_dir, frame)
     directions = estimate_directions(frame, attributes)
+    conflict_attribute, conflict_reason = headline_attribute(directions)
+    attribute_warning = skipped_attribute_warning(directions)
     entries = collect_models(model_dirs, names, include_selected=include_selected)
     check_models_compat(checkpoints=[e.checkpoint for e in entries], ingest_dir=ingest_dir, stage="evaluate")
     config = {"split": split, "n_bootstrap": n_bootstrap, "seed": seed, "last_k": last_k,
@@ -144,33 +156,43 @@ def run(
         threshold_warnings: set[str] = set()
         for entry in tqdm(entries, desc="evaluate", leave=False):
             network, _, _ = entry.load()
-            chosen = checkpoint_threshold(network=network, images=cache.images, manifest=frame, batch_size=batch_size)
+            chosen = model_threshold(network=network, images=cache.images, manifest=frame, meta=entry.meta,
+                                     ingest_hash=cache.info.get("inputs_hash"), split=split, batch_size=batch_size)
             threshold, source = chosen.value, chosen.source
-            if chosen.source != "val (training domains)":
-                threshold_warnings.add(f"threshold is {source}: thresholded metrics use 0.5, not a chosen threshold")
+            if chosen.warning:
+                threshold_warnings.add(f"{entry.name}: {chosen.warning}")
             prob = predict_proba(network, cache.images, evaluated["cache_index"].to_numpy(), batch_size)
             scorer = GroupScorer(threshold=threshold, selection_rule=entry.selection_rule, split=split,
                                  n_bootstrap=n_bootstrap, seed=seed, directions=directions)
             predicted = prob >= threshold
             history = read_history(entry.model_dir)
+            described = entry.describe()
             models[entry.name] = {
-                **entry.describe(),
+                **described,
                 "split": split,
                 "threshold": threshold,
                 "threshold_source": source,
                 "threshold_set": chosen.describe(),
                 "n_unlabelled_skipped": n_unlabelled,
-                "protocol": f"selection={entry.selection_rule}; split={split}; threshold={source}",
-                "constant_predictor": bool(predicted.all() or not predicted.any()),
+                "protocol": f"selection={entry.selection_rule}"
+                            + ("" if entry.selection.get("selected", True) else " (no checkpoint selected)")
+                            + f"; split={split}; threshold={source}",
+                # constant here, or at selection (train found no checkpoint that is not a constant predictor)
+                "constant_predictor": bool(predicted.all() or not predicted.any()
+                                           or entry.selection.get("constant_predictor")),
+                "constant_on_split": bool(predicted.all() or not predicted.any()),
                 **score_frame(evaluated, prob, scorer),
                 "history": summarise_history(history, last_k),  # the run's last evaluations
                 # training-domain validation accuracy of this very checkpoint (the report's "training sites")
-                "val_acc_at_step": value_at_step(history, entry.step, "val_acc"),
+                "val_acc_at_step": value_at_step(history, described["step"], "val_acc"),
             }
             models[entry.name]["not_measured"] = _model_not_measured(models[entry.name], history)
         baseline = _baseline(frame, evaluated, split=split, n_bootstrap=n_bootstrap, seed=seed, directions=directions)
         warnings = [*split_warnings(manifest=frame, split=split, evaluated=evaluated), *sorted(threshold_warnings),
-                    *separation_warnings(models)]
+                    *([attribute_warning] if attribute_warning else []),
+                    *[f"{name}: {m['selection']['reason']}" for name, m in models.items()
+                      if not m["selection"].get("selected", True)],
+                    *separation_warnings(models, split=split)]
         metrics = {
             "schema_version": SCHEMA_VERSION,
             "stage": "evaluate",
@@ -178,7 +200,9 @@ def run(
             "ingest_dir": str(ingest_dir),
             "sites": sorted(evaluated["site"].astype(str).unique()),
             "groups": sorted((evaluated["site"].astype(str) + "|" + evaluated["position"].astype(str)).unique()),
-            "shortcut_attribute": attributes[0] if attributes else None,
+            "shortcut_attribute": conflict_attribute,  # the headline conflict/aligned attribute (or None)
+            "conflict_attribute": conflict_attribute,
+            "conflict_attribute_not_measured": conflict_reason,
             "shortcut_attributes": attributes,
             "shortcut_directions": {a: d.describe() for a, d in directions.items()},
             "shortcut_notes": attribute_notes,

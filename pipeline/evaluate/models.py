@@ -27,8 +27,10 @@ class ModelEntry:
     selection_rule: str
     algorithm: str = "unknown"
     seed: int | None = None
-    step: int | None = None
+    step: int | None = None  # the step of the weights in the file (final weights when nothing was selected)
     meta: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+    # the train stage's selection truth: {rule, step, constant_predictor, selected, reason} (selection_truth)
+    selection: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
 
     @property
     def upper_bound(self) -> bool:
@@ -43,8 +45,11 @@ class ModelEntry:
                 self.model_dir) else str(self.checkpoint),
             "algorithm": self.algorithm,
             "seed": self.seed,
-            "step": self.step,
+            # the selected step (None when the rule selected nothing); weights_step: the weights actually scored
+            "step": self.selection.get("step", self.step) if self.selection else self.step,
+            "weights_step": self.step,
             "selection_rule": self.selection_rule,
+            "selection": dict(self.selection),
             "upper_bound": self.upper_bound,
         }
 
@@ -62,20 +67,60 @@ def _read_meta(checkpoint: Path) -> dict[str, Any]:
     return dict(payload.get("meta", {})) if isinstance(payload, dict) else {}
 
 
+def _read_selection(model_dir: Path) -> dict[str, Any] | None:
+    """RUN/selection.json (None when absent: a model file outside a run dir, or an older run)."""
+    path = Path(model_dir) / "selection.json"
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise DataError(f"evaluate: selection.json must be JSON, got a broken file at {path}. Re-run train.") from exc
+    return data if isinstance(data, dict) else None
+
+
+def selection_truth(*, model_dir: Path, meta: dict[str, Any], rule: str, main: bool) -> dict[str, Any]:
+    """{rule, step, constant_predictor, selected, reason} of one checkpoint as the train stage decided it:
+    RUN/selection.json's entry for ``rule`` (``main``: model.pt), else the model file's meta. A rule that selected
+    nothing (every evaluation a constant predictor) stays unselected here: step None, never the final step."""
+    recorded = (_read_selection(model_dir) or {}).get(rule)
+    weights_step = meta.get("step")
+    if isinstance(recorded, dict):
+        step = recorded.get("step")
+        constant = bool(recorded.get("constant_predictor"))
+        reason = str(recorded.get("reason") or (f"selected at step {step} (selection.json)" if step is not None
+                                                else "selection.json records no selected step"))
+        source = "selection.json"
+    else:  # no selection.json: the meta train writes into every model file
+        constant = bool(meta.get("constant_predictor"))
+        step = None if constant else weights_step
+        reason = ("the model file is flagged constant_predictor" if constant else
+                  f"step {step} per the model file (no selection.json beside it)" if step is not None else
+                  "the model file records no step")
+        source = "model meta"
+    if step is None and main:
+        reason = (f"no checkpoint selected: {reason}; model.pt holds the final weights (step {weights_step})"
+                  if not reason.startswith("no checkpoint selected") else reason)
+    return {"rule": rule, "step": step, "constant_predictor": constant or bool(meta.get("constant_predictor")),
+            "selected": step is not None, "reason": reason, "source": source}
+
+
 def _entry(name: str, run: str, model_dir: Path, checkpoint: Path, rule: str | None) -> ModelEntry:
     meta = _read_meta(checkpoint)
     seed = meta.get("seed")
     step = meta.get("step")
+    resolved = str(rule or meta.get("selection_rule") or "unknown")
     return ModelEntry(
         name=name,
         run=run,
         model_dir=model_dir,
         checkpoint=checkpoint,
-        selection_rule=str(rule or meta.get("selection_rule") or "unknown"),
+        selection_rule=resolved,
         algorithm=str(meta.get("algorithm", "unknown")),
         seed=int(seed) if seed is not None else None,
         step=int(step) if step is not None else None,
         meta=meta,
+        selection=selection_truth(model_dir=model_dir, meta=meta, rule=resolved, main=rule is None),
     )
 
 
@@ -86,18 +131,17 @@ def collect_models(
     """Entries for ``model_dirs`` (each a run dir with model.pt, or a .pt file); names default to the dir names."""
     if not model_dirs:
         raise ConfigError(f"{stage}: model_dirs must name at least one run directory, got none.")
+    _check_run_folders(model_dirs, names, stage=stage)
     if names is not None and len(names) != len(model_dirs):
         raise ConfigError(
-            f"{stage}: names must give one name per model dir, got {len(names)} names for {len(model_dirs)} dirs."
+            f"{stage}: --name must be given once per model dir (repeat the flag: --name A --name B), got "
+            f"{len(names)} names {list(names)} for {len(model_dirs)} dirs {[str(d) for d in model_dirs]}."
         )
     entries: list[ModelEntry] = []
     for i, raw in enumerate(model_dirs):
         path = Path(raw)
         checkpoint = path if path.is_file() else path / "model.pt"
         model_dir = path.parent if path.is_file() else path
-        if not checkpoint.is_file():
-            raise DataError(f"{stage}: model dir must hold model.pt, got nothing at {checkpoint}. "
-                            "Train with `cxr-fishr train` first.")
         run = names[i] if names is not None else (path.stem if path.is_file() else path.name)
         main = _entry(run, run, model_dir, checkpoint, None)
         entries.append(main)
@@ -114,6 +158,22 @@ def collect_models(
             raise ConfigError(f"{stage}: model names must be unique, got {entry.name!r} twice. Pass --name per run.")
         seen.add(entry.name)
     return entries
+
+
+def _check_run_folders(model_dirs: Sequence[str | Path], names: Sequence[str] | None, *, stage: str) -> None:
+    """DataError for the first argument that is neither a run folder (with model.pt) nor a .pt file. With --name
+    given, such an argument is most likely a second name typed after one --name (``--name erm fishr``): say so
+    rather than read it as a model dir."""
+    for raw in model_dirs:
+        path = Path(raw)
+        if (path.is_file() and path.suffix == ".pt") or (path / "model.pt").is_file():
+            continue
+        what = "no such file or folder" if not path.exists() else (
+            "a folder without model.pt" if path.is_dir() else "a file that is not a .pt model")
+        hint = (f" If {str(raw)!r} is meant as a model name, repeat --name once per model: --name "
+                + " --name ".join([*names, str(raw)]) + "." if names else "")
+        raise DataError(f"{stage}: every model dir must be a run folder holding model.pt (or a .pt file), got "
+                        f"{str(raw)!r}: {what}. Train with `cxr-fishr train` first.{hint}")
 
 
 def read_history(model_dir: Path) -> list[dict[str, Any]]:

@@ -21,9 +21,14 @@ def size_warning(what: str, *, n: int, n_pos: int, n_neg: int) -> str | None:
             f"images or {MIN_PER_CLASS} per class cannot separate models")
 
 
-def separation_warnings(models: dict[str, dict[str, Any]]) -> list[str]:
-    """Per site: a warning when the mean AUROC bootstrap interval width exceeds the AUROC gap between the best and
-    the worst model (upper-bound entries left out): the site cannot rank these models."""
+# what a site of each split is (the warnings name the split's role, not always "test site")
+SPLIT_ROLES = {"test": "test site", "ood_val": "ood-validation site (ood_val)",
+               "val": "training-domain validation site (val)", "train": "training site (train split)"}
+
+
+def separation_warnings(models: dict[str, dict[str, Any]], *, split: str = "test") -> list[str]:
+    """Per site of ``split``: a warning when the mean AUROC bootstrap interval width exceeds the AUROC gap between
+    the best and the worst model (upper-bound entries left out): the site cannot rank these models."""
     entries = {n: e for n, e in models.items() if not e.get("upper_bound")}
     sites = sorted({s for e in entries.values() for s in e.get("per_site", {})})
     out: list[str] = []
@@ -35,8 +40,9 @@ def separation_warnings(models: dict[str, dict[str, Any]]) -> list[str]:
             continue
         gap, width = max(auroc) - min(auroc), float(np.mean(widths))
         if width > gap:
-            out.append(f"test site {site}: the AUROC bootstrap interval (mean width {width:.3f}) is wider than the gap "
-                       f"between models ({gap:.3f}): this site cannot rank the {len(auroc)} models")
+            out.append(f"{SPLIT_ROLES.get(split, split + ' site')} {site}: the AUROC bootstrap interval (mean width {width:.3f}) is wider than the gap "
+                       f"between models ({gap:.3f}): this site cannot rank the {len(auroc)} models with an AUROC here "
+                       "(upper-bound entries left out)")
     return out
 
 
@@ -58,5 +64,5 @@ def split_warnings(*, manifest: pd.DataFrame, split: str, evaluated: pd.DataFram
         if len(rows) or name == "val":
             check(role, rows)
     for site in sorted(evaluated["site"].astype(str).unique()):
-        check(f"{split} site {site}", evaluated[evaluated["site"].astype(str) == site])
+        check(f"{SPLIT_ROLES.get(split, split + ' site')} {site}", evaluated[evaluated["site"].astype(str) == site])
     return out

@@ -19,7 +19,14 @@ from pipeline.evaluate.metrics import (
     ConfusionMatrix,
     ExpectedCalibrationError,
 )
-from pipeline.shortcuts import ShortcutDirection, conflict_aligned, label_values, labelled_mask
+from pipeline.shortcuts import (
+    ShortcutDirection,
+    conflict_aligned,
+    direction_problem,
+    headline_attribute,
+    label_values,
+    labelled_mask,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -27,7 +34,9 @@ if TYPE_CHECKING:
 SUMMARY_KEYS = ("accuracy", "balanced_accuracy", "auroc", "ece", "conflict_accuracy", "aligned_accuracy",
                 "majority_accuracy")
 WORST_KEYS = ("accuracy", "balanced_accuracy", "auroc", "conflict_accuracy")
-# (conflict, aligned) bool masks per shortcut attribute, in the order of the attributes (the first is the headline)
+HEADLINE_KEYS = ("conflict_accuracy", "aligned_accuracy", "n_conflict", "n_aligned", "n_unknown")
+# (conflict, aligned) bool masks per shortcut attribute, in the order of the attributes; the headline is the first
+# measurable one (pipeline.shortcuts.headline_attribute)
 ShortcutMasks = dict[str, tuple[np.ndarray, np.ndarray]]
 
 
@@ -62,15 +71,26 @@ def shortcut_block(*, accuracy: Accuracy, y: np.ndarray, prob: np.ndarray, thres
     if direction is not None:
         out["positive_associated"] = list(direction.positive_associated)
         out["negative_associated"] = list(direction.negative_associated)
+    problem = direction_problem(direction) if direction is not None else None
     reasons = {}
-    for key, count in (("conflict_accuracy", "n_conflict"), ("aligned_accuracy", "n_aligned")):
+    for key, count, words in (("conflict_accuracy", "n_conflict", "shortcut-conflicting"),
+                              ("aligned_accuracy", "n_aligned", "shortcut-aligned")):
         if out[count] == 0:
-            kind = key.split("_")[0]
-            reasons[key] = (f"no shortcut-{kind}ing images in this group" if direction is None or
-                            direction.positive_associated or direction.negative_associated else
-                            "no direction: the train split has no labelled rows with a known value")
+            reasons[key] = f"not measurable: {problem}" if problem else f"no {words} images in this group"
     out["not_measured"] = reasons
     return out
+
+
+def headline_block(per_attr: dict[str, dict[str, Any]], attribute: str | None, reason: str | None) -> dict[str, Any]:
+    """The group's headline conflict/aligned numbers: those of ``attribute`` (named as ``conflict_attribute``), or
+    null with ``reason`` (naming every attribute and why) when no attribute is measurable."""
+    if attribute is not None and attribute in per_attr:
+        block = per_attr[attribute]
+        return {"conflict_attribute": attribute, **{k: block[k] for k in HEADLINE_KEYS},
+                "not_measured": dict(block["not_measured"])}
+    reason = reason or "no shortcut attribute in the manifest"
+    return {"conflict_attribute": None, **dict.fromkeys(HEADLINE_KEYS), "conflict_accuracy": float("nan"),
+            "aligned_accuracy": float("nan"), "not_measured": dict.fromkeys(("conflict_attribute", *HEADLINE_KEYS), reason)}
 
 
 class GroupScorer:
@@ -84,6 +104,7 @@ class GroupScorer:
         self.n_bootstrap = n_bootstrap
         self.seed = seed
         self.directions = dict(directions or {})
+        self.conflict_attribute, self.conflict_reason = headline_attribute(self.directions)
         self.accuracy = Accuracy()
         self.balanced_accuracy = BalancedAccuracy()
         self.auroc = Auroc()
@@ -111,12 +132,8 @@ class GroupScorer:
         per_attr = {attr: shortcut_block(accuracy=self.accuracy, y=y, prob=prob, threshold=t, conflict=c, aligned=a,
                                          direction=self.directions.get(attr))
                     for attr, (c, a) in shortcuts.items()}
-        first = next(iter(per_attr.values()), None)
-        if first is None:
-            first = {"conflict_accuracy": float("nan"), "aligned_accuracy": float("nan"), "n_conflict": 0,
-                     "n_aligned": 0, "not_measured": dict.fromkeys(
-                         ("conflict_accuracy", "aligned_accuracy"), "no shortcut attribute in the manifest")}
-        not_measured.update(first["not_measured"])
+        headline = headline_block(per_attr, self.conflict_attribute, self.conflict_reason)
+        not_measured.update(headline.pop("not_measured"))
         n_pos = int((y == 1).sum())
         return {
             "n": int(y.size), "n_pos": n_pos, "n_neg": int(y.size - n_pos),
@@ -128,8 +145,7 @@ class GroupScorer:
             "auroc": auroc, "auroc_ci": [ci[0], ci[1]],
             "ece": self.ece(y, prob),
             "confusion_matrix": self.confusion(y, prob, t),
-            "conflict_accuracy": first["conflict_accuracy"], "aligned_accuracy": first["aligned_accuracy"],
-            "n_conflict": first["n_conflict"], "n_aligned": first["n_aligned"],
+            **headline,  # conflict_attribute, conflict/aligned accuracy and their counts
             "shortcuts": per_attr,
             "selection_rule": self.selection_rule, "split": self.split,
             "notes": list(not_measured.values()),

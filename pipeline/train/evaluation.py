@@ -5,26 +5,52 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from pipeline.data import CacheDataset, eval_loader
+from pipeline.shortcuts import ShortcutDirection
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 @dataclass
 class EvalSet:
-    """One evaluated set: its dataset (row order = ``labels``/``positions`` order)."""
+    """One evaluated set: its dataset (row order = ``labels``/``conflict`` order)."""
 
     name: str
     dataset: CacheDataset
     labels: np.ndarray
-    positions: np.ndarray  # manifest 'position' strings
+    # bool (N,): shortcut-conflicting rows by pipeline/shortcuts.py (the headline attribute's direction on the
+    # train split); None when no shortcut attribute is measurable (the conflict accuracy is then None)
+    conflict: np.ndarray | None = None
+    conflict_attribute: str | None = None
 
 
-def conflict_mask(labels: np.ndarray, positions: np.ndarray) -> np.ndarray:
-    """Images whose position disagrees with the label: COVID and erect, or not COVID and supine."""
-    return ((labels == 1) & (positions == "erect")) | ((labels == 0) & (positions == "supine"))
+def training_direction(ingest_dir: str | Path, frame: pd.DataFrame) -> ShortcutDirection | None:
+    """The headline shortcut direction (first measurable attribute, pipeline/shortcuts.py) of the manifest
+    ``frame``, as evaluate uses it; None when no attribute is measurable."""
+    from pipeline.shortcuts import estimate_directions, headline_attribute, shortcut_attributes
+
+    attributes, _ = shortcut_attributes(ingest_dir, frame)
+    directions = estimate_directions(frame, attributes)
+    attribute, _ = headline_attribute(directions)
+    return directions.get(attribute) if attribute is not None else None
+
+
+def make_eval_set(name: str, dataset: CacheDataset, rows: pd.DataFrame,
+                  direction: ShortcutDirection | None) -> EvalSet:
+    """An EvalSet over the labelled manifest ``rows`` (the dataset's row order) with its conflict mask."""
+    from pipeline.data.dataset import label_array
+    from pipeline.shortcuts import conflict_aligned
+
+    conflict = conflict_aligned(rows, direction)[0] if direction is not None else None
+    return EvalSet(name=name, dataset=dataset, labels=label_array(rows), conflict=conflict,
+                   conflict_attribute=direction.attribute if direction is not None else None)
 
 
 @torch.no_grad()
@@ -41,21 +67,23 @@ def predict_set(algorithm: torch.nn.Module, eval_set: EvalSet, *, device: torch.
 
 @torch.no_grad()
 def predict_with_features(algorithm: torch.nn.Module, eval_set: EvalSet, *, device: torch.device, amp: bool,
-                          batch_size: int) -> tuple[np.ndarray, torch.Tensor]:
-    """(arg-max predictions (N,), penultimate features (N, F) float32 on the CPU): the same operations as
-    ``algorithm.predict`` (featurizer then classifier, under the same autocast), features kept for the Fishr
-    distance."""
-    preds, feats = [], []
+                          batch_size: int) -> tuple[np.ndarray, torch.Tensor, np.ndarray]:
+    """(arg-max predictions (N,), penultimate features (N, F) float32 on the CPU, P(label = 1) (N,) float64): the
+    same operations as ``algorithm.predict`` (featurizer then classifier, under the same autocast), features kept
+    for the Fishr distance, probabilities for the threshold stored with the model."""
+    preds, feats, probs = [], [], []
     autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if amp and device.type == "cuda"
                 else contextlib.nullcontext())
     with autocast:
         for x, _ in eval_loader(eval_set.dataset, batch_size=batch_size):
             z = algorithm.featurizer(x.to(device, non_blocking=True))
-            preds.append(algorithm.classifier(z).argmax(dim=1).cpu().numpy())
+            logits = algorithm.classifier(z)
+            preds.append(logits.argmax(dim=1).cpu().numpy())
+            probs.append(torch.softmax(logits.double(), dim=1)[:, 1].cpu().numpy())
             feats.append(z.float().cpu())
     if not preds:
-        return np.empty(0, dtype=np.int64), torch.empty(0)
-    return np.concatenate(preds), torch.cat(feats)
+        return np.empty(0, dtype=np.int64), torch.empty(0), np.empty(0)
+    return np.concatenate(preds), torch.cat(feats), np.concatenate(probs)
 
 
 def fishr_distance(classifier: torch.nn.Module, features: list[torch.Tensor],
@@ -85,6 +113,15 @@ def fishr_distance(classifier: torch.nn.Module, features: list[torch.Tensor],
     return out
 
 
+def _val_threshold(y: np.ndarray, probs: list[np.ndarray]) -> float | None:
+    """The balanced-accuracy threshold on the pooled val rows (None without both labels)."""
+    from pipeline.evaluate.threshold import threshold_from_probabilities
+
+    if not probs or np.unique(y).size < 2:
+        return None
+    return threshold_from_probabilities(np.asarray(y), np.concatenate(probs)).value
+
+
 def _acc(pred: np.ndarray, labels: np.ndarray) -> float | None:
     return float((pred == labels).mean()) if len(labels) else None
 
@@ -105,12 +142,17 @@ def evaluate(algorithm: torch.nn.Module, *, val_sets: list[EvalSet], ood_val: Ev
         record: dict = {}
         with_features = {s.name: predict_with_features(algorithm, s, device=device, amp=amp, batch_size=batch_size)
                          for s in val_sets}
-        preds = {name: p for name, (p, _) in with_features.items()}
+        preds = {name: p for name, (p, _, _) in with_features.items()}
         pooled_pred = np.concatenate([preds[s.name] for s in val_sets]) if val_sets else np.empty(0)
         pooled_y = np.concatenate([s.labels for s in val_sets]) if val_sets else np.empty(0)
         record["val_acc"] = _acc(pooled_pred, pooled_y)
+        # the threshold evaluate would choose on these rows at this step (stored with a selected checkpoint)
+        record["val_threshold"] = _val_threshold(pooled_y, [with_features[s.name][2] for s in val_sets])
         record["val_acc_per_domain"] = {s.name: _acc(preds[s.name], s.labels) for s in val_sets}
         constant = {"val": _constant(pooled_pred)}
+        # the attribute of the *_conflict_acc keys (pipeline/shortcuts.py); None: not measurable, those keys None
+        record["conflict_attribute"] = next((s.conflict_attribute for s in (ood_val, test, holdout) if s is not None),
+                                            None)
         for key, s in (("ood_val", ood_val), ("test", test), ("holdout", holdout)):
             if s is None and key == "holdout":
                 continue
@@ -120,7 +162,7 @@ def evaluate(algorithm: torch.nn.Module, *, val_sets: list[EvalSet], ood_val: Ev
                 continue
             pred = run(s)
             record[f"{key}_acc"] = _acc(pred, s.labels)
-            mask = conflict_mask(s.labels, s.positions)
+            mask = s.conflict if s.conflict is not None else np.zeros(len(s.labels), dtype=bool)
             record[f"{key}_conflict_acc"] = _acc(pred[mask], s.labels[mask])
             constant[key] = _constant(pred)
         record["predicts_constant"] = constant

@@ -45,14 +45,27 @@ class Choice:
     constant_skipped: int = 0
     evaluations: int = 0
 
+    def reason(self, rule: str) -> str:
+        """Why this rule selected what it did (or nothing): the console line and evaluate's ``selection.reason``."""
+        key, split = RULE_SOURCES[rule]
+        if self.step is not None:
+            return (f"highest {key} ({self.score:.4g}) at step {self.step} over {self.evaluations} evaluations, "
+                    f"{self.constant_skipped} skipped as constant predictors")
+        if self.constant_skipped:
+            return (f"every one of the {self.evaluations} evaluations predicted one class on its {split} selection "
+                    "set (constant predictor)")
+        return f"no evaluation logged {key}"
+
     def to_json(self, rule: str) -> dict[str, Any]:
         out: dict[str, Any] = {
             "step": self.step,
             "score": self.score,
+            "selected": self.step is not None,
             # True only when the rule found no non-constant checkpoint (then nothing is selected).
             "constant_predictor": self.step is None and self.constant_skipped > 0,
             "constant_evaluations_skipped": self.constant_skipped,
             "evaluations": self.evaluations,
+            "reason": self.reason(rule),
         }
         if rule == "oracle":
             out["label"] = ORACLE_LABEL

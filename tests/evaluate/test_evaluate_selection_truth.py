@@ -1,0 +1,58 @@
+"""Finding 4 (issue 11): the train stage's "no checkpoint selected, constant predictor" reaches metrics.json and
+the console; never a different step nor constant_predictor false. The run is a real tiny training whose learning
+rate is ~0 (1e-12), so every evaluation predicts one class."""
+
+import json
+
+import pytest
+import torch
+
+from pipeline.cli import main
+from pipeline.data.toy import write_toy_ingest
+from pipeline.evaluate import run as evaluate_run
+from pipeline.models import load_model
+
+CONFIG = {"algorithm": "erm", "hparams": {"lr": 1e-12, "batch_size": 8},
+          "model": {"backbone": "resnet10t", "norm_layer": "group"}, "augment": {"enabled": False},
+          "steps": 2, "eval_every": 1, "checkpoint_every": 2, "device": "cpu", "seed": 0}
+
+
+@pytest.fixture(scope="module")
+def constant_run(tmp_path_factory):
+    torch.set_num_threads(1)
+    root = tmp_path_factory.mktemp("constant")
+    ingest = write_toy_ingest(root / "ingest", n_per_site=12, size=32, seed=0)
+    config = root / "erm_lr0.yaml"
+    config.write_text(json.dumps(CONFIG))  # JSON is YAML
+    return ingest, config, root / "run"
+
+
+def test_train_console_says_no_checkpoint_selected_and_why(constant_run, capsys):
+    ingest, config, out = constant_run
+    assert main(["train", str(ingest), "--config", str(config), "--out", str(out)]) == 0
+    console = capsys.readouterr().out
+    assert "selected step None" not in console and "score None" not in console
+    assert "training_domain: no checkpoint selected: every one of the 2 evaluations predicted one class" in console
+    selection = json.loads((out / "selection.json").read_text())["training_domain"]
+    assert selection["step"] is None and selection["constant_predictor"] and selection["selected"] is False
+    _, _, meta = load_model(out)
+    assert meta["constant_predictor"] is True and meta["step"] == 2
+    assert 0.0 <= meta["threshold"]["value"] <= 1.0 and meta["threshold"]["step"] == 2  # train stores its threshold
+
+
+def test_metrics_carry_the_selection_truth(constant_run, tmp_path):
+    ingest, _, out = constant_run
+    if not (out / "model.pt").is_file():  # the train test above makes the run; run it alone and it trains here
+        assert main(["train", str(ingest), "--config", str(constant_run[1]), "--out", str(out)]) == 0
+    metrics = evaluate_run(model_dirs=[out], ingest_dir=ingest, out=tmp_path / "eval", n_bootstrap=0).metrics
+    entry = metrics["models"]["run"]
+    assert entry["selection"]["rule"] == "training_domain"
+    assert entry["selection"]["selected"] is False and entry["selection"]["step"] is None
+    assert entry["selection"]["constant_predictor"] is True
+    assert "no checkpoint selected" in entry["selection"]["reason"] and "final weights (step 2)" in \
+        entry["selection"]["reason"]
+    # the existing keys agree with it: no step, flagged constant, the weights' step said apart
+    assert entry["step"] is None and entry["weights_step"] == 2 and entry["constant_predictor"] is True
+    assert "no checkpoint selected" in entry["protocol"]
+    assert entry["val_acc_at_step"] is None and "no checkpoint selected" in entry["not_measured"]["val_acc_at_step"]
+    assert any(w.startswith("run: no checkpoint selected") for w in metrics["warnings"])
