@@ -6,6 +6,7 @@ highlighted; the metadata-only baseline sits beside the models.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +57,15 @@ def rule_label(rule: Any, short: bool = False) -> str:
     """How a selection rule is written: in full in sentences, short in tables and legends."""
     labels = RULE_SHORT if short else RULE_LABELS
     return labels.get(str(rule), str(rule)) if rule else "unstated"
+
+
+def conflict_words(metrics: dict[str, Any] | None) -> str:
+    """The attribute evaluate split conflicting/aligned images by (``conflict_attribute`` of its groups; several
+    joined by "/"); "position" for a metrics.json written before the key existed (it always used position)."""
+    found = {str(b["conflict_attribute"]) for e in models(metrics).values()
+             for b in [e.get("mean_site") or {}, *(e.get("per_site") or {}).values()]
+             if isinstance(b, dict) and b.get("conflict_attribute")}
+    return "/".join(sorted(found)) or "position"
 
 
 def models(metrics: dict[str, Any] | None) -> dict[str, dict[str, Any]]:
@@ -142,7 +152,8 @@ def site_table(metrics: dict[str, Any]) -> Table:
                        Cell(swing, history.get("mean") if is_number(history.get("mean")) else None, "muted")])
     table.note = ("Accuracy: evaluate's, at the threshold shown (hover it for where it was chosen); always-majority: "
                   "the accuracy of always predicting the site's majority class, the trivial baseline every accuracy "
-                  "must beat (flagged when it does not). Conflicting = images whose position contradicts the label; "
+                  f"must beat (flagged when it does not). Conflicting = images whose {conflict_words(metrics)} "
+                  "contradicts the label; "
                   "aligned = the others. Highlighted: a model's worst site. Training-time test acc.: the mean "
                   "(min–max) test accuracy the run logged over its last evaluations (other checkpoints, argmax of "
                   "the logits): single checkpoints swing under shortcut pressure. A constant predictor (every "
@@ -284,7 +295,9 @@ def majority_line(metrics: dict[str, Any], sites: list[str], cohort: Any) -> lis
         rows = cohort[(cohort["site"].astype(str) == site) & (cohort["split"].astype(str) == split)]
         if per_site[site] is None:
             per_site[site] = _label_majority(rows)
-        conflicting.append(_label_majority(_conflicting(rows)) if "position" in rows else None)
+        # the manifest's split by position matches evaluate's only when evaluate split by position too
+        by_position = conflict_words(metrics) == "position" and "position" in rows
+        conflicting.append(_label_majority(_conflicting(rows)) if by_position else None)
     return [val] + [per_site[s] for s in sites] + conflicting
 
 
@@ -327,7 +340,8 @@ def _headline_figure(metrics: dict[str, Any], out: Path, cohort: Any = None) -> 
     shown = [g.replace("\n", " ") for g, v in zip(groups, majority, strict=True) if not is_number(v)]
     return {"src": "fig_accuracy_per_site.png", "alt": "accuracy per site per model",
             "caption": "Accuracy on the training hospitals' validation images (pooled, at the selected checkpoint), "
-                       "at each test hospital, and on its images whose position contradicts the label; mean over "
+                       f"at each test hospital, and on its images whose {conflict_words(metrics)} contradicts the "
+                       "label; mean over "
                        "seeds, whiskers ± 1 std; dashed: metadata-only baseline; dotted brown: the accuracy of always "
                        "predicting the majority class of the images in that group"
                        + (f" (not measured for {', '.join(shown)}: no class counts)" if shown else "") + "."}
@@ -346,7 +360,7 @@ def sample_size_warnings(metrics: dict[str, Any], cohort: Any = None) -> list[st
         blocks = {a: (e.get("per_site") or {}).get(site) or {} for a, e in primary.items()}
         accs = {a: b.get("accuracy") for a, b in blocks.items() if is_number(b.get("accuracy"))}
         n = next((b.get("n") for b in blocks.values() if is_number(b.get("n"))), None)
-        lines += _gap_warning(f"test site {site}", accs, n)
+        lines += _gap_warning(f"{metrics.get('split', 'test')} site {site}", accs, n)
     if cohort is not None and len(cohort) and "split" in cohort:
         n_val = int((cohort["split"].astype(str) == "val").sum())
         accs = {a: val_at_step(e) for a, e in primary.items() if is_number(val_at_step(e))}
@@ -365,6 +379,27 @@ def _gap_warning(what: str, accuracies: dict[str, float], n: Any) -> list[str]:
         return []
     return [f"{what}: n={int(n)} images, so an accuracy's 95% interval is about ±{100 * width:.0f} points, wider "
             f"than the {100 * gap:.1f}-point gap between {best} and {worst}: this sample cannot separate the models."]
+
+
+_RANK = re.compile(r"test site (?P<site>.+?): (?P<body>.*)this site cannot rank the \d+ models")
+
+
+def reword(warning: str, metrics: dict[str, Any]) -> str:
+    """evaluate's warning as the page words it: "cannot rank" names the models compared (upper-bound rows are
+    not compared, so the count differs from the rows listed), and a site of another split is not a "test site"."""
+    match = _RANK.search(warning)
+    if match:
+        site = match.group("site")
+        compared = [n for n, e in models(metrics).items() if not (e.get("upper_bound") or e.get("selection_rule")
+                    == "oracle") and is_number(((e.get("per_site") or {}).get(site) or {}).get("auroc"))]
+        if compared:
+            warning = warning.replace(match.group(0), f"test site {site}: {match.group('body')}this site cannot "
+                                      f"rank the {len(compared)} models compared ({', '.join(compared)}; "
+                                      "upper-bound rows are not compared)")
+    split = str(metrics.get("split", "test"))
+    if split != "test":
+        warning = warning.replace("test site ", f"{split} site ")
+    return warning
 
 
 def _thresholds_line(metrics: dict[str, Any]) -> str:
@@ -388,7 +423,8 @@ def build_evaluation(metrics: dict[str, Any] | None, out: Path, cohort: Any = No
     skipped = metrics.get("n_unlabelled_skipped")
     if is_number(skipped) and skipped:
         lines.append(f"{int(skipped):,} unlabelled image(s) of the split were left out of every metric.")
-    warnings = [str(w.get("message", w)) if isinstance(w, dict) else str(w) for w in metrics.get("warnings") or []]
+    warnings = [reword(str(w.get("message", w)) if isinstance(w, dict) else str(w), metrics)
+                for w in metrics.get("warnings") or []]
     # evaluate's own warnings win; a computed one is added only for a sample evaluate did not warn about
     ours = [w for w in sample_size_warnings(metrics, cohort) if not any(w.split(":")[0] in t for t in warnings)
             and not (w.startswith("the training hospitals' validation set") and any("(val)" in t for t in warnings))]

@@ -22,10 +22,25 @@ _NOTE_KEYS = ("skipped", "estimated", "approximations", "warnings", "notes", "li
 def redact(value: Any) -> Any:
     """A copy of ``value`` with every secret-looking key's value replaced (recursively)."""
     if isinstance(value, dict):
-        return {k: (REDACTED if _SECRET_KEY.search(str(k)) else redact(v)) for k, v in value.items()}
+        # a true/false switch (e.g. age_from_birth) carries no secret or identifier: shown as it is
+        return {k: (REDACTED if _SECRET_KEY.search(str(k)) and not isinstance(v, bool) else redact(v))
+                for k, v in value.items()}
     if isinstance(value, list):
         return [redact(v) for v in value]
     return value
+
+
+COMMAND_WIDTH = 80  # characters of a command shown in the table; the whole command is its tooltip
+
+
+def command_text(argv: Any) -> str:
+    """A stage's command as read from its start: the program's name without its directory, then the arguments;
+    a long one is cut at the right with "…" (cutting the left would hide the subcommand)."""
+    if not isinstance(argv, list) or not argv:
+        return ""
+    words = [str(argv[0]).replace("\\", "/").rsplit("/", 1)[-1], *(str(a) for a in argv[1:])]
+    text = " ".join(words)
+    return text if len(text) <= COMMAND_WIDTH else text[:COMMAND_WIDTH - 1] + "…"
 
 
 def _seed_text(stage: dict[str, Any]) -> Cell:
@@ -97,9 +112,10 @@ def build_provenance(inputs: ReportInputs) -> dict[str, Any]:
         commit = stage.get("git_commit")
         commits.add(commit)
         command = " ".join(str(a) for a in stage.get("command") or [])
+        shown = command_text(stage.get("command"))
         stages.add([label, cell(stage.get("started")), num_cell(stage.get("seconds"), digits=1), _seed_text(stage),
                     cell(commit[:12] + ("-dirty" if str(commit).endswith("-dirty") else "") if commit else None),
-                    Cell(command[-60:] if len(command) > 60 else command, command, "muted small", command)])
+                    Cell(shown, command, "muted small", command)])
         notes.extend(_notes(label, stage))
         config = redact(stage.get("config"))
         if config:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from pipeline.report.baselines import threshold_text
-from pipeline.report.evaluation import rule_label
+from pipeline.report.evaluation import conflict_words, rule_label
 from pipeline.report.headline import headline
 from pipeline.report.tables import Cell, Table, cell, is_number, mark_estimated, mean_std_text, not_measured
 from pipeline.report.verdict import (  # noqa: F401  (re-exported: summary.verdict is the documented entry)
@@ -72,7 +72,7 @@ def sentence(algorithm: str, numbers: dict[str, Any], metrics: dict[str, Any],
         parts.append("no evaluate result, so no accuracy is measured")
         parts.append(audited_part(numbers.get("models") or [], audit))
     if is_number(_m(numbers.get("conflict_accuracy"))):
-        attribute = numbers.get("conflict_attribute") or "shortcut attribute"
+        attribute = numbers.get("conflict_attribute") or conflict_words(metrics)
         n = numbers.get("n_conflict")
         count = f"{int(n)} " if is_number(n) else ""
         parts.append(f"{_pct(numbers['conflict_accuracy'])} on its {count}images whose {attribute} contradicts the "
@@ -139,7 +139,8 @@ def _spread_cell(block: dict[str, Any], field: str, css: str, percent: bool = Tr
     return mark_estimated(shown, estimated and field in LUNG_FIELDS)
 
 
-def headline_table(lines: dict[str, dict[str, Any]], *, estimated: bool = False) -> Table:
+def headline_table(lines: dict[str, dict[str, Any]], *, estimated: bool = False,
+                   attribute: str = "position") -> Table:
     table = Table(["algorithm", "selection rule", "seeds", "training sites (val)", "test site",
                    "always-majority (test)", "test AUROC", "conflicting images", "flip rate", "lung share",
                    "shortcut share", "IG lung mass"],
@@ -157,7 +158,7 @@ def headline_table(lines: dict[str, dict[str, Any]], *, estimated: bool = False)
     table.note = ("Training sites: pooled validation accuracy of the training hospitals at the selected checkpoint. "
                   "Test site: evaluate's thresholded accuracy; always-majority: the accuracy of always predicting "
                   "the test hospital's majority class (a model at or below it shows no skill). Conflicting: test "
-                  "images whose position contradicts the label. Flip rate: counterfactual position swaps. "
+                  f"images whose {attribute} contradicts the label. Flip rate: counterfactual position swaps. "
                   "Lung/shortcut share: region ablation." + (" (estimated): rests on ESTIMATED lung masks." if estimated
                                                              else ""))
     return table
@@ -194,5 +195,6 @@ def build_summary(metrics: dict[str, Any] | None, audit: dict[str, Any] | None) 
     if lines and any("oracle" in e["by_rule"] for e in lines.values()):
         notes.append("Rows selected by the oracle rule peek at the test hospital: an upper bound, never a result.")
     notes.extend(oracle_notes(lines))
-    return {"question": QUESTION, "answers": answers, "headline": headline_table(lines, estimated=lungs_estimated(audit)) if lines else None,
+    return {"question": QUESTION, "answers": answers, "headline": headline_table(lines, estimated=lungs_estimated(audit),
+                                           attribute=conflict_words(metrics)) if lines else None,
             "notes": notes, "numbers": lines}

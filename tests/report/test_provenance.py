@@ -31,3 +31,19 @@ def test_build_provenance_lists_audit_skips_and_evaluate_notes_once():
     assert any("counterfactual_flip_rate" in n and "no counterfactual arrays" in n for n in notes)
     assert any("ESTIMATED" in n for n in notes)
     assert sum("AUROC undefined" in n for n in notes) == 1
+
+
+def test_command_column_reads_from_the_start_and_switches_are_not_redacted():
+    from pipeline.report.provenance import COMMAND_WIDTH, command_text
+
+    argv = ["/work/main/.venv/bin/cxr-fishr", "ingest", "--config", "/very/long/path/" + "x" * 120 + ".yaml",
+            "--out", "runs/ing"]
+    shown = command_text(argv)
+    assert shown.startswith("cxr-fishr ingest --config /very/long/path/") and shown.endswith("…")
+    assert len(shown) == COMMAND_WIDTH
+    stage = {"command": argv, "config": {"age_from_birth": True, "birth_date": "1950-01-01"}}
+    section = build_provenance(ReportInputs(stages={"ingest": stage}))
+    cell = section["stages"].rows[0][-1]
+    assert cell.text == shown and cell.title == " ".join(argv)
+    text = section["configs"][0]["text"]
+    assert '"age_from_birth": true' in text and "1950" not in text

@@ -197,3 +197,21 @@ def test_a_run_whose_selection_found_no_checkpoint_or_a_constant_predictor_is_sa
     entry["selection"]["constant_predictor"] = False
     assert build_summary(metrics, audit)["answers"][0]["verdict"].startswith(
         "has no checkpoint selected (erm: every evaluation predicted one class)")
+
+
+def test_cannot_rank_names_the_models_compared_and_a_non_test_split_is_not_called_test():
+    from pipeline.report.evaluation import reword, site_table
+
+    block = {"n": 30, "accuracy": 0.5, "auroc": 0.55, "auroc_ci": [0.3, 0.8], "conflict_attribute": "view"}
+    names = {"erm": "training_domain", "erm@oracle": "oracle", "fishr": "training_domain",
+             "fishr@ood_validation": "ood_validation"}
+    metrics = {"split": "ood_val", "sites": ["colc"], "warnings": [
+        "test site colc: the AUROC bootstrap interval (mean width 0.5) is wider than the gap between models (0.01): "
+        "this site cannot rank the 3 models"],
+        "models": {n: {"algorithm": n.split("@")[0], "selection_rule": r, "upper_bound": r == "oracle",
+                       "per_site": {"colc": block}, "mean_site": block} for n, r in names.items()}}
+    text = reword(metrics["warnings"][0], metrics)
+    assert "cannot rank the 3 models compared (erm, fishr, fishr@ood_validation; upper-bound rows are not " \
+           "compared)" in text
+    assert text.startswith("ood_val site colc") and "test site" not in text
+    assert "Conflicting = images whose view contradicts the label" in site_table(metrics).note
