@@ -57,6 +57,11 @@ def train_command(
             typer.echo(f"  warning: {warning}", err=True)
         return
     if nproc > 1 and "WORLD_SIZE" not in os.environ:
+        from pipeline.train.distributed import DistInfo, check_shards
+
+        # refused here, before torchrun starts N processes that would each fail the same way
+        check_shards(batch_size=cfg.typed_hparams().batch_size, algorithm=cfg.algorithm,
+                     info=DistInfo(world_size=nproc))
         raise typer.Exit(_torchrun(nproc, ingest_dir, config, out, resume, steps, seed, device))
     result = run(ingest_dir=ingest_dir, config=cfg, out=out, resume=resume)
     if int(os.environ.get("RANK", "0")) != 0:

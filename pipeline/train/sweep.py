@@ -145,7 +145,10 @@ def _ray_jobs(args: list[tuple[str, dict[str, Any], str]], *, address: str | Non
         ray.init(address=address, include_dashboard=False, log_to_driver=False)
     try:
         task = ray.remote(num_cpus=cpus_per_run, num_gpus=gpus_per_run, max_retries=0)(_run_job)
-        pending = {task.remote(*arg): arg[2] for arg in args}
+        # torch threads = the CPUs Ray reserved for the task (threads may change without changing the run)
+        threads = max(1, int(cpus_per_run))
+        pending = {task.remote(ingest, {**config, "threads": threads}, run_dir): run_dir
+                   for ingest, config, run_dir in args}
         while pending:
             done, _ = ray.wait(list(pending), num_returns=1)
             run_dir = pending.pop(done[0])

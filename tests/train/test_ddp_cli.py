@@ -49,3 +49,12 @@ def test_nproc_refuses_a_sweep(toy_ingest_dir, tmp_path, tiny_config, capsys):
     assert main(["train", str(toy_ingest_dir), "--config", str(config), "--out", str(tmp_path / "s"),
                  "--nproc", "2", "--sweep", "2"]) == 2
     assert "--nproc must be >= 1 and only for a single run" in capsys.readouterr().err
+
+
+def test_nproc_refuses_a_batch_that_does_not_shard_before_launching(toy_ingest_dir, tmp_path, tiny_config, capsys):
+    config = tmp_path / "irm.yaml"
+    config.write_text(yaml.safe_dump(tiny_config(algorithm="irm", hparams={"batch_size": 6})))
+    assert main(["train", str(toy_ingest_dir), "--config", str(config), "--out", str(tmp_path / "r"),
+                 "--nproc", "2"]) == 2
+    assert "multiple of the number of processes 2 times 2" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()

@@ -114,6 +114,8 @@ def test_leave_one_hospital_out_needs_three_hospitals_and_excludes_leave_one_out
     assert hospitals == HOSPITALS and warnings == []
     with pytest.raises(DataError, match="with >= 10000 labelled images"):
         loho_hospitals(toy_ingest_dir, cfg, min_labelled=10_000)
+    with pytest.raises(ConfigError, match="--engine must be 'local' or 'ray'"):
+        run_sweep(ingest_dir=toy_ingest_dir, config=cfg, out=toy_ingest_dir.parent / "never", engine="dask")
     with pytest.raises(ConfigError, match="either leave-one-out"):
         plan_jobs(cfg, n_hparams=1, seeds=1, holdout_domains=["east"], test_hospitals=["west"])
 
