@@ -326,11 +326,16 @@ def format_headline(summary: dict[str, Any]) -> str:
                 b = block.get(k) or {}
                 reason = (block.get("not_measured") or {}).get(k) or "absent from the results"
                 if is_number(b.get("mean")):
-                    cells.append(mean_std_text(b["mean"], b.get("std")))
+                    # a lung share on estimated lung masks is an estimate wherever it is printed
+                    est = " est." if k == "region_ablation_lungs" and block.get("lung_masks_estimated") else ""
+                    cells.append(mean_std_text(b["mean"], b.get("std")) + est)
                 else:
                     marks = reasons.setdefault(reason, "*" * (len(reasons) + 1))
                     cells.append(f"not measured{marks}")
             label = rule + (" (upper bound)" if rule == "oracle" else "")
             lines.append(f"{algorithm:<10} {label:<22} " + " ".join(f"{c:>14}" for c in cells))
     lines += [f"{marks} not measured: {reason}" for reason, marks in reasons.items()]
+    if any(b.get("lung_masks_estimated") for e in (summary.get("algorithms") or {}).values()
+           for b in e.get("by_rule", {}).values()):
+        lines.append("est.: rests on ESTIMATED lung masks (fixed ellipses), not a measurement")
     return "\n".join(lines)

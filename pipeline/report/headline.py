@@ -128,6 +128,12 @@ def _reasons(entry: dict[str, Any], audited: dict[str, Any] | None, audit: dict[
     return {k: v for k, v in reasons.items() if v}
 
 
+def _estimated(audit: dict[str, Any] | None) -> bool:
+    from pipeline.report.verdict import lung_mask_status
+
+    return lung_mask_status((audit or {}).get("lung_masks"))[0] == "estimated"
+
+
 def _audit_sizes(audited: dict[str, Any] | None) -> tuple[Any, Any]:
     """(counterfactual pairs, images region ablation averaged over) of one audited model; None where unrecorded."""
     audited = audited or {}
@@ -205,6 +211,8 @@ def headline(metrics: dict[str, Any] | None, audit: dict[str, Any] | None) -> di
             "n_counterfactual": _smallest([c[0] for c in counted]) if any(c[0] is not None for c in counted) else None,
             "n_ablation": _smallest([c[1] for c in counted]) if any(c[1] is not None for c in counted) else None,
             "not_measured": reasons,
+            # lung numbers of this audit rest on estimated masks: every place that shows one says so
+            "lung_masks_estimated": _estimated(audit),
             "thresholds": [e.get("threshold") if is_number(e.get("threshold")) else None for _, e in members],
             "threshold_source": next((str(e["threshold_source"]) for _, e in members if e.get("threshold_source")),
                                      None),

@@ -62,3 +62,16 @@ def test_format_headline_prints_not_measured_with_its_reason_never_a_dash():
     assert "90.0%" in text and "–" not in text and "nan" not in text.lower()
     assert "not measured: no counterfactual arrays" in text
     assert "not measured: absent from the results" in text
+
+
+def test_format_headline_marks_a_lung_share_on_estimated_masks():
+    from pipeline.demo import format_headline
+    from pipeline.report.headline import headline
+
+    metrics = {"models": {"erm": {"algorithm": "erm", "seed": 0, "selection_rule": "training_domain"}}}
+    audit = {"lung_masks": "estimated",
+             "models": {"erm": {"region_ablation_abs_share": {"overall": {"lungs": 0.547, "n": 30}}}}}
+    text = format_headline({"algorithms": headline(metrics, audit)})
+    assert "54.7% est." in text and "ESTIMATED lung masks" in text
+    audit["lung_masks"] = "manifest"
+    assert "est." not in format_headline({"algorithms": headline(metrics, audit)})
