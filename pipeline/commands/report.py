@@ -14,6 +14,8 @@ def report_command(
     ingest: Path | None = typer.Option(
         None, "--ingest", help="Ingest directory for the cohort section (default: found through stage.json)."),
     title: str | None = typer.Option(None, "--title", help="Page title."),
+    results: Path | None = typer.Option(None, "--results", help="A SWEEP_DIR where `cxr-fishr results` wrote "
+                                                                "results.json: its tables get a section."),
 ) -> None:
     """Write a self-contained HTML report (no network needed) that says what is missing instead of failing."""
     from pipeline.errors import ConfigError
@@ -22,7 +24,7 @@ def report_command(
     if evaluate is None and audit is None:
         raise ConfigError("report: --evaluate or --audit must be given, got neither. "
                           "Example: cxr-fishr report --evaluate runs/evaluate --audit runs/audit --out reports/demo")
-    result = run(evaluate_dir=evaluate, audit_dir=audit, out=out, ingest_dir=ingest, title=title)
+    result = run(evaluate_dir=evaluate, audit_dir=audit, out=out, ingest_dir=ingest, title=title, results_dir=results)
     for line in result.missing:
         typer.echo(f"note: {line}", err=True)
     typer.echo(str(result.index))

@@ -46,6 +46,7 @@ def run(
     out: str | Path,
     ingest_dir: str | Path | None = None,
     title: str | None = None,
+    results_dir: str | Path | None = None,
 ) -> ReportResult:
     """Render the report from whatever subset of stage outputs exists; what is missing is said in the page."""
     from pipeline import __version__
@@ -54,6 +55,7 @@ def run(
     from pipeline.report.inputs import load_inputs
     from pipeline.report.landscape import build_landscape
     from pipeline.report.provenance import build_provenance
+    from pipeline.report.results import build_results
     from pipeline.report.shortcut_audit import build_audit
     from pipeline.report.summary import build_summary
     from pipeline.stage import StageRecord, write_text_atomic
@@ -78,6 +80,7 @@ def run(
                                  synthetic=inputs.synth_dir is not None),
             "landscape": build_landscape(inputs.audit, out),
             "provenance": build_provenance(inputs),
+            "results": build_results(results_dir),  # `cxr-fishr results` tables, shown when given
             "missing": inputs.missing,
             "version": __version__,
             "generated": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),

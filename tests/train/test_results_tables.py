@@ -95,3 +95,16 @@ def test_results_refuses_a_sweep_json_without_algorithms(tmp_path, capsys):
     _sweep(tmp_path, [{"draw": 0, "trial_seed": 0, "holdout": None, "dir": str(tmp_path), "hparams": {}}])
     assert main(["results", str(tmp_path)]) == 2
     assert "must name its algorithm" in capsys.readouterr().err
+
+
+def test_report_shows_the_result_tables(tmp_path):
+    from pipeline.report import run as report
+
+    root = tmp_path / "sweeps"
+    _sweep(root, [_entry(root, "fishr", 0, 0, val=0.7, test=0.625, hospital=h) for h in ("north", "west")])
+    assert main(["results", str(root)]) == 0
+    html = report(evaluate_dir=None, audit_dir=None, out=tmp_path / "report", results_dir=root).index.read_text()
+    assert '<section id="results">' in html and "62.5% ± 0.0" in html and "62.5% (north)" in html
+    assert "Hparams chosen under training_domain" in html
+    without = report(evaluate_dir=None, audit_dir=None, out=tmp_path / "plain").index.read_text()
+    assert '<section id="results">' not in without

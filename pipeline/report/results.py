@@ -1,0 +1,52 @@
+"""The report's "Sweep results" section: the tables of `cxr-fishr results SWEEP_DIR` (its results.json), one per
+selection rule (rows: algorithms; columns: test hospitals, average, worst), and the hparams each rule chose."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from pipeline.report.tables import Cell, Table, not_measured
+
+
+def _acc_cell(mean: Any, sd: Any, reason: str | None) -> Cell:
+    if mean is None:
+        return Cell(not_measured(reason), None, "muted nm")
+    text = f"{mean:.1f}%" if sd is None else f"{mean:.1f}% ± {sd:.1f}"
+    return Cell(text, float(mean))
+
+
+def _rule_tables(data: dict[str, Any], rule: str) -> tuple[Table, Table]:
+    hospitals = data["hospitals"]
+    title = f"{rule} ({data['oracle_label']})" if rule == "oracle" else rule
+    scores = Table(columns=["Algorithm", *hospitals, "Average", "Worst"], numeric=[False] + [True] * (len(hospitals) + 2),
+                   caption=f"Selection: {title}. Test-hospital accuracy, mean ± sd over seeds.")
+    chosen = Table(columns=["Algorithm", "Test hospital", "Draw", "Seeds", "Hparams"], collapsed=True,
+                   caption=f"Hparams chosen under {rule}")
+    for algorithm in data["algorithms"]:
+        row = data["cells"][rule][algorithm]
+        summary = data["summary"][rule][algorithm]
+        worst = summary.get("worst")
+        scores.add([algorithm, *(_acc_cell(row[h]["mean"], row[h]["sd"], row[h].get("not_measured")) for h in hospitals),
+                    _acc_cell(summary.get("average"), None, summary.get("not_measured")),
+                    _acc_cell(worst, None, summary.get("not_measured")) if worst is None
+                    else Cell(f"{worst:.1f}% ({summary['worst_hospital']})", float(worst), "worst")])
+        for hospital in hospitals:
+            c = row[hospital]
+            hparams = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                                for k, v in sorted((c["hparams"] or {}).items()))
+            chosen.add([algorithm, hospital, c["draw"], c["n_seeds"], hparams or not_measured(c.get("not_measured"))])
+    return scores, chosen
+
+
+def build_results(results_dir: str | Path | None) -> dict[str, Any]:
+    """{available, reason, tables: [(scores, chosen) per rule], source}; absent (with why) without results.json."""
+    if results_dir is None:
+        return {"available": False, "reason": "no --results given"}
+    path = Path(results_dir) / "results.json"
+    if not path.is_file():
+        return {"available": False, "reason": f"{path} not found: run `cxr-fishr results {results_dir}` first."}
+    data = json.loads(path.read_text(encoding="utf-8"))
+    return {"available": True, "source": str(path),
+            "tables": [_rule_tables(data, rule) for rule in data["rules"]]}
