@@ -144,7 +144,8 @@ def _warnings(factors: list[dict[str, Any]], warning_auroc: float, min_group_siz
                        "a model can learn this shortcut instead of the disease.")
     small = sorted({(f["scope"], f["n"]) for f in factors if f["small_n"] and f["scope"] != "all"})
     out += [f"{scope}: only {n} labelled images (< min_group_size {min_group_size}); its confounding measures are "
-            "uncertain (see their intervals)." for scope, n in small]
+            "uncertain (see their intervals)." if n else
+            f"{scope}: no labelled image; its confounding measures are not measured." for scope, n in small]
     return out
 
 
