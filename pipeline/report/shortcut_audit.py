@@ -200,9 +200,11 @@ def interventions_table(models: dict[str, dict[str, Any]], metrics: dict[str, An
             if not block:
                 continue
             evaluated = _evaluate_block(metrics, name, scope)
-            accuracy = accuracy_cell(evaluated) if evaluated else cell(None, reason="not in metrics.json")
+            unlabelled = "no labelled image" if block.get("n_labelled") == 0 else None
+            accuracy = accuracy_cell(evaluated) if evaluated else cell(None, reason=unlabelled or "not in metrics.json")
             majority = majority_cell(evaluated) if evaluated else rate_cell(
-                block.get("majority_accuracy"), css="muted", reason=reason_of(block, "majority_accuracy"))
+                block.get("majority_accuracy"), css="muted",
+                reason=reason_of(block, "majority_accuracy") or unlabelled)
             table.add([name, scope, cell(block.get("n")), accuracy, majority,
                        mark_estimated(_variant_cell(block, "lung_only_accuracy", "lung_only_"), estimated),
                        mark_estimated(_variant_cell(block, "lungs_removed_accuracy", "lungs_removed_"), estimated),

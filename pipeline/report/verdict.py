@@ -160,7 +160,8 @@ def verdict(numbers: dict[str, Any], aligned: Any, *, lung_masks: Any = None,
         why = str(ablation[1]).removeprefix("region ablation of the lungs (").removesuffix(")")
         return f"relies on shortcuts ({evidence_text}); lung reliance not measured ({why})", "bad"
     if not evidence:
-        return f"cannot be judged: nothing behavioural was measured (missing: {'; '.join(missing)})", ""
+        enough = " on enough images" if any("too few images" in m for m in missing) else ""
+        return f"cannot be judged: nothing behavioural was measured{enough} (missing: {'; '.join(missing)})", ""
     based = f"measured: {'; '.join(evidence)}" + (f"; not measured: {'; '.join(missing)}" if missing else "")
     accuracy, majority = _m(numbers.get("test_site_accuracy")), _m(numbers.get("test_site_majority_accuracy"))
     if is_number(accuracy) and is_number(majority) and accuracy <= majority:
