@@ -215,11 +215,12 @@ def console_lines(summary: dict[str, Any], out: Path) -> list[str]:
     lines += Merged(summary.get("merged_spellings") or {}, summary.get("merged_spelling_images") or {}).lines()
     skipped = summary.get("skipped_non_image_files") or {}
     if skipped.get("n"):
-        lines.append(f"ingest: skipped {skipped['n']} files that are not images (tables, documents, archives, hidden "
+        lines.append(f"ingest: skipped {_plural(skipped['n'], 'file')} that are not images (tables, documents, archives, hidden "
                      f"or system files), e.g. {', '.join(skipped['examples'][:3])}; not counted as rejected")
     conflicting = summary.get("conflicting_duplicate_labels") or {}
     if conflicting.get("images"):
-        lines.append(f"ingest: WARNING: {conflicting['images']} files in {conflicting['groups']} groups of identical "
+        lines.append(f"ingest: WARNING: {_plural(conflicting['images'], 'file')} in "
+                     f"{_plural(conflicting['groups'], 'group')} of identical "
                      "pixels carry conflicting labels: all rejected (conflicting_duplicate_labels in rejects.csv)")
     missing = summary.get("metadata_rows_without_image") or {}
     if summary.get("metadata_rows"):
@@ -242,3 +243,7 @@ def console_lines(summary: dict[str, Any], out: Path) -> list[str]:
         f"{f' ({reasons})' if reasons else ''} -> {out}"
     )
     return lines
+
+
+def _plural(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"

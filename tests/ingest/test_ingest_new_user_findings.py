@@ -117,7 +117,7 @@ def test_identical_pixels_with_conflicting_labels_reject_every_copy_naming_the_o
     assert {"g.png", "g_copy.png", "h.png", "h_copy.png"} <= set(frame["path"])
     assert result.summary["duplicates"] == {"groups": 2, "images": 4}
     assert result.summary["conflicting_duplicate_labels"] == {"groups": 1, "images": 3}
-    assert "3 files in 1 groups of identical pixels carry conflicting labels" in capsys.readouterr().err
+    assert "3 files in 1 group of identical pixels carry conflicting labels" in capsys.readouterr().err
 
 
 # 11. a warning driven by 'unknown' says so
