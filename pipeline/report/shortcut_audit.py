@@ -486,6 +486,7 @@ def build_audit(audit: dict[str, Any] | None, audit_dir: Path | None, out: Path,
         if figure and estimated:
             figure["caption"] += " Lung values are estimated: they rest on ESTIMATED lung masks (fixed ellipses)."
     probes = probe_table(models)
+    interventions = interventions_table(models, metrics, estimated=estimated)
     pairs = None
     if ingest_dir is not None and audit.get("counterfactuals") is not False:
         from pipeline.report.pairs import pairs_figure
@@ -507,7 +508,8 @@ def build_audit(audit: dict[str, Any] | None, audit_dir: Path | None, out: Path,
         "ablation_text": ablation_text(audit, models),
         "galleries": galleries,
         "gallery_text": "The audit wrote no overlay images." if not galleries else "",
-        "interventions": interventions_table(models, metrics, estimated=estimated),
+        "interventions": interventions,
+        "interventions_text": "" if not interventions.empty else "No intervention was run (audit.json has none).",
         "counterfactual": flips if has_flips else None,
         "counterfactual_text": "" if has_flips else "No counterfactual images were available (synth "
                                                     "--counterfactual position, then ingest with counterfactual_source).",

@@ -215,3 +215,28 @@ def test_cannot_rank_names_the_models_compared_and_a_non_test_split_is_not_calle
            "compared)" in text
     assert text.startswith("ood_val site colc") and "test site" not in text
     assert "Conflicting = images whose view contradicts the label" in site_table(metrics).note
+
+
+def test_no_audit_heading_is_left_with_an_empty_body(tmp_path):
+    import json
+
+    from pipeline.report import run
+
+    audit = _audit_only_outputs(tmp_path)
+    data = json.loads((audit / "audit.json").read_text())
+    data["models"]["m_erm"].pop("interventions")
+    (audit / "audit.json").write_text(json.dumps(data))
+    result = run(evaluate_dir=None, audit_dir=audit, out=tmp_path / "report")
+    html = result.index.read_text(encoding="utf-8")
+    section = html[html.index('<section id="audit">'):html.index('<section id="landscape">')]
+    headings = section.split("<h3>")[1:]
+    for part in headings:
+        title, body = part.split("</h3>", 1)
+        assert _page_text_of(body).strip(), f"heading {title!r} has an empty body"
+    assert "No intervention was run" in section and "No probe was run" in section
+
+
+def _page_text_of(fragment):
+    import re
+
+    return re.sub(r"<[^>]+>", " ", fragment)
