@@ -88,8 +88,10 @@ def selection_truth(*, model_dir: Path, meta: dict[str, Any], rule: str, main: b
     if isinstance(recorded, dict):
         step = recorded.get("step")
         constant = bool(recorded.get("constant_predictor"))
-        reason = str(recorded.get("reason") or (f"selected at step {step} (selection.json)" if step is not None
-                                                else "selection.json records no selected step"))
+        reason = str(recorded.get("reason") or (
+            f"selected at step {step} (selection.json)" if step is not None else
+            "every evaluation predicted one class on the rule's selection set (constant predictor)" if constant else
+            "selection.json records no selected step"))
         source = "selection.json"
     else:  # no selection.json: the meta train writes into every model file
         constant = bool(meta.get("constant_predictor"))

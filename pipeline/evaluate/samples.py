@@ -23,7 +23,7 @@ def size_warning(what: str, *, n: int, n_pos: int, n_neg: int) -> str | None:
 
 # what a site of each split is (the warnings name the split's role, not always "test site")
 SPLIT_ROLES = {"test": "test site", "ood_val": "ood-validation site (ood_val)",
-               "val": "training-domain validation site (val)", "train": "training site (train split)"}
+               "val": "validation site (val)", "train": "train-split site"}
 
 
 def separation_warnings(models: dict[str, dict[str, Any]], *, split: str = "test") -> list[str]:

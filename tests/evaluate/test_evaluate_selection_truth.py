@@ -56,3 +56,15 @@ def test_metrics_carry_the_selection_truth(constant_run, tmp_path):
     assert "no checkpoint selected" in entry["protocol"]
     assert entry["val_acc_at_step"] is None and "no checkpoint selected" in entry["not_measured"]["val_acc_at_step"]
     assert any(w.startswith("run: no checkpoint selected") for w in metrics["warnings"])
+
+
+def test_an_older_selection_json_without_reason_still_says_constant(tmp_path):
+    from pipeline.evaluate.models import selection_truth
+
+    (tmp_path / "selection.json").write_text(json.dumps(
+        {"training_domain": {"step": None, "score": None, "constant_predictor": True}}))
+    truth = selection_truth(model_dir=tmp_path, meta={"step": 15, "constant_predictor": False},
+                            rule="training_domain", main=True)
+    assert (truth["step"], truth["selected"], truth["constant_predictor"]) == (None, False, True)
+    assert truth["reason"].startswith("no checkpoint selected: every evaluation predicted one class")
+    assert truth["reason"].endswith("final weights (step 15)")
