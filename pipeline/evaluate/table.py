@@ -8,8 +8,9 @@ from typing import Any
 
 CSV_COLUMNS = (
     "model", "algorithm", "seed", "selection_rule", "split", "scope", "group", "n", "accuracy", "balanced_accuracy",
-    "auroc", "auroc_ci_low", "auroc_ci_high", "ece", "conflict_accuracy", "aligned_accuracy", "threshold",
-    "n_pos", "n_neg", "majority_accuracy", "constant_predictor",
+    "auroc", "auroc_ci_low", "auroc_ci_high", "ece", "conflict_accuracy", "aligned_accuracy", "conflict_attribute",
+    "n_conflict", "n_aligned", "n_unknown", "threshold", "n_pos", "n_neg", "majority_accuracy", "constant_predictor",
+    "selected",
 )
 
 
@@ -21,10 +22,15 @@ def _row(name: str, entry: dict[str, Any], scope: str, group: str, block: dict[s
         "n": block.get("n"), "accuracy": block.get("accuracy"), "balanced_accuracy": block.get("balanced_accuracy"),
         "auroc": block.get("auroc"), "auroc_ci_low": ci[0], "auroc_ci_high": ci[1], "ece": block.get("ece"),
         "conflict_accuracy": block.get("conflict_accuracy"), "aligned_accuracy": block.get("aligned_accuracy"),
+        # the attribute those two are measured on, and its counts (empty: none measurable)
+        "conflict_attribute": block.get("conflict_attribute"), "n_conflict": block.get("n_conflict"),
+        "n_aligned": block.get("n_aligned"), "n_unknown": block.get("n_unknown"),
         "threshold": entry.get("threshold"),
         # empty cells where a number is missing (the reason is in metrics.json's not_measured)
         "n_pos": block.get("n_pos"), "n_neg": block.get("n_neg"), "majority_accuracy": block.get("majority_accuracy"),
         "constant_predictor": block.get("constant_predictor"),
+        # false: the train stage selected no checkpoint (the weights are the final ones); empty for the baseline
+        "selected": (entry.get("selection") or {}).get("selected"),
     }
 
 

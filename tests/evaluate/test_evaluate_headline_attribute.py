@@ -113,3 +113,18 @@ def test_warnings_name_the_split_role_not_always_test_site():
     assert not any(w.startswith("test site") for w in out)
     models = {m: {"per_site": {"a": {"auroc": a, "auroc_ci": [0.1, 0.9]}}} for m, a in (("x", 0.6), ("y", 0.62))}
     assert separation_warnings(models, split="ood_val")[0].startswith("ood-validation site (ood_val) a:")
+
+
+def test_metrics_csv_names_the_conflict_attribute_beside_the_numbers():
+    import csv
+    import io
+
+    from pipeline.evaluate.table import metrics_csv
+
+    block = {"n": 4, "conflict_accuracy": 0.5, "aligned_accuracy": 1.0, "conflict_attribute": "view",
+             "n_conflict": 2, "n_aligned": 1, "n_unknown": 1}
+    entry = {"overall": block, "per_site": {"a": block}, "per_group": {}, "selection": {"selected": False}}
+    metrics = {"split": "test", "models": {"m": entry}, "metadata_baseline": {"overall": None}}
+    rows = list(csv.DictReader(io.StringIO(metrics_csv(metrics))))
+    assert [(r["conflict_attribute"], r["n_conflict"], r["n_aligned"], r["n_unknown"], r["selected"]) for r in rows] \
+        == [("view", "2", "1", "1", "False")] * 2
