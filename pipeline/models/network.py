@@ -1,4 +1,4 @@
-"""Featurizer + linear head built from a timm model name; saving and loading the model file (``model.pt``)."""
+"""Featurizer + linear head built from a timm model name or a torchxrayvision model; saving and loading ``model.pt``."""
 
 from __future__ import annotations
 
