@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import math
 import re
+import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -365,7 +366,11 @@ def read_dataset(data: bytes, notes: list[str]):
             raise Reject("not_dicom", scrub(exc)) from None
         notes.append(f"no DICOM File Meta ('DICM' prefix missing): read as {ds.file_meta.TransferSyntaxUID.name}")
         return ds
-    except (OSError, EOFError, ValueError, TypeError, KeyError, IndexError, AttributeError, NotImplementedError) as exc:
+    except (struct.error, EOFError) as exc:  # pydicom ran out of bytes mid-element: a cut file
+        raise Reject("truncated", f"the file ends at byte {len(data)} inside an element, before any pixel data: a cut "
+                     f"file ({scrub(exc, patient_values=_patient_values_of_broken(data))}); export the image "
+                     "again") from None
+    except (OSError, ValueError, TypeError, KeyError, IndexError, AttributeError, NotImplementedError) as exc:
         raise Reject("unreadable", scrub(exc, patient_values=_patient_values_of_broken(data))) from None
 
 
@@ -404,6 +409,77 @@ def _patient_values_of_broken(data: bytes) -> list[str]:
         return []
 
 
+PIXEL_KEYWORDS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
+
+
+def no_pixels_reason(data: bytes, ds) -> Reject:
+    """Why a dataset read without pixel data has none: ``truncated`` when the file is cut or broken before them
+    (pydicom reads a cut file silently, so this compares where its parsing stopped with the file's size), else
+    ``no_pixel_data`` naming the SOP class and Modality (a complete non-image object: SR, KO, PR...)."""
+    broken = broken_at(data, _fresh(data) or ds)
+    if broken is not None:
+        return Reject("truncated", f"{broken}, before any pixel data: a cut or corrupt file, not a non-image object; "
+                      "export the image again")
+    sop = _text(_get(ds, "SOPClassUID"))
+    return Reject("no_pixel_data", f"a complete DICOM without pixel data: SOP class {sop or 'missing'}"
+                  f"{f' ({_uid_name(sop)})' if _uid_name(sop) else ''}, Modality {_text(_get(ds, 'Modality')) or 'missing'}"
+                  "; not an image (move it out of SOURCE)")
+
+
+def _fresh(data: bytes):
+    """The dataset read again with every element still raw (the caller's copy has some converted, which drops
+    their declared lengths); None when it cannot be read."""
+    import io
+
+    import pydicom
+
+    try:
+        return pydicom.dcmread(io.BytesIO(data), force=True)
+    except Exception:  # noqa: BLE001  the caller's dataset is used instead
+        return None
+
+
+def _uid_name(uid: str) -> str:
+    from pydicom.uid import UID
+
+    name = UID(uid).name if uid else ""
+    return "" if name == uid else name
+
+
+def broken_at(data: bytes, ds) -> str | None:
+    """'the file ends at byte N ...' when pydicom's parse of ``ds`` (read from ``data``) stopped short: the File Meta
+    is shorter than its group length, an element's value is shorter than its declared length (a cut, or a corrupt
+    length that swallowed the rest), bytes are left after the last element, or an image SOP class (or Rows/Columns)
+    has no pixel data at the very end of the file. None for a complete file."""
+    size = len(data)
+    meta_length = _get(getattr(ds, "file_meta", {}), "FileMetaInformationGroupLength") if getattr(ds, "file_meta", None) else None
+    preamble = 132 if data[128:132] == b"DICM" else 0
+    if isinstance(meta_length, int) and preamble and size < preamble + 12 + meta_length:
+        return f"the file ends at byte {size}, inside its File Meta Information (which runs to byte {preamble + 12 + meta_length})"
+    end = preamble + 12 + meta_length if isinstance(meta_length, int) and preamble else 0
+    last = "the File Meta"
+    for tag in list(ds._dict):
+        raw = ds._dict[tag]
+        tell, length, value = getattr(raw, "value_tell", None), getattr(raw, "length", None), getattr(raw, "value", None)
+        if tell is None or not isinstance(length, int) or length == 0xFFFFFFFF:
+            # a sequence (pydicom parses it on reading, keeping no offsets) or an undefined length: its end is unknown
+            end, last = None, f"element {tag}"
+            continue
+        got = len(value) if isinstance(value, bytes) else length
+        if got < length:
+            return (f"the file breaks at byte {tell}: element {tag} declares {length} bytes but only {got} remain "
+                    f"(the file ends at byte {size})")
+        end, last = tell + length, f"element {tag}"
+    if end and end < size and not any(k in ds for k in PIXEL_KEYWORDS):
+        return f"parsing stops at byte {end} (after {last}) but the file has {size} bytes"
+    sop = _uid_name(_text(_get(ds, "SOPClassUID")))
+    if "Image Storage" in sop or ("Rows" in ds and "Columns" in ds) or not len(ds):
+        what = f"its SOP class is {sop}" if "Image Storage" in sop else "it has image attributes (Rows, Columns)"
+        return (f"the file ends at byte {size} (after {last}) with no dataset after the File Meta" if not len(ds)
+                else f"the file ends at byte {size} (after {last}) but {what}")
+    return None
+
+
 _DECODE_ERRORS = (ValueError, TypeError, RuntimeError, NotImplementedError, AttributeError, KeyError, IndexError,
                   EOFError, OSError, MemoryError)
 _TRUNCATED_WORDS = ("less than expected", "truncat", "end of file", "buffer is too small", "shorter than")
@@ -415,8 +491,8 @@ def decode_dicom(data: bytes, modalities: tuple[str, ...] | None, *, patient: li
     ds = read_dataset(data, notes)
     patient = patient if patient is not None else []
     patient += patient_values(ds)
-    if not any(k in ds for k in ("PixelData", "FloatPixelData", "DoubleFloatPixelData")):
-        raise Reject("no_pixel_data", f"SOP class {_text(_get(ds, 'SOPClassUID'))!s}")
+    if not any(k in ds for k in PIXEL_KEYWORDS):
+        raise no_pixels_reason(data, ds)
     tags = {name: _text(_get(ds, name)) for name in TEXT_TAGS}
     modality = tags["Modality"].upper()
     if modalities is not None and modality and modality not in modalities:
@@ -432,7 +508,12 @@ def decode_dicom(data: bytes, modalities: tuple[str, ...] | None, *, patient: li
     stored_hash = pixel_hash(arr)
     padding = _padding(arr, ds, notes) if photometric in GREY and arr.ndim == 2 else None
     pixels = _display(arr, ds, photometric, notes)
-    low, high = check_pixels(pixels, padding)
+    try:
+        low, high = check_pixels(pixels, padding)
+    except Reject as exc:
+        if exc.reason != "constant_image" or (padding is not None and padding.all()):
+            raise
+        raise Reject("constant_image", constant_cause(arr, ds, photometric, padding)) from None
     spacing, spacing_source = _spacing(ds)
     patient_id = _text(_get(ds, "PatientID")) or None  # only ever stored as a salted hash (fields.patient_key)
     return Decoded(
@@ -440,6 +521,29 @@ def decode_dicom(data: bytes, modalities: tuple[str, ...] | None, *, patient: li
         spacing_source=spacing_source, transfer_syntax=str(ds.file_meta.get("TransferSyntaxUID", "")),
         bits_stored=int(_get(ds, "BitsStored") or 0), pixel_sha256=stored_hash, pixel_range=(low, high),
     )
+
+
+def constant_cause(arr: np.ndarray, ds, photometric: str, padding: np.ndarray | None = None) -> str:
+    """Why a decoded image came out constant, for its reject detail: the stored array itself is constant, or the
+    VOI window [center - width/2, center + width/2] lies entirely above or below every value after the Modality LUT
+    (a viewer shows it blank too), else a silent decoder failure (pydicom#966). Pixel padding is left out."""
+    anatomy = arr if padding is None else arr[~padding]
+    stored_low, stored_high = float(np.min(anatomy)), float(np.max(anatomy))
+    if stored_low == stored_high:
+        return (f"every stored pixel value is {stored_low:g}: the file's pixel data itself is constant (a blank "
+                "export, or an encoder/decoder that wrote zeros, pydicom#966); export the image again")
+    if photometric in GREY and arr.ndim == 2 and "WindowWidth" in ds and "VOILUTSequence" not in ds:
+        values = _modality(anatomy, ds)
+        low, high = float(np.min(values)), float(np.max(values))
+        center, width = _first_number(ds.WindowCenter), _first_number(ds.WindowWidth)
+        window = f"the VOI window (WindowCenter {center:g}, WindowWidth {width:g}) covers [{center - width / 2:g}, " \
+                 f"{center + width / 2:g}]"
+        side = "above" if high <= center - width / 2 else "below" if low >= center + width / 2 else ""
+        if side:
+            return (f"{window}, entirely {side} every pixel value ({low:g} to {high:g} after the Modality LUT): the "
+                    "window blanks the image (a viewer shows it blank too); fix or remove WindowCenter/WindowWidth")
+    return (f"every displayed pixel is the same although the stored values range {stored_low:g} to {stored_high:g} "
+            "(a LUT or a silent decoder failure?)")
 
 
 def _inverted(pixels: np.ndarray) -> np.ndarray:
