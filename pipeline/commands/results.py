@@ -17,8 +17,10 @@ def results_command(
     hparams each rule chose."""
     from pipeline.results import build_tables, collect_runs, write_tables
 
-    runs, sweeps = collect_runs(sweep_dir)
-    tables = build_tables(runs, sweeps)
+    runs, sweeps, notes = collect_runs(sweep_dir)
+    for note in notes:
+        typer.echo(f"note: {note}", err=True)
+    tables = build_tables(runs, sweeps, notes)
     paths = write_tables(tables, out or sweep_dir)
     typer.echo(f"results: {len(runs)} runs of {len(tables.algorithms)} algorithms over {len(tables.hospitals)} test "
                f"hospitals, {len(tables.rules)} selection rules -> {paths['markdown']}, {paths['latex']}, "

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.report.tables import Cell, Table, not_measured
+from pipeline.results.tables import ResultsTables, cell_text, constant_note
 
 
 def _acc_cell(mean: Any, sd: Any, reason: str | None) -> Cell:
@@ -17,18 +18,30 @@ def _acc_cell(mean: Any, sd: Any, reason: str | None) -> Cell:
     return Cell(text, float(mean))
 
 
+def _hospital_cell(cell: dict[str, Any]) -> Cell:
+    """A test-hospital cell as results.md writes it (n seeds; constant with the majority baseline)."""
+    if cell["mean"] is None:
+        return Cell(not_measured(cell.get("not_measured")), None, "muted nm")
+    css = "muted" if cell.get("constant_seeds") else ""  # a class balance, not a model score
+    return Cell(cell_text(cell, unit="%"), float(cell["mean"]), css)
+
+
 def _rule_tables(data: dict[str, Any], rule: str) -> tuple[Table, Table]:
     hospitals = data["hospitals"]
     title = f"{rule} ({data['oracle_label']})" if rule == "oracle" else rule
+    tables = ResultsTables(hospitals=hospitals, algorithms=data["algorithms"], rules=data["rules"],
+                           cells=data["cells"], summary=data["summary"])
+    note = constant_note(tables, rule)
     scores = Table(columns=["Algorithm", *hospitals, "Average", "Worst"], numeric=[False] + [True] * (len(hospitals) + 2),
-                   caption=f"Selection: {title}. Test-hospital accuracy, mean ± sd over seeds.")
+                   caption=f"Selection: {title}. Test-hospital accuracy, mean ± sd over n seeds (no sd for n=1)."
+                   + (f" {note}" if note else ""))
     chosen = Table(columns=["Algorithm", "Test hospital", "Draw", "Seeds", "Hparams"], collapsed=True,
                    caption=f"Hparams chosen under {rule}")
     for algorithm in data["algorithms"]:
         row = data["cells"][rule][algorithm]
         summary = data["summary"][rule][algorithm]
         worst = summary.get("worst")
-        scores.add([algorithm, *(_acc_cell(row[h]["mean"], row[h]["sd"], row[h].get("not_measured")) for h in hospitals),
+        scores.add([algorithm, *(_hospital_cell(row[h]) for h in hospitals),
                     _acc_cell(summary.get("average"), None, summary.get("not_measured")),
                     _acc_cell(worst, None, summary.get("not_measured")) if worst is None
                     else Cell(f"{worst:.1f}% ({summary['worst_hospital']})", float(worst), "worst")])

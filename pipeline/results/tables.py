@@ -20,9 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.errors import DataError
-from pipeline.evaluate.history import _mean_std, value_at_step
+from pipeline.evaluate.history import _mean_std
 from pipeline.stage import write_json_atomic, write_text_atomic
-from pipeline.train.selection import ORACLE_LABEL
+from pipeline.train.selection import ORACLE_LABEL, rule_score
 from pipeline.train.sweep import select_across_runs
 
 TEST_SPLIT = "test"  # the column of a sweep without leave-one-hospital-out
@@ -40,11 +40,14 @@ class ResultsTables:
     cells: dict[str, dict[str, dict[str, dict[str, Any]]]] = field(default_factory=dict)
     summary: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
     sweeps: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # e.g. run folders read from an older sweep.json's paths
 
     def to_json(self) -> dict[str, Any]:
         return {"hospitals": self.hospitals, "algorithms": self.algorithms, "rules": self.rules,
-                "cells": self.cells, "summary": self.summary, "sweeps": self.sweeps, "oracle_label": ORACLE_LABEL,
-                "metric": "test-hospital accuracy (%), mean and population sd over seeds"}
+                "cells": self.cells, "summary": self.summary, "sweeps": self.sweeps, "notes": self.notes, "oracle_label": ORACLE_LABEL,
+                "metric": "test-hospital accuracy (%), mean and population sd over n_seeds (sd null for 1 seed)",
+                "constant": "constant_seeds: seeds whose selected checkpoint predicts one class at the test "
+                            "hospital; majority_baseline: that hospital's always-majority accuracy (%)"}
 
 
 def _sweep_files(sweep_dir: Path) -> list[Path]:
@@ -53,23 +56,54 @@ def _sweep_files(sweep_dir: Path) -> list[Path]:
     return [f for f in files if f.is_file()]
 
 
-def collect_runs(sweep_dir: str | Path) -> tuple[list[dict[str, Any]], list[str]]:
-    """(finished runs, sweep files): each run with algorithm, draw, trial_seed, test_hospital, dir, hparams
-    (sweep.json's entries) and selection (the run's selection.json). DataError when SWEEP_DIR holds no sweep or an entry lacks ``algorithm``."""
+def collect_runs(sweep_dir: str | Path) -> tuple[list[dict[str, Any]], list[str], list[str]]:
+    """(finished runs, sweep files, notes): each run with algorithm, draw, trial_seed, test_hospital, dir (resolved
+    against the folder holding its sweep.json), hparams (sweep.json's entries) and selection (the run's
+    selection.json); notes name run folders read from an older sweep.json's absolute or cwd-relative paths.
+    DataError when SWEEP_DIR holds no sweep, an entry lacks ``algorithm``, or a run folder is missing or lies
+    outside its sweep folder."""
     sweep_dir = Path(sweep_dir)
     files = _sweep_files(sweep_dir)
     if not files:
         raise DataError(f"results: SWEEP_DIR must hold sweep.json (or subdirectories with one), got none in "
                         f"{str(sweep_dir)!r}. Run `cxr-fishr train ... --sweep N --out {sweep_dir}` first.")
-    runs = []
+    runs, notes = [], []
     for path in files:
         for entry in json.loads(path.read_text(encoding="utf-8")):
             if "algorithm" not in entry:
                 raise DataError(f"results: every run of {path} must name its algorithm, got an entry without one "
                                 "(a sweep.json from before leave-one-hospital-out). Relaunch the same sweep: "
                                 "finished runs are skipped and sweep.json is rewritten.")
-            runs.append({**entry, "selection": _run_selection(Path(entry["dir"]), path)})
-    return runs, [str(f) for f in files]
+            run_dir, note = resolve_run_dir(entry["dir"], path)
+            notes += [note] if note else []
+            runs.append({**entry, "dir": str(run_dir), "selection": _run_selection(run_dir, path)})
+    return runs, [str(f) for f in files], notes
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    return path.resolve().is_relative_to(folder.resolve())
+
+
+def resolve_run_dir(recorded: str, sweep_file: Path) -> tuple[Path, str | None]:
+    """(run folder, note) of a sweep.json entry's ``dir``: relative to the folder holding sweep.json (since the
+    sweep records it so), else (an older sweep.json: absolute or relative to the working directory) the same path
+    if it lies inside the sweep folder, else the sweep folder's own ``runs/<name>`` (a copied or moved sweep),
+    each with a note. DataError naming the entry when none exists inside the sweep folder: a sweep never
+    tabulates another sweep's runs."""
+    folder, path = sweep_file.parent, Path(recorded)
+    if not path.is_absolute() and _inside(folder / path, folder) and (folder / path).is_dir():
+        return folder / path, None
+    own = folder / "runs" / path.name
+    for candidate in (path, own):
+        if candidate.is_dir() and _inside(candidate, folder) and candidate.resolve() != folder.resolve():
+            return candidate, (f"results: {sweep_file} records run folder {recorded!r} as an older sweep did "
+                               f"(absolute or relative to the working directory); read {str(candidate)!r}. "
+                               "Relaunch the sweep to record it relative to the sweep folder.")
+    existing = [p for p in (path, folder / path) if p.is_dir()]  # as recorded, or relative to the sweep folder
+    where = "lies outside the sweep folder" if existing else "does not exist"
+    raise DataError(f"results: run folder {recorded!r} listed in {sweep_file} must lie inside the sweep folder "
+                    f"{str(folder)!r}, got one that {where} (and no {str(own)!r}). A copied or moved sweep must "
+                    "carry its runs/ folder; relaunch the sweep (finished runs are skipped) to rewrite sweep.json.")
 
 
 def _run_selection(run_dir: Path, sweep_file: Path) -> dict[str, Any]:
@@ -86,17 +120,40 @@ def _source_rule(rule: str, loho: bool) -> str:
     return "leave_one_domain_out" if loho and rule == "oracle" else rule
 
 
-def _test_value(run_dir: Path, step: int | None, key: str) -> float | None:
+def _test_record(run_dir: Path, step: int | None, key: str) -> dict[str, Any] | None:
+    """The evaluation line of history.jsonl logged at ``step`` with ``key`` (None when the run logged none)."""
     history = run_dir / "history.jsonl"
     if step is None or not history.is_file():
         return None
     rows = [json.loads(line) for line in history.read_text(encoding="utf-8").splitlines() if line.strip()]
-    return value_at_step(rows, step, key)
+    return next((row for row in rows if row.get("step") == step and row.get(key) is not None), None)
+
+
+def _num_classes(run_dir: Path) -> int | None:
+    """model.num_classes of the run's stage.json (None when absent)."""
+    path = run_dir / "stage.json"
+    if not path.is_file():
+        return None
+    model = (json.loads(path.read_text(encoding="utf-8")).get("config") or {}).get("model") or {}
+    return model.get("num_classes")
+
+
+def _majority(constant_accs: list[tuple[float, int | None]]) -> tuple[float | None, str | None]:
+    """(always-majority accuracy % of the test hospital, reason when unknown) from constant predictors' accuracies.
+    A constant predictor's accuracy is the share of the one class it predicts; with two classes the majority
+    class's share is max(share, 1 - share)."""
+    binary = [acc for acc, n_classes in constant_accs if n_classes == 2]
+    if not binary:
+        return None, "the always-majority accuracy is derived for 2 classes only (model.num_classes in stage.json)"
+    return 100.0 * max(binary[0], 1.0 - binary[0]), None
 
 
 def _cell(runs: list[dict[str, Any]], rule: str, loho: bool) -> dict[str, Any]:
     """The chosen draw under ``rule`` and its test accuracy per seed (mean, sd in %), or nulls with a reason.
-    ``runs``: one algorithm's runs of one test hospital (a plain sweep's include its LODO hold-out runs)."""
+    ``runs``: one algorithm's runs of one test hospital (a plain sweep's include its LODO hold-out runs).
+    ``constant_seeds``: seeds whose selected checkpoint predicts one class at the test hospital (the one
+    definition of pipeline.train.selection.rule_score, the one the oracle skips), with the hospital's
+    always-majority accuracy (``majority_baseline``) beside it."""
     source = _source_rule(rule, loho)
     if rule == "leave_one_domain_out" and not loho:
         # the sweep's own rule: draws ranked by their hold-out runs' scores, tested at the full runs'
@@ -108,15 +165,26 @@ def _cell(runs: list[dict[str, Any]], rule: str, loho: bool) -> dict[str, Any]:
                    for r in runs if loho or r.get("holdout") is None]
         choice = select_across_runs(as_full, [rule])[rule]
     if choice.get("draw") is None:
-        return {"mean": None, "sd": None, "n_seeds": 0, "draw": None, "hparams": None,
-                "not_measured": f"no draw had a non-constant checkpoint under {rule} in every seed"}
-    key = "holdout_acc" if loho else "test_acc"
+        where = "at the test hospital" if rule == "oracle" else "on its selection set"
+        return {"mean": None, "sd": None, "n_seeds": 0, "draw": None, "hparams": None, "constant_seeds": 0,
+                "majority_baseline": None,
+                "not_measured": f"no draw had a non-constant checkpoint under {rule} in every seed (every "
+                                f"checkpoint predicted one class {where})"}
+    key, test_rule = ("holdout_acc", "leave_one_domain_out") if loho else ("test_acc", "oracle")
     chosen = [r for r in runs if r["draw"] == choice["draw"] and (loho or r.get("holdout") is None)]
-    values = [_test_value(Path(r["dir"]), r["selection"].get(source, {}).get("step"), key) for r in chosen]
-    stats = _mean_std([100.0 * v for v in values if v is not None])
-    cell = {"mean": stats["mean"] if stats else None, "sd": stats["std"] if stats else None,
-            "n_seeds": sum(v is not None for v in values), "draw": choice["draw"], "hparams": choice["hparams"],
-            "selection_score": choice["score"]}
+    records = [(Path(r["dir"]), _test_record(Path(r["dir"]), r["selection"].get(source, {}).get("step"), key))
+               for r in chosen]
+    scored = [(run_dir, *rule_score(record, test_rule)) for run_dir, record in records if record is not None]
+    stats = _mean_std([100.0 * value for _, value, _ in scored])
+    constant = [(value, _num_classes(run_dir)) for run_dir, value, is_constant in scored if is_constant]
+    cell = {"mean": stats["mean"] if stats else None, "sd": stats["std"] if stats and len(scored) > 1 else None,
+            "n_seeds": len(scored), "draw": choice["draw"], "hparams": choice["hparams"],
+            "selection_score": choice["score"], "constant_seeds": len(constant), "majority_baseline": None}
+    if len(scored) == 1:
+        cell["sd_not_measured"] = "1 seed: a spread over seeds is undefined"
+    if constant:
+        cell["majority_baseline"], reason = _majority(constant)
+        cell.update({"majority_baseline_not_measured": reason} if reason else {})
     if stats is None:
         cell["not_measured"] = f"no {key} logged at the selected steps (history.jsonl)"
     return cell
@@ -129,10 +197,14 @@ def _summary(cells: dict[str, dict[str, Any]], hospitals: list[str]) -> dict[str
         reason = f"not measured for {missing}"
         return {"average": None, "worst": None, "worst_hospital": None, "not_measured": reason}
     worst = min(range(len(means)), key=means.__getitem__)
-    return {"average": sum(means) / len(means), "worst": means[worst], "worst_hospital": hospitals[worst]}
+    # averaged as measured, but named: a constant predictor's score is the hospital's class balance
+    constant = [h for h in hospitals if cells[h].get("constant_seeds")]
+    return {"average": sum(means) / len(means), "worst": means[worst], "worst_hospital": hospitals[worst],
+            "constant_hospitals": constant}
 
 
-def build_tables(runs: list[dict[str, Any]], sweeps: list[str] | None = None) -> ResultsTables:
+def build_tables(runs: list[dict[str, Any]], sweeps: list[str] | None = None,
+                 notes: list[str] | None = None) -> ResultsTables:
     """Tables over finished runs (``collect_runs``). Runs held out for leave-one-domain-out selection are not test
     results (they only rank draws under that rule); hospital columns and the test split can sit side by side."""
     loho_runs = [r for r in runs if r.get("test_hospital")]
@@ -144,7 +216,8 @@ def build_tables(runs: list[dict[str, Any]], sweeps: list[str] | None = None) ->
     rules = [rule for rule in RULES if rule in present and not (rule == "leave_one_domain_out" and loho_runs)]
     if loho_runs and "oracle" not in rules:
         rules.append("oracle")
-    tables = ResultsTables(hospitals=hospitals, algorithms=algorithms, rules=rules, sweeps=list(sweeps or []))
+    tables = ResultsTables(hospitals=hospitals, algorithms=algorithms, rules=rules, sweeps=list(sweeps or []),
+                           notes=list(notes or []))
     for rule in rules:
         tables.cells[rule], tables.summary[rule] = {}, {}
         for algorithm in algorithms:
@@ -164,6 +237,32 @@ def _fmt(mean: float | None, sd: float | None = None) -> str:
     return f"{mean:.1f}" if sd is None else f"{mean:.1f} ± {sd:.1f}"
 
 
+def cell_text(cell: dict[str, Any], *, unit: str = "", pm: str = "±") -> str:
+    """One results cell as text: "70.0 ± 10.0 (n=2)", "92.3 (n=1, constant 1/1; majority 92.3)" (a checkpoint
+    predicting one class at the test hospital, next to that hospital's always-majority accuracy), or
+    "not measured". ``unit``: appended to numbers ("%" in the report); ``pm``: the plus-minus sign."""
+    if cell["mean"] is None:
+        return NOT_MEASURED
+    text = f"{cell['mean']:.1f}{unit}" + ("" if cell["sd"] is None else f" {pm} {cell['sd']:.1f}")
+    note = f"n={cell['n_seeds']}"
+    if cell.get("constant_seeds"):
+        baseline = cell.get("majority_baseline")
+        note += (f", constant {cell['constant_seeds']}/{cell['n_seeds']}; majority "
+                 + (NOT_MEASURED if baseline is None else f"{baseline:.1f}{unit}"))
+    return f"{text} ({note})"
+
+
+def constant_note(tables: ResultsTables, rule: str) -> str | None:
+    """A sentence for the cells of ``rule`` whose selected checkpoint predicts one class at the test hospital."""
+    flagged = [f"{a} at {h}" for a in tables.algorithms for h in tables.hospitals
+               if tables.cells[rule][a][h].get("constant_seeds")]
+    if not flagged:
+        return None
+    return (f"Constant: the selected checkpoint predicts one class at the test hospital ({'; '.join(flagged)}): "
+            "its accuracy is that hospital's class balance, not a measurement of the model; the hospital's "
+            "always-majority accuracy stands beside it. Averages and worst include these cells.")
+
+
 def _rule_title(rule: str) -> str:
     return f"{rule} ({ORACLE_LABEL})" if rule == "oracle" else rule
 
@@ -174,8 +273,8 @@ def _hparams_text(hparams: dict[str, Any] | None) -> str:
 
 
 def to_markdown(tables: ResultsTables) -> str:
-    lines = ["# Results", "", "Test-hospital accuracy (%), mean ± sd over seeds (population sd), of the hparam draw "
-             "each selection rule chose per algorithm and test hospital.", ""]
+    lines = ["# Results", "", "Test-hospital accuracy (%), mean ± sd over n seeds (population sd; none for n=1), of the "
+             "hparam draw each selection rule chose per algorithm and test hospital.", ""]
     for rule in tables.rules:
         lines += [f"## Selection: {_rule_title(rule)}", "",
                   "| Algorithm | " + " | ".join(tables.hospitals) + " | Average | Worst |",
@@ -183,8 +282,10 @@ def to_markdown(tables: ResultsTables) -> str:
         for algorithm in tables.algorithms:
             row, summary = tables.cells[rule][algorithm], tables.summary[rule][algorithm]
             worst = _fmt(summary["worst"]) + (f" ({summary['worst_hospital']})" if summary["worst"] is not None else "")
-            lines.append(f"| {algorithm} | " + " | ".join(_fmt(row[h]["mean"], row[h]["sd"]) for h in tables.hospitals)
+            lines.append(f"| {algorithm} | " + " | ".join(cell_text(row[h]) for h in tables.hospitals)
                          + f" | {_fmt(summary['average'])} | {worst} |")
+        note = constant_note(tables, rule)
+        lines += ["", note] if note else []
         lines += ["", "Chosen hparams:", "", "| Algorithm | Test hospital | Draw | Seeds | Hparams |",
                   "|---|---|---|---|---|"]
         for algorithm in tables.algorithms:
@@ -194,6 +295,7 @@ def to_markdown(tables: ResultsTables) -> str:
                 lines.append(f"| {algorithm} | {hospital} | {draw} | {cell['n_seeds']} | "
                              f"{_hparams_text(cell['hparams'])} |")
         lines.append("")
+    lines += [f"Note: {note}" for note in tables.notes]
     return "\n".join(lines)
 
 
@@ -220,10 +322,13 @@ def to_latex(tables: ResultsTables) -> str:
                 "\\midrule"]
         for algorithm in tables.algorithms:
             row, summary = tables.cells[rule][algorithm], tables.summary[rule][algorithm]
-            out.append(f"{_tex(algorithm)} & " + " & ".join(_tex_cell(row[h]["mean"], row[h]["sd"])
+            out.append(f"{_tex(algorithm)} & " + " & ".join(_tex(cell_text(row[h])).replace("±", "$\\pm$")
                                                            for h in tables.hospitals)
                        + f" & {_tex_cell(summary['average'])} & {_tex_cell(summary['worst'])} \\\\")
-        out += ["\\bottomrule", "\\end{tabular}", ""]
+        out += ["\\bottomrule", "\\end{tabular}"]
+        note = constant_note(tables, rule)
+        out += [f"% {note}"] if note else []
+        out.append("")
     return "\n".join(out)
 
 
@@ -231,7 +336,7 @@ def to_csv(tables: ResultsTables) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow(["selection_rule", "algorithm", "test_hospital", "accuracy_mean", "accuracy_sd", "n_seeds",
-                     "draw", "hparams", "worst_hospital", "not_measured"])
+                     "draw", "hparams", "worst_hospital", "constant_seeds", "majority_baseline", "not_measured"])
     for rule in tables.rules:
         for algorithm in tables.algorithms:
             for hospital in tables.hospitals:
@@ -240,12 +345,14 @@ def to_csv(tables: ResultsTables) -> str:
                                  "" if c["sd"] is None else c["sd"], c["n_seeds"],
                                  "" if c["draw"] is None else c["draw"],
                                  "" if c["hparams"] is None else json.dumps(c["hparams"], sort_keys=True), "",
-                                 c.get("not_measured", "")])
+                                 c.get("constant_seeds", 0),
+                                 "" if c.get("majority_baseline") is None else c["majority_baseline"],
+                                 c.get("not_measured") or c.get("sd_not_measured", "")])
             s = tables.summary[rule][algorithm]
             for name in ("average", "worst"):
                 worst = (s.get("worst_hospital") or "") if name == "worst" else ""
                 writer.writerow([rule, algorithm, name, "" if s[name] is None else s[name], "", "", "", "", worst,
-                                 s.get("not_measured", "")])
+                                 len(s.get("constant_hospitals") or []), "", s.get("not_measured", "")])
     return buffer.getvalue()
 
 

@@ -239,7 +239,7 @@ def run_sweep(*, ingest_dir: str | Path, config: TrainConfig, out: str | Path, n
         if hospitals:
             selection = _select_per_hospital(runs, hospitals)
             _write_outputs(out, runs, {}, config.selection)
-            write_json_atomic(out / "selection.json", selection)
+            write_json_atomic(out / "selection.json", _portable(selection, out))
         else:
             selection = select_across_runs(runs, rules)
             _write_outputs(out, runs, selection, config.selection)
@@ -277,9 +277,23 @@ def _select_per_hospital(runs: list[dict[str, Any]], hospitals: Sequence[str]) -
     return {h: select_across_runs([as_full(r) for r in runs if r["test_hospital"] == h], rules) for h in hospitals}
 
 
+def _relative(run_dir: str, out: Path) -> str:
+    """A run folder relative to the sweep folder (it lies in ``out/runs``): sweep.json stays valid when the sweep
+    is moved, copied or read from another working directory (pipeline.results.tables.resolve_run_dir)."""
+    return Path(os.path.relpath(run_dir, out)).as_posix()
+
+
+def _portable(selection: Any, out: Path) -> Any:
+    """selection.json with every choice's ``runs`` relative to the sweep folder (any nesting: per hospital)."""
+    if not isinstance(selection, dict):
+        return selection
+    return {k: [_relative(d, out) for d in v] if k == "runs" else _portable(v, out) for k, v in selection.items()}
+
+
 def _write_outputs(out: Path, runs: list[dict[str, Any]], selection: dict[str, dict[str, Any]], rule: str) -> None:
-    write_json_atomic(out / "selection.json", selection)
-    write_json_atomic(out / "sweep.json", [{k: v for k, v in r.items() if k != "selection"} for r in runs])
+    write_json_atomic(out / "selection.json", _portable(selection, out))
+    write_json_atomic(out / "sweep.json", [{**{k: v for k, v in r.items() if k != "selection"},
+                                            "dir": _relative(r["dir"], out)} for r in runs])
     rules = list(selection)
     with atomic_path(out / "results.csv") as tmp, open(tmp, "w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)

@@ -73,13 +73,14 @@ def test_leave_one_hospital_out_columns_average_worst_and_not_measured(tmp_path)
     assert main(["results", str(root), "--out", str(tmp_path / "tables")]) == 0
     tables = json.loads((tmp_path / "tables" / "results.json").read_text())
     assert tables["hospitals"] == ["a_b", "c&d"] and tables["rules"] == ["training_domain", "oracle"]
-    assert tables["summary"]["training_domain"]["erm"] == {"average": 75.0, "worst": 60.0, "worst_hospital": "a_b"}
+    assert tables["summary"]["training_domain"]["erm"] == {"average": 75.0, "worst": 60.0, "worst_hospital": "a_b",
+                                                           "constant_hospitals": []}
     fishr = tables["cells"]["training_domain"]["fishr"]["c&d"]
     assert fishr["mean"] is None and "constant" in fishr["not_measured"]
     assert tables["summary"]["training_domain"]["fishr"]["average"] is None
     markdown = (tmp_path / "tables" / "results.md").read_text()
-    assert "| erm | 60.0 ± 0.0 | 90.0 ± 0.0 | 75.0 | 60.0 (a_b) |" in markdown
-    assert "| fishr | 75.0 ± 0.0 | not measured | not measured | not measured |" in markdown
+    assert "| erm | 60.0 (n=1) | 90.0 (n=1) | 75.0 | 60.0 (a_b) |" in markdown
+    assert "| fishr | 75.0 (n=1) | not measured | not measured | not measured |" in markdown
     assert "oracle: test-domain accuracy, an upper bound only" in markdown
     latex = (tmp_path / "tables" / "results.tex").read_text()
     assert "Algorithm & a\\_b & c\\&d & Avg & Worst \\\\" in latex
@@ -104,7 +105,7 @@ def test_report_shows_the_result_tables(tmp_path):
     _sweep(root, [_entry(root, "fishr", 0, 0, val=0.7, test=0.625, hospital=h) for h in ("north", "west")])
     assert main(["results", str(root)]) == 0
     html = report(evaluate_dir=None, audit_dir=None, out=tmp_path / "report", results_dir=root).index.read_text()
-    assert '<section id="results">' in html and "62.5% ± 0.0" in html and "62.5% (north)" in html
+    assert '<section id="results">' in html and "62.5% (n=1)" in html and "62.5% (north)" in html
     assert "Hparams chosen under training_domain" in html
     without = report(evaluate_dir=None, audit_dir=None, out=tmp_path / "plain").index.read_text()
     assert '<section id="results">' not in without
