@@ -17,6 +17,9 @@ from pipeline.errors import ConfigError, DataError
 from pipeline.ingest.cache_writer import CacheWriter
 from pipeline.ingest.config import IngestConfig
 from pipeline.ingest.csv_source import check_label_values, index_metadata, label_values_present, read_table
+from pipeline.ingest.disagreements import Disagreement
+from pipeline.ingest.disagreements import find as find_disagreements
+from pipeline.ingest.disagreements import summarise as summarise_disagreements
 from pipeline.ingest.discover import Candidate, SourceListing, discover, pair_counterfactuals
 from pipeline.ingest.fields import Harmoniser
 from pipeline.ingest.harmonise import clean
@@ -176,7 +179,7 @@ def _record(candidate: Candidate, result: Processed, fields: dict[str, Any]) -> 
 
 def _decode_all(
     items: list[Item], *, config: IngestConfig, cf_listing: SourceListing | None, writer_args: dict[str, Any],
-    workers: int, progress: bool, rejects: list[tuple[str, str, str]],
+    workers: int, progress: bool, rejects: list[tuple[str, str, str]], disagreements: list[Disagreement],
 ) -> tuple[list[dict[str, Any]], CacheWriter]:
     """Decode every candidate (process pool) into the cache, return the manifest records of the kept ones."""
     cf_pairs = pair_counterfactuals([c for c, _, _ in items], cf_listing)
@@ -202,6 +205,8 @@ def _decode_all(
         if allowed is not None and fields["modality"].upper() not in allowed:
             rejects.append((candidate.relative, "wrong_modality", f"{fields['modality_source']}={fields['modality']!r}"))
             continue
+        disagreements += find_disagreements(candidate.relative, fields, harmoniser.tag_values(
+            result.decoded.tags, result.decoded.patient_id, fields["view"]))
         record = _record(candidate, result, fields)
         record["cache_index"] = writer.mark_stored(task.row, result.mask_kinds)
         record["counterfactual_index"] = -1
@@ -276,10 +281,12 @@ def ingest_into(
 
     gathered = _gather(sources, salt)
     rejects = gathered.rejects
+    disagreements: list[Disagreement] = []
     records, writer = _decode_all(
         gathered.items, config=config, cf_listing=cf_listing,
         writer_args={"ingest_dir": ingest_dir, "size": config.cache.size},
         workers=workers or min(os.cpu_count() or 1, 8), progress=progress, rejects=rejects,
+        disagreements=disagreements,
     )
     rejects_frame = pd.DataFrame(rejects, columns=["path", "reason", "detail"])
     where = ", ".join(repr(str(s.root)) for s in sources)
@@ -340,11 +347,25 @@ def ingest_into(
             "skipped_non_image_files": {"n": len(gathered.skipped), "examples": gathered.skipped[:N_EXAMPLES]},
             "merged_spellings": merged.spellings, "merged_spelling_images": merged.images,
             "conflicting_duplicate_labels": conflicting,
+            "field_disagreements": summarise_disagreements(
+                disagreements, kept_paths=set(frame["path"]), heldout=_heldout_sides(config)),
         },
         collections=frame["path"].str.split("/", n=1).str[0] if single is None else None,
     )
     write_json_atomic(ingest_dir / "summary.json", summary)
     return summary
+
+
+def _heldout_sides(config: IngestConfig) -> dict[str, str]:
+    """Normalised held-out site name (as resolved, and each site_map key naming it) -> 'test' | 'ood_val'."""
+    from pipeline.ingest.names import norm_key
+
+    sides = {}
+    for side, sites in (("test", config.splits.test_sites), ("ood_val", config.splits.ood_val_sites)):
+        for site in sites:
+            sides[norm_key(site)] = side
+            sides.update({norm_key(k): side for k, v in config.site_map.items() if norm_key(v) == norm_key(site)})
+    return sides
 
 
 def _skipped_text(skipped: list[str]) -> str:

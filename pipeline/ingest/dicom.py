@@ -656,3 +656,52 @@ def decode_any(path: Path, data: bytes, modalities: tuple[str, ...] | None) -> D
     for warning in caught[:3]:
         decoded.notes.append(f"decoder warning ({scrub(warning.message, patient_values=patient, with_type=False)[:120]})")
     return decoded
+
+
+def header_reason(path: str, modalities: tuple[str, ...] | None) -> tuple[str, str] | None:
+    """(reason, detail) when a file is plainly not a usable image from its header alone - not DICOM, cut before its
+    pixels, no pixel data, or a Modality outside ``modalities`` - else None. Reads DICOM with
+    ``stop_before_pixels`` (the whole file only when it has no pixel data) and other images' headers with Pillow, so
+    files without a metadata row get the more basic reason first (they are never decoded)."""
+    if Path(path).suffix.lower() in IMAGE_SUFFIXES:
+        return _image_header_reason(path)
+    import pydicom
+    from pydicom.errors import InvalidDicomError
+
+    try:
+        with open(path, "rb") as fp:
+            ds = pydicom.dcmread(fp, stop_before_pixels=True)
+            stopped_at, size = fp.tell(), Path(path).stat().st_size
+    except InvalidDicomError:
+        return _decoded_reason(path, modalities)  # rare: the full read decides (no File Meta, or not DICOM)
+    except (struct.error, EOFError, OSError, ValueError, TypeError, KeyError, IndexError, AttributeError):
+        return _decoded_reason(path, modalities)
+    if stopped_at >= size:  # nothing after the header: no pixel data (or cut before it)
+        data = Path(path).read_bytes()
+        reject = no_pixels_reason(data, _fresh(data) or ds)
+        return reject.reason, reject.detail
+    modality = _text(_get(ds, "Modality")).upper()
+    if modalities is not None and modality and modality not in modalities:
+        return "wrong_modality", f"Modality {modality!r} is not one of {list(modalities)}"
+    return None
+
+
+def _decoded_reason(path: str, modalities: tuple[str, ...] | None) -> tuple[str, str] | None:
+    """The reject a full DICOM read gives for a file whose header read failed, None when it reads."""
+    try:
+        read_dataset(Path(path).read_bytes(), [])
+    except Reject as exc:
+        return exc.reason, exc.detail
+    except OSError as exc:
+        return "unreadable", scrub(exc)
+    return None
+
+
+def _image_header_reason(path: str) -> tuple[str, str] | None:
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path):  # lazy: reads the header only
+            return None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+        return "unreadable_image", scrub(exc)

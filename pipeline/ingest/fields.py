@@ -119,6 +119,34 @@ class Harmoniser:
         out["modality"], out["modality_source"] = modality, source
         return out
 
+    def tag_values(
+        self, tags: Mapping[str, str] | None, patient_id: str | None, view: str
+    ) -> dict[str, tuple[Any, str]]:
+        """field -> (harmonised value, 'dicom:<tag>') that the DICOM header alone gives, for the fields it gives
+        (compared with the CSV's or path's value, which win: :mod:`pipeline.ingest.disagreements`). The patient is
+        its salted key; ``view`` is the kept view (position rules read it)."""
+        tags, c, out = tags or {}, self.config, {}
+        if tags.get(c.site_tag):
+            site, _ = self._site(tags[c.site_tag], f"dicom:{c.site_tag}")
+            if site is not None:
+                out["site"] = (site, f"dicom:{c.site_tag}")
+        for name, tag, lookup in (("view", "ViewPosition", self._view), ("sex", "PatientSex", self._sex)):
+            value = lookup(h.clean(tags.get(tag)), f"dicom:{tag}")[0] if tags.get(tag) else "unknown"
+            if value != "unknown":
+                out[name] = (value, f"dicom:{tag}")
+        texts = tuple((tags.get(tag), f"dicom:{tag}") for tag in c.position_tags if tags.get(tag))
+        position, source = self._position(texts, view) if texts else ("unknown", "none")
+        if position != "unknown" and source.startswith("dicom:"):
+            out["position"] = (position, source.split("~")[0])
+        years = self._age(tags.get("PatientAge"), "dicom:PatientAge")[0] if tags.get("PatientAge") else math.nan
+        if not math.isnan(years):
+            out["age_years"] = (years, "dicom:PatientAge")
+        if h.clean(tags.get("Modality")):
+            out["modality"] = (h.clean(tags["Modality"]).upper(), "dicom:Modality")
+        if h.clean(patient_id):
+            out["patient_key"] = (patient_key(self._salt, h.clean(patient_id)), "dicom:PatientID")
+        return out
+
     def path_values(self, relative: str) -> dict[str, tuple[str | None, str]]:
         """field -> (raw value, origin) from ``path_fields``; (None, 'path:<field>:unmatched') when not matched."""
         out = {}

@@ -106,7 +106,7 @@ def match_metadata(
         entries = index.rows.get(key)
         if entries is None:
             if mapping.label_column:
-                rejects.append((candidate.relative, "no_metadata_row", f"no row of {where} names this file ({key!r})"))
+                rejects.append(_unmatched_reject(candidate, harmoniser, f"no row of {where} names this file ({key!r})"))
             else:
                 kept.append((candidate, None))
             continue
@@ -132,6 +132,18 @@ def match_metadata(
             f"{example_file!r}). Point SOURCE at the folder the paths are relative to, or use match: basename."
         )
     return kept, report
+
+
+def _unmatched_reject(candidate: Candidate, harmoniser: Harmoniser, detail: str) -> Reject:
+    """A file without a CSV row: the more basic reason first when its header already shows it is not a usable image
+    (not DICOM, cut, no pixel data, wrong modality), the missing row said too; else ``no_metadata_row``."""
+    from pipeline.ingest.dicom import header_reason
+
+    modalities = harmoniser.config.modalities
+    basic = header_reason(candidate.path, tuple(m.upper() for m in modalities) if modalities is not None else None)
+    if basic is None:
+        return candidate.relative, "no_metadata_row", detail
+    return candidate.relative, basic[0], f"{basic[1]} (also: {detail})"
 
 
 def _count_unmatched(index: MetadataIndex, matched: set[str], mapping: MetadataMapping, report: MatchReport) -> None:
