@@ -78,6 +78,14 @@ def _baseline_auroc(baseline: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _same_ingest(meta: dict[str, Any], ingest_hash: str | None) -> bool:
+    """Whether the scored ingest is the model's training ingest (same cache inputs hash)."""
+    from pipeline.compat import model_profile
+
+    profile, _ = model_profile({"meta": meta})
+    return profile.ingest_hash is not None and profile.ingest_hash == ingest_hash
+
+
 def labelled_split(frame, split: str, *, ingest_dir) -> tuple[Any, int]:
     """(labelled rows of ``split``, index reset; number of unlabelled rows skipped). A split without labelled rows
     is a DataError naming the split, its counts and the fix."""
@@ -119,6 +127,7 @@ def run(
     from pipeline.evaluate.models import collect_models, read_history
     from pipeline.evaluate.samples import separation_warnings, split_warnings
     from pipeline.evaluate.scoring import GroupScorer, score_frame
+    from pipeline.evaluate.selection_facts import constant_at_selection, with_constant_fact
     from pipeline.evaluate.table import metrics_csv
     from pipeline.evaluate.threshold import model_threshold
     from pipeline.manifest import read_manifest
@@ -167,6 +176,11 @@ def run(
             predicted = prob >= threshold
             history = read_history(entry.model_dir)
             described = entry.describe()
+            same_ingest = _same_ingest(entry.meta, cache.info.get("inputs_hash"))
+            fact = constant_at_selection(selection=described["selection"], meta=entry.meta, frame=frame,
+                                         same_ingest=same_ingest)
+            described["selection"] = with_constant_fact(described["selection"], fact, weights_step=entry.step)
+            constant_here = bool(predicted.all() or not predicted.any())
             models[entry.name] = {
                 **described,
                 "split": split,
@@ -177,10 +191,10 @@ def run(
                 "protocol": f"selection={entry.selection_rule}"
                             + ("" if entry.selection.get("selected", True) else " (no checkpoint selected)")
                             + f"; split={split}; threshold={source}",
-                # constant here, or at selection (train found no checkpoint that is not a constant predictor)
-                "constant_predictor": bool(predicted.all() or not predicted.any()
-                                           or entry.selection.get("constant_predictor")),
-                "constant_on_split": bool(predicted.all() or not predicted.any()),
+                # the scored predictions on this split at this threshold only; train's own check (another cut-off,
+                # another set) is selection.constant_at_selection
+                "constant_predictor": constant_here,
+                "constant_on_split": constant_here,
                 **score_frame(evaluated, prob, scorer),
                 "history": summarise_history(history, last_k),  # the run's last evaluations
                 # training-domain validation accuracy of this very checkpoint (the report's "training sites")
@@ -198,6 +212,8 @@ def run(
             "stage": "evaluate",
             "split": split,
             "ingest_dir": str(ingest_dir),
+            # the cohort's identity (cache inputs hash): the report compares it with audit's and a sweep's
+            "ingest_hash": cache.info.get("inputs_hash"),
             "sites": sorted(evaluated["site"].astype(str).unique()),
             "groups": sorted((evaluated["site"].astype(str) + "|" + evaluated["position"].astype(str)).unique()),
             "shortcut_attribute": conflict_attribute,  # the headline conflict/aligned attribute (or None)

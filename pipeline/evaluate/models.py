@@ -103,8 +103,12 @@ def selection_truth(*, model_dir: Path, meta: dict[str, Any], rule: str, main: b
     if step is None and main:
         reason = (f"no checkpoint selected: {reason}; model.pt holds the final weights (step {weights_step})"
                   if not reason.startswith("no checkpoint selected") else reason)
+    # constant_predictor: train's selection found every evaluation constant (at its arg-max cut-off on the rule's
+    # selection set); never evaluate's own flag on the scored split (selection_facts.py keeps the two apart)
+    evaluations = recorded.get("evaluations") if isinstance(recorded, dict) else None
     return {"rule": rule, "step": step, "constant_predictor": constant or bool(meta.get("constant_predictor")),
-            "selected": step is not None, "reason": reason, "source": source}
+            "selected": step is not None, "reason": reason, "source": source,
+            "evaluations": int(evaluations) if isinstance(evaluations, int) else None}
 
 
 def _entry(name: str, run: str, model_dir: Path, checkpoint: Path, rule: str | None) -> ModelEntry:

@@ -63,6 +63,16 @@ def constant_predictor(block: dict[str, Any] | None) -> bool | None:
     return tn + fn == 0 or fp + tp == 0
 
 
+def scored_constant(entry: dict[str, Any]) -> bool:
+    """Whether a model's SCORED predictions (evaluate's split at evaluate's threshold) are all one class:
+    ``constant_on_split``, else the model's ``constant_predictor`` flag, else its overall confusion matrix. Never
+    train's selection check (``selection.constant_at_selection``: another cut-off on another image set)."""
+    for key in ("constant_on_split", "constant_predictor"):
+        if isinstance(entry.get(key), bool):
+            return entry[key]
+    return bool(constant_predictor(entry.get("overall")))
+
+
 def half_width(p: Any, n: Any) -> float | None:
     """Half-width of the normal-approximation 95% interval of a proportion ``p`` over ``n`` images (Wald; at
     p = 0 or 1 the width of p = 0.5 is used so that a tiny sample never reads as exact)."""

@@ -17,6 +17,7 @@ from pipeline.report.baselines import (
     constant_predictor,
     half_width,
     majority_accuracy,
+    scored_constant,
     threshold_of,
     threshold_text,
 )
@@ -132,7 +133,7 @@ def site_table(metrics: dict[str, Any]) -> Table:
         swing = (f"{_pct(history.get('mean'))} ({100 * history['min']:.0f}–{100 * history['max']:.0f})"
                  if all(is_number(history.get(k)) for k in ("mean", "min", "max"))
                  else not_measured("the run logged no test accuracy"))
-        constant = entry.get("constant_predictor") is True
+        constant = scored_constant(entry)  # the scored predictions, not train's selection check
         name_cell = Cell(name + (" (constant!)" if constant else ""), name, "flag" if constant else "")
         for site, block in per_site.items():
             css = "worst" if site == worst and len(per_site) > 1 else ""

@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from pipeline.report.baselines import constant_predictor, majority_accuracy
+from pipeline.report.baselines import majority_accuracy, scored_constant
 from pipeline.report.shortcut_audit import shortcut_share
 from pipeline.report.tables import is_number, reason_of
 
@@ -48,20 +48,48 @@ def spread(values: list[Any]) -> dict[str, Any]:
 
 
 def val_at_step(entry: dict[str, Any]) -> Any:
-    """Pooled training-domain validation accuracy of the evaluated checkpoint itself (evaluate reads it from the
-    run's history); the mean over the run's last evaluations when the run logged none at that step."""
+    """Pooled training-domain validation accuracy of the SELECTED checkpoint itself (evaluate's ``val_acc_at_step``);
+    None otherwise (no checkpoint selected, or no val_acc logged at its step): never the mean of other steps."""
+    return entry["val_acc_at_step"] if is_number(entry.get("val_acc_at_step")) else None
+
+
+def val_reason(entry: dict[str, Any]) -> str | None:
+    """Why ``val_at_step`` is None for one model (None when it is measured)."""
     if is_number(entry.get("val_acc_at_step")):
-        return entry["val_acc_at_step"]
-    return ((entry.get("history") or {}).get("val_acc") or {}).get("mean")
+        return None
+    selection = entry.get("selection") if isinstance(entry.get("selection"), dict) else {}
+    if selection.get("selected") is False:
+        return "no checkpoint selected"
+    return reason_of(entry, "val_acc_at_step") or "the run logged no validation accuracy at the selected step"
 
 
 def is_constant(entry: dict[str, Any]) -> bool:
-    """evaluate's ``constant_predictor`` flag or the train stage's (``selection.constant_predictor``); where both
-    are absent, from the overall confusion matrix."""
-    if (entry.get("selection") or {}).get("constant_predictor") is True:
-        return True
-    flag = entry.get("constant_predictor")
-    return flag if isinstance(flag, bool) else bool(constant_predictor(entry.get("overall")))
+    """Whether the scored predictions are all one class (baselines.scored_constant); train's selection check is
+    :func:`constant_at_selection`, a different fact."""
+    return scored_constant(entry)
+
+
+def constant_where(name: str, entry: dict[str, Any], split: str) -> str:
+    """"<name>: all 11 test predictions one class at threshold 0.59" for a model whose scored predictions are."""
+    n = (entry.get("overall") or {}).get("n")
+    count = f"{int(n)} " if is_number(n) else ""
+    threshold = f" at threshold {entry['threshold']:.2f}" if is_number(entry.get("threshold")) else ""
+    return f"{name}: all {count}{split} predictions one class{threshold}"
+
+
+def constant_at_selection(name: str, entry: dict[str, Any]) -> str | None:
+    """"<name>: at selection, on 6 validation images ... every prediction was one class" (train's selection check,
+    evaluate's ``selection.constant_at_selection``); None when train's selection did not find it constant."""
+    from pipeline.evaluate.selection_facts import constant_text
+
+    selection = entry.get("selection") if isinstance(entry.get("selection"), dict) else {}
+    fact = selection.get("constant_at_selection")
+    if isinstance(fact, dict):
+        return f"{name}: {fact.get('text') or constant_text(fact)}"
+    if selection.get("constant_predictor") is True:  # an older metrics.json: the split and n were not recorded
+        return f"{name}: at selection (train's check at threshold 0.5 on its selection set), every prediction was " \
+               "one class"
+    return None
 
 
 def no_checkpoint(name: str, entry: dict[str, Any]) -> str | None:
@@ -69,7 +97,8 @@ def no_checkpoint(name: str, entry: dict[str, Any]) -> str | None:
     selection = entry.get("selection") if isinstance(entry.get("selection"), dict) else {}
     if selection.get("selected") is not False:
         return None
-    return f"{name}: {selection.get('reason') or 'no checkpoint selected'}"
+    reason = str(selection.get("reason") or "no checkpoint selected")
+    return f"{name}: {reason.removeprefix('no checkpoint selected: ')}"  # the verdict already says it
 
 
 def group_sizes(entry: dict[str, Any]) -> dict[str, Any]:
@@ -187,6 +216,7 @@ def headline(metrics: dict[str, Any] | None, audit: dict[str, Any] | None) -> di
         if "@" not in name:
             primary.setdefault(algorithm, rule)
     result: dict[str, dict[str, Any]] = {}
+    split = str((metrics or {}).get("split") or "test")
     for (algorithm, rule), members in sorted(groups.items(), key=lambda kv: (kv[0][0], _rule_order(kv[0][1]))):
         # The audit ran on model.pt only: an ``<run>@<rule>`` checkpoint has no audit numbers of its own.
         masks = (audit or {}).get("shortcut_masks") is not False
@@ -197,13 +227,20 @@ def headline(metrics: dict[str, Any] | None, audit: dict[str, Any] | None) -> di
         for n, e in members:
             for field, why in _reasons(e, audited.get(n), audit).items():
                 reasons.setdefault(field, why)
+            if not e.get(AUDIT_ONLY) and val_reason(e):
+                reasons.setdefault("training_site_accuracy", val_reason(e))
         block = {
             "selection_rule": rule,
             "upper_bound": rule == "oracle",
             "seeds": sorted({e.get("seed") for _, e in members if e.get("seed") is not None}),
             "models": [n for n, _ in members],
             "evaluated": [n for n, e in members if not e.get(AUDIT_ONLY)],
+            # scored predictions all one class (evaluate's split and threshold): "reads nothing in the image"
             "constant_predictor": [n for n, e in members if is_constant(e)],
+            "constant_where": [constant_where(n, e, split) for n, e in members if is_constant(e)],
+            # train's selection check (0.5 on its selection set): a different fact, worded as such
+            "constant_at_selection": [t for t in (constant_at_selection(n, e) for n, e in members) if t],
+            "split": split,
             "no_checkpoint": [t for t in (no_checkpoint(n, e) for n, e in members) if t],
             "n_conflict": _smallest([z["n_conflict"] for z in sizes]),
             "n_aligned": _smallest([z["n_aligned"] for z in sizes]),

@@ -8,7 +8,7 @@ from typing import Any
 from pipeline.report.baselines import threshold_text
 from pipeline.report.evaluation import conflict_words, rule_label
 from pipeline.report.headline import headline
-from pipeline.report.tables import Cell, Table, cell, is_number, mark_estimated, mean_std_text, not_measured
+from pipeline.report.tables import Cell, Table, is_number, mark_estimated, mean_std_text, not_measured
 from pipeline.report.verdict import (  # noqa: F401  (re-exported: summary.verdict is the documented entry)
     CONFLICT_GAP,
     FLIP_RATE,
@@ -56,17 +56,34 @@ def _accuracy_part(numbers: dict[str, Any], n_sites: int = 1) -> str | None:
     return f"{_pct(block)} {where} ({base}; {_thresholds(numbers)})"
 
 
+def seed_count(numbers: dict[str, Any]) -> tuple[int, int]:
+    """(distinct seeds, runs) behind one headline row: the summary sentence and the seeds column both use it."""
+    return len(numbers.get("seeds") or []), len(numbers.get("models") or [])
+
+
+def seed_words(numbers: dict[str, Any]) -> str:
+    """"1 seed", "3 seeds", "2 runs (1 seed)" when runs share a seed, "seed not recorded"."""
+    seeds, runs = seed_count(numbers)
+    if not seeds:
+        return f"{runs} run{'s' if runs != 1 else ''}, seed not recorded"
+    text = f"{seeds} seed{'s' if seeds != 1 else ''}"
+    return f"{runs} runs ({text})" if runs > seeds else text
+
+
 def sentence(algorithm: str, numbers: dict[str, Any], metrics: dict[str, Any],
              audit: dict[str, Any] | None = None) -> tuple[str, str, str]:
     """(verdict, the numbers behind it as one sentence, css class)."""
-    seeds = numbers.get("seeds") or []
     judged, css = verdict(numbers, _aligned(metrics, numbers.get("models") or []),
                           lung_masks=(audit or {}).get("lung_masks"), reasons=numbers.get("not_measured") or {})
     rule = rule_label(numbers.get("selection_rule"))
     picked = f"No checkpoint selected by {rule}" if numbers.get("no_checkpoint") else f"Selected by {rule}"
-    parts = [f"{picked}, {len(seeds)} seed{'s' if len(seeds) != 1 else ''}"]
+    parts = [f"{picked}, {seed_words(numbers)}"]
     if is_number(_m(numbers.get("training_site_accuracy"))):
-        parts.append(f"{_pct(numbers['training_site_accuracy'])} on the training hospitals' validation images")
+        parts.append(f"{_pct(numbers['training_site_accuracy'])} on the training hospitals' validation images "
+                     "at the selected checkpoint")
+    elif numbers.get("evaluated"):
+        why = (numbers.get("not_measured") or {}).get("training_site_accuracy")
+        parts.append(f"the training hospitals' validation accuracy is {not_measured(why)}")
     parts.append(_accuracy_part(numbers, len(metrics.get("sites") or [])))
     if not numbers.get("evaluated"):
         parts.append("no evaluate result, so no accuracy is measured")
@@ -139,28 +156,46 @@ def _spread_cell(block: dict[str, Any], field: str, css: str, percent: bool = Tr
     return mark_estimated(shown, estimated and field in LUNG_FIELDS)
 
 
+def _seeds_cell(block: dict[str, Any]) -> Cell:
+    """The number of seeds (as the summary sentence counts them), the seed values in the tooltip."""
+    seeds, runs = seed_count(block)
+    listed = ", ".join(str(s) for s in block.get("seeds") or [])
+    title = f"seeds {listed}; runs {', '.join(block.get('models') or [])}" if listed else "no seed recorded"
+    if not seeds:
+        return Cell(not_measured("no seed recorded"), None, "muted nm", title)
+    return Cell(str(seeds) if runs <= seeds else f"{seeds} ({runs} runs)", seeds, "", title)
+
+
 def headline_table(lines: dict[str, dict[str, Any]], *, estimated: bool = False,
-                   attribute: str = "position") -> Table:
-    table = Table(["algorithm", "selection rule", "seeds", "training sites (val)", "test site",
-                   "always-majority (test)", "test AUROC", "conflicting images", "flip rate", "lung share",
+                   attribute: str = "position", split: str = "test", audit_split: str | None = None) -> Table:
+    """One row per algorithm and selection rule; every caption says what its value is (split, step, source)."""
+    where = "test" if split == "test" else f"{split} split"
+    table = Table(["algorithm", "selection rule", "seeds", "training sites (val)", f"{where} site",
+                   f"always-majority ({where})", f"{where} AUROC", "conflicting images", "flip rate", "lung share",
                    "shortcut share", "IG lung mass"],
-                  caption="Headline: mean ± std over seeds, test hospital unless stated",
+                  caption="Headline: mean ± std over seeds (no std for 1 seed), "
+                          + ("test hospital" if split == "test" else f"the {split} split") + " unless stated",
                   numeric=[False, False, False] + [True] * 9)
     for algorithm, entry in lines.items():
         for rule, block in entry["by_rule"].items():
             css = "muted" if rule == "oracle" else ""
             name = algorithm + (" (constant!)" if block.get("constant_predictor") else "")
-            table.add([Cell(name, algorithm, "flag" if block.get("constant_predictor") else css),
+            table.add([Cell(name, algorithm, "flag" if block.get("constant_predictor") else css,
+                            "; ".join(block.get("constant_where") or [])),
                        Cell(rule_label(rule, short=True), rule, css, rule_label(rule)),
-                       cell(", ".join(str(s) for s in block["seeds"]) or None, reason="no seed recorded"),
+                       _seeds_cell(block),
                        *[_spread_cell(block, f, css, percent=f != "test_site_auroc", estimated=estimated)
                          for f in HEADLINE_FIELDS]])
-    table.note = ("Training sites: pooled validation accuracy of the training hospitals at the selected checkpoint. "
-                  "Test site: evaluate's thresholded accuracy; always-majority: the accuracy of always predicting "
-                  "the test hospital's majority class (a model at or below it shows no skill). Conflicting: test "
-                  f"images whose {attribute} contradicts the label. Flip rate: counterfactual position swaps. "
-                  "Lung/shortcut share: region ablation." + (" (estimated): rests on ESTIMATED lung masks." if estimated
-                                                             else ""))
+    audited = "" if audit_split in (None, split) else f" (audit's {audit_split} split)"
+    table.note = ("Seeds: distinct training seeds averaged (runs when several share one). Training sites: pooled "
+                  "validation accuracy of the training hospitals at the selected checkpoint; not measured when no "
+                  f"checkpoint was selected. {where.capitalize()} site: evaluate's thresholded accuracy, mean over "
+                  f"the {split} sites; always-majority: the accuracy of always predicting each site's majority "
+                  f"class (a model at or below it shows no skill). (constant!): every scored {split} prediction "
+                  f"is one class at evaluate's threshold. Conflicting: {split} images whose {attribute} "
+                  f"contradicts the label. Flip rate{audited}: counterfactual position swaps. Lung/shortcut "
+                  f"share{audited}: region ablation."
+                  + (" (estimated): rests on ESTIMATED lung masks." if estimated else ""))
     return table
 
 
@@ -195,6 +230,8 @@ def build_summary(metrics: dict[str, Any] | None, audit: dict[str, Any] | None) 
     if lines and any("oracle" in e["by_rule"] for e in lines.values()):
         notes.append("Rows selected by the oracle rule peek at the test hospital: an upper bound, never a result.")
     notes.extend(oracle_notes(lines))
-    return {"question": QUESTION, "answers": answers, "headline": headline_table(lines, estimated=lungs_estimated(audit),
-                                           attribute=conflict_words(metrics)) if lines else None,
+    table = headline_table(lines, estimated=lungs_estimated(audit), attribute=conflict_words(metrics),
+                           split=str((metrics or {}).get("split") or "test"),
+                           audit_split=(audit or {}).get("split")) if lines else None
+    return {"question": QUESTION, "answers": answers, "headline": table,
             "notes": notes, "numbers": lines}

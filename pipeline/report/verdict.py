@@ -137,12 +137,13 @@ def verdict(numbers: dict[str, Any], aligned: Any, *, lung_masks: Any = None,
     ``lung_masks``: audit.json's ``lung_masks``; ``reasons``: why a headline field was not measured.
     """
     reasons = reasons or {}
-    if numbers.get("constant_predictor"):
-        runs = ", ".join(numbers["constant_predictor"])
-        return f"is a constant predictor ({runs}: every prediction one class), so it reads nothing in the image", "bad"
-    if numbers.get("no_checkpoint"):
+    if numbers.get("constant_predictor"):  # the scored predictions themselves (evaluate's split and threshold)
+        runs = "; ".join(numbers.get("constant_where") or numbers["constant_predictor"])
+        return f"is a constant predictor ({runs}), so it reads nothing in the image", "bad"
+    if numbers.get("no_checkpoint"):  # train's selection found none; the weights scored are the final ones
         runs = "; ".join(numbers["no_checkpoint"])
-        return f"has no checkpoint selected ({runs}), so there is no model to judge", "bad"
+        return (f"has no checkpoint selected ({runs}), so there is no selected model to judge; the numbers below "
+                "are the final weights'"), "bad"
     trained = _m(numbers.get("training_site_accuracy"))
     if is_number(trained) and trained < LEARNT:
         return (f"has not learnt the task ({_pct(trained)} on the training hospitals' validation images, below "

@@ -51,8 +51,11 @@ def test_metrics_carry_the_selection_truth(constant_run, tmp_path):
     assert entry["selection"]["constant_predictor"] is True
     assert "no checkpoint selected" in entry["selection"]["reason"] and "final weights (step 2)" in \
         entry["selection"]["reason"]
-    # the existing keys agree with it: no step, flagged constant, the weights' step said apart
-    assert entry["step"] is None and entry["weights_step"] == 2 and entry["constant_predictor"] is True
+    # the existing keys agree with it: no step, the weights' step said apart; constant_predictor is the scored
+    # predictions' own flag (train's check is selection.constant_at_selection, trial 2 finding 1)
+    assert entry["step"] is None and entry["weights_step"] == 2
+    assert entry["constant_predictor"] is entry["constant_on_split"]
+    assert entry["selection"]["constant_at_selection"]["threshold"] == 0.5
     assert "no checkpoint selected" in entry["protocol"]
     assert entry["val_acc_at_step"] is None and "no checkpoint selected" in entry["not_measured"]["val_acc_at_step"]
     assert any(w.startswith("run: no checkpoint selected") for w in metrics["warnings"])

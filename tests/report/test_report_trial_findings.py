@@ -191,10 +191,12 @@ def test_a_run_whose_selection_found_no_checkpoint_or_a_constant_predictor_is_sa
     entry = metrics["models"]["erm"]
     entry["selection"] = {"rule": "training_domain", "step": None, "constant_predictor": True, "selected": False,
                           "reason": "every evaluation predicted one class"}
+    entry["constant_on_split"] = True  # the scored predictions are constant (train's selection check is not that)
     answer = build_summary(metrics, audit)["answers"][0]
     assert answer["verdict"].startswith("is a constant predictor (erm")
     assert answer["sentence"].startswith("No checkpoint selected by training-domain validation")
     entry["selection"]["constant_predictor"] = False
+    entry["constant_on_split"] = False
     assert build_summary(metrics, audit)["answers"][0]["verdict"].startswith(
         "has no checkpoint selected (erm: every evaluation predicted one class)")
 
