@@ -26,6 +26,7 @@ from pipeline.ingest.harmonise import clean
 from pipeline.ingest.matching import N_EXAMPLES, MatchReport, match_metadata
 from pipeline.ingest.names import NameLog, check_site_map, resolve
 from pipeline.ingest.preprocess import Processed, Task, init_worker, process, release_cache_files, worker_settings
+from pipeline.ingest.privacy import PathScrubber, header_tokens
 from pipeline.ingest.sources import SourceInputs
 from pipeline.ingest.spellings import Merged, merge_spellings
 
@@ -99,6 +100,7 @@ class Gathered:
     n_files: int = 0
     skipped: list[str] = field(default_factory=list)  # files plainly not images (CSV, .DS_Store, ...), not rejects
     names: NameLog = field(default_factory=NameLog)  # config names found only by ignoring case/whitespace
+    files: dict[str, str] = field(default_factory=dict)  # manifest path -> the file to open (every candidate)
 
 
 def _path_field_report(candidates: list[Candidate], harmoniser: Harmoniser, name: str) -> dict[str, dict[str, Any]]:
@@ -125,6 +127,7 @@ def _gather(sources: list[SourceInputs], salt: str) -> Gathered:
         gathered.harmonisers.append(harmoniser)
         candidates, orphans = discover(src.root, src.listing, name=src.name, skipped=gathered.skipped)
         gathered.n_files += len(candidates)
+        gathered.files.update((c.relative, c.path) for c in candidates)
         gathered.rejects += [(p, "orphan_mask", "no image beside this mask") for p in orphans]
         index = None
         if src.metadata is not None and src.mapping is not None:
@@ -180,6 +183,7 @@ def _record(candidate: Candidate, result: Processed, fields: dict[str, Any]) -> 
 def _decode_all(
     items: list[Item], *, config: IngestConfig, cf_listing: SourceListing | None, writer_args: dict[str, Any],
     workers: int, progress: bool, rejects: list[tuple[str, str, str]], disagreements: list[Disagreement],
+    scrubber: PathScrubber,
 ) -> tuple[list[dict[str, Any]], CacheWriter]:
     """Decode every candidate (process pool) into the cache, return the manifest records of the kept ones."""
     cf_pairs = pair_counterfactuals([c for c, _, _ in items], cf_listing)
@@ -194,8 +198,10 @@ def _decode_all(
     allowed = None if config.modalities is None else {"UNKNOWN", *(m.upper() for m in config.modalities)}
     records: list[dict[str, Any]] = []
     for (candidate, row, harmoniser), task, result in zip(items, tasks, _results(tasks, workers, progress), strict=True):
+        tokens = (*result.patient_tokens, *_csv_patient(row, harmoniser))
+        path = scrubber.path(candidate.relative, tokens)
         if not result.ok:
-            rejects.append((candidate.relative, result.reason, result.detail))
+            rejects.append((path, result.reason, result.detail))
             continue
         head = candidate.relative[: candidate.inner]  # '<source>/' with several sources
         rejects.extend((head + _rel(Path(p), Path(candidate.prefix)), r, d) for p, r, d in result.rejected_masks)
@@ -203,11 +209,14 @@ def _decode_all(
             row, result.decoded.tags, result.decoded.patient_id, candidate.relative, relative=candidate.local
         )
         if allowed is not None and fields["modality"].upper() not in allowed:
-            rejects.append((candidate.relative, "wrong_modality", f"{fields['modality_source']}={fields['modality']!r}"))
+            rejects.append((path, "wrong_modality", f"{fields['modality_source']}={fields['modality']!r}"))
             continue
-        disagreements += find_disagreements(candidate.relative, fields, harmoniser.tag_values(
+        disagreements += find_disagreements(path, fields, harmoniser.tag_values(
             result.decoded.tags, result.decoded.patient_id, fields["view"]))
         record = _record(candidate, result, fields)
+        record["path"] = path
+        for kind in ("lung_mask", "shortcut_mask", "lesion_mask"):
+            record[kind] = scrubber.beside(record[kind], tokens) if record[kind] else ""
         record["cache_index"] = writer.mark_stored(task.row, result.mask_kinds)
         record["counterfactual_index"] = -1
         cf = result.counterfactual
@@ -280,13 +289,14 @@ def ingest_into(
     from pipeline.stage import write_json_atomic
 
     gathered = _gather(sources, salt)
-    rejects = gathered.rejects
+    scrubber = PathScrubber(salt)
+    rejects = _scrub_early_rejects(gathered, scrubber)
     disagreements: list[Disagreement] = []
     records, writer = _decode_all(
         gathered.items, config=config, cf_listing=cf_listing,
         writer_args={"ingest_dir": ingest_dir, "size": config.cache.size},
         workers=workers or min(os.cpu_count() or 1, 8), progress=progress, rejects=rejects,
-        disagreements=disagreements,
+        disagreements=disagreements, scrubber=scrubber,
     )
     rejects_frame = pd.DataFrame(rejects, columns=["path", "reason", "detail"])
     where = ", ".join(repr(str(s.root)) for s in sources)
@@ -298,7 +308,8 @@ def ingest_into(
             "column and labels."
         )
     frame = pd.DataFrame.from_records(records)
-    frame["image_id"] = _image_ids(frame["path"].tolist())
+    frame["image_id"] = [scrubber.image_id(p, i) for p, i in zip(frame["path"], _image_ids(frame["path"].tolist()),
+                                                                  strict=True)]
     names = gathered.names
     config = _resolve_columns(frame, config, gathered, names)
     merged = _merge_spellings(frame, config)
@@ -327,6 +338,8 @@ def ingest_into(
     frame = frame[[*COLUMNS, *[c for c in frame.columns if c not in COLUMNS]]]
 
     write_manifest(frame, ingest_dir)
+    for column in ("path", "detail"):  # any identifier found in a file name, wherever a reject repeats it
+        rejects_frame[column] = rejects_frame[column].astype(str).map(scrubber.text)
     rejects_frame.sort_values(["reason", "path"]).to_csv(ingest_dir / "rejects.csv", index=False)
     single = sources[0] if len(sources) == 1 and not sources[0].name else None
     summary = build_summary(
@@ -347,13 +360,35 @@ def ingest_into(
             "skipped_non_image_files": {"n": len(gathered.skipped), "examples": gathered.skipped[:N_EXAMPLES]},
             "merged_spellings": merged.spellings, "merged_spelling_images": merged.images,
             "conflicting_duplicate_labels": conflicting,
+            "patient_identifiers_in_file_names": scrubber.as_json(),
             "field_disagreements": summarise_disagreements(
                 disagreements, kept_paths=set(frame["path"]), heldout=_heldout_sides(config)),
         },
         collections=frame["path"].str.split("/", n=1).str[0] if single is None else None,
     )
+    summary = scrubber.deep(summary)  # examples (unmatched path_fields, CSV rows) may repeat a scrubbed name
     write_json_atomic(ingest_dir / "summary.json", summary)
     return summary
+
+
+def _csv_patient(row: dict | None, harmoniser: Harmoniser) -> tuple[str, ...]:
+    """The CSV patient column's value of a file's row (scrubbed from its file name), () without one."""
+    mapping = harmoniser.mapping
+    if row is None or mapping is None or not mapping.patient_column:
+        return ()
+    value = clean(row.get(mapping.patient_column))
+    return (value,) if value else ()
+
+
+def _scrub_early_rejects(gathered: Gathered, scrubber: PathScrubber) -> list[tuple[str, str, str]]:
+    """The rejects made before decoding (no CSV row, unmapped label, ...) with their file names scrubbed of the
+    identifiers in their DICOM header (read up to the pixels: these files are few); the list decoding appends to."""
+    out = []
+    for path, reason, detail in gathered.rejects:
+        tokens = header_tokens(gathered.files[path]) if path in gathered.files else ()
+        scrubbed = scrubber.path(path, tokens)
+        out.append((scrubbed, reason, scrubber.text(detail) if scrubbed != path else detail))
+    return out
 
 
 def _heldout_sides(config: IngestConfig) -> dict[str, str]:

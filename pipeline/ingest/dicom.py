@@ -86,6 +86,24 @@ def patient_values(ds) -> list[str]:
     return values
 
 
+IDENTIFIER_KEYWORDS = ("PatientName", "PatientID", "OtherPatientIDs", "OtherPatientNames", "PatientBirthName")
+MIN_TOKEN = 3  # shorter parts ('Li', 'Jo', an ID '12') would scrub half of every file name
+
+
+def identifier_tokens(ds) -> tuple[str, ...]:
+    """The patient's name parts (split on ^, = and spaces) and IDs of a dataset, each of >= 3 characters, longest
+    first: what must not reach an output through a file name."""
+    tokens: set[str] = set()
+    for keyword in IDENTIFIER_KEYWORDS:
+        try:
+            value = ds.get(keyword)
+        except Exception:  # noqa: BLE001  a malformed element: nothing readable to scrub
+            continue
+        for text in ([str(v) for v in value] if _is_multi(value) else [str(value)]) if value is not None else []:
+            tokens.update(p.strip() for p in [text.strip(), *re.split(r"[\^=\s]+", text)] if len(p.strip()) >= MIN_TOKEN)
+    return tuple(sorted(tokens, key=lambda t: (-len(t), t)))
+
+
 def _is_multi(value: object) -> bool:
     return isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue"
 
@@ -97,6 +115,7 @@ class Reject(Exception):
         super().__init__(f"{reason}: {detail}")
         self.reason = reason
         self.detail = detail
+        self.patient_tokens: tuple[str, ...] = ()  # the file's name parts and IDs, when its header was read
 
 
 @dataclass
@@ -112,6 +131,8 @@ class Decoded:
     pixel_sha256: str = ""  # of the stored pixel values (before any LUT): equal for exact duplicate images
     pixel_range: tuple[np.float32, np.float32] | None = None  # (min, max) of ``pixels``, known from the checks
     exif_orientation: int = 1  # EXIF orientation applied to an image (1 = none); its masks get the same
+    # the file's patient name parts and IDs (pipeline/ingest/privacy.py scrubs them from file names); memory only
+    patient_tokens: tuple[str, ...] = ()
 
 
 # Optional numeric elements: present but empty or unreadable = absent (a note); value = how many numbers it needs
@@ -485,12 +506,18 @@ _DECODE_ERRORS = (ValueError, TypeError, RuntimeError, NotImplementedError, Attr
 _TRUNCATED_WORDS = ("less than expected", "truncat", "end of file", "buffer is too small", "shorter than")
 
 
-def decode_dicom(data: bytes, modalities: tuple[str, ...] | None, *, patient: list[str] | None = None) -> Decoded:
-    """``patient`` (filled here): the file's patient values, which the caller scrubs from decoder warnings."""
+def decode_dicom(
+    data: bytes, modalities: tuple[str, ...] | None, *, patient: list[str] | None = None,
+    identifiers: list[str] | None = None,
+) -> Decoded:
+    """``patient`` (filled here): the file's patient values, which the caller scrubs from decoder warnings;
+    ``identifiers`` (filled here): its name parts and IDs (:func:`identifier_tokens`)."""
     notes: list[str] = []
     ds = read_dataset(data, notes)
     patient = patient if patient is not None else []
     patient += patient_values(ds)
+    if identifiers is not None:
+        identifiers += identifier_tokens(ds)
     if not any(k in ds for k in PIXEL_KEYWORDS):
         raise no_pixels_reason(data, ds)
     tags = {name: _text(_get(ds, name)) for name in TEXT_TAGS}
@@ -642,17 +669,22 @@ def decode_any(path: Path, data: bytes, modalities: tuple[str, ...] | None) -> D
     import warnings
 
     patient: list[str] = []
+    identifiers: list[str] = []
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
             if path.suffix.lower() in IMAGE_SUFFIXES:
                 decoded = decode_image(data)
             else:
-                decoded = decode_dicom(data, modalities, patient=patient)
-        except Reject:
+                decoded = decode_dicom(data, modalities, patient=patient, identifiers=identifiers)
+        except Reject as exc:
+            exc.patient_tokens = tuple(identifiers)  # the file name of a reject is scrubbed too
             raise
         except Exception as exc:  # noqa: BLE001  a third-party decoder's unforeseen error is one reject
-            raise Reject("decode_error", scrub(exc, patient_values=patient)) from None
+            reject = Reject("decode_error", scrub(exc, patient_values=patient))
+            reject.patient_tokens = tuple(identifiers)
+            raise reject from None
+    decoded.patient_tokens = tuple(identifiers)
     for warning in caught[:3]:
         decoded.notes.append(f"decoder warning ({scrub(warning.message, patient_values=patient, with_type=False)[:120]})")
     return decoded

@@ -146,6 +146,14 @@ def _unmatched_reject(candidate: Candidate, harmoniser: Harmoniser, detail: str)
     return candidate.relative, basic[0], f"{basic[1]} (also: {detail})"
 
 
+def _scrubbed_cell(row: dict, mapping: MetadataMapping) -> str:
+    """A row's file column for summary.json, with its own patient column value (>= 3 characters) as [patient]."""
+    from pipeline.ingest.privacy import PathScrubber
+
+    patient = str(row.get(mapping.patient_column) or "") if mapping.patient_column else ""
+    return PathScrubber("").beside(str(row.get(mapping.file_column)), (patient,))
+
+
 def _count_unmatched(index: MetadataIndex, matched: set[str], mapping: MetadataMapping, report: MatchReport) -> None:
     for key, entries in index.rows.items():
         if key in matched:
@@ -154,4 +162,4 @@ def _count_unmatched(index: MetadataIndex, matched: set[str], mapping: MetadataM
         report.n_without_image += len(entries)
         for _, row in entries:
             if len(report.without_image) < N_EXAMPLES:
-                report.without_image.append(str(row.get(mapping.file_column)))
+                report.without_image.append(_scrubbed_cell(row, mapping))

@@ -61,6 +61,7 @@ class Processed:
     pixel_sha256: str = ""
     shape: tuple[int, int] = (0, 0)
     counterfactual: Processed | None = None
+    patient_tokens: tuple[str, ...] = ()  # the file's patient name parts / IDs: scrubbed from its path (memory only)
 
 
 def _pad_crop(shape: tuple[int, int], aspect: str, crop_fraction: float) -> list:
@@ -319,12 +320,13 @@ def _process(task: Task) -> Processed:
     try:
         decoded = decode_any(Path(task.path), data, task.modalities)
     except Reject as reject:
-        return Processed(task.relative, ok=False, reason=reject.reason, detail=reject.detail)
+        return Processed(task.relative, ok=False, reason=reject.reason, detail=reject.detail,
+                         patient_tokens=reject.patient_tokens)
     pixels = decoded.pixels
     result = Processed(
         task.relative, ok=True, decoded=decoded, shape=tuple(pixels.shape),
         source_sha256=hashlib.sha256(data).hexdigest(),
-        pixel_sha256=decoded.pixel_sha256,
+        pixel_sha256=decoded.pixel_sha256, patient_tokens=decoded.patient_tokens,
     )
     result.image = to_cache_image(pixels, task, decoded.pixel_range, in_place=True)  # pixels: not used after
     masks: dict[str, np.ndarray] = {}

@@ -21,6 +21,7 @@ from pipeline.errors import ConfigError
 from pipeline.ingest.config import IngestConfig, load_ingest_config, load_mapping, with_size
 from pipeline.ingest.disagreements import console_lines as disagreement_lines
 from pipeline.ingest.discover import SourceListing
+from pipeline.ingest.privacy import warning_line as privacy_warning
 from pipeline.ingest.sources import SourceInputs, from_config
 from pipeline.ingest.spellings import Merged
 from pipeline.stage import StageRecord, read_stage
@@ -237,6 +238,8 @@ def console_lines(summary: dict[str, Any], out: Path) -> list[str]:
             lines.append(f"ingest: path_fields {name}: {info['unmatched']} files not matched by {info['pattern']!r} "
                          f"(field unknown), e.g. {', '.join(info['unmatched_examples'][:3])}")
     lines += disagreement_lines(summary.get("field_disagreements") or {})
+    scrubbed = privacy_warning(summary.get("patient_identifiers_in_file_names") or {})
+    lines += [scrubbed] if scrubbed else []
     lines.append(f"ingest: unlabelled: {summary['n_unlabelled']} of the kept images have no label (kept with label "
                  "unknown: split and audited, never trained or scored on)")
     reasons = ", ".join(f"{k} {v}" for k, v in summary["rejects_by_reason"].items())
