@@ -15,7 +15,8 @@ def report_command(
         None, "--ingest", help="Ingest directory for the cohort section (default: found through stage.json)."),
     title: str | None = typer.Option(None, "--title", help="Page title."),
     results: Path | None = typer.Option(None, "--results", help="A SWEEP_DIR where `cxr-fishr results` wrote "
-                                                                "results.json: its tables get a section."),
+                                                                "results.json: its tables get a section (any other "
+                                                                "path: exit 2)."),
 ) -> None:
     """Write a self-contained HTML report (no network needed) that says what is missing instead of failing."""
     from pipeline.errors import ConfigError
@@ -25,6 +26,8 @@ def report_command(
         raise ConfigError("report: --evaluate or --audit must be given, got neither. "
                           "Example: cxr-fishr report --evaluate runs/evaluate --audit runs/audit --out reports/demo")
     result = run(evaluate_dir=evaluate, audit_dir=audit, out=out, ingest_dir=ingest, title=title, results_dir=results)
+    for line in result.warnings:
+        typer.echo(f"warning: {line}", err=True)
     for line in result.missing:
         typer.echo(f"note: {line}", err=True)
     typer.echo(str(result.index))

@@ -24,6 +24,7 @@ class ReportResult:
     missing: list[str] = field(default_factory=list)
     headline: dict[str, Any] = field(default_factory=dict)  # per algorithm (pipeline.report.headline)
     figures: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # sections about different ingests (pipeline.report.sources)
 
 
 def render_html(context: dict[str, Any]) -> str:
@@ -57,15 +58,19 @@ def run(
     from pipeline.report.provenance import build_provenance
     from pipeline.report.results import build_results
     from pipeline.report.shortcut_audit import build_audit
+    from pipeline.report.sources import check_paths, compare_ingests, ingest_lines, section_ingests
     from pipeline.report.summary import build_summary
     from pipeline.stage import StageRecord, write_text_atomic
 
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise DataError(f"report: --out must be a directory, got the file {str(out)!r}. Choose another path.")
+    check_paths(results_dir=results_dir, ingest_dir=ingest_dir)  # explicit paths: wrong ones are exit 2
     inputs = load_inputs(evaluate_dir=evaluate_dir, audit_dir=audit_dir, ingest_dir=ingest_dir)
+    ingests = section_ingests(inputs, results_dir)
+    warnings = compare_ingests(ingests)  # refuses sections about different test hospitals before writing
     stage_inputs = {k: v for k, v in (("evaluate", inputs.evaluate_dir), ("audit", inputs.audit_dir),
-                                      ("ingest", inputs.ingest_dir)) if v is not None}
+                                      ("ingest", inputs.ingest_dir), ("results", results_dir)) if v is not None}
     with StageRecord("report", out, config={"title": title}, inputs=stage_inputs) as record:
         for stale in out.glob("fig_*.png"):  # a figure not drawn this time must not linger from an earlier report
             stale.unlink()
@@ -82,14 +87,18 @@ def run(
             "provenance": build_provenance(inputs),
             "results": build_results(results_dir),  # `cxr-fishr results` tables, shown when given
             "missing": inputs.missing,
+            "cohort_warnings": warnings,
+            "ingests": ingest_lines(ingests),
             "version": __version__,
             "generated": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         }
         index = out / "index.html"
         write_text_atomic(index, render_html(context))
         figures = sorted(p.name for p in out.glob("fig_*.png"))
-        record.extra.update({"missing": inputs.missing, "figures": figures})
-    return ReportResult(out=out, index=index, missing=inputs.missing, headline=summary["numbers"], figures=figures)
+        record.extra.update({"missing": inputs.missing, "figures": figures, "warnings": warnings,
+                             "ingests": ingest_lines(ingests)})
+    return ReportResult(out=out, index=index, missing=inputs.missing, headline=summary["numbers"], figures=figures,
+                        warnings=warnings)
 
 
 def _subtitle(inputs: Any) -> str:

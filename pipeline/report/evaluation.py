@@ -183,6 +183,14 @@ def _agg_cell(agg: dict[str, Any], name: str, css: str, percent: bool = True) ->
     return Cell(mean_std_text(mean, std, percent=percent), float(mean), css)
 
 
+def _seeds_cell(seeds: list[Any]) -> Cell:
+    """The number of distinct seeds (a count, as the summary says "1 seed"); the seed values in the tooltip."""
+    distinct = sorted({str(s) for s in seeds if s is not None})
+    if not distinct:
+        return cell(None, reason="no seed recorded")
+    return Cell(str(len(distinct)), len(distinct), "", f"seed values: {', '.join(distinct)}")
+
+
 def aggregate_table(metrics: dict[str, Any]) -> Table:
     """Every (algorithm, selection rule) over its seeds: mean ± std, with the rule written out."""
     table = Table(["algorithm", "selection rule", "runs", "seeds", "mean-site accuracy", "conflicting images",
@@ -195,7 +203,7 @@ def aggregate_table(metrics: dict[str, Any]) -> Table:
 
         table.add([agg.get("algorithm", key), Cell(rule_label(rule, short=True), str(rule), css, rule_label(rule)),
                    cell(agg.get("n_runs")),
-                   cell(", ".join(str(s) for s in agg.get("seeds") or []) or None, reason="no seed recorded"),
+                   _seeds_cell(agg.get("seeds") or []),
                    _agg_cell(agg, "mean_site_accuracy", css), _agg_cell(agg, "mean_site_conflict_accuracy", css),
                    _agg_cell(agg, "mean_site_auroc", css, percent=False), _agg_cell(agg, "history_test_acc", css)])
     from pipeline.report.headline import site_majority

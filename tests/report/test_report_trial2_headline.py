@@ -89,3 +89,12 @@ def test_a_non_test_split_is_named_in_the_headline_columns():
     columns = summary["headline"].columns
     assert "ood_val split site" in columns and "test site" not in columns and "test AUROC" not in columns
     assert "the ood_val split" in summary["headline"].caption
+
+
+def test_evaluation_aggregate_table_counts_seeds_too():
+    from pipeline.report.evaluation import aggregate_table
+
+    metrics = {"aggregates": {"erm|training_domain": {"algorithm": "erm", "selection_rule": "training_domain",
+                                                      "n_runs": 2, "seeds": [0, 0], "not_measured": {}}}}
+    row = aggregate_table(metrics).rows[0]
+    assert (row[2].text, row[3].text) == ("2", "1") and row[3].title == "seed values: 0"

@@ -1,0 +1,216 @@
+"""What the report is about: the paths the user named must be what they claim, and every section's ingest (cohort)
+is named and compared.
+
+- ``check_paths``: ``--results`` must be a sweep folder holding ``results.json`` (a missing path, a run folder or a
+  sweep not yet tabulated is a DataError: the user asked for that section explicitly); ``--ingest`` must exist and
+  hold ``manifest.parquet``.
+- ``section_ingests`` / ``compare_ingests``: the ingest behind evaluate, audit, the sweep results and the cohort
+  section, compared by the cache's inputs hash (else the resolved folder). Ingests that differ are a warning at the
+  top of the page naming both; ingests that disagree on the test site are refused (exit 2): their numbers would
+  sit side by side about different test hospitals.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pipeline.errors import DataError
+
+RESULTS_KEYS = ("hospitals", "algorithms", "rules", "cells", "summary")
+
+
+def check_paths(*, results_dir: str | Path | None, ingest_dir: str | Path | None) -> None:
+    """DataError for an explicit ``--results`` or ``--ingest`` path that is not what it must be (module docstring)."""
+    if results_dir is not None:
+        _check_results(Path(results_dir))
+    if ingest_dir is not None:
+        path = Path(ingest_dir)
+        if not (path / "manifest.parquet").is_file():
+            what = "no such folder" if not path.exists() else "a folder without manifest.parquet" if path.is_dir() \
+                else "a file, not a folder"
+            raise DataError(f"report: --ingest must be an ingest folder holding manifest.parquet, got {str(path)!r}: "
+                            f"{what}. Pass the --out of `cxr-fishr ingest`, or leave --ingest out to use the one "
+                            "evaluate/audit recorded.")
+
+
+def _check_results(path: Path) -> None:
+    fix = "Pass a sweep folder (the --out of `cxr-fishr train --sweep`) after `cxr-fishr results SWEEP_DIR`."
+    if not path.is_dir():
+        what = "no such folder" if not path.exists() else "a file, not a folder"
+        raise DataError(f"report: --results must be a sweep folder holding results.json, got {str(path)!r}: {what}. "
+                        f"{fix}")
+    results = path / "results.json"
+    if not results.is_file():
+        what = ("a training run folder (model.pt), not a sweep" if (path / "model.pt").is_file() else
+                "a sweep whose results are not tabulated yet (sweep.json, no results.json): run `cxr-fishr results "
+                f"{path}` first" if (path / "sweep.json").is_file() else "a folder with neither results.json nor "
+                "sweep.json")
+        raise DataError(f"report: --results must be a sweep folder holding results.json, got {str(path)!r}: {what}. "
+                        f"{fix}")
+    try:
+        data = json.loads(results.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise DataError(f"report: --results must hold a readable results.json, got {results} ({exc}). Re-run "
+                        f"`cxr-fishr results {path}`.") from exc
+    missing = [k for k in RESULTS_KEYS if not isinstance(data, dict) or k not in data]
+    if missing:
+        raise DataError(f"report: --results must hold the results.json of `cxr-fishr results`, got {results} "
+                        f"without {missing}. Re-run `cxr-fishr results {path}`.")
+
+
+@dataclass(frozen=True)
+class IngestRef:
+    """One ingest as a section sees it: its folder (as recorded), cache inputs hash and test sites (None: unknown)."""
+
+    path: Path
+    inputs_hash: str | None
+    test_sites: tuple[str, ...] | None
+
+    def label(self) -> str:
+        """"runs/ing_tag (inputs hash ef540b522ed5, test site Harbour Clinic)"."""
+        parts = [f"inputs hash {self.inputs_hash[:12]}" if self.inputs_hash else "inputs hash unknown"]
+        if self.test_sites is not None:
+            parts.append(f"test site{'s' if len(self.test_sites) > 1 else ''} {', '.join(self.test_sites)}"
+                         if self.test_sites else "no test site")
+        return f"{self.path} ({', '.join(parts)})"
+
+    def same_as(self, other: IngestRef) -> bool:
+        if self.inputs_hash and other.inputs_hash:
+            return self.inputs_hash == other.inputs_hash
+        return _resolved(self.path) == _resolved(other.path)
+
+
+def _resolved(path: Path) -> str:
+    try:
+        return str(path.resolve())
+    except OSError:
+        return str(path)
+
+
+def _cache_hash(path: Path) -> str | None:
+    info = path / "cache" / "cache.json"
+    try:
+        value = json.loads(info.read_text(encoding="utf-8")).get("inputs_hash") if info.is_file() else None
+    except (OSError, json.JSONDecodeError):
+        return None
+    return str(value) if value else None
+
+
+def _test_sites(path: Path) -> tuple[str, ...] | None:
+    manifest = path / "manifest.parquet"
+    if not manifest.is_file():
+        return None
+    import pyarrow.parquet as pq
+
+    if not {"site", "split"} <= set(pq.read_schema(manifest).names):
+        return None
+    frame = pq.read_table(manifest, columns=["site", "split"]).to_pandas()
+    return tuple(sorted(frame.loc[frame["split"] == "test", "site"].astype(str).unique()))
+
+
+def ingest_ref(candidates: list[Any], inputs_hash: str | None = None) -> IngestRef | None:
+    """The ingest of the first candidate folder that exists (else the first named, unread); None without any."""
+    paths = [Path(c) for c in candidates if isinstance(c, (str, Path)) and str(c)]
+    if not paths:
+        return None
+    found = next((p for p in paths if (p / "manifest.parquet").is_file()), None)
+    if found is None:
+        return IngestRef(paths[0], inputs_hash, None)
+    return IngestRef(found, inputs_hash or _cache_hash(found), _test_sites(found))
+
+
+def _stage_ingest_paths(stage: dict[str, Any] | None) -> list[Path]:
+    """Ingest folders a stage.json recorded: an ``ingest``/``ingest_dir`` input (a folder or its manifest)."""
+    out = []
+    for key, value in ((stage or {}).get("inputs") or {}).items():
+        path = value.get("path") if isinstance(value, dict) else value
+        if key in ("ingest", "ingest_dir") and isinstance(path, str) and path:
+            out.append(Path(path).parent if path.endswith(".parquet") else Path(path))
+    return out
+
+
+def _read(path: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+    except (OSError, json.JSONDecodeError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def sweep_ingests(results_dir: Path) -> list[IngestRef]:
+    """The ingest(s) the sweeps behind ``results_dir/results.json`` trained on (their stage.json inputs)."""
+    data = _read(results_dir / "results.json") or {}
+    folders = [results_dir, *(Path(s).parent for s in data.get("sweeps") or [] if isinstance(s, str)),
+               *sorted(p.parent for p in results_dir.glob("*/sweep.json"))]
+    refs: list[IngestRef] = []
+    for folder in folders:
+        ref = ingest_ref(_stage_ingest_paths(_read(folder / "stage.json")))
+        if ref is not None and not any(ref.same_as(r) for r in refs):
+            refs.append(ref)
+    return refs
+
+
+def section_ingests(inputs: Any, results_dir: str | Path | None) -> dict[str, list[IngestRef]]:
+    """{section: its ingest(s)} for "evaluate", "audit", "sweep results" and "cohort" (sections without one left
+    out). ``inputs``: the report's ReportInputs."""
+    found: dict[str, list[IngestRef]] = {}
+    for section, data in (("evaluate", inputs.metrics), ("audit", inputs.audit)):
+        if data is None:
+            continue
+        ref = ingest_ref([data.get("ingest_dir"), *_stage_ingest_paths(inputs.stages.get(section))],
+                         data.get("ingest_hash"))
+        if ref is not None:
+            found[section] = [ref]
+    if results_dir is not None and (refs := sweep_ingests(Path(results_dir))):
+        found["sweep results"] = refs
+    if inputs.ingest_dir is not None and (ref := ingest_ref([inputs.ingest_dir])) is not None:
+        found["cohort"] = [ref]
+    return found
+
+
+SECTION_WORDS = {"evaluate": "evaluate", "audit": "audit", "sweep results": "the sweep results",
+                 "cohort": "the cohort section"}
+
+
+def _and(words: list[str]) -> str:
+    return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " and " + words[-1]
+
+
+def _groups(found: dict[str, list[IngestRef]]) -> list[tuple[IngestRef, list[str]]]:
+    """The distinct ingests, each with the sections about it (in section order)."""
+    groups: list[tuple[IngestRef, list[str]]] = []
+    for section, refs in found.items():
+        for ref in refs:
+            group = next((g for g in groups if g[0].same_as(ref)), None)
+            if group is None:
+                groups.append((ref, [section]))
+            elif section not in group[1]:
+                group[1].append(section)
+    return groups
+
+
+def compare_ingests(found: dict[str, list[IngestRef]]) -> list[str]:
+    """One warning naming every ingest when the sections are about more than one; DataError when two of those
+    ingests both have test sites and the sites differ."""
+    groups = _groups(found)
+    if len(groups) < 2:
+        return []
+    named = [f"{_and([SECTION_WORDS.get(s, s) for s in sections])} "
+             f"{'is' if sections in (['evaluate'], ['audit'], ['cohort']) else 'are'} about ingest {ref.label()}"
+             for ref, sections in groups]
+    for i, (a, _) in enumerate(groups):
+        for b, _ in groups[i + 1:]:
+            if a.test_sites and b.test_sites and a.test_sites != b.test_sites:
+                raise DataError(
+                    f"report: every section must be about the same test hospital, got: {'; '.join(named)}. Run "
+                    "evaluate, audit and the sweep on one ingest, or make one report per ingest.")
+    return [f"Different cohorts: {'; '.join(named)}. Their numbers are not about the same images: do not compare "
+            "them."]
+
+
+def ingest_lines(found: dict[str, list[IngestRef]]) -> dict[str, str]:
+    """{section: "Ingest: <label>"} for the line each section shows under its heading."""
+    return {section: "Ingest: " + "; ".join(r.label() for r in refs) for section, refs in found.items()}
