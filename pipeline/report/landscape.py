@@ -52,12 +52,51 @@ def _num(value: float | None, digits: int = 3) -> str:
     return f"{value:.{digits}g}" if is_number(value) else not_measured()
 
 
-def estimate_text(e: Estimate) -> str:
-    """``0.12 [0.08, 0.17]`` (95% bootstrap interval), or ``not measured (reason)``."""
+def _decimals(spread: float | None) -> int | None:
+    """Decimal places that show ``spread`` (an interval's width, an SE) with 2 significant digits; None when the
+    spread is 0 or missing (then each number keeps 3 significant digits)."""
+    if not is_number(spread) or spread <= 0:
+        return None
+    return min(12, max(0, 1 - math.floor(math.log10(spread))))
+
+
+def with_spread(value: float, *others: float, spread: float | None) -> list[str]:
+    """``value`` and ``others`` at one precision chosen from ``spread``: rounding is monotone, so an estimate
+    inside its interval always prints inside it."""
+    places = _decimals(spread)
+    return [_num(v) if places is None else f"{v:.{places}f}" for v in (value, *others)]
+
+
+def estimate_text(e: Estimate, *, ceiling: float | None = None) -> str:
+    """``0.0069 [0.0055, 0.0159]`` (95% bootstrap interval; the estimate and its bounds at one precision, chosen
+    from the interval's width), or ``not measured (reason)``; ``ceiling``: the largest value the quantity can take
+    (statistics.distance_ceiling), said when the estimate or its interval reaches it."""
     if e.value is None:
         return not_measured(e.not_measured)
-    interval = f" [{_num(e.low)}, {_num(e.high)}]" if e.low is not None and e.high is not None else ""
-    return f"{_num(e.value)}{interval}"
+    if e.low is None or e.high is None:
+        return _num(e.value) + _ceiling_note(e, ceiling)
+    value, low, high = with_spread(e.value, e.low, e.high, spread=e.high - e.low)
+    outside = "" if e.low <= e.value <= e.high else " (the estimate lies outside its bootstrap interval)"
+    return f"{value} [{low}, {high}]{outside}{_ceiling_note(e, ceiling)}"
+
+
+CEILING_SHARE = 0.9  # an estimate (or interval top) within 10% of the ceiling is read as at the ceiling
+
+
+def _ceiling_note(e: Estimate, ceiling: float | None) -> str:
+    top = max(v for v in (e.value, e.high) if v is not None)
+    if ceiling is None or top < CEILING_SHARE * ceiling:
+        return ""
+    return (f" (at the ceiling {ceiling:g}: with {ceiling:g} sites the normalised distance cannot exceed "
+            f"{ceiling:g}; one site's vector dominates the mean norm, so it says which site, not how far)")
+
+
+def _ceiling(block: ModelLandscape, quantity: str) -> float | None:
+    """The distance ceiling of a normalised quantity (None for the risk gap, in nats); older audits: the count
+    of measured sites."""
+    if quantity == "risk":
+        return None
+    return block.distance_ceiling or float(sum(1 for s in block.sites if s.n > 0)) or None
 
 
 def compare(within: Estimate, to_new: Estimate) -> str:
@@ -87,27 +126,82 @@ def _role_mean(sites: list[SiteLandscape], training: bool, key: str) -> tuple[fl
 
 
 def _trace_text(value: float | None, se: float | None) -> str:
-    return f"{_num(value)} ± {_num(se, 2)} (SE)" if se is not None else f"{_num(value)} (no SE: one probe)"
+    if se is None:
+        return f"{_num(value)} (no SE: one probe)"
+    mean, spread = with_spread(value, se, spread=se)
+    return f"{mean} ± {spread} (SE)"
+
+
+def negative_trace_note(sites: list[SiteLandscape]) -> str:
+    """Sites whose Hessian trace is negative: not at a minimum there, so a mean over sites mixes curvatures of
+    opposite sign (said, never averaged silently); empty when none is."""
+    negative = [s for s in sites if is_number(s.hessian_trace) and s.hessian_trace < 0]
+    if not negative:
+        return ""
+    listed = ", ".join(f"{s.site} {_trace_text(s.hessian_trace, s.hessian_trace_se)}" for s in negative)
+    return (f"; the trace is negative at {len(negative)} of {sum(is_number(s.hessian_trace) for s in sites)} sites "
+            f"({listed}): the model is not at a minimum there (the loss curves downward along some directions), "
+            "so these means mix curvatures of opposite sign")
+
+
+def correlation_text(sites: list[SiteLandscape]) -> str:
+    """corr(V_e, diag H_e) on training sites worded from its comparison with the shuffled-label baseline: for a
+    linear head both scale with the squared feature magnitudes, so a high value alone supports nothing."""
+    chosen = [s for s in sites if s.role == "training" and is_number(s.fisher_hessian_correlation)]
+    if not chosen:
+        return "corr(V_e, diag H_e) is not measured on any training site"
+    observed = sum(s.fisher_hessian_correlation for s in chosen) / len(chosen)
+    based = [s for s in chosen if s.shuffled_label_correlation is not None
+             and s.shuffled_label_correlation.value is not None]
+    if not based:
+        return (f"corr(V_e, diag H_e) averages {_num(observed, 2)} on training sites, but this audit has no "
+                "shuffled-label baseline (re-run it): for a linear head both scale with the squared feature "
+                "magnitudes, so the correlation is near 1 for any weights and is not read as support for Fishr")
+    baseline = sum(s.shuffled_label_correlation.value for s in based) / len(based)
+    above = [s for s in based if _above_baseline(s)]
+    per_site = "; ".join(f"{s.site} {_observed_text(s)} vs {estimate_text(s.shuffled_label_correlation)}"
+                         for s in based)
+    verdict = ("above the baseline at every training site: the Fisher-Hessian agreement goes beyond what the "
+               "feature magnitudes give" if len(above) == len(based) else
+               "not above the baseline at any training site: the high correlation is what the feature magnitudes "
+               "give a linear head, so it does not support Fishr's argument" if not above else
+               f"above the baseline at {len(above)} of {len(based)} training sites only: weak support at best")
+    observed_text, baseline_text = with_spread(observed, baseline, spread=abs(observed - baseline))
+    return (f"corr(V_e, diag H_e) averages {observed_text} on training sites against {baseline_text} with "
+            f"the labels shuffled within the site (the baseline: both scale with the squared feature magnitudes; "
+            f"{per_site}): {verdict}")
+
+
+def _observed_text(site: SiteLandscape) -> str:
+    return estimate_text(Estimate(value=site.fisher_hessian_correlation, low=site.fisher_hessian_correlation_low,
+                                  high=site.fisher_hessian_correlation_high))
+
+
+def _above_baseline(site: SiteLandscape) -> bool:
+    """Observed above the shuffled-label baseline: intervals apart, or (without intervals) above its top/value."""
+    base = site.shuffled_label_correlation
+    top = base.high if base.high is not None else base.value
+    low = site.fisher_hessian_correlation_low
+    return (low if low is not None else site.fisher_hessian_correlation) > top
 
 
 def model_sentence(name: str, block: ModelLandscape) -> str:
     if block.not_measured and not block.summaries:
         return f"{name}: not measured ({'; '.join(block.not_measured.values())})."
     v, r = block.summaries["gradient_variance"], block.summaries["risk"]
+    ceiling = _ceiling(block, "gradient_variance")
     t_train, se_train = _role_mean(block.sites, True, "hessian_trace")
     t_new, se_new = _role_mean(block.sites, False, "hessian_trace")
-    corr, _ = _role_mean(block.sites, True, "fisher_hessian_correlation")
     trace = (f"the Hessian trace is {_trace_text(t_train, se_train)} on training sites and "
              f"{_trace_text(t_new, se_new)} on new sites" if t_train is not None and t_new is not None
-             else "the Hessian trace is not measured on both kinds of site")
-    agreement = (f"corr(V_e, diag H_e) averages {_num(corr, 2)} on training sites" if corr is not None
-                 else "corr(V_e, diag H_e) is not measured on any training site")
+             else "the Hessian trace is not measured on both kinds of site") + negative_trace_note(block.sites)
     risk_note = compare(r.within_training, r.to_new)
-    return (f"{name}: the head-gradient variances (what Fishr matches) differ by {estimate_text(v.within_training)} "
-            f"of their mean norm between training sites and by {estimate_text(v.to_new)} from a training site to a "
-            f"new site: {compare(v.within_training, v.to_new)}. Risks differ by {estimate_text(r.within_training)} "
+    return (f"{name}: the head-gradient variances (what Fishr matches) differ by "
+            f"{estimate_text(v.within_training, ceiling=ceiling)} of their mean norm between training sites and by "
+            f"{estimate_text(v.to_new, ceiling=ceiling)} from a training site to a new site: "
+            f"{compare(v.within_training, v.to_new)}. Risks differ by {estimate_text(r.within_training)} "
             f"nats between training sites and {estimate_text(r.to_new)} to new sites: {risk_note}. Curvature: "
-            f"{trace}; {agreement}.")
+            f"{trace}; {correlation_text(block.sites)}.")
 
 
 def comparison_line(models: dict[str, ModelLandscape]) -> str | None:
@@ -127,8 +221,9 @@ def comparison_line(models: dict[str, ModelLandscape]) -> str | None:
 def summary_table(models: dict[str, ModelLandscape]) -> Table:
     new_sites = sorted({s for b in models.values() for q in b.summaries.values() for s in q.per_new_site})
     table = Table(["Model", "Quantity", *SERIES, *[f"to {s}" for s in new_sites]],
-                  caption="Distances between sites (gradients and Hessians: relative to the mean norm over sites; "
-                          "95% bootstrap interval over the sampled images)",
+                  caption="Distances between sites (gradients and Hessians: relative to the mean norm over sites, "
+                          "which caps them at the number of measured sites; 95% bootstrap interval over the sampled "
+                          "images)",
                   numeric=[False, False] + [True] * (2 + len(new_sites)))
     for name, block in models.items():
         for q in QUANTITIES:
@@ -138,29 +233,37 @@ def summary_table(models: dict[str, ModelLandscape]) -> Table:
                 table.add([name, LABELS[q], *[cell(None, reason=reason)] * (2 + len(new_sites))])
                 continue
             per = [s.per_new_site.get(x, Estimate(value=None, not_measured="site not measured")) for x in new_sites]
-            table.add([name, LABELS[q], *[_ci(e) for e in (s.within_training, s.to_new, *per)]])
+            table.add([name, LABELS[q], *[_ci(e, _ceiling(block, q)) for e in (s.within_training, s.to_new, *per)]])
     return table
 
 
-def _ci(e: Estimate) -> Cell:
-    interval = (e.low, e.high) if e.low is not None else None
-    return ci_cell(e.value, interval, reason=e.not_measured)
+def _ci(e: Estimate, ceiling: float | None = None) -> Cell:
+    """The estimate as the sentences write it (one precision from the interval; the ceiling said)."""
+    if e.value is None:
+        return ci_cell(None, None, reason=e.not_measured)
+    return Cell(estimate_text(e, ceiling=ceiling), e.value, "muted" if _ceiling_note(e, ceiling) else "")
 
 
 def sites_table(models: dict[str, ModelLandscape]) -> Table:
     table = Table(["Model", "Site", "Role", "n", "Risk (nats)", "Accuracy", "||G||", "||V||", "||diag H||",
-                   "corr(V, diag H)", "tr(H) ± SE"], caption="Per site: the measured landscape",
-                  numeric=[False, False, False] + [True] * 8, collapsed=True)
+                   "corr(V, diag H)", "corr, labels shuffled", "tr(H) ± SE"],
+                  caption="Per site: the measured landscape (corr, labels shuffled: the baseline the correlation "
+                          "must exceed; a negative tr(H): not at a minimum)",
+                  numeric=[False, False, False] + [True] * 9, collapsed=True)
     for name, block in models.items():
         for s in block.sites:
             why = s.not_measured.get("site")
-            trace = (Cell(f"{s.hessian_trace:.3g} ± {_num(s.hessian_trace_se, 2)}", s.hessian_trace)
+            trace = (Cell(_trace_text(s.hessian_trace, s.hessian_trace_se), s.hessian_trace,
+                          "worst" if s.hessian_trace < 0 else "")
                      if s.hessian_trace is not None else cell(None, reason=why or s.not_measured.get("hessian_trace")))
             table.add([name, s.site, s.role, s.n, num_cell(s.risk, reason=why), rate_cell(s.accuracy, reason=why),
                        num_cell(s.gradient_mean_norm, reason=why), num_cell(s.gradient_variance_norm, reason=why),
                        num_cell(s.hessian_diagonal_norm, reason=why),
-                       num_cell(s.fisher_hessian_correlation, digits=2,
-                                reason=why or s.not_measured.get("fisher_hessian_correlation")), trace])
+                       _ci(Estimate(value=s.fisher_hessian_correlation, low=s.fisher_hessian_correlation_low,
+                                    high=s.fisher_hessian_correlation_high,
+                                    not_measured=why or s.not_measured.get("fisher_hessian_correlation"))),
+                       _ci(s.shuffled_label_correlation or Estimate(
+                           value=None, not_measured=why or "no shuffled-label baseline in this audit")), trace])
     return table
 
 
@@ -202,19 +305,36 @@ def _site_panel(models: dict[str, ModelLandscape], key: str, title: str, ylabel:
             "ylabel": ylabel}
 
 
+def _excess_panel(models: dict[str, ModelLandscape]) -> dict[str, Any]:
+    """corr(V, diag H) minus its shuffled-label baseline, averaged over training (new) sites: 0 means the
+    agreement is what the feature magnitudes give a linear head; an older audit without the baseline: no bar."""
+    series: dict[str, list] = {label: [] for label in LEGEND}
+    for block in models.values():
+        for label, training in zip(LEGEND, (True, False), strict=True):
+            gaps = [s.fisher_hessian_correlation - s.shuffled_label_correlation.value for s in block.sites
+                    if (s.role == "training") == training and is_number(s.fisher_hessian_correlation)
+                    and s.shuffled_label_correlation is not None and is_number(s.shuffled_label_correlation.value)]
+            series[label].append(sum(gaps) / len(gaps) if gaps else None)
+    return {"groups": list(models), "series": series, "intervals": {label: [None] * len(models) for label in LEGEND},
+            "ylim": None, "title": "Fisher vs Hessian, beyond shuffled labels", "ylabel": "corr - shuffled corr"}
+
+
 def landscape_figure(models: dict[str, ModelLandscape], out: Path) -> dict[str, str] | None:
     measured = {n: b for n, b in models.items() if b.summaries}
     if not measured:
         return None
     panels = [_panel(measured, q) for q in QUANTITIES]
     panels.append(_site_panel(measured, "hessian_trace", "Hessian trace", "tr(H), mean over sites"))
-    panels.append(_site_panel(measured, "fisher_hessian_correlation", "Fisher vs Hessian", "corr(V, diag H)"))
+    panels.append(_excess_panel(measured))
     figures.bar_panels(out / FIGURE, panels, width_in=max(12.0, 1.0 * len(measured) * len(panels) + 4), height_in=3.0)
     return {"src": FIGURE, "alt": "loss landscape distances between sites per model",
             "caption": "One panel per quantity, models side by side. First four panels: blue, the mean distance "
                        "between two training sites; orange, from a training site to a new (held-out) site (95% "
-                       "bootstrap intervals). Last two: the Hessian trace (Hutchinson, ± 1.96 SE) and the "
-                       "Fisher-Hessian correlation, averaged over training sites (blue) and over new sites (orange). "
+                       "bootstrap intervals; gradients and Hessians are capped at the number of sites). Last two: the "
+                       "Hessian trace (Hutchinson, ± 1.96 SE; a negative site trace, not at a minimum, is named in the "
+                       "text) and the Fisher-Hessian correlation minus the same correlation with labels shuffled "
+                       "within the site (0: no agreement beyond what the feature magnitudes give a linear head), "
+                       "averaged over training sites (blue) and over new sites (orange). "
                        "Equal bars: the model sees the same landscape at new sites."}
 
 

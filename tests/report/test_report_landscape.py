@@ -51,21 +51,21 @@ def test_compare_reads_the_intervals():
 
 def test_model_sentence_is_computed_from_the_numbers():
     text = model_sentence("fishr", _model(*APART))
-    assert "0.1 [0.05, 0.15]" in text and "0.5 [0.4, 0.6]" in text and "5.0x farther" in text
+    assert "0.10 [0.05, 0.15]" in text and "0.50 [0.40, 0.60]" in text and "5.0x farther" in text
     # training-site trace: mean(10, 12) = 11 with SE sqrt(1 + 1) / 2 = 0.71; the new site 14 +- 2
-    assert "11 ± 0.71 (SE) on training sites and 14 ± 2 (SE) on new sites" in text
+    assert "11.00 ± 0.71 (SE) on training sites and 14.0 ± 2.0 (SE) on new sites" in text
     assert "averages 0.9 on training sites" in text
     other = model_sentence("erm", _model(*OVERLAP))
-    assert "0.3 [0.2, 0.45]" in other and "overlap" in other
+    assert "0.30 [0.20, 0.45]" in other and "overlap" in other
 
 
 def test_comparison_line_ranks_models_and_says_when_it_cannot():
     line = comparison_line({"erm": _model(*OVERLAP), "fishr": _model(*APART)})
-    assert line.startswith("Closest gradient variances between training sites: fishr (0.1 [0.05, 0.15]), then erm")
+    assert line.startswith("Closest gradient variances between training sites: fishr (0.10 [0.05, 0.15]), then erm")
     assert line.endswith("the intervals are apart.")  # 0.15 < 0.2
     near = _model(Estimate(value=0.12, low=0.1, high=0.3), APART[1])
     line = comparison_line({"erm": near, "fishr": _model(*APART)})
-    assert "then erm (0.12 [0.1, 0.3])" in line and "overlap, so this sample cannot rank them" in line
+    assert "then erm (0.12 [0.10, 0.30])" in line and "overlap, so this sample cannot rank them" in line
     assert comparison_line({"fishr": _model(*APART)}) is None
 
 

@@ -12,16 +12,28 @@ import torch.nn.functional as F
 from torch import nn
 
 from pipeline.audit.landscape.curvature import head_gradients, head_hessian_diagonal, hutchinson_trace
-from pipeline.audit.landscape.schema import QUANTITIES, DistanceMatrix, DistanceSummary, ModelLandscape, SiteLandscape
+from pipeline.audit.landscape.schema import (
+    QUANTITIES,
+    DistanceMatrix,
+    DistanceSummary,
+    Estimate,
+    ModelLandscape,
+    SiteLandscape,
+)
 from pipeline.audit.landscape.statistics import (
     SiteSample,
     all_summaries,
+    bootstrap_correlation,
     bootstrap_summaries,
     correlation,
+    distance_ceiling,
     distance_matrices,
     estimate,
+    interval,
     moments,
 )
+
+MAX_SHUFFLES = 100  # label permutations per site for the correlation's baseline (each one head backward pass)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -87,6 +99,36 @@ def _features(network: nn.Module, x: torch.Tensor, batch_size: int) -> tuple[tor
     return z, network.classifier(z)
 
 
+def shuffled_label_correlation(head: nn.Linear, z: torch.Tensor, y: torch.Tensor, hessian_mean: np.ndarray, *,
+                               shuffles: int, seed: int) -> Estimate:
+    """corr(V_e, diag H_e) with the labels permuted within the site (V_e recomputed; diag H_e does not depend on
+    the labels): its mean and 2.5-97.5 percentiles over ``shuffles`` permutations (no interval for one). For a
+    linear head both vectors scale with the squared feature magnitudes, so the observed correlation means
+    something only where it exceeds this baseline. ``z`` (B, F), ``y`` (B,), ``hessian_mean`` (P,)."""
+    rng = np.random.default_rng(seed)
+    values = []
+    for _ in range(max(shuffles, 1)):
+        g = head_gradients(head, z, y[torch.from_numpy(rng.permutation(len(y)))]).numpy().astype(np.float64)
+        values.append(correlation(((g - g.mean(axis=0)) ** 2).mean(axis=0), hessian_mean))
+    draws = np.asarray(values, dtype=float)
+    finite = draws[np.isfinite(draws)]
+    if not finite.size:
+        return Estimate(value=None, not_measured="V_e or diag(H_e) is constant under every permutation")
+    low, high = interval(draws) if shuffles > 1 else (None, None)
+    return Estimate(value=float(finite.mean()), low=low, high=high)
+
+
+def _correlation_fields(network: nn.Module, z: torch.Tensor, y: torch.Tensor, sample: SiteSample, *,
+                        cfg: LandscapeConfig, seed: int) -> dict:
+    """The observed correlation's bootstrap interval and its shuffled-label baseline (SiteLandscape fields)."""
+    m = moments(sample)
+    low, high = interval(bootstrap_correlation(sample, n_boot=cfg.bootstrap, seed=seed))
+    shuffled = shuffled_label_correlation(network.classifier, z, y, m.H, shuffles=min(cfg.bootstrap, MAX_SHUFFLES),
+                                          seed=seed)
+    return {"fisher_hessian_correlation_low": low, "fisher_hessian_correlation_high": high,
+            "shuffled_label_correlation": shuffled}
+
+
 def measure_site(network: nn.Module, x: torch.Tensor, y: torch.Tensor, *, plan: SitePlan,
                  cfg: LandscapeConfig, batch_size: int, seed: int) -> tuple[SiteSample, dict]:
     """Per-sample measurements of one site plus its trace estimate (dict of SiteLandscape fields)."""
@@ -96,7 +138,7 @@ def measure_site(network: nn.Module, x: torch.Tensor, y: torch.Tensor, *, plan: 
                         correct=(logits.argmax(dim=1) == y).numpy(),
                         grads=head_gradients(network.classifier, z, y).numpy().astype(np.float64),
                         hessian=head_hessian_diagonal(logits, z).numpy().astype(np.float64))
-    fields: dict = {}
+    fields: dict = _correlation_fields(network, z, y, sample, cfg=cfg, seed=seed)
     k = min(cfg.trace_images, len(y))
     if k and cfg.trace_probes:
         pick = torch.from_numpy(np.sort(np.random.default_rng(seed).permutation(len(y))[:k]))
@@ -113,7 +155,7 @@ def _site_record(plan: SitePlan, sample: SiteSample | None, fields: dict, reason
     m = moments(sample)
     corr = correlation(m.V, m.H)
     notes = {} if np.isfinite(corr) else {"fisher_hessian_correlation": "V_e or diag(H_e) is constant"}
-    if not fields:
+    if "hessian_trace" not in fields:
         notes["hessian_trace"] = "trace_images or trace_probes is 0 in the audit config"
     elif fields["hessian_trace_se"] is None:
         notes["hessian_trace_se"] = "one probe: no standard error"
@@ -189,4 +231,5 @@ def measure_model(network: nn.Module, *, manifest: pd.DataFrame, cache: ImageCac
     summaries = _summaries(samples, cfg, seed) if len(samples) >= 2 else {}
     return ModelLandscape(sites=records, distances=distances, summaries=summaries,
                           n_head_parameters=sum(p.numel() for p in head.parameters()), n_parameters=n_params,
-                          seconds=time.perf_counter() - start, not_measured=notes)
+                          seconds=time.perf_counter() - start, not_measured=notes,
+                          distance_ceiling=distance_ceiling(len(samples)) if len(samples) >= 2 else None)

@@ -51,6 +51,12 @@ class SiteLandscape(_Strict):
     gradient_variance_norm: float | None = None  # ||V_e||
     hessian_diagonal_norm: float | None = None   # ||H_e|| (head diagonal)
     fisher_hessian_correlation: float | None = None  # Pearson over head parameters of V_e vs diag(H_e)
+    fisher_hessian_correlation_low: float | None = None   # its 95% bootstrap interval over the site's images
+    fisher_hessian_correlation_high: float | None = None
+    # the baseline that makes the correlation informative: for a linear head V_e and diag(H_e) both scale with the
+    # squared feature magnitudes, so the correlation is near 1 for any weights; the same correlation with the
+    # labels permuted within the site (mean and 2.5-97.5 percentiles over permutations)
+    shuffled_label_correlation: Estimate | None = None
     hessian_trace: float | None = None           # whole network, Hutchinson (mean loss)
     hessian_trace_se: float | None = None
     trace_images: int = 0
@@ -81,6 +87,9 @@ class ModelLandscape(_Strict):
     n_head_parameters: int
     n_parameters: int
     seconds: float
+    # ||X_a - X_b|| / mean_e ||X_e|| can never exceed the number of measured sites: a distance near it says one
+    # site's vector dominates the mean norm, not how far apart the sites are (statistics.distance_ceiling)
+    distance_ceiling: float | None = None
     not_measured: dict[str, str] = {}
 
 

@@ -53,6 +53,28 @@ def correlation(a: np.ndarray, b: np.ndarray) -> float:
     return float((a * b).sum() / denom) if denom > 0 else float("nan")
 
 
+def distance_ceiling(n_sites: int) -> float:
+    """The largest value ||X_a - X_b|| / mean_e ||X_e|| can take over ``n_sites`` sites: ||X_a - X_b|| <=
+    ||X_a|| + ||X_b|| <= sum_e ||X_e|| = n_sites * mean norm (reached when one site's vector dominates)."""
+    return float(n_sites)
+
+
+def bootstrap_correlation(sample: SiteSample, *, n_boot: int, seed: int) -> np.ndarray:
+    """(n_boot,) corr(V_e, diag H_e) over resamples of the site's images (NaN where a resample is constant)."""
+    rng = np.random.default_rng(seed)
+    draws = [moments(sample, rng.integers(0, len(sample.loss), len(sample.loss))) for _ in range(n_boot)]
+    return np.asarray([correlation(m.V, m.H) for m in draws], dtype=float)
+
+
+def interval(draws: np.ndarray) -> tuple[float | None, float | None]:
+    """The 2.5-97.5 percentile interval of the finite ``draws`` ((None, None) with fewer than two)."""
+    finite = draws[np.isfinite(draws)]
+    if finite.size < 2:
+        return None, None
+    low, high = np.percentile(finite, [2.5, 97.5])
+    return float(low), float(high)
+
+
 def distance_matrices(site_moments: list[Moments]) -> dict[str, np.ndarray]:
     """(S, S) per quantity of QUANTITIES; a vector quantity whose mean norm is 0 gives NaN (nothing to scale by)."""
     out = {"risk": np.abs(np.subtract.outer([m.R for m in site_moments], [m.R for m in site_moments]))}
@@ -101,8 +123,5 @@ def estimate(value: float, draws: np.ndarray, reason: str) -> Estimate:
     is not finite."""
     if not np.isfinite(value):
         return Estimate(value=None, not_measured=reason)
-    finite = draws[np.isfinite(draws)]
-    if finite.size < 2:
-        return Estimate(value=float(value), not_measured=None)
-    low, high = np.percentile(finite, [2.5, 97.5])
-    return Estimate(value=float(value), low=float(low), high=float(high))
+    low, high = interval(draws)
+    return Estimate(value=float(value), low=low, high=high)
