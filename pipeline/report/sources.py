@@ -13,7 +13,7 @@ is named and compared.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -162,6 +162,8 @@ def section_ingests(inputs: Any, results_dir: str | Path | None) -> dict[str, li
             continue
         ref = ingest_ref([data.get("ingest_dir"), *_stage_ingest_paths(inputs.stages.get(section))],
                          data.get("ingest_hash"))
+        if ref is not None and ref.test_sites is None and data.get("split") == "test" and data.get("sites"):
+            ref = replace(ref, test_sites=tuple(sorted(str(s) for s in data["sites"])))  # folder not reachable here
         if ref is not None:
             found[section] = [ref]
     if results_dir is not None and (refs := sweep_ingests(Path(results_dir))):

@@ -137,3 +137,14 @@ def test_the_page_names_each_sections_ingest_and_warns_at_the_top(cohort, capsys
     assert f"Ingest: {loho} (inputs hash hash-loho, no test site)" in results
     stage = json.loads((root / "rep" / "stage.json").read_text())
     assert stage["inputs"]["results"]["path"] == str(sweep) and stage["warnings"]
+
+
+def test_an_unreachable_evaluate_ingest_keeps_its_hash_and_test_sites(cohort):
+    root, tag, _ = cohort
+    other = _ingest(root / "ing_other", inputs_hash="hash-other", test_site="south")
+    inputs = ReportInputs(metrics={"ingest_dir": "moved/away", "ingest_hash": "hash-moved", "split": "test",
+                                   "sites": ["colb"]})
+    found = section_ingests(inputs, _sweep(root / "sw", other))
+    assert (found["evaluate"][0].inputs_hash, found["evaluate"][0].test_sites) == ("hash-moved", ("colb",))
+    with pytest.raises(DataError, match="test site colb.*test site south"):
+        compare_ingests(found)
