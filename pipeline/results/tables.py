@@ -69,14 +69,17 @@ def collect_runs(sweep_dir: str | Path) -> tuple[list[dict[str, Any]], list[str]
                         f"{str(sweep_dir)!r}. Run `cxr-fishr train ... --sweep N --out {sweep_dir}` first.")
     runs, notes = [], []
     for path in files:
+        older = []
         for entry in json.loads(path.read_text(encoding="utf-8")):
             if "algorithm" not in entry:
                 raise DataError(f"results: every run of {path} must name its algorithm, got an entry without one "
                                 "(a sweep.json from before leave-one-hospital-out). Relaunch the same sweep: "
                                 "finished runs are skipped and sweep.json is rewritten.")
             run_dir, note = resolve_run_dir(entry["dir"], path)
-            notes += [note] if note else []
+            older += [note] if note else []
             runs.append({**entry, "dir": str(run_dir), "selection": _run_selection(run_dir, path)})
+        # one note per sweep.json: its first case as the example, the count for the rest
+        notes += [older[0] + (f" ({len(older)} run folders of {path} read so.)" if len(older) > 1 else "")] if older else []
     return runs, [str(f) for f in files], notes
 
 
