@@ -5,6 +5,7 @@ summary and the demo's ``summary.json``.
 from __future__ import annotations
 
 import math
+import re
 from typing import Any
 
 from pipeline.report.baselines import majority_accuracy, scored_constant
@@ -87,8 +88,9 @@ def constant_at_selection(name: str, entry: dict[str, Any]) -> str | None:
     if isinstance(fact, dict):
         return f"{name}: {fact.get('text') or constant_text(fact)}"
     if selection.get("constant_predictor") is True:  # an older metrics.json: the split and n were not recorded
-        return f"{name}: at selection (train's check at threshold 0.5 on its selection set), every prediction was " \
-               "one class"
+        found = re.search(r"on its (\w+) selection set", str(selection.get("reason") or ""))
+        where = f"its {found.group(1)} selection set" if found else "its selection set"
+        return f"{name}: at selection, on {where} at threshold 0.5 (train's arg-max), every prediction was one class"
     return None
 
 
@@ -97,8 +99,12 @@ def no_checkpoint(name: str, entry: dict[str, Any]) -> str | None:
     selection = entry.get("selection") if isinstance(entry.get("selection"), dict) else {}
     if selection.get("selected") is not False:
         return None
-    reason = str(selection.get("reason") or "no checkpoint selected")
-    return f"{name}: {reason.removeprefix('no checkpoint selected: ')}"  # the verdict already says it
+    reason = str(selection.get("reason") or "no checkpoint selected").removeprefix("no checkpoint selected: ")
+    if selection.get("constant_predictor") is True and not isinstance(selection.get("constant_at_selection"), dict):
+        # an older metrics.json: its reason called train's check "constant predictor"; word it as what it is
+        tail = reason.split("; ", 1)[1] if "; " in reason else ""
+        return str(constant_at_selection(name, entry)) + (f"; {tail}" if tail else "")
+    return f"{name}: {reason}"  # the verdict already says "no checkpoint selected"
 
 
 def group_sizes(entry: dict[str, Any]) -> dict[str, Any]:

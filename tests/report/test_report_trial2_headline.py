@@ -98,3 +98,17 @@ def test_evaluation_aggregate_table_counts_seeds_too():
                                                       "n_runs": 2, "seeds": [0, 0], "not_measured": {}}}}
     row = aggregate_table(metrics).rows[0]
     assert (row[2].text, row[3].text) == ("2", "1") and row[3].title == "seed values: 0"
+
+
+def test_an_older_metrics_json_reason_is_reworded_not_called_constant():
+    entry = _entry()
+    entry["selection"] = {"rule": "training_domain", "step": None, "selected": False, "constant_predictor": True,
+                          "reason": "no checkpoint selected: every one of the 3 evaluations predicted one class on "
+                                    "its val selection set (constant predictor); model.pt holds the final weights "
+                                    "(step 12)"}
+    entry["constant_predictor"] = True  # the older evaluate or-ed train's check into it; constant_on_split is false
+    verdict = build_summary(_metrics({"m_erm": entry}), None)["answers"][0]["verdict"]
+    assert verdict.startswith("has no checkpoint selected (m_erm: at selection, on its val selection set at "
+                              "threshold 0.5 (train's arg-max), every prediction was one class; model.pt holds the "
+                              "final weights (step 12))")
+    assert "constant predictor" not in verdict
