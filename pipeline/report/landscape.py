@@ -67,26 +67,29 @@ def with_spread(value: float, *others: float, spread: float | None) -> list[str]
     return [_num(v) if places is None else f"{v:.{places}f}" for v in (value, *others)]
 
 
-def estimate_text(e: Estimate, *, ceiling: float | None = None) -> str:
+def estimate_text(e: Estimate, *, ceiling: float | None = None, short: bool = False) -> str:
     """``0.0069 [0.0055, 0.0159]`` (95% bootstrap interval; the estimate and its bounds at one precision, chosen
     from the interval's width), or ``not measured (reason)``; ``ceiling``: the largest value the quantity can take
     (statistics.distance_ceiling), said when the estimate or its interval reaches it."""
     if e.value is None:
         return not_measured(e.not_measured)
     if e.low is None or e.high is None:
-        return _num(e.value) + _ceiling_note(e, ceiling)
+        return _num(e.value) + _ceiling_note(e, ceiling, short=short)
     value, low, high = with_spread(e.value, e.low, e.high, spread=e.high - e.low)
     outside = "" if e.low <= e.value <= e.high else " (the estimate lies outside its bootstrap interval)"
-    return f"{value} [{low}, {high}]{outside}{_ceiling_note(e, ceiling)}"
+    return f"{value} [{low}, {high}]{outside}{_ceiling_note(e, ceiling, short=short)}"
 
 
 CEILING_SHARE = 0.9  # an estimate (or interval top) within 10% of the ceiling is read as at the ceiling
 
 
-def _ceiling_note(e: Estimate, ceiling: float | None) -> str:
+def _ceiling_note(e: Estimate, ceiling: float | None, *, short: bool = False) -> str:
+    """Empty below the ceiling; ``short``: a table cell's form (its caption explains)."""
     top = max(v for v in (e.value, e.high) if v is not None)
     if ceiling is None or top < CEILING_SHARE * ceiling:
         return ""
+    if short:
+        return f" (at the ceiling {ceiling:g})"
     return (f" (at the ceiling {ceiling:g}: with {ceiling:g} sites the normalised distance cannot exceed "
             f"{ceiling:g}; one site's vector dominates the mean norm, so it says which site, not how far)")
 
@@ -222,8 +225,9 @@ def summary_table(models: dict[str, ModelLandscape]) -> Table:
     new_sites = sorted({s for b in models.values() for q in b.summaries.values() for s in q.per_new_site})
     table = Table(["Model", "Quantity", *SERIES, *[f"to {s}" for s in new_sites]],
                   caption="Distances between sites (gradients and Hessians: relative to the mean norm over sites, "
-                          "which caps them at the number of measured sites; 95% bootstrap interval over the sampled "
-                          "images)",
+                          "which caps them at the number of measured sites: a value at that ceiling says one site's "
+                          "vector dominates the mean norm, not how far apart the sites are; 95% bootstrap interval "
+                          "over the sampled images)",
                   numeric=[False, False] + [True] * (2 + len(new_sites)))
     for name, block in models.items():
         for q in QUANTITIES:
@@ -241,7 +245,7 @@ def _ci(e: Estimate, ceiling: float | None = None) -> Cell:
     """The estimate as the sentences write it (one precision from the interval; the ceiling said)."""
     if e.value is None:
         return ci_cell(None, None, reason=e.not_measured)
-    return Cell(estimate_text(e, ceiling=ceiling), e.value, "muted" if _ceiling_note(e, ceiling) else "")
+    return Cell(estimate_text(e, ceiling=ceiling, short=True), e.value, "muted" if _ceiling_note(e, ceiling) else "")
 
 
 def sites_table(models: dict[str, ModelLandscape]) -> Table:

@@ -14,7 +14,7 @@ from pipeline.audit.landscape.schema import (
     ModelLandscape,
     SiteLandscape,
 )
-from pipeline.report.landscape import estimate_text, model_sentence, sites_table
+from pipeline.report.landscape import estimate_text, model_sentence, sites_table, summary_table
 
 
 def _numbers(text: str) -> list[float]:
@@ -55,6 +55,9 @@ def test_ceiling_and_negative_traces_are_said():
                                          _site("c", "test", 762.0)]))
     assert "at the ceiling 3" in text and "negative at 2 of 3 sites" in text and "not at a minimum" in text
     assert "a -139 ± 20 (SE)" in text
+    cells = [c.text for row in summary_table({"erm": _model([_site(x, "training", 1.0) for x in "abc"])}).rows
+             for c in row]
+    assert "2.950 [2.900, 2.999] (at the ceiling 3)" in cells
     below = model_sentence("erm", _model([_site("a", "training", 5.0), _site("b", "training", 6.0),
                                           _site("c", "test", 7.0)], within=Estimate(value=0.5, low=0.4, high=0.6)))
     assert "ceiling" not in below and "negative" not in below
