@@ -88,9 +88,10 @@ def _ceiling_note(e: Estimate, ceiling: float | None, *, short: bool = False) ->
     top = max(v for v in (e.value, e.high) if v is not None)
     if ceiling is None or top < CEILING_SHARE * ceiling:
         return ""
+    what = "at the ceiling" if e.value >= CEILING_SHARE * ceiling else "its interval reaches the ceiling"
     if short:
-        return f" (at the ceiling {ceiling:g})"
-    return (f" (at the ceiling {ceiling:g}: with {ceiling:g} sites the normalised distance cannot exceed "
+        return f" ({what} {ceiling:g})"
+    return (f" ({what} {ceiling:g}: with {ceiling:g} sites the normalised distance cannot exceed "
             f"{ceiling:g}; one site's vector dominates the mean norm, so it says which site, not how far)")
 
 

@@ -58,6 +58,8 @@ def test_ceiling_and_negative_traces_are_said():
     cells = [c.text for row in summary_table({"erm": _model([_site(x, "training", 1.0) for x in "abc"])}).rows
              for c in row]
     assert "2.950 [2.900, 2.999] (at the ceiling 3)" in cells
+    reach = estimate_text(Estimate(value=0.9, low=0.0, high=2.99), ceiling=3.0)
+    assert reach.startswith("0.9 [0.0, 3.0] (its interval reaches the ceiling 3")
     below = model_sentence("erm", _model([_site("a", "training", 5.0), _site("b", "training", 6.0),
                                           _site("c", "test", 7.0)], within=Estimate(value=0.5, low=0.4, high=0.6)))
     assert "ceiling" not in below and "negative" not in below
