@@ -63,3 +63,23 @@ def test_constant_cell_is_flagged_with_majority_baseline_and_one_seed_reads_n1(t
 
     html = report(evaluate_dir=None, audit_dir=None, out=tmp_path / "report", results_dir=sweep).index.read_text()
     assert "92.3% (n=1, constant 1/1; majority 92.3%)" in html and "± 0.0" not in html
+
+
+def test_plain_sweep_flags_a_checkpoint_constant_on_the_test_split(tmp_path):
+    sweep = tmp_path / "plain"
+    entries = []
+    for seed, (acc, constant) in enumerate(((0.3, True), (0.6, False))):
+        run_dir = sweep / "runs" / f"r{seed}"
+        run_dir.mkdir(parents=True)
+        (run_dir / "selection.json").write_text(json.dumps({"training_domain": {"step": 2, "score": 0.7},
+                                                            "oracle": {"step": 2, "score": acc}}))
+        row = {"step": 2, "val_acc": 0.7, "test_acc": acc, "predicts_constant": {"val": False, "test": constant}}
+        (run_dir / "history.jsonl").write_text(json.dumps(row) + "\n")
+        (run_dir / "stage.json").write_text(json.dumps({"config": {"model": {"num_classes": 2}}}))
+        entries.append({"algorithm": "fishr", "draw": 0, "trial_seed": seed, "holdout": None, "test_hospital": None,
+                        "dir": f"runs/r{seed}", "hparams": {"lr": 0.01}})
+    (sweep / "sweep.json").write_text(json.dumps(entries))
+    assert main(["results", str(sweep)]) == 0
+    cell = json.loads((sweep / "results.json").read_text())["cells"]["training_domain"]["fishr"]["test"]
+    assert cell["constant_seeds"] == 1 and cell["n_seeds"] == 2 and abs(cell["majority_baseline"] - 70.0) < 1e-9
+    assert "45.0 ± 15.0 (n=2, constant 1/2; majority 70.0)" in (sweep / "results.md").read_text()
