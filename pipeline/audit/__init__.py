@@ -118,7 +118,8 @@ def run(
             "schema_version": SCHEMA_VERSION,
             "stage": "audit",
             "split": cfg.split,
-            "ingest_dir": str(ingest_dir),
+            "ingest_dir": str(Path(ingest_dir).resolve()),  # absolute: the report may run from elsewhere
+            "ingest_hash": data.cache.info.get("inputs_hash"),  # the report compares cohorts by it
             "lung_masks": data.lung_counts(),  # rows of the split by where their lung mask came from
             "lung_source": data.lung_source,    # "manifest" (some rows have masks), "estimated" or "none"
             "n_split": {"total": n_split, "labelled": n_labelled, "unlabelled": n_split - n_labelled},

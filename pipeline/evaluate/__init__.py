@@ -211,7 +211,7 @@ def run(
             "schema_version": SCHEMA_VERSION,
             "stage": "evaluate",
             "split": split,
-            "ingest_dir": str(ingest_dir),
+            "ingest_dir": str(Path(ingest_dir).resolve()),  # absolute: the report may run from elsewhere
             # the cohort's identity (cache inputs hash): the report compares it with audit's and a sweep's
             "ingest_hash": cache.info.get("inputs_hash"),
             "sites": sorted(evaluated["site"].astype(str).unique()),

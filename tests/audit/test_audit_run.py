@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -27,6 +28,7 @@ def test_run_writes_audit_json_with_architecture_keys(audited):
     audit = json.loads(audited.audit_path.read_text())
     assert audit["lung_masks"] == {"provided": 16, "estimated": 0, "absent": 0} and audit["counterfactuals"] is True
     assert audit["lung_source"] == "manifest"
+    assert Path(audit["ingest_dir"]).is_absolute()  # the report finds the cohort from any working directory
     assert set(audit["models"]) == {"erm", "fishr"}
     for entry in audit["models"].values():
         assert MODEL_KEYS <= set(entry)

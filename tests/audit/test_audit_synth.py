@@ -27,6 +27,9 @@ def test_audit_and_evaluate_on_synth_ingest_use_its_masks_and_counterfactuals(sy
                       methods=["integrated_gradients", "saliency"], overlays_per_stratum=0)
     audit = audit_run(model_dirs=run_dirs[:1], ingest_dir=synth_ingest, out=tmp_path / "audit", config=cfg).audit
     assert audit["lung_source"] == "manifest" and audit["shortcut_masks"] and audit["counterfactuals"]
+    # the report compares the cohorts of its sections by the ingest's inputs hash
+    cache_info = json.loads((synth_ingest / "cache" / "cache.json").read_text())
+    assert audit["ingest_hash"] == cache_info["inputs_hash"] and len(audit["ingest_hash"]) == 64
     assert audit["lung_masks"] == {"provided": audit["n_split"]["total"], "estimated": 0, "absent": 0}
     entry = audit["models"]["erm"]
     inter = entry["interventions"]["overall"]
