@@ -6,6 +6,7 @@ interrupted ingest leaves the previous outputs (or none), never half of them. SO
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -53,6 +54,19 @@ def _inputs_hash(
     digest.update(json.dumps(config.model_dump(mode="json"), sort_keys=True).encode())
     digest.update(hashlib.sha256(salt.encode()).hexdigest().encode())
     digest.update(__version__.encode())
+    digest.update(_code_digest().encode())
+    return digest.hexdigest()
+
+
+@functools.lru_cache(maxsize=1)
+def _code_digest() -> str:
+    """The ingest code itself: an output written by older code (e.g. before a decoding or privacy fix) is never
+    reused, although the version string did not change."""
+    package = Path(__file__).resolve().parent
+    digest = hashlib.sha256()
+    for path in sorted([*package.glob("*.py"), *(package.parent / name for name in ("manifest.py", "cache.py",
+                                                                                      "regions.py"))]):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()
 
 

@@ -277,3 +277,17 @@ def test_ingest_domain_columns_tuple_and_bad_size_rejected(tmp_path, capsys):
     assert manifest.loc["a", "site_source"] == "config:site_constant"
     assert main(["ingest", str(source), "--out", str(tmp_path / "o2"), "--size", "3"]) == 2
     assert "--size must be between 8 and 4096" in capsys.readouterr().err
+
+
+def test_ingest_written_by_other_ingest_code_is_not_reused(tmp_path, monkeypatch):
+    """The reuse check covers the ingest code: an output from before a decoding or privacy fix is rebuilt."""
+    from pipeline.ingest import runner
+
+    source = tmp_path / "src"
+    write_cxr(source / "a.dcm", seed=1)
+    config = IngestConfig(site_constant="clinic")
+    first = run(source=source, out=tmp_path / "out", config=config, size=16, progress=False)
+    assert not first.reused
+    assert run(source=source, out=tmp_path / "out", config=config, size=16, progress=False).reused
+    monkeypatch.setattr(runner, "_code_digest", lambda: "older ingest code")
+    assert not run(source=source, out=tmp_path / "out", config=config, size=16, progress=False).reused
