@@ -9,10 +9,10 @@ import math
 
 import pytest
 import torch
-from conftest import tiny_minibatches, tiny_networks
 
 from pipeline.algorithms import build, get_algorithm_class, list_algorithms
 from pipeline.errors import ConfigError
+from tests.helpers.networks import tiny_minibatches, tiny_networks
 
 PENALISED = {"fishr", "irm", "vrex", "coral", "dann"}
 # small schedules so a few steps cross every annealing point

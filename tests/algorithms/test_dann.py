@@ -3,10 +3,10 @@
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import tiny_minibatches, tiny_networks
 
 from pipeline.algorithms import build
 from pipeline.algorithms.dann import discriminator_loss
+from tests.helpers.networks import tiny_minibatches, tiny_networks
 
 
 def _snapshot(module):

@@ -4,9 +4,9 @@ import copy
 
 import torch
 import torch.nn.functional as F
-from conftest import tiny_minibatches, tiny_networks
 
 from pipeline.algorithms import build
+from tests.helpers.networks import tiny_minibatches, tiny_networks
 
 
 def test_fish_update_two_steps_matches_clone_then_meta_update():

@@ -7,10 +7,10 @@ import copy
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import tiny_minibatches, tiny_networks
 
 from pipeline.algorithms import build
 from pipeline.algorithms.fishr import domain_grad_stats
+from tests.helpers.networks import tiny_minibatches, tiny_networks
 
 
 def closed_form_grads(z: torch.Tensor, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

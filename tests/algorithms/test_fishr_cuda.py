@@ -10,9 +10,9 @@ import copy
 
 import pytest
 import torch
-from conftest import tiny_minibatches, tiny_networks
 
 from pipeline.algorithms import build
+from tests.helpers.networks import tiny_minibatches, tiny_networks
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 

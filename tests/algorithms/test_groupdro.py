@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import tiny_minibatches, tiny_networks
 
 from pipeline.algorithms import build
+from tests.helpers.networks import tiny_minibatches, tiny_networks
 
 
 def test_groupdro_update_q_small_case_matches_hand_computation():

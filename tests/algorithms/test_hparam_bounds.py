@@ -8,12 +8,12 @@ import math
 
 import pytest
 import torch
-from conftest import tiny_minibatches, tiny_networks
 
 from pipeline.algorithms import build, get_algorithm_class, list_algorithms
 from pipeline.algorithms.coral import coral_distance
 from pipeline.algorithms.irm import irm_penalty
 from pipeline.errors import ConfigError
+from tests.helpers.networks import tiny_minibatches, tiny_networks
 
 # (algorithm, hparam, refused value, the range the message must state)
 DEGENERATE = [

@@ -3,10 +3,10 @@
 import numpy as np
 import pytest
 import torch
-from conftest import tiny_minibatches, tiny_networks
 
 from pipeline.algorithms import build
 from pipeline.algorithms.irm import irm_penalty
+from tests.helpers.networks import tiny_minibatches, tiny_networks
 
 
 def _hand_scale_grad(logits: np.ndarray, y: np.ndarray) -> float:

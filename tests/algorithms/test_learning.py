@@ -3,9 +3,9 @@
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import tiny_minibatches, tiny_networks
 
 from pipeline.algorithms import build, list_algorithms
+from tests.helpers.networks import tiny_minibatches, tiny_networks
 
 EASY_HPARAMS = {
     "erm": {"lr": 0.01}, "groupdro": {"lr": 0.01}, "fish": {"lr": 0.01},

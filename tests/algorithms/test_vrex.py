@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import tiny_minibatches, tiny_networks
 
 from pipeline.algorithms import build
 from pipeline.algorithms.vrex import vrex_penalty
+from tests.helpers.networks import tiny_minibatches, tiny_networks
 
 
 def test_vrex_penalty_small_case_is_biased_variance():

@@ -1,14 +1,11 @@
 """Fixtures: a tiny hand-built ingest dir (32 px) and the networks whose evidence is known by construction."""
 
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
-sys.path.insert(0, str(Path(__file__).parent))  # tiny_cohort sits beside this file
-
-from tiny_cohort import build_ingest, lung_template, region_reader, save_run, stamp_template  # noqa: E402
+from tests.helpers.tiny_cohort import build_ingest, lung_template, region_reader, save_run, stamp_template
 
 torch.set_num_threads(1)
 SIZE = 32

@@ -2,7 +2,6 @@ import json
 
 import numpy as np
 import pytest
-from tiny_cohort import unlabel_copy
 
 from pipeline.audit import run
 from pipeline.audit.config import AuditConfig
@@ -10,6 +9,7 @@ from pipeline.audit.data import AuditData
 from pipeline.audit.interventions import region_ablation_share
 from pipeline.audit.model_audit import audit_network, probe_block
 from pipeline.evaluate import run as evaluate
+from tests.helpers.tiny_cohort import unlabel_copy
 
 CFG = AuditConfig(methods=["saliency", "grad_cam"], max_images=16, sanity_images=2, probe_max_images=48,
                   probe_folds=2, batch_size=8, overlays_per_stratum=1)

@@ -5,7 +5,6 @@ import json
 import numpy as np
 import pytest
 import torch
-from tiny_cohort import unlabel_copy
 from torch import nn
 
 from pipeline.audit import run
@@ -16,6 +15,7 @@ from pipeline.audit.landscape.schema import QUANTITIES, LandscapeAudit
 from pipeline.config import load_config
 from pipeline.errors import ConfigError
 from pipeline.models import load_model
+from tests.helpers.tiny_cohort import unlabel_copy
 
 LAND = LandscapeConfig(enabled=True, images_per_site=8, min_images=4, trace_images=4, trace_probes=2, bootstrap=20)
 SMALL = AuditConfig(methods=["saliency"], max_images=4, sanity_images=1, probe_max_images=40, probe_folds=2,

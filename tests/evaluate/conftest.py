@@ -1,14 +1,11 @@
-"""Fixtures: the same tiny hand-built ingest dir and run dirs as tests/audit (tiny_cohort.py lives there)."""
+"""Fixtures: the same tiny hand-built ingest dir and run dirs as tests/audit (tests/helpers/tiny_cohort.py)."""
 
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
-sys.path.insert(0, str(Path(__file__).parents[1] / "audit"))
-
-from tiny_cohort import build_ingest, save_run  # noqa: E402
+from tests.helpers.tiny_cohort import build_ingest, save_run
 
 torch.set_num_threads(1)
 

@@ -9,10 +9,10 @@ import shutil
 import numpy as np
 import pytest
 import torch
-from tiny_cohort import save_run
 
 from pipeline.evaluate import run as evaluate_run
 from pipeline.manifest import read_manifest
+from tests.helpers.tiny_cohort import save_run
 
 HASH = "trial2-ingest-hash"
 SELECTION = {"training_domain": {"step": None, "score": None, "selected": False, "constant_predictor": True,

@@ -1,12 +1,12 @@
 import json
 
 import pytest
-from tiny_cohort import unlabel_copy
 
 from pipeline.cli import main
 from pipeline.errors import DataError
 from pipeline.evaluate import run
 from pipeline.evaluate.samples import separation_warnings, size_warning
+from tests.helpers.tiny_cohort import unlabel_copy
 
 
 def strict_loads(text: str):

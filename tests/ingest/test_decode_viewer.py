@@ -7,12 +7,12 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
-from ingest_factory import FAKE_ID_PREFIX, FAKE_NAME, write_cxr
 from PIL import Image
 from pydicom.pixels import apply_color_lut, apply_modality_lut
 
 from pipeline.ingest.dicom import Reject, decode_any, pixel_hash, scrub
 from pipeline.ingest.preprocess import Task, to_cache_image, worker_settings
+from tests.helpers.ingest_factory import FAKE_ID_PREFIX, FAKE_NAME, write_cxr
 
 
 def _decode(path: Path):

@@ -4,9 +4,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from ingest_factory import write_cxr
 
 from pipeline.ingest.dicom import Reject, decode_any
+from tests.helpers.ingest_factory import write_cxr
 
 MODALITIES = ("CR", "DX", "OT")
 

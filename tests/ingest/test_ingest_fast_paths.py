@@ -5,10 +5,10 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
-from ingest_factory import write_cxr
 
 from pipeline.ingest.dicom import decode_any, pixel_hash
 from pipeline.ingest.preprocess import Task, to_cache_image, to_cache_masks, worker_settings
+from tests.helpers.ingest_factory import write_cxr
 
 
 def _task(size: int, aspect: str = "pad", crop_fraction: float = 1.0) -> Task:

@@ -7,7 +7,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from ingest_factory import phantom, write_cxr
 from PIL import Image
 
 from pipeline.cli import main
@@ -15,6 +14,7 @@ from pipeline.errors import ConfigError, DataError
 from pipeline.ingest import IngestConfig, MetadataMapping, run
 from pipeline.ingest.csv_source import row_key
 from pipeline.manifest import labelled, n_unlabelled, read_manifest, validate_manifest
+from tests.helpers.ingest_factory import phantom, write_cxr
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -10,7 +10,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from ingest_factory import phantom, write_cxr
 from PIL import Image
 
 from pipeline.cli import main
@@ -20,6 +19,7 @@ from pipeline.ingest.config import load_ingest_config
 from pipeline.ingest.summary import confounding
 from pipeline.manifest import read_manifest
 from pipeline.report.provenance import REDACTED, redact
+from tests.helpers.ingest_factory import phantom, write_cxr
 
 NFD_SUD = unicodedata.normalize("NFD", "Hôpital Sud")  # 'o' + combining circumflex: looks the same, other bytes
 

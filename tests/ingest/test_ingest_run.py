@@ -8,13 +8,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from ingest_factory import FAKE_ID_PREFIX, FAKE_NAME, write_cxr, write_masks
 
 from pipeline.cache import ImageCache
 from pipeline.cli import main
 from pipeline.errors import DataError
 from pipeline.ingest import IngestConfig, load_ingest_config, run
 from pipeline.manifest import read_manifest
+from tests.helpers.ingest_factory import FAKE_ID_PREFIX, FAKE_NAME, write_cxr, write_masks
 
 REPO = Path(__file__).resolve().parents[2]
 SITES = {
@@ -212,8 +212,9 @@ def test_ingest_nothing_usable_raises_and_cli_exits_2(tmp_path, capsys):
 
 
 def test_ingest_cli_png_folder_with_nih_csv_exits_0_with_summary_line(tmp_path, capsys):
-    from ingest_factory import phantom
     from PIL import Image
+
+    from tests.helpers.ingest_factory import phantom
 
     source = tmp_path / "images"
     source.mkdir()

@@ -8,7 +8,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from ingest_factory import phantom
 from PIL import Image
 
 from pipeline.cli import main
@@ -17,6 +16,7 @@ from pipeline.ingest import IngestConfig, MetadataMapping, run
 from pipeline.ingest.confounding import measure_factor
 from pipeline.ingest.summary import confounding
 from pipeline.manifest import read_manifest
+from tests.helpers.ingest_factory import phantom
 
 
 def _pngs(folder: Path, names: list[str], seed0: int = 0) -> None:

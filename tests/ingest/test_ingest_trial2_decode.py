@@ -9,11 +9,11 @@ import io
 import numpy as np
 import pydicom
 import pytest
-from ingest_factory import write_cxr
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 from pipeline.ingest.dicom import Reject, decode_dicom
+from tests.helpers.ingest_factory import write_cxr
 
 
 def _reject(data: bytes) -> Reject:

@@ -4,12 +4,12 @@ image gets the more basic reason."""
 
 from pathlib import Path
 
-from ingest_factory import write_cxr
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 from pipeline.ingest import IngestConfig, MetadataMapping, run
 from pipeline.manifest import read_manifest
+from tests.helpers.ingest_factory import write_cxr
 
 
 def _mapping(**extra) -> MetadataMapping:

@@ -4,11 +4,11 @@ header, or its CSV patient column) never reaches an output: manifest (parquet by
 from pathlib import Path
 
 import numpy as np
-from ingest_factory import phantom, write_cxr
 from PIL import Image
 
 from pipeline.ingest import IngestConfig, MetadataMapping, run
 from pipeline.manifest import read_manifest
+from tests.helpers.ingest_factory import phantom, write_cxr
 
 SECRETS = (b"janeprivate", b"phi-id-0002", b"mrn77881", b"phi-id-0009")
 

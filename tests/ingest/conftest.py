@@ -1,6 +1,0 @@
-"""Ingest tests import the DICOM factory beside them."""
-
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).parent))
