@@ -110,7 +110,7 @@ def run(
             if cfg.landscape.enabled:
                 landscapes[entry.name] = measure_model(network, manifest=data.manifest, cache=data.cache,
                                                        cfg=cfg.landscape, batch_size=cfg.batch_size, seed=cfg.seed,
-                                                       trained_on=trained_sites(meta))
+                                                       threshold=threshold.value, trained_on=trained_sites(meta))
             del network  # one model in memory at a time
         n_split = len(data.frame)
         n_labelled = int(labelled_mask(data.frame).sum())

@@ -120,9 +120,9 @@ def landscape(quick: bool = False, backbone: str = "resnet10t", threads: int = 1
     y = torch.arange(cfg.images_per_site) % 2
     plan = SitePlan(site="s", role="training", splits=["train"], rows=np.arange(cfg.images_per_site))
     no_trace = cfg.model_copy(update={"trace_images": 0})
-    site = _timed(lambda: measure_site(net, x, y, plan=plan, cfg=no_trace, batch_size=16, seed=0), 1)
-    with_trace = _timed(lambda: measure_site(net, x, y, plan=plan, cfg=cfg, batch_size=16, seed=0), 1)
-    sample, _ = measure_site(net, x, y, plan=plan, cfg=no_trace, batch_size=16, seed=0)
+    site = _timed(lambda: measure_site(net, x, y, plan=plan, cfg=no_trace, batch_size=16, seed=0, threshold=0.5), 1)
+    with_trace = _timed(lambda: measure_site(net, x, y, plan=plan, cfg=cfg, batch_size=16, seed=0, threshold=0.5), 1)
+    sample, _ = measure_site(net, x, y, plan=plan, cfg=no_trace, batch_size=16, seed=0, threshold=0.5)
     samples = [sample] * n_sites
     training = np.arange(n_sites) < n_sites - 2
     boot = _timed(lambda: bootstrap_summaries(samples, training, n_boot=cfg.bootstrap, seed=0), 1)

@@ -249,19 +249,43 @@ def _ci(e: Estimate, ceiling: float | None = None) -> Cell:
     return Cell(estimate_text(e, ceiling=ceiling, short=True), e.value, "muted" if _ceiling_note(e, ceiling) else "")
 
 
+def _sample_cell(s: SiteLandscape) -> Cell:
+    """``8 of 9 (4 COVID / 4 no finding)``: the measured sample, the labelled pool it was drawn from, its classes."""
+    text = f"{s.n} of {s.n_labelled}" if s.n != s.n_labelled else f"{s.n}"
+    if s.n_pos is not None and s.n_neg is not None:
+        text += f" ({s.n_pos} COVID / {s.n_neg} no finding)"
+    return Cell(text, float(s.n))
+
+
+def _accuracy_cells(s: SiteLandscape, why: str | None) -> list[Cell]:
+    """Threshold, accuracy (flagged like every other accuracy of the report) and the always-majority accuracy."""
+    from pipeline.report.evaluation import accuracy_cell
+
+    if s.accuracy is not None and s.threshold is None:  # an audit.json from before thresholded landscapes
+        why = "older audit.json: the accuracy was taken at the arg-max, not the checkpoint's threshold; re-run audit"
+    if why is not None:
+        return [cell(None, reason=why)] * 3
+    block = {**s.model_dump(), "not_measured": {"accuracy": s.not_measured.get("site")}}
+    return [num_cell(s.threshold, digits=2, css="muted"), accuracy_cell(block),
+            rate_cell(s.majority_accuracy, css="muted", reason="no class counts")]
+
+
 def sites_table(models: dict[str, ModelLandscape]) -> Table:
-    table = Table(["Model", "Site", "Role", "n", "Risk (nats)", "Accuracy", "||G||", "||V||", "||diag H||",
-                   "corr(V, diag H)", "corr, labels shuffled", "tr(H) ± SE"],
-                  caption="Per site: the measured landscape (corr, labels shuffled: the baseline the correlation "
-                          "must exceed; a negative tr(H): not at a minimum)",
-                  numeric=[False, False, False] + [True] * 9, collapsed=True)
+    table = Table(["Model", "Site", "Role", "n of labelled (classes)", "Risk (nats)", "threshold", "accuracy",
+                   "always-majority", "||G||", "||V||", "||diag H||", "corr(V, diag H)", "corr, labels shuffled",
+                   "tr(H) ± SE"],
+                  caption="Per site: the measured landscape on n labelled images sampled (balanced over labels, at "
+                          "most landscape.images_per_site) from the site's labelled images; accuracy at the "
+                          "checkpoint's threshold, as evaluate scores it (corr, labels shuffled: the baseline the "
+                          "correlation must exceed; a negative tr(H): not at a minimum)",
+                  numeric=[False, False, False] + [True] * 11, collapsed=True)
     for name, block in models.items():
         for s in block.sites:
             why = s.not_measured.get("site")
             trace = (Cell(_trace_text(s.hessian_trace, s.hessian_trace_se), s.hessian_trace,
                           "worst" if s.hessian_trace < 0 else "")
                      if s.hessian_trace is not None else cell(None, reason=why or s.not_measured.get("hessian_trace")))
-            table.add([name, s.site, s.role, s.n, num_cell(s.risk, reason=why), rate_cell(s.accuracy, reason=why),
+            table.add([name, s.site, s.role, _sample_cell(s), num_cell(s.risk, reason=why), *_accuracy_cells(s, why),
                        num_cell(s.gradient_mean_norm, reason=why), num_cell(s.gradient_variance_norm, reason=why),
                        num_cell(s.hessian_diagonal_norm, reason=why),
                        _ci(Estimate(value=s.fisher_hessian_correlation, low=s.fisher_hessian_correlation_low,

@@ -80,7 +80,7 @@ def test_measured_sites_carry_the_interval_baseline_and_ceiling(run_dirs, ingest
                           bootstrap=10)
     net, _, _ = load_model(run_dirs[0] / "model.pt")
     data = AuditData.open(ingest_dir, "test")
-    block = measure_model(net, manifest=data.manifest, cache=data.cache, cfg=cfg, batch_size=8, seed=0)
+    block = measure_model(net, manifest=data.manifest, cache=data.cache, cfg=cfg, batch_size=8, seed=0, threshold=0.5)
     assert block.distance_ceiling == float(sum(s.n > 0 for s in block.sites)) == 4.0
     for site in block.sites:
         assert site.fisher_hessian_correlation_low <= site.fisher_hessian_correlation_high

@@ -53,7 +53,7 @@ def test_a_site_the_model_left_out_is_a_holdout_not_a_training_site(ingest_dir):
 def test_measure_model_fills_every_site_and_distance(run_dirs, ingest_dir):
     net, _, _ = load_model(run_dirs[0] / "model.pt")
     data = AuditData.open(ingest_dir, "test")
-    block = measure_model(net, manifest=data.manifest, cache=data.cache, cfg=LAND, batch_size=8, seed=0)
+    block = measure_model(net, manifest=data.manifest, cache=data.cache, cfg=LAND, batch_size=8, seed=0, threshold=0.5)
     assert [s.site for s in block.sites] == ["east", "harbour", "north", "valley"]
     for site in block.sites:
         assert site.n == 8 and site.risk is not None and site.hessian_trace is not None
@@ -77,7 +77,7 @@ def test_a_site_without_enough_labels_is_null_with_reason(run_dirs, ingest_dir, 
     copy = unlabel_copy(ingest_dir, tmp_path / "ingest", site="valley")
     net, _, _ = load_model(run_dirs[0] / "model.pt")
     data = AuditData.open(copy, "test")
-    block = measure_model(net, manifest=data.manifest, cache=data.cache, cfg=LAND, batch_size=8, seed=0)
+    block = measure_model(net, manifest=data.manifest, cache=data.cache, cfg=LAND, batch_size=8, seed=0, threshold=0.5)
     valley = next(s for s in block.sites if s.site == "valley")
     assert valley.n == 0 and valley.risk is None and "fewer than landscape.min_images 4" in valley.not_measured["site"]
     assert matrix_value(block, "risk", "valley", "north") is None
@@ -89,7 +89,7 @@ def test_one_training_site_leaves_within_training_null_with_reason(run_dirs, ing
     net, _, _ = load_model(run_dirs[0] / "model.pt")
     data = AuditData.open(copy, "test")
     block = measure_model(net, manifest=data.manifest, cache=data.cache,
-                          cfg=LAND.model_copy(update={"bootstrap": 0, "trace_images": 0}), batch_size=8, seed=0)
+                          cfg=LAND.model_copy(update={"bootstrap": 0, "trace_images": 0}), batch_size=8, seed=0, threshold=0.5)
     within = block.summaries["gradient_mean"].within_training
     assert within.value is None and "1 measured training site" in within.not_measured
     assert block.summaries["gradient_mean"].to_new.low is None  # no bootstrap asked: no interval
@@ -100,7 +100,7 @@ def test_one_training_site_leaves_within_training_null_with_reason(run_dirs, ing
 def test_a_network_without_a_linear_head_is_not_measured(ingest_dir):
     data = AuditData.open(ingest_dir, "test")
     net = nn.Sequential(nn.Flatten(), nn.Linear(32 * 32, 2))
-    block = measure_model(net, manifest=data.manifest, cache=data.cache, cfg=LAND, batch_size=8, seed=0)
+    block = measure_model(net, manifest=data.manifest, cache=data.cache, cfg=LAND, batch_size=8, seed=0, threshold=0.5)
     assert block.sites == [] and "nn.Linear" in block.not_measured["landscape"]
 
 

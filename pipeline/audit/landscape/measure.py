@@ -141,21 +141,35 @@ def _correlation_fields(network: nn.Module, z: torch.Tensor, y: torch.Tensor, sa
             "shuffled_label_correlation": shuffled}
 
 
+def thresholded_fields(logits: torch.Tensor, y: torch.Tensor, threshold: float) -> dict:
+    """Accuracy at the checkpoint's ``threshold`` with its class counts, majority baseline and constant flag
+    (SiteLandscape fields); ``logits`` (B, 2), ``y`` (B,) ints."""
+    from pipeline.evaluate.scoring import is_constant, majority_accuracy
+
+    predicted = (torch.softmax(logits.double(), dim=1)[:, 1] >= threshold).numpy()
+    labels = y.numpy().astype(int)
+    return {"threshold": float(threshold), "correct": predicted.astype(int) == labels,
+            "n_pos": int((labels == 1).sum()), "n_neg": int((labels == 0).sum()),
+            "majority_accuracy": majority_accuracy(labels), "constant_predictor": is_constant(predicted)}
+
+
 def measure_site(network: nn.Module, x: torch.Tensor, y: torch.Tensor, *, plan: SitePlan,
-                 cfg: LandscapeConfig, batch_size: int, seed: int) -> tuple[SiteSample, dict]:
-    """Per-sample measurements of one site plus its trace estimate (dict of SiteLandscape fields)."""
+                 cfg: LandscapeConfig, batch_size: int, seed: int, threshold: float) -> tuple[SiteSample, dict]:
+    """Per-sample measurements of one site plus its trace estimate and thresholded accuracy fields (dict of
+    SiteLandscape fields); ``threshold``: the checkpoint's (pipeline/evaluate/threshold.py)."""
     z, logits = _features(network, x, batch_size)
     loss = F.cross_entropy(logits, y, reduction="none")
+    scored = thresholded_fields(logits, y, threshold)
     sample = SiteSample(site=plan.site, role=plan.role, loss=loss.numpy().astype(np.float64),
-                        correct=(logits.argmax(dim=1) == y).numpy(),
+                        correct=scored.pop("correct"),
                         grads=head_gradients(network.classifier, z, y).numpy().astype(np.float64),
                         hessian=head_hessian_diagonal(logits, z).numpy().astype(np.float64))
-    fields: dict = _correlation_fields(network, z, y, sample, cfg=cfg, seed=seed)
+    fields: dict = {**scored, **_correlation_fields(network, z, y, sample, cfg=cfg, seed=seed)}
     k = min(cfg.trace_images, len(y))
     if k and cfg.trace_probes:
         pick = torch.from_numpy(np.sort(np.random.default_rng(seed).permutation(len(y))[:k]))
         trace = hutchinson_trace(network, x[pick], y[pick], probes=cfg.trace_probes, seed=seed, batch_size=batch_size)
-        fields = {"hessian_trace": trace.mean, "hessian_trace_se": trace.se, "trace_images": k,
+        fields = {**fields, "hessian_trace": trace.mean, "hessian_trace_se": trace.se, "trace_images": k,
                   "trace_probes": trace.probes}
     return sample, fields
 
@@ -206,8 +220,9 @@ def _summaries(samples: list[SiteSample], cfg: LandscapeConfig, seed: int) -> di
 
 
 def measure_model(network: nn.Module, *, manifest: pd.DataFrame, cache: ImageCache, cfg: LandscapeConfig,
-                  batch_size: int, seed: int, trained_on: set[str] | None = None) -> ModelLandscape:
+                  batch_size: int, seed: int, threshold: float, trained_on: set[str] | None = None) -> ModelLandscape:
     """The landscape block of one network (eval mode: the deployed model) over every site of ``manifest``;
+    ``threshold``: the checkpoint's decision threshold (evaluate's, model_threshold) every accuracy uses;
     ``trained_on`` (trained_sites(meta)) tells a site the model left out from its training sites."""
     from pipeline.evaluate.inputs import image_batch
     from pipeline.shortcuts import label_values
@@ -231,7 +246,8 @@ def measure_model(network: nn.Module, *, manifest: pd.DataFrame, cache: ImageCac
         rows = sample_rows(manifest, plan.rows, cfg.images_per_site, seed + i)
         x = image_batch(cache.images, manifest["cache_index"].to_numpy()[rows])
         y = torch.from_numpy(labels[rows].astype(np.int64))
-        sample, fields = measure_site(network, x, y, plan=plan, cfg=cfg, batch_size=batch_size, seed=seed + i)
+        sample, fields = measure_site(network, x, y, plan=plan, cfg=cfg, batch_size=batch_size, seed=seed + i,
+                                      threshold=threshold)
         samples.append(sample)
         records.append(_site_record(plan, sample, fields, None))
     sites = [r.site for r in records]

@@ -43,10 +43,20 @@ class SiteLandscape(_Strict):
     site: str
     role: Role
     splits: list[str]
-    n: int                          # labelled images measured (0 when not measured)
-    n_labelled: int                 # labelled images of the site in ``splits`` (the pool the sample is drawn from)
+    # n: the labelled images MEASURED (a label-balanced sample of at most landscape.images_per_site; 0 when not
+    # measured); n_labelled: every labelled image of the site in ``splits`` (the pool the sample is drawn from), so
+    # n < n_labelled whenever the pool exceeds images_per_site
+    n: int
+    n_labelled: int
+    n_pos: int | None = None        # positives / negatives among the n measured images
+    n_neg: int | None = None
     risk: float | None = None       # mean cross-entropy (nats)
-    accuracy: float | None = None   # arg-max accuracy on the same images
+    # accuracy on the same n images at the checkpoint's ``threshold`` (P(label = 1) >= threshold, the rule of
+    # evaluate and the audit, pipeline/evaluate/threshold.py): one accuracy per checkpoint in every stage
+    threshold: float | None = None
+    accuracy: float | None = None
+    majority_accuracy: float | None = None   # always predicting the majority label of the n images
+    constant_predictor: bool | None = None   # every thresholded prediction is one class
     gradient_mean_norm: float | None = None      # ||G_e||, head gradients
     gradient_variance_norm: float | None = None  # ||V_e||
     hessian_diagonal_norm: float | None = None   # ||H_e|| (head diagonal)
