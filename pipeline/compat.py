@@ -37,6 +37,9 @@ class InputProfile(BaseModel):
     label_values: list[int] | None = None  # label values among labelled rows
     label_names: list[str] | None = None  # distinct manifest label_name of labelled rows (the finding)
     domain_columns: list[str] | None = None
+    # what the manifest's ``domain`` column means: the ingest's own domain columns (summary.json, e.g. ['site'] or
+    # ['site', 'sex']); a model trained on ``domain`` of one meaning must not be scored on another
+    ingest_domain_columns: list[str] | None = None
     domains: list[str] | None = None  # training domains (a model) or all domains of train/val (an ingest)
     ingest_hash: str | None = None  # cache.json inputs_hash
     ingest_dir: str | None = None
@@ -64,9 +67,31 @@ def ingest_profile(ingest_dir: str | Path, *, domain_columns: Sequence[str] = ("
         label_names=sorted(str(v) for v in known["label_name"].unique()),
         domain_columns=[c for c in domain_columns if c in frame.columns],
         domains=sorted(domain_values(in_domain, tuple(domain_columns)).unique()) if present else None,
+        ingest_domain_columns=_ingest_domain_columns(ingest_dir),
         ingest_hash=cache.info.get("inputs_hash"),
         ingest_dir=str(ingest_dir),
     )
+
+
+def _ingest_domain_columns(ingest_dir: str | Path) -> list[str] | None:
+    """The ingest's domain columns as its summary.json records them (None: no summary, or an older one)."""
+    import json
+
+    path = Path(ingest_dir) / "summary.json"
+    try:
+        columns = json.loads(path.read_text()).get("domain_columns") if path.is_file() else None
+    except (OSError, ValueError):
+        return None  # an unreadable summary cannot tell the meaning; the domains check below still runs
+    return [str(c) for c in columns] if isinstance(columns, list) else None
+
+
+def _domain_meaning_mismatch(model: InputProfile, ingest: InputProfile) -> bool:
+    """True when the model trained on the manifest's ``domain`` column and the ingest gives it another meaning."""
+    if "domain" not in (model.domain_columns or []):
+        return False
+    if model.ingest_domain_columns is None or ingest.ingest_domain_columns is None:
+        return False
+    return [c.lower() for c in model.ingest_domain_columns] != [c.lower() for c in ingest.ingest_domain_columns]
 
 
 def model_profile(payload: dict[str, Any]) -> tuple[InputProfile, list[str]]:
@@ -123,6 +148,11 @@ def compare(model: InputProfile, ingest: InputProfile, *, stage: str, model_name
     if missing:
         raise _mismatch(stage, "domain columns", ingest.domain_columns, model.domain_columns, where, model_name,
                         f"Re-ingest with the manifest columns {missing}.")
+    if _domain_meaning_mismatch(model, ingest):
+        raise _mismatch(stage, "domain columns behind the manifest's 'domain' column", ingest.ingest_domain_columns,
+                        model.ingest_domain_columns, where, model_name,
+                        f"Use an ingest made with domain_columns: {model.ingest_domain_columns}, or retrain on this "
+                        "one.")
     if strict:
         for key in ("domains", "ingest_hash"):
             if getattr(model, key) is not None and getattr(model, key) != getattr(ingest, key):
@@ -140,8 +170,34 @@ def _warn(stage: str, model_name: str, unknown: list[str], ingest: InputProfile,
     return text
 
 
+def absent_domains_warning(model: InputProfile, ingest_dir: str | Path, *, stage: str, model_name: str,
+                           echo: bool = True) -> str | None:
+    """A warning naming the model's training domains that no row of the ingest has (any split), else None: the
+    domains then mean something else here (e.g. 'Alpha' vs 'Alpha|M'), or the ingest holds only new sites."""
+    from pipeline.manifest import domain_values, read_manifest
+
+    if not model.domains:
+        return None
+    columns = tuple(model.domain_columns or ("domain",))
+    frame = read_manifest(ingest_dir)
+    if any(c not in frame.columns for c in columns):
+        return None  # compare() already refused missing columns
+    present = set(domain_values(frame, columns).astype(str))
+    absent = sorted(d for d in model.domains if d not in present)
+    if not absent:
+        return None
+    text = (f"{stage}: {model_name} trained on domains {absent} ({list(columns)}) that no row of "
+            f"{ingest_dir} has (its domains: {sorted(present)[:10]}); its threshold and training-site roles cannot "
+            "be matched here. Expected when this ingest holds only new sites; otherwise re-ingest with the model's "
+            "domain columns.")
+    if echo:
+        print(text, file=sys.stderr)
+    return text
+
+
 def check_models_compat(*, checkpoints: Sequence[str | Path], ingest_dir: str | Path, stage: str) -> list[str]:
-    """Check each model file against ``ingest_dir`` (DataError on a mismatch); return the printed warnings."""
+    """Check each model file against ``ingest_dir`` (DataError on a mismatch); return the printed warnings (older
+    model files, training domains absent from the ingest): the caller counts them."""
     import torch
 
     warnings: list[str] = []
@@ -154,6 +210,10 @@ def check_models_compat(*, checkpoints: Sequence[str | Path], ingest_dir: str | 
         compare(profile, ingest, stage=stage, model_name=str(checkpoint))
         if unknown:
             warnings.append(_warn(stage, str(checkpoint), unknown, ingest))
+        # not printed here: evaluate and audit count it in their warnings and the commands print those
+        absent = absent_domains_warning(profile, ingest_dir, stage=stage, model_name=str(checkpoint), echo=False)
+        if absent:
+            warnings.append(absent)
     return warnings
 
 

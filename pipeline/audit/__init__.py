@@ -87,13 +87,14 @@ def run(
     data = AuditData.open(ingest_dir, cfg.split, cfg.lung_estimate)
     attributes, attribute_notes = shortcut_attributes(ingest_dir, data.manifest)
     entries = collect_models(model_dirs, names, include_selected=include_selected, stage="audit")
-    check_models_compat(checkpoints=[e.checkpoint for e in entries], ingest_dir=ingest_dir, stage="audit")
+    compat_warnings = check_models_compat(checkpoints=[e.checkpoint for e in entries], ingest_dir=ingest_dir,
+                                          stage="audit")
     inputs = {"ingest": Path(ingest_dir) / "manifest.parquet", **{f"model:{e.name}": e.checkpoint for e in entries}}
     with StageRecord("audit", out, config=cfg, seed=cfg.seed, inputs=inputs) as record:
         models: dict[str, Any] = {}
         landscapes: dict[str, Any] = {}  # name -> ModelLandscape (cfg.landscape.enabled)
         overlays: list[dict[str, Any]] = []
-        warnings: list[str] = []  # counted in audit.json (n_warnings) and printed by the command
+        warnings: list[str] = list(compat_warnings)  # counted in audit.json (n_warnings), printed by the command
         for entry in tqdm(entries, desc="audit", leave=False):
             network, _, meta = entry.load()
             # evaluate's threshold, by the same rule (the model's training domains' val rows on its own ingest, else

@@ -155,7 +155,8 @@ def run(
     conflict_attribute, conflict_reason = headline_attribute(directions)
     attribute_warning = skipped_attribute_warning(directions)
     entries = collect_models(model_dirs, names, include_selected=include_selected)
-    check_models_compat(checkpoints=[e.checkpoint for e in entries], ingest_dir=ingest_dir, stage="evaluate")
+    compat_warnings = check_models_compat(checkpoints=[e.checkpoint for e in entries], ingest_dir=ingest_dir,
+                                          stage="evaluate")
     config = {"split": split, "n_bootstrap": n_bootstrap, "seed": seed, "last_k": last_k,
               "include_selected": include_selected, "batch_size": batch_size}
     inputs = {"ingest": Path(ingest_dir) / "manifest.parquet",
@@ -202,7 +203,8 @@ def run(
             }
             models[entry.name]["not_measured"] = _model_not_measured(models[entry.name], history)
         baseline = _baseline(frame, evaluated, split=split, n_bootstrap=n_bootstrap, seed=seed, directions=directions)
-        warnings = [*split_warnings(manifest=frame, split=split, evaluated=evaluated), *sorted(threshold_warnings),
+        warnings = [*compat_warnings, *split_warnings(manifest=frame, split=split, evaluated=evaluated),
+                    *sorted(threshold_warnings),
                     *([attribute_warning] if attribute_warning else []),
                     *[f"{name}: {m['selection']['reason']}" for name, m in models.items()
                       if not m["selection"].get("selected", True)],
