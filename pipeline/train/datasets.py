@@ -141,3 +141,27 @@ def training_domains(ingest_dir: str | Path, cfg: TrainConfig) -> list[str]:
     frame = read_manifest(ingest_dir)
     in_domain = frame[frame["split"].isin(["train", "val"])]
     return sorted(domain_values(in_domain, tuple(cfg.domain_columns)).unique())
+
+
+def resolve_domain_columns(ingest_dir: str | Path, cfg: TrainConfig, *, echo: bool = True) -> TrainConfig:
+    """``cfg`` with ``domain_columns`` spelled as the manifest spells them (an exact match wins, else the one column
+    equal ignoring case/whitespace/Unicode form, as ingest resolves its own config); each resolution printed on
+    stderr. ConfigError (exit 2) naming domain_columns and listing the manifest's columns for a name matching none
+    or two columns."""
+    import sys
+
+    from pipeline.ingest.names import norm_key
+
+    columns = [str(c) for c in read_manifest(ingest_dir).columns if not str(c).startswith("_")]
+    resolved = []
+    for name in cfg.domain_columns:
+        matches = [name] if name in columns else [c for c in columns if norm_key(c) == norm_key(name)]
+        if len(matches) != 1:
+            how = "matches no column" if not matches else f"matches {matches} ambiguously"
+            raise ConfigError(f"train: domain_columns must name manifest columns (compared ignoring case), got "
+                              f"{name!r}, which {how}. Manifest columns of {ingest_dir}: {columns}. Fix the name in "
+                              "the train config.")
+        if matches[0] != name and echo:
+            print(f"train: domain_columns {name!r} resolved to the manifest column {matches[0]!r}", file=sys.stderr)
+        resolved.append(matches[0])
+    return cfg if resolved == list(cfg.domain_columns) else cfg.model_copy(update={"domain_columns": tuple(resolved)})

@@ -155,7 +155,10 @@ class _Run:
 def train(*, ingest_dir: str | Path, cfg: TrainConfig, out: str | Path, resume: bool = False,
           progress: bool = True) -> TrainResult:
     """One run; under torchrun (WORLD_SIZE > 1) one rank of a data-parallel run (pipeline/train/distributed.py)."""
+    from pipeline.train.datasets import resolve_domain_columns
+
     dist = dist_info()
+    cfg = resolve_domain_columns(ingest_dir, cfg, echo=dist.is_main)  # [VIEW] -> [view], said once
     with process_group(resolve_device(cfg.device), dist), gradient_averaging(dist):
         return _train(ingest_dir=ingest_dir, cfg=cfg, out=out, resume=resume, progress=progress, dist=dist)
 

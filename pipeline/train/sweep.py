@@ -210,9 +210,10 @@ def run_sweep(*, ingest_dir: str | Path, config: TrainConfig, out: str | Path, n
     """Plan, run (skipping finished runs) and select; ``failed`` maps each failed run directory to its error."""
     from tqdm import tqdm
 
-    from pipeline.train.datasets import training_domains
+    from pipeline.train.datasets import resolve_domain_columns, training_domains
 
     out, ingest_dir = Path(out), Path(ingest_dir).resolve()
+    config = resolve_domain_columns(ingest_dir, config)  # every run of the sweep gets the manifest's spelling
     if engine not in ("local", "ray"):
         raise ConfigError(f"train: --engine must be 'local' or 'ray', got {engine!r}.")
     holdouts = training_domains(ingest_dir, config) if leave_one_out else []
