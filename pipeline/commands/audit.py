@@ -46,10 +46,18 @@ def audit_command(
                f"lung masks {audit['lung_masks']})")
     for model_name, entry in audit["models"].items():
         inter = entry["interventions"]["overall"]
-        typer.echo(f"  {model_name}: accuracy {_num(inter['accuracy'])} (majority {_num(inter['majority_accuracy'])}, "
+        why = _reasons(inter, audit.get("skipped"))  # the reason the audit recorded for each null number
+        typer.echo(f"  {model_name}: accuracy {_num(inter['accuracy'], why.get('accuracy'))} (majority "
+                   f"{_num(inter['majority_accuracy'], why.get('majority_accuracy'))}, "
                    f"threshold {_num(entry['threshold']['value'])} from {entry['threshold']['source']}), "
-                   f"lung-only {_num(inter['lung_only_accuracy'])}, lungs-removed "
-                   f"{_num(inter['lungs_removed_accuracy'])}, counterfactual flips "
-                   f"{_num(inter['counterfactual_flip_rate'])}")
+                   f"lung-only {_num(inter['lung_only_accuracy'], why.get('lung_only_accuracy'))}, lungs-removed "
+                   f"{_num(inter['lungs_removed_accuracy'], why.get('lungs_removed_accuracy'))}, counterfactual flips "
+                   f"{_num(inter['counterfactual_flip_rate'], why.get('counterfactual_flip_rate'))}")
     for warning in audit.get("warnings", []):
         typer.echo(f"  warning: {warning}")
+
+
+def _reasons(block: dict, skipped: list | None) -> dict[str, str]:
+    """metric -> reason: the block's ``not_measured``, else audit.json's ``skipped`` entry for that metric."""
+    reasons = {str(s.get("metric")): str(s.get("reason")) for s in skipped or [] if isinstance(s, dict)}
+    return {**reasons, **{k: str(v) for k, v in (block.get("not_measured") or {}).items() if v}}

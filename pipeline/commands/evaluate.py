@@ -37,16 +37,21 @@ def evaluate_command(
         mean = entry["mean_site"]
         selection = entry.get("selection") or {}
         rule = entry["selection_rule"] + ("" if selection.get("selected", True) else ", no checkpoint selected")
-        conflict = (_num(mean["conflict_accuracy"]) if attribute else
+        conflict = (_num(mean["conflict_accuracy"], (mean.get("not_measured") or {}).get("conflict_accuracy"))
+                    if attribute else
                     f"not measured ({metrics.get('conflict_attribute_not_measured')})")
-        typer.echo(f"  {model_name} [{rule}]: mean-site accuracy {_num(mean['accuracy'])} "
-                   f"(majority {_num(mean['majority_accuracy'])}), {conflict_what} {conflict}, AUROC "
-                   f"{_num(mean['auroc'])}, threshold {_num(entry['threshold'])} ({entry['threshold_source']})"
+        why = mean.get("not_measured") or {}
+        typer.echo(f"  {model_name} [{rule}]: mean-site accuracy {_num(mean['accuracy'], why.get('accuracy'))} "
+                   f"(majority {_num(mean['majority_accuracy'], why.get('majority_accuracy'))}), {conflict_what} "
+                   f"{conflict}, AUROC {_num(mean['auroc'], why.get('auroc'))}, threshold {_num(entry['threshold'])} ({entry['threshold_source']})"
                    + (" CONSTANT PREDICTOR" if entry["constant_predictor"] else ""))
     for warning in metrics["warnings"]:
         typer.echo(f"  warning: {warning}")
 
 
-def _num(value: float | None) -> str:
-    """A number for the console; a missing one reads 'not measured', never 0 or nan."""
-    return "not measured" if value is None else f"{value:.3f}"
+def _num(value: float | None, reason: str | None = None) -> str:
+    """A number for the console; a missing one reads 'not measured (<the reason evaluate recorded>)', never 0 or
+    nan."""
+    if value is None:
+        return f"not measured ({reason or 'no reason recorded'})"
+    return f"{value:.3f}"

@@ -9,11 +9,16 @@ import numpy as np
 HISTORY_KEYS = ("test_acc", "test_conflict_acc", "ood_val_acc", "val_acc")
 
 
-def _stats(values: list[float]) -> dict[str, float] | None:
+def _stats(values: list[float]) -> dict[str, Any] | None:
+    """Mean/std/min/max over one run's evaluations; one evaluation has no spread (std None + reason, never 0.0)."""
     arr = np.asarray([v for v in values if v is not None and np.isfinite(v)], dtype=np.float64)
     if arr.size == 0:
         return None
-    return {"mean": float(arr.mean()), "std": float(arr.std()), "min": float(arr.min()), "max": float(arr.max())}
+    out: dict[str, Any] = {"mean": float(arr.mean()), "std": float(arr.std()) if arr.size > 1 else None,
+                           "min": float(arr.min()), "max": float(arr.max()), "n": int(arr.size)}
+    if arr.size == 1:
+        out["not_measured"] = {"std": "1 evaluation (n=1): no spread"}
+    return out
 
 
 def summarise_history(rows: list[dict[str, Any]], last_k: int = 5, up_to_step: int | None = None) -> dict | None:
@@ -41,11 +46,19 @@ def value_at_step(rows: list[dict[str, Any]], step: int | None, key: str) -> flo
     return None
 
 
-def _mean_std(values: list[float]) -> dict[str, float] | None:
+ONE_RUN = "1 run (n=1): no spread"
+
+
+def _mean_std(values: list[float]) -> dict[str, Any] | None:
+    """Mean and population std over the runs' finite values (the project's one spread estimator, also
+    pipeline/results), with ``n``; one value has no spread: std None with the reason under ``not_measured`` (never
+    0.0, which would claim the runs agree). None for no value."""
     arr = np.asarray([v for v in values if v is not None and np.isfinite(v)], dtype=np.float64)
     if arr.size == 0:
         return None
-    return {"mean": float(arr.mean()), "std": float(arr.std())}
+    if arr.size == 1:
+        return {"mean": float(arr[0]), "std": None, "n": 1, "not_measured": {"std": ONE_RUN}}
+    return {"mean": float(arr.mean()), "std": float(arr.std()), "n": int(arr.size)}
 
 
 def aggregate_models(models: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:

@@ -186,6 +186,19 @@ def score_frame(frame: pd.DataFrame, prob: np.ndarray, scorer: GroupScorer) -> d
     return out
 
 
+def _no_site_reason(per_site: dict[str, dict[str, Any]], key: str) -> str:
+    """Why no site measured ``key``: each site's own recorded reason (sites sharing one reason grouped)."""
+    by_reason: dict[str, list[str]] = {}
+    for site, block in per_site.items():
+        why = (block.get("not_measured") or {}).get(key) or "no reason recorded"
+        by_reason.setdefault(str(why), []).append(str(site))
+    if not by_reason:
+        return "no site scored"
+    if len(by_reason) == 1:
+        return next(iter(by_reason))  # one reason for every site: the reason itself
+    return "no site has it measured: " + "; ".join(f"{', '.join(s)}: {r}" for r, s in by_reason.items())
+
+
 def summarise_sites(per_site: dict[str, dict[str, Any]]) -> tuple[dict[str, Any], dict[str, Any]]:
     """Unweighted mean over sites (NaN-skipping) and the worst site per metric (the site named); a key no site
     measured is NaN with its reason in ``not_measured``."""
@@ -196,7 +209,7 @@ def summarise_sites(per_site: dict[str, dict[str, Any]]) -> tuple[dict[str, Any]
         values = {site: block[key] for site, block in per_site.items() if np.isfinite(block[key])}
         mean[key] = float(np.mean(list(values.values()))) if values else float("nan")
         if not values:
-            not_measured[key] = "no site has this metric measured"
+            not_measured[key] = _no_site_reason(per_site, key)
         if key in WORST_KEYS:
             if values:
                 site = min(values, key=values.get)

@@ -180,7 +180,8 @@ def _agg_cell(agg: dict[str, Any], name: str, css: str, percent: bool = True) ->
     mean, std = block.get("mean"), block.get("std")
     if not is_number(mean):
         return cell(mean, css=css, reason=reason_of(agg, name))
-    return Cell(mean_std_text(mean, std, percent=percent), float(mean), css)
+    # one run: no spread; the stage's reason ("1 run (n=1): no spread") in the tooltip, never a "± 0.0"
+    return Cell(mean_std_text(mean, std, percent=percent), float(mean), css, reason_of(block, "std") or "")
 
 
 def _seeds_cell(seeds: list[Any]) -> Cell:

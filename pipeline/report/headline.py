@@ -136,10 +136,16 @@ def site_majority(entry: dict[str, Any]) -> float | None:
     return sum(values) / len(values) if values else None
 
 
+MEAN_SITE_FIELDS = {"test_site_accuracy": "accuracy", "test_site_auroc": "auroc", "conflict_accuracy": "conflict_accuracy",
+                    "aligned_accuracy": "aligned_accuracy", "accuracy": "accuracy",
+                    "test_site_majority_accuracy": "majority_accuracy"}
+
+
 def _reasons(entry: dict[str, Any], audited: dict[str, Any] | None, audit: dict[str, Any] | None) -> dict[str, str]:
     """Why each headline field is null for one model: the stages' ``not_measured``/``skipped`` reasons."""
     mean_site = entry.get("mean_site") or {}
-    reasons = {k: reason_of(mean_site, k) for k in ("conflict_accuracy", "aligned_accuracy", "accuracy")}
+    # headline field -> evaluate's mean_site key: the reason evaluate recorded travels under the headline's name
+    reasons = {field: reason_of(mean_site, key) for field, key in MEAN_SITE_FIELDS.items()}
     if entry.get(AUDIT_ONLY):
         reasons.update(dict.fromkeys(EVALUATE_FIELDS, NOT_EVALUATED))
     if audited is None:
