@@ -51,6 +51,8 @@ def _allowed_values(model: type[BaseModel], loc: tuple[Any, ...]) -> str | None:
         if not (isinstance(current, type) and issubclass(current, BaseModel)):
             return None
         field = current.model_fields.get(str(part))
+        if field is None and part != loc[-1]:
+            continue  # a union member's tag in pydantic's loc ('MetadataMapping'), not a key of the model
         if field is None:
             return "one of " + repr(sorted(current.model_fields))
         current = _inner_model(field.annotation)

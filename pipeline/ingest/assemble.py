@@ -17,6 +17,7 @@ from pipeline.errors import ConfigError, DataError
 from pipeline.ingest.cache_writer import CacheWriter
 from pipeline.ingest.config import IngestConfig
 from pipeline.ingest.csv_source import check_label_values, index_metadata, label_values_present, read_table
+from pipeline.ingest.dicom import scrub_values
 from pipeline.ingest.disagreements import Disagreement
 from pipeline.ingest.disagreements import find as find_disagreements
 from pipeline.ingest.disagreements import summarise as summarise_disagreements
@@ -201,7 +202,7 @@ def _decode_all(
         tokens = (*result.patient_tokens, *_csv_patient(row, harmoniser))
         path = scrubber.path(candidate.relative, tokens)
         if not result.ok:
-            rejects.append((path, result.reason, result.detail))
+            rejects.append((path, result.reason, scrub_values(result.detail, tokens)))  # the CSV patient value too
             continue
         head = candidate.relative[: candidate.inner]  # '<source>/' with several sources
         rejects.extend((head + _rel(Path(p), Path(candidate.prefix)), r, d) for p, r, d in result.rejected_masks)
@@ -209,10 +210,11 @@ def _decode_all(
             row, result.decoded.tags, result.decoded.patient_id, candidate.relative, relative=candidate.local
         )
         if allowed is not None and fields["modality"].upper() not in allowed:
-            rejects.append((path, "wrong_modality", f"{fields['modality_source']}={fields['modality']!r}"))
+            detail = f"{fields['modality_source']}={fields['modality']!r}"
+            rejects.append((path, "wrong_modality", scrub_values(detail, tokens)))
             continue
-        disagreements += find_disagreements(path, fields, harmoniser.tag_values(
-            result.decoded.tags, result.decoded.patient_id, fields["view"]))
+        disagreements += [d.scrubbed(tokens) for d in find_disagreements(path, fields, harmoniser.tag_values(
+            result.decoded.tags, result.decoded.patient_id, fields["view"]))]
         record = _record(candidate, result, fields)
         record["path"] = path
         for kind in ("lung_mask", "shortcut_mask", "lesion_mask"):
@@ -387,6 +389,7 @@ def _scrub_early_rejects(gathered: Gathered, scrubber: PathScrubber) -> list[tup
     for path, reason, detail in gathered.rejects:
         tokens = header_tokens(gathered.files[path]) if path in gathered.files else ()
         scrubbed = scrubber.path(path, tokens)
+        detail = scrub_values(detail, tokens)  # a header value quoted in the detail (a Modality equal to a name part)
         out.append((scrubbed, reason, scrubber.text(detail) if scrubbed != path else detail))
     return out
 

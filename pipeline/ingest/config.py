@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import BeforeValidator, Discriminator, Field, Tag, model_validator
 
 from pipeline.config import StrictModel, load_config, read_yaml, validate_config
 from pipeline.errors import ConfigError
@@ -39,6 +39,26 @@ DEFAULT_SEX_MAP: dict[str, str] = {
 }
 
 
+YAML_BOOLEAN_WORDS = {True: "'yes', 'true' or 'on'", False: "'no', 'false' or 'off'"}
+
+
+def _as_text(value: Any) -> Any:
+    """A label, site, view or modality written as a YAML number (``positive_values: [1]``) is its text ('1'); an
+    unquoted yes/no/true/false/on/off, which YAML reads as a boolean, is an error asking to quote it (its spelling is
+    lost, and a silent 'True' would match no CSV cell)."""
+    if isinstance(value, bool):
+        raise ValueError(f"YAML reads an unquoted {YAML_BOOLEAN_WORDS[value]} as the boolean {value}, not text: quote "
+                         f"it, e.g. {YAML_BOOLEAN_WORDS[value].split(',')[0]} in quotes, spelled as the CSV or header "
+                         "spells it ('YES', 'No')")
+    if isinstance(value, (int, float)):
+        return str(value)
+    return value
+
+
+# A text value of a config list or mapping key that YAML may have read as a number or a boolean
+Text = Annotated[str, BeforeValidator(_as_text)]
+
+
 class PositionRule(StrictModel):
     pattern: str
     position: Literal["erect", "supine", "unknown"]
@@ -59,26 +79,37 @@ class MetadataMapping(StrictModel):
     match: Literal["path", "basename", "stem"] = "path"
     file_suffix: str = ""  # appended to the file column (RSNA: patientId + '.dcm')
     label_column: str | None = None
-    positive_values: list[str] = Field(default_factory=list)
-    negative_values: list[str] | None = None  # None: every non-positive value (incl. missing) is negative
+    positive_values: list[Text] = Field(default_factory=list)
+    negative_values: list[Text] | None = None  # None: every non-positive value (incl. missing) is negative
     label_separator: str | None = None  # multi-label cells ('Cardiomegaly|Effusion')
     label_strip_chars: str = ""  # stripped from each part ("[]' " for PadChest's "['normal', 'copd']")
     label_name: str | None = None
     site_column: str | None = None
-    site_constant: str | None = None
+    site_constant: Text | None = None
     view_columns: list[str] = Field(default_factory=list)  # first non-missing mapped value wins
     position_columns: list[str] = Field(default_factory=list)  # free text searched for position keywords
     age_column: str | None = None
     age_from_birth: AgeFromBirth | None = None
-    age_missing_values: list[str] = Field(default_factory=list)  # placeholders meaning 'unknown' (CheXpert: '0')
+    age_missing_values: list[Text] = Field(default_factory=list)  # placeholders meaning 'unknown' (CheXpert: '0')
     sex_column: str | None = None
     patient_column: str | None = None
     patient_regex: str | None = None  # patient ID from the file column (group 1), e.g. CheXpert '(patient\\d+)'
     modality_column: str | None = None
-    modality_map: dict[str, str] = Field(default_factory=dict)  # raw modality -> DICOM code ('X-ray' -> 'DX')
+    modality_map: dict[Text, Text] = Field(default_factory=dict)  # raw modality -> DICOM code ('X-ray' -> 'DX')
     encoding: str | None = None  # None: utf-8, falling back to latin-1
     separator: str = ","
     notes: str = ""
+
+
+def _mapping_or_path(value: Any) -> str:
+    return "path" if isinstance(value, str) else "mapping"
+
+
+# ``metadata_mapping:`` inline (a mapping) or a YAML file's path: the discriminator validates one branch only, so an
+# error inside the inline mapping is not followed by an unrelated "Input should be a valid string"
+MappingOrPath = Annotated[
+    Annotated[MetadataMapping, Tag("mapping")] | Annotated[str, Tag("path")], Discriminator(_mapping_or_path)
+]
 
 
 # Manifest fields a file-name pattern (``path_fields``) may set; each value goes through the same harmoniser as a
@@ -111,8 +142,8 @@ class SourceSpec(StrictModel):
     name: str | None = None  # default: the folder's name; must be unique across sources
     path: str  # folder of images (relative: beside the config, then the working directory, then the repo)
     metadata: str | None = None  # CSV (same resolution)
-    metadata_mapping: MetadataMapping | str | None = None
-    site_constant: str | None = None
+    metadata_mapping: MappingOrPath | None = None
+    site_constant: Text | None = None
     site_tag: str | None = None
     path_fields: dict[str, str] | None = None
 
@@ -126,8 +157,8 @@ class SourceSpec(StrictModel):
 
 
 class SplitConfig(StrictModel):
-    test_sites: list[str] = Field(default_factory=list)
-    ood_val_sites: list[str] = Field(default_factory=list)
+    test_sites: list[Text] = Field(default_factory=list)
+    ood_val_sites: list[Text] = Field(default_factory=list)
     holdout: float = Field(0.2, ge=0.0, lt=1.0)
     seed: int = 0
 
@@ -142,12 +173,12 @@ class IngestConfig(StrictModel):
     """Everything ingest needs besides SOURCE and --out (see docs/ingest.md)."""
 
     name: str = "dicom_folder"
-    metadata_mapping: MetadataMapping | str | None = None
+    metadata_mapping: MappingOrPath | None = None
     site_tag: str = "InstitutionName"
-    site_constant: str | None = None  # used when neither the CSV nor the DICOM tag names the site
-    site_map: dict[str, str] = Field(default_factory=dict)  # raw site (case-insensitive) -> short name
-    view_map: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_VIEW_MAP))
-    sex_map: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_SEX_MAP))
+    site_constant: Text | None = None  # used when neither the CSV nor the DICOM tag names the site
+    site_map: dict[Text, Text] = Field(default_factory=dict)  # raw site (case-insensitive) -> short name
+    view_map: dict[Text, Text] = Field(default_factory=lambda: dict(DEFAULT_VIEW_MAP))
+    sex_map: dict[Text, Text] = Field(default_factory=lambda: dict(DEFAULT_SEX_MAP))
     position_rules: list[PositionRule] = Field(
         default_factory=lambda: [PositionRule(pattern=p, position=q) for p, q in DEFAULT_POSITION_RULES]
     )
@@ -161,7 +192,7 @@ class IngestConfig(StrictModel):
     # such images are kept with label unknown (pd.NA), counted as n_unlabelled.
     label_default: Literal[0, 1] | None = None
     label_name: str = "finding"
-    modalities: list[str] | None = Field(default_factory=lambda: ["CR", "DX", "DR", "RG", "OT", "PX"])
+    modalities: list[Text] | None = Field(default_factory=lambda: ["CR", "DX", "DR", "RG", "OT", "PX"])
     domain_columns: list[str] = Field(default_factory=lambda: ["site"])
     # manifest columns whose association with the label is measured (summary.json confounding; evaluate and audit
     # read summary.json["shortcut_attributes"] to know which shortcuts to test)

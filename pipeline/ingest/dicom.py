@@ -62,6 +62,13 @@ def scrub(error: object, *, patient_values: tuple[str, ...] | list[str] = (), wi
     return f"{type(error).__name__}: {text}" if with_type else text
 
 
+def scrub_values(text: str, patient_values: tuple[str, ...] | list[str]) -> str:
+    """A message that quotes a header or CSV value (a reject detail, a note, an example) with the patient's values
+    (name parts, IDs, birth date of the file's header; its CSV patient value) replaced by '<patient>': the one scrub
+    every message path that quotes a value goes through (a Modality 'Quentin' of patient 'Doe^Quentin' is hidden)."""
+    return scrub(text, patient_values=patient_values, with_type=False, limit=max(len(str(text)), 200))
+
+
 def _patient_parts(values: tuple[str, ...] | list[str]) -> list[str]:
     """Each value, and the parts of a name (``Doe^Jane``) of 3 characters or more."""
     parts = []
@@ -260,6 +267,9 @@ def _first_frame(ds, notes: list[str]) -> tuple[np.ndarray, str]:
     frames = int(_numbers(ds, "NumberOfFrames")[0]) if "NumberOfFrames" in ds else 1
     if frames > 1:
         notes.append(f"multi-frame ({frames} frames): first frame used")
+    declared = _text(_get(ds, "PhotometricInterpretation")).strip().upper()
+    if declared and declared not in DECODED_TO_CONVERTED:
+        raise unsupported_photometric(declared, _text(_get(ds, "SamplesPerPixel")) or "?")
     syntax = ds.file_meta.get("TransferSyntaxUID")
     if not syntax:
         raise Reject("decode_error", "no (0002,0010) Transfer Syntax UID in the File Meta Information")
@@ -365,10 +375,20 @@ def _display(arr: np.ndarray, ds, photometric: str, notes: list[str]) -> np.ndar
         original = _text(_get(ds, "PhotometricInterpretation")).upper()
         notes.append(f"{original} converted to grey" if original == "RGB" else f"{original} -> RGB -> grey")
         return to_grey(arr.astype(np.float32))
-    samples = arr.shape[-1] if arr.ndim == 3 else 1
-    raise Reject("unsupported_photometric", f"PhotometricInterpretation {photometric or 'missing'!r} with "
-                 f"{samples} sample(s) per pixel: no grey conversion for it (MONOCHROME1/2, PALETTE COLOR, RGB, "
-                 "YBR_FULL/YBR_FULL_422 are converted); convert the file to one of these to ingest it")
+    raise unsupported_photometric(photometric, arr.shape[-1] if arr.ndim == 3 else 1)
+
+
+# Interpretations pydicom decodes to one we convert (YBR_* -> RGB); any other (CMYK, HSV, ARGB, a typo) is refused
+# before decoding, so the reject names the mode instead of quoting a decoder's error
+DECODED_TO_CONVERTED = (*GREY, *COLOUR, "YBR_FULL", "YBR_FULL_422", "YBR_PARTIAL_420", "YBR_PARTIAL_422", "YBR_ICT",
+                        "YBR_RCT")
+
+
+def unsupported_photometric(photometric: str, samples: int | str) -> Reject:
+    """The ``unsupported_photometric`` reject naming the mode (``samples``: per pixel, as the file says)."""
+    return Reject("unsupported_photometric", f"PhotometricInterpretation {photometric or 'missing'!r} with "
+                  f"{samples} sample(s) per pixel: no grey conversion for it (MONOCHROME1/2, PALETTE COLOR, RGB, "
+                  "YBR_FULL/YBR_FULL_422 are converted); convert the file to one of these to ingest it")
 
 
 def read_dataset(data: bytes, notes: list[str]):
@@ -679,12 +699,14 @@ def decode_any(path: Path, data: bytes, modalities: tuple[str, ...] | None) -> D
                 decoded = decode_dicom(data, modalities, patient=patient, identifiers=identifiers)
         except Reject as exc:
             exc.patient_tokens = tuple(identifiers)  # the file name of a reject is scrubbed too
+            exc.detail = scrub_values(exc.detail, [*patient, *identifiers])  # it may quote a header value
             raise
         except Exception as exc:  # noqa: BLE001  a third-party decoder's unforeseen error is one reject
             reject = Reject("decode_error", scrub(exc, patient_values=patient))
             reject.patient_tokens = tuple(identifiers)
             raise reject from None
     decoded.patient_tokens = tuple(identifiers)
+    decoded.notes = [scrub_values(note, [*patient, *identifiers]) for note in decoded.notes]
     for warning in caught[:3]:
         decoded.notes.append(f"decoder warning ({scrub(warning.message, patient_values=patient, with_type=False)[:120]})")
     return decoded
@@ -711,10 +733,11 @@ def header_reason(path: str, modalities: tuple[str, ...] | None) -> tuple[str, s
     if stopped_at >= size:  # nothing after the header: no pixel data (or cut before it)
         data = Path(path).read_bytes()
         reject = no_pixels_reason(data, _fresh(data) or ds)
-        return reject.reason, reject.detail
+        return reject.reason, scrub_values(reject.detail, [*patient_values(ds), *identifier_tokens(ds)])
     modality = _text(_get(ds, "Modality")).upper()
     if modalities is not None and modality and modality not in modalities:
-        return "wrong_modality", f"Modality {modality!r} is not one of {list(modalities)}"
+        detail = f"Modality {modality!r} is not one of {list(modalities)}"
+        return "wrong_modality", scrub_values(detail, [*patient_values(ds), *identifier_tokens(ds)])
     return None
 
 

@@ -33,6 +33,16 @@ class Disagreement:
     other: Any
     other_source: str
 
+    def scrubbed(self, patient: tuple[str, ...] | list[str]) -> Disagreement:
+        """This disagreement with the file's patient values hidden in its quoted values (they become examples)."""
+        from dataclasses import replace
+
+        from pipeline.ingest.dicom import scrub_values
+
+        hide = {k: scrub_values(v, patient) for k, v in (("kept", self.kept), ("other", self.other))
+                if isinstance(v, str)}
+        return replace(self, **hide) if patient else self
+
     def as_json(self) -> dict[str, Any]:
         hidden = self.field == "patient_key"  # salted keys say nothing to a reader: never the IDs themselves
         return {"file": self.file, "kept": "(salted key)" if hidden else _plain(self.kept),

@@ -16,8 +16,10 @@ from typing import Any
 from pipeline.errors import DataError
 from pipeline.ingest.config import MetadataMapping
 from pipeline.ingest.csv_source import MetadataIndex, image_key
+from pipeline.ingest.dicom import scrub_values
 from pipeline.ingest.discover import Candidate
 from pipeline.ingest.fields import Harmoniser
+from pipeline.ingest.names import norm_key
 
 # harmonised fields two rows of the same file must agree on (provenance columns and label_name are not data)
 COMPARED_FIELDS = ("label", "site", "view", "position", "age_years", "sex", "patient_key", "modality")
@@ -48,6 +50,8 @@ class MatchReport:
 def _same(a: Any, b: Any) -> bool:
     if isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):
         return True
+    if isinstance(a, str) and isinstance(b, str):
+        return norm_key(a) == norm_key(b)  # case / whitespace / Unicode form are one spelling (spellings.py merges them)
     return a == b
 
 
@@ -60,8 +64,18 @@ def _conflict(entries: list[tuple[int, dict]], harmoniser: Harmoniser, relative:
         diffs = [f"{k} {_shown(first[k])} vs {_shown(other[k])}" for k in COMPARED_FIELDS if not _same(first[k], other[k])]
         if diffs:
             lines = ", ".join(str(n) for n, _ in entries)
-            return f"CSV lines {first_line} and {line} (of lines {lines}) disagree: {'; '.join(diffs)}"
+            text = f"CSV lines {first_line} and {line} (of lines {lines}) disagree: {'; '.join(diffs)}"
+            return scrub_values(text, [*_row_patient(first_row, harmoniser), *_row_patient(row, harmoniser)])
     return None
+
+
+def _row_patient(row: dict, harmoniser: Harmoniser) -> tuple[str, ...]:
+    """The CSV patient column's value of ``row`` (for :func:`pipeline.ingest.dicom.scrub_values`), () without one."""
+    mapping = harmoniser.mapping
+    if mapping is None or not mapping.patient_column:
+        return ()
+    value = str(row.get(mapping.patient_column) or "").strip()
+    return (value,) if value else ()
 
 
 def _shown(value: Any) -> str:
@@ -120,7 +134,8 @@ def match_metadata(
         row = entries[0][1]
         label, source = harmoniser.label_of(row)
         if label is None and source.endswith(":unmapped"):
-            rejects.append((candidate.relative, "label_unmapped", f"{mapping.label_column}={row.get(mapping.label_column)!r}"))
+            detail = f"{mapping.label_column}={row.get(mapping.label_column)!r}"
+            rejects.append((candidate.relative, "label_unmapped", scrub_values(detail, _row_patient(row, harmoniser))))
             continue
         kept.append((candidate, row))
     _count_unmatched(index, matched_keys, mapping, report)

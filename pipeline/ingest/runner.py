@@ -166,7 +166,7 @@ def run(
             raise ConfigError("ingest: counterfactual_source must be used with a single SOURCE, got `sources:` too. "
                               "Ingest the collection with counterfactuals on its own.")
         cf_root = (sources[0].root / Path(cfg.counterfactual_source).expanduser()).resolve()
-    if cf_root is not None and not cf_root.is_dir():
+    if cf_root is not None and not cf_root.is_dir():  # by design (synth_demo.yaml): an export may have none
         print(f"ingest: counterfactual_source {str(cf_root)!r} not found; no counterfactuals cached.", file=sys.stderr)
         cf_root = None
     salt, generated = _salt(cfg, out)

@@ -36,7 +36,15 @@ class SourceInputs:
         """SOURCE exists, --out lies outside it, and the CSV and its mapping come together."""
         label = f"source {self.name!r}" if self.name else "SOURCE"
         if not self.root.is_dir():
-            raise DataError(f"ingest: {label} must be a folder of DICOM or PNG/JPEG files, got {str(self.root)!r}.")
+            what = f"sources[{self.name}].path" if self.name else "SOURCE"
+            state = "a file" if self.root.exists() else "not found"
+            raise DataError(f"ingest: {what} must be a folder of DICOM or PNG/JPEG files, got {str(self.root)!r} "
+                            f"({state}). Fix the path.")
+        if self.metadata is not None and not self.metadata.is_file():
+            what = f"sources[{self.name}].metadata" if self.name else "--metadata"
+            state = "a folder" if self.metadata.exists() else "not found"
+            raise DataError(f"ingest: {what} must be a CSV file, got {str(self.metadata)!r} ({state}). Fix the path "
+                            "(a relative path in a config is read from the config file's folder).")
         if out == self.root or self.root in out.parents:
             raise ConfigError(f"ingest: --out must lie outside {label} (it is never modified), got {str(out)!r}.")
         if self.metadata is not None and self.mapping is None:

@@ -132,7 +132,9 @@ def test_factor_auroc_sees_a_prevalence_gap_the_majority_lift_misses():
     # by hand: P(score_pos > score_neg) + 0.5 P(tie) = (92*41 + 0.5*(59*41 + 92*8)) / (151*49)
     assert m["auroc"] == pytest.approx((92 * 41 + 0.5 * (59 * 41 + 92 * 8)) / (151 * 49), abs=1e-4)
     assert m["auroc_ci95"][0] > 0.5 and m["chi2_p_value"] < 1e-6
-    assert m["cramers_v"] == pytest.approx(np.sqrt(_chi2_by_hand(values, labels) / 200), abs=1e-4)
+    # Bergsma (2013) bias correction of a 2 x 2 table of 200 rows: (phi2 - 1/199) / (2 - 1/199 - 1)
+    corrected = (_chi2_by_hand(values, labels) / 200 - 1 / 199) / (1 - 1 / 199)
+    assert m["cramers_v"] == pytest.approx(np.sqrt(corrected), abs=1e-4)
     assert m["cramers_v_ci95"][0] < m["cramers_v"] < m["cramers_v_ci95"][1]
 
 
