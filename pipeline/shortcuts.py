@@ -45,10 +45,24 @@ class ShortcutDirection:
     value_prevalence: dict[str, float] = field(default_factory=dict, compare=False)
 
     def describe(self) -> dict[str, Any]:
-        return {"positive_associated": list(self.positive_associated),
-                "negative_associated": list(self.negative_associated),
-                "train_prevalence": self.train_prevalence, "n_train": self.n_train,
-                "value_prevalence": dict(self.value_prevalence)}
+        """The direction as metrics.json writes it; a direction that is not estimable (:func:`direction_problem`)
+        lists no positive/negative-associated values (the levels stay in ``value_prevalence``) and says why."""
+        sides = associated_values(self)
+        out = {**sides, "train_prevalence": self.train_prevalence, "n_train": self.n_train,
+               "value_prevalence": dict(self.value_prevalence)}
+        problem = direction_problem(self)
+        if problem is not None:
+            out["not_measured"] = {"positive_associated": problem, "negative_associated": problem}
+        return out
+
+
+def associated_values(direction: ShortcutDirection) -> dict[str, list[str]]:
+    """{positive_associated, negative_associated}: both empty when the direction is not estimable (one known level,
+    or every level at the same positive rate): a side listed there would claim a direction that was not measured."""
+    if direction_problem(direction) is not None:
+        return {"positive_associated": [], "negative_associated": []}
+    return {"positive_associated": list(direction.positive_associated),
+            "negative_associated": list(direction.negative_associated)}
 
 
 def labelled_mask(frame: pd.DataFrame) -> np.ndarray:

@@ -21,6 +21,7 @@ from pipeline.evaluate.metrics import (
 )
 from pipeline.shortcuts import (
     ShortcutDirection,
+    associated_values,
     conflict_aligned,
     direction_problem,
     headline_attribute,
@@ -69,8 +70,7 @@ def shortcut_block(*, accuracy: Accuracy, y: np.ndarray, prob: np.ndarray, thres
         "n_unknown": int(y.size - conflict.sum() - aligned.sum()),
     }
     if direction is not None:
-        out["positive_associated"] = list(direction.positive_associated)
-        out["negative_associated"] = list(direction.negative_associated)
+        out.update(associated_values(direction))  # empty sides when no direction is estimable
     problem = direction_problem(direction) if direction is not None else None
     reasons = {}
     for key, count, words in (("conflict_accuracy", "n_conflict", "shortcut-conflicting"),
