@@ -28,10 +28,10 @@ TEXT_TAGS = (
     "ProtocolName", "ImageComments", "PatientPosition", "PatientAge", "PatientSex", "BodyPartExamined",
     "PhotometricInterpretation",
 )
-# Their values are scrubbed from every message that reaches rejects.csv or the notes
+# Their values are scrubbed from every message that reaches rejects.csv or the notes (never written out)
 PATIENT_KEYWORDS = (
-    "PatientName", "PatientID", "PatientBirthDate", "OtherPatientIDs", "OtherPatientNames", "PatientBirthName",
-    "PatientMotherBirthName", "IssuerOfPatientID", "PatientAddress", "PatientTelephoneNumbers",
+    "PatientName", "PatientID", "PatientBirthDate", "OtherPatientIDs", "OtherPatientNames",  # never written out
+    "PatientBirthName", "PatientMotherBirthName", "IssuerOfPatientID", "PatientAddress", "PatientTelephoneNumbers",  # never written out
 )
 
 
@@ -51,8 +51,8 @@ NOT_DICOM_ADVICE = (
 def scrub(error: object, *, patient_values: tuple[str, ...] | list[str] = (), with_type: bool = True,
           limit: int = 200) -> str:
     """An exception or warning as text for rejects.csv and the notes, without patient data: every value of
-    ``patient_values`` (the file's own PatientName/ID/BirthDate..., and each part of a name) and any quoted value
-    right after a patient keyword or tag or a PN VR becomes '<patient>'; everything else (``'DICM'``,
+    ``patient_values`` (the file's own patient name/ID/birth date, each name part; never written out) and any
+    quoted value right after a patient keyword or tag or a PN VR becomes '<patient>'; everything else (``'DICM'``,
     ``'NoneType'``, a VR) is kept. pydicom's "use force=True" (not an option of ours) becomes what a user can do."""
     text = str(error)
     for value in sorted({v for v in _patient_parts(patient_values)}, key=len, reverse=True):
@@ -93,7 +93,7 @@ def patient_values(ds) -> list[str]:
     return values
 
 
-IDENTIFIER_KEYWORDS = ("PatientName", "PatientID", "OtherPatientIDs", "OtherPatientNames", "PatientBirthName")
+IDENTIFIER_KEYWORDS = ("PatientName", "PatientID", "OtherPatientIDs", "OtherPatientNames", "PatientBirthName")  # values never written out
 MIN_TOKEN = 3  # shorter parts ('Li', 'Jo', an ID '12') would scrub half of every file name
 
 

@@ -1,8 +1,7 @@
 """Patient identifiers in file names: scrubbed from every output of an ingest.
 
-Hospitals export files as ``Doe_Jane_chest.dcm`` or ``<PatientID>.dcm``. The file's own patient name parts and IDs
-(DICOM PatientName, PatientID, OtherPatientIDs, OtherPatientNames, PatientBirthName: :func:`pipeline.ingest.dicom.
-identifier_tokens`) and its CSV patient column value, each of >= 3 characters, are replaced case-insensitively by
+Hospitals export files as ``Doe_Jane_chest.dcm`` or ``<patient id>.dcm``. The file's own patient name parts and IDs
+(the DICOM patient name and ID elements, never written out: :func:`pipeline.ingest.dicom.identifier_tokens`) and its CSV patient column value, each of >= 3 characters, are replaced case-insensitively by
 ``[patient]`` in the manifest ``path`` and mask paths, and the image_id gets a short salted hash instead, so ids stay
 unique. Rejects, summary.json and the console see the same scrubbing (each scrubbed file's path, name and stem is
 replaced wherever their text repeats it). Nothing downstream re-opens a source file by its manifest path (the cache holds the
