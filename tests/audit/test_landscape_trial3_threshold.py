@@ -50,3 +50,13 @@ def test_report_landscape_table_names_threshold_majority_and_constant(run_dirs, 
     html = str([[c.text if hasattr(c, "text") else c for c in row] for row in table.rows])
     assert "constant predictor" in html and "0.25" in html
     assert " of 16" in html  # n sampled of the labelled pool: what each count means is said
+
+
+def test_a_model_trained_on_domain_meaning_site_has_its_training_sites_known():
+    from pipeline.audit.landscape.measure import trained_sites
+
+    meta = {"training_domains": ["north"], "domain_columns": ["domain"],
+            "trained_on": {"ingest_domain_columns": ["Site"]}}
+    assert trained_sites(meta) == {"north"}
+    other = {**meta, "trained_on": {"ingest_domain_columns": ["site", "sex"]}}
+    assert trained_sites(other) is None  # domains like 'north|M' are not sites

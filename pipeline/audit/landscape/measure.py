@@ -55,7 +55,10 @@ class SitePlan:
 def trained_sites(meta: dict) -> set[str] | None:
     """The sites a model trained on, from its meta (``training_domains`` when its domains are sites), else None."""
     domains = meta.get("training_domains")
-    if list(meta.get("domain_columns") or []) == ["site"] and isinstance(domains, list):
+    columns = [str(c).lower() for c in meta.get("domain_columns") or []]
+    if columns == ["domain"]:  # the manifest's domain column: what it meant at training (pipeline/compat.py)
+        columns = [str(c).lower() for c in (meta.get("trained_on") or {}).get("ingest_domain_columns") or []]
+    if columns == ["site"] and isinstance(domains, list):
         return {str(d) for d in domains}
     return None
 
