@@ -205,6 +205,9 @@ def check_models_compat(*, checkpoints: Sequence[str | Path], ingest_dir: str | 
     for checkpoint in checkpoints:
         payload = torch.load(checkpoint, map_location="cpu", weights_only=False)
         profile, unknown = model_profile(payload)
+        if profile.ingest_domain_columns is None and profile.ingest_dir and Path(profile.ingest_dir).is_dir():
+            # a model file from before ingest_domain_columns: its training ingest, where still present, tells
+            profile = profile.model_copy(update={"ingest_domain_columns": _ingest_domain_columns(profile.ingest_dir)})
         if ingest is None or tuple(profile.domain_columns or ()) != tuple(ingest.domain_columns or ()):
             ingest = ingest_profile(ingest_dir, domain_columns=profile.domain_columns or ("domain",))
         compare(profile, ingest, stage=stage, model_name=str(checkpoint))

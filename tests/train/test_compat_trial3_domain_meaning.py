@@ -71,3 +71,18 @@ def test_training_domains_absent_from_the_ingest_are_a_counted_warning(site_mode
     metrics = evaluate(model_dirs=[model], ingest_dir=moved, out=tmp_path / "ev", n_bootstrap=5).metrics
     absent = [w for w in metrics["warnings"] if "trained on domains" in w]
     assert len(absent) == 1 and "'east'" in absent[0] and "'north'" in absent[0]
+
+
+def test_an_older_model_file_is_checked_through_its_training_ingest(site_model, tmp_path):
+    """A model file without ingest_domain_columns: the training ingest it names (trained_on.ingest_dir), where still
+    present, tells what 'domain' meant."""
+    ingest, model = site_model
+    payload = torch.load(model / "model.pt", weights_only=False)
+    payload["meta"]["trained_on"].pop("ingest_domain_columns")
+    payload["meta"]["trained_on"]["ingest_dir"] = str(ingest)
+    torch.save(payload, tmp_path / "older.pt")
+    other = _with_domains(shutil.copytree(ingest, tmp_path / "site_sex"), ["site", "sex"])
+    from pipeline.compat import check_models_compat
+
+    with pytest.raises(DataError, match=r"\['site', 'sex'\].*\['Site'\]"):
+        check_models_compat(checkpoints=[tmp_path / "older.pt"], ingest_dir=other, stage="audit")
