@@ -46,8 +46,10 @@ class ProbeBalancedAccuracy:
         keep = labels != "unknown"
         features, labels = features[keep], labels[keep]
         classes, counts = np.unique(labels, return_counts=True)
+        if classes.size == 0:  # every value unknown: say so, not "one class only ([])"
+            return float("nan"), f"every one of the {int(keep.size)} probed images has this attribute unknown"
         if classes.size < 2:
-            return float("nan"), f"one class only ({classes.tolist()})"
+            return float("nan"), f"one class only ({classes.tolist()}): a probe needs two known classes"
         if counts.min() < 2:
             return float("nan"), f"a class has fewer than 2 images ({dict(zip(classes.tolist(), counts.tolist(), strict=True))})"
         folds = int(min(self.folds, counts.min()))

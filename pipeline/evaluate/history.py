@@ -61,6 +61,13 @@ def _mean_std(values: list[float]) -> dict[str, Any] | None:
     return {"mean": float(arr.mean()), "std": float(arr.std()), "n": int(arr.size)}
 
 
+def _runs_reason(entries: list[dict[str, Any]], key: str) -> str:
+    """Why no run of a group measured mean_site ``key``: the runs' own reasons (evaluate's mean_site.not_measured)."""
+    reasons = sorted({str(((e.get("mean_site") or {}).get("not_measured") or {}).get(key) or "no reason recorded")
+                      for e in entries})
+    return "no run of this group has it measured: " + "; ".join(reasons)
+
+
 def aggregate_models(models: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """Group model entries by ``algorithm|selection_rule``: mean and spread over runs (seeds)."""
     groups: dict[str, list[dict[str, Any]]] = {}
@@ -82,6 +89,6 @@ def aggregate_models(models: dict[str, dict[str, Any]]) -> dict[str, dict[str, A
             "history_test_acc": _mean_std([h.get("mean") for h in history]),
         }
         out[key]["not_measured"] = {k: ("no run has a history.jsonl with test_acc" if k == "history_test_acc" else
-                                        "no run of this group has it measured")
+                                        _runs_reason(entries, k.removeprefix("mean_site_")))
                                     for k, v in out[key].items() if k.startswith(("mean_site_", "history_")) and v is None}
     return out

@@ -63,3 +63,16 @@ def test_consoles_say_the_recorded_reason():
     why = audit_reasons(block, skipped)
     assert why["lung_only_accuracy"] == "no lung mask for these images"
     assert why["counterfactual_flip_rate"] == "the cache has no counterfactual arrays"
+
+
+def test_an_unmeasured_aggregate_carries_the_runs_reason():
+    group = _one_class_metrics()["aggregates"]["erm|training_domain"]
+    assert group["mean_site_auroc"] is None
+    assert "one class only (negative): auroc undefined" in group["not_measured"]["mean_site_auroc"]
+
+
+def test_a_probe_on_an_all_unknown_attribute_says_so():
+    from pipeline.audit.probes import ProbeBalancedAccuracy
+
+    value, why = ProbeBalancedAccuracy(folds=2)(np.zeros((4, 3)), np.array(["unknown"] * 4))
+    assert value != value and "unknown" in why and "[]" not in why
