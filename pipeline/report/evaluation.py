@@ -347,14 +347,27 @@ def _headline_figure(metrics: dict[str, Any], out: Path, cohort: Any = None) -> 
     figures.grouped_bars(out / "fig_accuracy_per_site.png", groups=groups, series=series, intervals=intervals,
                          ylabel="accuracy", reference=reference or None,
                          width_in=max(8.0, 1.6 * len(groups) + 4.5))
-    shown = [g.replace("\n", " ") for g, v in zip(groups, majority, strict=True) if not is_number(v)]
+    shown = [f"{g.replace(chr(10), ' ')}: {_group_reason(metrics, g)}"
+             for g, v in zip(groups, majority, strict=True) if not is_number(v)]
     return {"src": "fig_accuracy_per_site.png", "alt": "accuracy per site per model",
             "caption": "Accuracy on the training hospitals' validation images (pooled, at the selected checkpoint), "
                        f"at each test hospital, and on its images whose {conflict_words(metrics)} contradicts the "
                        "label; mean over "
                        "seeds, whiskers ± 1 std; dashed: metadata-only baseline; dotted brown: the accuracy of always "
                        "predicting the majority class of the images in that group"
-                       + (f" (not measured for {', '.join(shown)}: no class counts)" if shown else "") + "."}
+                       + (f" (not measured for {'; '.join(shown)})" if shown else "") + "."}
+
+
+def _group_reason(metrics: dict[str, Any], group: str) -> str:
+    """Why a chart group has no always-majority line: evaluate's reason for that site's conflicting images (the
+    first model that recorded one), else the missing class counts."""
+    site, _, kind = group.partition("\n")
+    if kind == "(conflicting)":
+        for entry in models(metrics).values():
+            why = reason_of((entry.get("per_site") or {}).get(site) or {}, "conflict_accuracy")
+            if why:
+                return why
+    return "no class counts in metrics.json"
 
 
 def sample_size_warnings(metrics: dict[str, Any], cohort: Any = None) -> list[str]:

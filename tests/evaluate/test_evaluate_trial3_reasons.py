@@ -76,3 +76,12 @@ def test_a_probe_on_an_all_unknown_attribute_says_so():
 
     value, why = ProbeBalancedAccuracy(folds=2)(np.zeros((4, 3)), np.array(["unknown"] * 4))
     assert value != value and "unknown" in why and "[]" not in why
+
+
+def test_accuracy_chart_names_evaluate_reason_for_an_unmeasured_conflicting_group():
+    from pipeline.report.evaluation import _group_reason
+
+    metrics = {"models": {"m": {"per_site": {"Delta": {"not_measured": {
+        "conflict_accuracy": "no shortcut attribute is measurable: sex: 1 known level"}}}}}}
+    assert _group_reason(metrics, "Delta\n(conflicting)") == "no shortcut attribute is measurable: sex: 1 known level"
+    assert _group_reason(metrics, "Delta\n(all)") == "no class counts in metrics.json"
