@@ -132,13 +132,20 @@ def _missingness_text(f: dict[str, Any], origin_kind: str) -> str:
             f"{known}, so this is missingness of the field (which {origin_kind} lacks it), not the factor itself")
 
 
+def _p_text(p: float | None) -> str:
+    """'p=0.003' or 'p<0.001': a chi-square test never shows p = 0."""
+    if p is None:
+        return "p not measured"
+    return "p<0.001" if p < 0.001 else f"p={p:.2g}"
+
+
 def _warnings(factors: list[dict[str, Any]], warning_auroc: float, min_group_size: int,
               origin_kind: str = "site") -> list[str]:
     out = []
     for f in factors:
         if _warns(f, warning_auroc):
             lo, hi = f["auroc_ci95"]
-            v = f", Cramer's V {f['cramers_v']:.2f} (p={f['chi2_p_value']:.2g})" if f["cramers_v"] is not None else ""
+            v = f", Cramer's V {f['cramers_v']:.2f} ({_p_text(f['chi2_p_value'])})" if f["cramers_v"] is not None else ""
             out.append(f"{f['factor']} alone predicts the label with AUROC {f['auroc']:.2f} (95% CI {lo:.2f}-{hi:.2f})"
                        f"{v} ({f['scope']}, n={f['n']}; {_levels_text(f)}){_missingness_text(f, origin_kind)}: "
                        "a model can learn this shortcut instead of the disease.")

@@ -12,7 +12,7 @@ from typing import Any
 
 from pipeline.report import figures
 from pipeline.report.inputs import ReportInputs
-from pipeline.report.tables import Cell, Table, cell, ci_cell, is_number, num_cell, rate_cell
+from pipeline.report.tables import Cell, Table, cell, ci_cell, is_number, num_cell, p_cell, rate_cell
 
 SPLIT_ORDER = {"train": 0, "val": 0, "ood_val": 1, "test": 2}
 LABELS = {0: "no finding", 1: "COVID"}
@@ -328,7 +328,7 @@ def factors_table(summary: dict[str, Any] | None, frame: Any = None) -> Table:
         table.add([cell(f.get("factor")), cell(f.get("scope")), n_cell,
                    auroc if is_number(f.get("auroc")) else cell(None, reason=reasons.get("auroc")),
                    cramer if is_number(f.get("cramers_v")) else cell(None, reason=reasons.get("cramers_v")),
-                   num_cell(f.get("chi2_p_value"), digits=3, reason=reasons.get("chi2_p_value")),
+                   p_cell(f.get("chi2_p_value"), reason=reasons.get("chi2_p_value")),
                    rate_cell(f.get("accuracy"), reason=reasons.get("accuracy")),
                    rate_cell(f.get("chance"), reason=reasons.get("chance")),
                    num_cell(lift, digits=2, css=css, reason=reasons.get("lift"))])

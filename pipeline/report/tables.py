@@ -117,6 +117,17 @@ def num_cell(value: Any, *, digits: int = 3, css: str = "", title: str = "", rea
     return Cell(fmt_num(value, digits), float(value), css, title)
 
 
+def p_value_text(value: float) -> str:
+    """A p-value as text: ``0.003``, or ``<0.001`` (a test never shows that p is exactly 0)."""
+    return "<0.001" if value < 0.001 else f"{value:.3f}"
+
+
+def p_cell(value: Any, *, reason: str | None = None) -> Cell:
+    if not is_number(value):
+        return _missing_cell(value, reason, "", "")
+    return Cell(p_value_text(float(value)), float(value))
+
+
 def ci_cell(value: Any, interval: Iterable[Any] | None, *, digits: int = 3, css: str = "", title: str = "",
             reason: str | None = None) -> Cell:
     """``0.861 [0.80, 0.91]``: a point estimate with its 95% interval (the interval is omitted when absent)."""

@@ -102,3 +102,12 @@ def test_page_from_outputs_with_missing_numbers_has_no_nan_and_says_not_measured
     assert "erm cannot be judged" in text and "lungs" in text
     assert "mostly uses lung evidence" not in text
     assert "80.0% (≤ majority)" in text  # 8 of 10 positive: 80% is the majority rate, not skill
+
+
+def test_a_p_value_below_one_in_a_thousand_never_reads_zero():
+    from pipeline.ingest.summary import _p_text
+    from pipeline.report.tables import p_cell
+
+    assert p_cell(1e-12).text == "<0.001" and p_cell(0.0123).text == "0.012"
+    assert "not measured" in p_cell(None, reason="one level only").text
+    assert _p_text(2e-9) == "p<0.001" and _p_text(0.03) == "p=0.03"
