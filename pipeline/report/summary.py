@@ -41,7 +41,7 @@ def _thresholds(numbers: dict[str, Any]) -> str:
     if not values:
         return "threshold not recorded"
     shown = threshold_text(values[0], numbers.get("threshold_source")) if len(values) == 1 else \
-        f"thresholds {', '.join(f'{v:.2f}' for v in values)} ({numbers.get('threshold_source') or 'source unstated'})"
+        f"thresholds {', '.join(f'{v:.2f}' for v in values)} from {numbers.get('threshold_source') or 'an unstated source'}"
     return shown
 
 
