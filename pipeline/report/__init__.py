@@ -65,12 +65,14 @@ def run(
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise DataError(f"report: --out must be a directory, got the file {str(out)!r}. Choose another path.")
-    check_paths(results_dir=results_dir, ingest_dir=ingest_dir)  # explicit paths: wrong ones are exit 2
+    # explicit paths: wrong ones are exit 2; the parsed results.json is passed on so that it is read once
+    results = check_paths(results_dir=results_dir, ingest_dir=ingest_dir)
     inputs = load_inputs(evaluate_dir=evaluate_dir, audit_dir=audit_dir, ingest_dir=ingest_dir)
-    ingests = section_ingests(inputs, results_dir)
+    ingests = section_ingests(inputs, results_dir, results)
     warnings = compare_ingests(ingests)  # refuses sections about different test hospitals before writing
     stage_inputs = {k: v for k, v in (("evaluate", inputs.evaluate_dir), ("audit", inputs.audit_dir),
                                       ("ingest", inputs.ingest_dir), ("results", results_dir)) if v is not None}
+    ingest_text = ingest_lines(ingests)
     with StageRecord("report", out, config={"title": title}, inputs=stage_inputs) as record:
         for stale in out.glob("fig_*.png"):  # a figure not drawn this time must not linger from an earlier report
             stale.unlink()
@@ -85,10 +87,10 @@ def run(
                                  synthetic=inputs.synth_dir is not None),
             "landscape": build_landscape(inputs.audit, out),
             "provenance": build_provenance(inputs),
-            "results": build_results(results_dir),  # `cxr-fishr results` tables, shown when given
+            "results": build_results(results_dir, results),  # `cxr-fishr results` tables, shown when given
             "missing": inputs.missing,
             "cohort_warnings": warnings,
-            "ingests": ingest_lines(ingests),
+            "ingests": ingest_text,
             "version": __version__,
             "generated": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         }
@@ -96,7 +98,7 @@ def run(
         write_text_atomic(index, render_html(context))
         figures = sorted(p.name for p in out.glob("fig_*.png"))
         record.extra.update({"missing": inputs.missing, "figures": figures, "warnings": warnings,
-                             "ingests": ingest_lines(ingests)})
+                             "ingests": ingest_text})
     return ReportResult(out=out, index=index, missing=inputs.missing, headline=summary["numbers"], figures=figures,
                         warnings=warnings)
 

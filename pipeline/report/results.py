@@ -53,13 +53,15 @@ def _rule_tables(data: dict[str, Any], rule: str) -> tuple[Table, Table]:
     return scores, chosen
 
 
-def build_results(results_dir: str | Path | None) -> dict[str, Any]:
-    """{available, reason, tables: [(scores, chosen) per rule], source}; absent (with why) without results.json."""
+def build_results(results_dir: str | Path | None, data: dict[str, Any] | None = None) -> dict[str, Any]:
+    """{available, reason, tables: [(scores, chosen) per rule], source}; absent (with why) without results.json.
+    ``data``: results_dir's results.json already parsed (read here when None)."""
     if results_dir is None:
         return {"available": False, "reason": "no --results given"}
     path = Path(results_dir) / "results.json"
-    if not path.is_file():
-        return {"available": False, "reason": f"{path} not found: run `cxr-fishr results {results_dir}` first."}
-    data = json.loads(path.read_text(encoding="utf-8"))
+    if data is None:
+        if not path.is_file():
+            return {"available": False, "reason": f"{path} not found: run `cxr-fishr results {results_dir}` first."}
+        data = json.loads(path.read_text(encoding="utf-8"))
     return {"available": True, "source": str(path),
             "tables": [_rule_tables(data, rule) for rule in data["rules"]]}

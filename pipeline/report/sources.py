@@ -22,10 +22,10 @@ from pipeline.errors import DataError
 RESULTS_KEYS = ("hospitals", "algorithms", "rules", "cells", "summary")
 
 
-def check_paths(*, results_dir: str | Path | None, ingest_dir: str | Path | None) -> None:
-    """DataError for an explicit ``--results`` or ``--ingest`` path that is not what it must be (module docstring)."""
-    if results_dir is not None:
-        _check_results(Path(results_dir))
+def check_paths(*, results_dir: str | Path | None, ingest_dir: str | Path | None) -> dict[str, Any] | None:
+    """DataError for an explicit ``--results`` or ``--ingest`` path that is not what it must be (module docstring);
+    returns the parsed results.json (None without ``--results``) so that it is read once per report."""
+    results = _check_results(Path(results_dir)) if results_dir is not None else None
     if ingest_dir is not None:
         path = Path(ingest_dir)
         if not (path / "manifest.parquet").is_file():
@@ -34,9 +34,10 @@ def check_paths(*, results_dir: str | Path | None, ingest_dir: str | Path | None
             raise DataError(f"report: --ingest must be an ingest folder holding manifest.parquet, got {str(path)!r}: "
                             f"{what}. Pass the --out of `cxr-fishr ingest`, or leave --ingest out to use the one "
                             "evaluate/audit recorded.")
+    return results
 
 
-def _check_results(path: Path) -> None:
+def _check_results(path: Path) -> dict[str, Any]:
     fix = "Pass a sweep folder (the --out of `cxr-fishr train --sweep`) after `cxr-fishr results SWEEP_DIR`."
     if not path.is_dir():
         what = "no such folder" if not path.exists() else "a file, not a folder"
@@ -59,6 +60,7 @@ def _check_results(path: Path) -> None:
     if missing:
         raise DataError(f"report: --results must hold the results.json of `cxr-fishr results`, got {results} "
                         f"without {missing}. Re-run `cxr-fishr results {path}`.")
+    return data
 
 
 @dataclass(frozen=True)
@@ -140,9 +142,10 @@ def _read(path: Path) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
-def sweep_ingests(results_dir: Path) -> list[IngestRef]:
-    """The ingest(s) the sweeps behind ``results_dir/results.json`` trained on (their stage.json inputs)."""
-    data = _read(results_dir / "results.json") or {}
+def sweep_ingests(results_dir: Path, results: dict[str, Any] | None = None) -> list[IngestRef]:
+    """The ingest(s) the sweeps behind ``results_dir/results.json`` trained on (their stage.json inputs);
+    ``results``: that file already parsed (read here when None)."""
+    data = results if results is not None else _read(results_dir / "results.json") or {}
     folders = [results_dir, *(Path(s).parent for s in data.get("sweeps") or [] if isinstance(s, str)),
                *sorted(p.parent for p in results_dir.glob("*/sweep.json"))]
     refs: list[IngestRef] = []
@@ -153,9 +156,10 @@ def sweep_ingests(results_dir: Path) -> list[IngestRef]:
     return refs
 
 
-def section_ingests(inputs: Any, results_dir: str | Path | None) -> dict[str, list[IngestRef]]:
+def section_ingests(inputs: Any, results_dir: str | Path | None,
+                    results: dict[str, Any] | None = None) -> dict[str, list[IngestRef]]:
     """{section: its ingest(s)} for "evaluate", "audit", "sweep results" and "cohort" (sections without one left
-    out). ``inputs``: the report's ReportInputs."""
+    out). ``inputs``: the report's ReportInputs; ``results``: results_dir's results.json already parsed."""
     found: dict[str, list[IngestRef]] = {}
     for section, data in (("evaluate", inputs.metrics), ("audit", inputs.audit)):
         if data is None:
@@ -166,7 +170,7 @@ def section_ingests(inputs: Any, results_dir: str | Path | None) -> dict[str, li
             ref = replace(ref, test_sites=tuple(sorted(str(s) for s in data["sites"])))  # folder not reachable here
         if ref is not None:
             found[section] = [ref]
-    if results_dir is not None and (refs := sweep_ingests(Path(results_dir))):
+    if results_dir is not None and (refs := sweep_ingests(Path(results_dir), results)):
         found["sweep results"] = refs
     if inputs.ingest_dir is not None and (ref := ingest_ref([inputs.ingest_dir])) is not None:
         found["cohort"] = [ref]
