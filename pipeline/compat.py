@@ -171,15 +171,17 @@ def _warn(stage: str, model_name: str, unknown: list[str], ingest: InputProfile,
 
 
 def absent_domains_warning(model: InputProfile, ingest_dir: str | Path, *, stage: str, model_name: str,
-                           echo: bool = True) -> str | None:
+                           echo: bool = True, frame: Any = None) -> str | None:
     """A warning naming the model's training domains that no row of the ingest has (any split), else None: the
-    domains then mean something else here (e.g. 'Alpha' vs 'Alpha|M'), or the ingest holds only new sites."""
+    domains then mean something else here (e.g. 'Alpha' vs 'Alpha|M'), or the ingest holds only new sites.
+    ``frame``: the ingest's manifest when the caller already read it (else it is read here)."""
     from pipeline.manifest import domain_values, read_manifest
 
     if not model.domains:
         return None
     columns = tuple(model.domain_columns or ("domain",))
-    frame = read_manifest(ingest_dir)
+    if frame is None:
+        frame = read_manifest(ingest_dir)
     if any(c not in frame.columns for c in columns):
         return None  # compare() already refused missing columns
     present = set(domain_values(frame, columns).astype(str))
@@ -200,8 +202,11 @@ def check_models_compat(*, checkpoints: Sequence[str | Path], ingest_dir: str | 
     model files, training domains absent from the ingest): the caller counts them."""
     import torch
 
+    from pipeline.manifest import read_manifest
+
     warnings: list[str] = []
     ingest: InputProfile | None = None
+    frame = None  # the ingest's manifest, read once for every checkpoint's absent-domains check
     for checkpoint in checkpoints:
         payload = torch.load(checkpoint, map_location="cpu", weights_only=False)
         profile, unknown = model_profile(payload)
@@ -214,7 +219,10 @@ def check_models_compat(*, checkpoints: Sequence[str | Path], ingest_dir: str | 
         if unknown:
             warnings.append(_warn(stage, str(checkpoint), unknown, ingest))
         # not printed here: evaluate and audit count it in their warnings and the commands print those
-        absent = absent_domains_warning(profile, ingest_dir, stage=stage, model_name=str(checkpoint), echo=False)
+        if profile.domains and frame is None:
+            frame = read_manifest(ingest_dir)
+        absent = absent_domains_warning(profile, ingest_dir, stage=stage, model_name=str(checkpoint), echo=False,
+                                        frame=frame)
         if absent:
             warnings.append(absent)
     return warnings
