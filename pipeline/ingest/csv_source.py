@@ -64,10 +64,6 @@ def mapped_fields(mapping: MetadataMapping) -> list[tuple[str, str]]:
     return [(k, c) for k, c in fields if c]
 
 
-def mapped_columns(mapping: MetadataMapping) -> list[str]:
-    return [c for _, c in mapped_fields(mapping)]
-
-
 _OTHER_SEPARATORS = (";", "\t", "|")
 
 

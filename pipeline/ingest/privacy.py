@@ -92,9 +92,6 @@ class PathScrubber:
         return {"n": len(self.scrubbed), "token": TOKEN,
                 "note": "file names held the image's patient name or ID; they are written scrubbed"}
 
-    def warning(self) -> str | None:
-        return warning_line(self.as_json())
-
 
 def warning_line(entry: dict[str, Any]) -> str | None:
     """The console warning for summary.json's ``patient_identifiers_in_file_names``, None when there were none."""
