@@ -64,12 +64,6 @@ def val_reason(entry: dict[str, Any]) -> str | None:
     return reason_of(entry, "val_acc_at_step") or "the run logged no validation accuracy at the selected step"
 
 
-def is_constant(entry: dict[str, Any]) -> bool:
-    """Whether the scored predictions are all one class (baselines.scored_constant); train's selection check is
-    :func:`constant_at_selection`, a different fact."""
-    return scored_constant(entry)
-
-
 def constant_where(name: str, entry: dict[str, Any], split: str) -> str:
     """"<name>: all 11 test predictions one class at threshold 0.59" for a model whose scored predictions are."""
     n = (entry.get("overall") or {}).get("n")
@@ -248,8 +242,8 @@ def headline(metrics: dict[str, Any] | None, audit: dict[str, Any] | None) -> di
             "models": [n for n, _ in members],
             "evaluated": [n for n, e in members if not e.get(AUDIT_ONLY)],
             # scored predictions all one class (evaluate's split and threshold): "reads nothing in the image"
-            "constant_predictor": [n for n, e in members if is_constant(e)],
-            "constant_where": [constant_where(n, e, split) for n, e in members if is_constant(e)],
+            "constant_predictor": [n for n, e in members if scored_constant(e)],
+            "constant_where": [constant_where(n, e, split) for n, e in members if scored_constant(e)],
             # train's selection check (0.5 on its selection set): a different fact, worded as such
             "constant_at_selection": [t for t in (constant_at_selection(n, e) for n, e in members) if t],
             "split": split,

@@ -11,11 +11,10 @@ from pipeline.report.tables import Cell, Table, not_measured
 from pipeline.results.tables import ResultsTables, cell_text, constant_note
 
 
-def _acc_cell(mean: Any, sd: Any, reason: str | None) -> Cell:
+def _acc_cell(mean: Any, reason: str | None) -> Cell:
     if mean is None:
         return Cell(not_measured(reason), None, "muted nm")
-    text = f"{mean:.1f}%" if sd is None else f"{mean:.1f}% ± {sd:.1f}"
-    return Cell(text, float(mean))
+    return Cell(f"{mean:.1f}%", float(mean))
 
 
 def _hospital_cell(cell: dict[str, Any]) -> Cell:
@@ -42,8 +41,8 @@ def _rule_tables(data: dict[str, Any], rule: str) -> tuple[Table, Table]:
         summary = data["summary"][rule][algorithm]
         worst = summary.get("worst")
         scores.add([algorithm, *(_hospital_cell(row[h]) for h in hospitals),
-                    _acc_cell(summary.get("average"), None, summary.get("not_measured")),
-                    _acc_cell(worst, None, summary.get("not_measured")) if worst is None
+                    _acc_cell(summary.get("average"), summary.get("not_measured")),
+                    _acc_cell(worst, summary.get("not_measured")) if worst is None
                     else Cell(f"{worst:.1f}% ({summary['worst_hospital']})", float(worst), "worst")])
         for hospital in hospitals:
             c = row[hospital]
