@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.errors import DataError
+from pipeline.report.inputs import _input_paths  # the one reader of stage.json's recorded inputs
 
 RESULTS_KEYS = ("hospitals", "algorithms", "rules", "cells", "summary")
 
@@ -126,12 +127,8 @@ def ingest_ref(candidates: list[Any], inputs_hash: str | None = None) -> IngestR
 
 def _stage_ingest_paths(stage: dict[str, Any] | None) -> list[Path]:
     """Ingest folders a stage.json recorded: an ``ingest``/``ingest_dir`` input (a folder or its manifest)."""
-    out = []
-    for key, value in ((stage or {}).get("inputs") or {}).items():
-        path = value.get("path") if isinstance(value, dict) else value
-        if key in ("ingest", "ingest_dir") and isinstance(path, str) and path:
-            out.append(Path(path).parent if path.endswith(".parquet") else Path(path))
-    return out
+    return [path.parent if path.suffix == ".parquet" else path for key, path in _input_paths(stage or {})
+            if key in ("ingest", "ingest_dir")]
 
 
 def _read(path: Path) -> dict[str, Any] | None:
