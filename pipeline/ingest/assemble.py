@@ -24,7 +24,7 @@ from pipeline.ingest.disagreements import summarise as summarise_disagreements
 from pipeline.ingest.discover import Candidate, SourceListing, discover, pair_counterfactuals
 from pipeline.ingest.fields import Harmoniser
 from pipeline.ingest.harmonise import clean
-from pipeline.ingest.matching import N_EXAMPLES, MatchReport, match_metadata
+from pipeline.ingest.matching import N_EXAMPLES, MatchReport, match_metadata, row_patient
 from pipeline.ingest.names import NameLog, check_site_map, resolve
 from pipeline.ingest.preprocess import Processed, Task, init_worker, process, release_cache_files, worker_settings
 from pipeline.ingest.privacy import PathScrubber, header_tokens
@@ -199,7 +199,7 @@ def _decode_all(
     allowed = None if config.modalities is None else {"UNKNOWN", *(m.upper() for m in config.modalities)}
     records: list[dict[str, Any]] = []
     for (candidate, row, harmoniser), task, result in zip(items, tasks, _results(tasks, workers, progress), strict=True):
-        tokens = (*result.patient_tokens, *_csv_patient(row, harmoniser))
+        tokens = (*result.patient_tokens, *row_patient(row, harmoniser))
         path = scrubber.path(candidate.relative, tokens)
         if not result.ok:
             rejects.append((path, result.reason, scrub_values(result.detail, tokens)))  # the CSV patient value too
@@ -371,15 +371,6 @@ def ingest_into(
     summary = scrubber.deep(summary)  # examples (unmatched path_fields, CSV rows) may repeat a scrubbed name
     write_json_atomic(ingest_dir / "summary.json", summary)
     return summary
-
-
-def _csv_patient(row: dict | None, harmoniser: Harmoniser) -> tuple[str, ...]:
-    """The CSV patient column's value of a file's row (scrubbed from its file name), () without one."""
-    mapping = harmoniser.mapping
-    if row is None or mapping is None or not mapping.patient_column:
-        return ()
-    value = clean(row.get(mapping.patient_column))
-    return (value,) if value else ()
 
 
 def _scrub_early_rejects(gathered: Gathered, scrubber: PathScrubber) -> list[tuple[str, str, str]]:

@@ -19,6 +19,7 @@ from pipeline.ingest.csv_source import MetadataIndex, image_key
 from pipeline.ingest.dicom import scrub_values
 from pipeline.ingest.discover import Candidate
 from pipeline.ingest.fields import Harmoniser
+from pipeline.ingest.harmonise import clean
 from pipeline.ingest.names import norm_key
 
 # harmonised fields two rows of the same file must agree on (provenance columns and label_name are not data)
@@ -65,16 +66,17 @@ def _conflict(entries: list[tuple[int, dict]], harmoniser: Harmoniser, relative:
         if diffs:
             lines = ", ".join(str(n) for n, _ in entries)
             text = f"CSV lines {first_line} and {line} (of lines {lines}) disagree: {'; '.join(diffs)}"
-            return scrub_values(text, [*_row_patient(first_row, harmoniser), *_row_patient(row, harmoniser)])
+            return scrub_values(text, [*row_patient(first_row, harmoniser), *row_patient(row, harmoniser)])
     return None
 
 
-def _row_patient(row: dict, harmoniser: Harmoniser) -> tuple[str, ...]:
-    """The CSV patient column's value of ``row`` (for :func:`pipeline.ingest.dicom.scrub_values`), () without one."""
+def row_patient(row: dict | None, harmoniser: Harmoniser) -> tuple[str, ...]:
+    """The CSV patient column's value of ``row``, cleaned as the harmoniser reads it (to scrub from file names and
+    messages: :func:`pipeline.ingest.dicom.scrub_values`), () without one."""
     mapping = harmoniser.mapping
-    if mapping is None or not mapping.patient_column:
+    if row is None or mapping is None or not mapping.patient_column:
         return ()
-    value = str(row.get(mapping.patient_column) or "").strip()
+    value = clean(row.get(mapping.patient_column))
     return (value,) if value else ()
 
 
@@ -135,7 +137,7 @@ def match_metadata(
         label, source = harmoniser.label_of(row)
         if label is None and source.endswith(":unmapped"):
             detail = f"{mapping.label_column}={row.get(mapping.label_column)!r}"
-            rejects.append((candidate.relative, "label_unmapped", scrub_values(detail, _row_patient(row, harmoniser))))
+            rejects.append((candidate.relative, "label_unmapped", scrub_values(detail, row_patient(row, harmoniser))))
             continue
         kept.append((candidate, row))
     _count_unmatched(index, matched_keys, mapping, report)
