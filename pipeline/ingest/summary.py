@@ -93,13 +93,13 @@ def confounding(frame: pd.DataFrame, *, shortcut_attributes: list[str], min_grou
                                      if group["label"].notna().any() else None)}
         for domain, group in frame.groupby(frame["domain"].astype(str))
     }
+    per_attribute = {a: p_label_per_site(frame, a) for a in shortcut_attributes}
     return {
         "n_labelled": n_labelled, "n_unlabelled": int(frame["label"].isna().sum()),
         "shortcut_attributes": list(shortcut_attributes),
         "label_prevalence_per_domain": prevalence,
-        "p_label_given_attribute_per_site": {a: p_label_per_site(frame, a) for a in shortcut_attributes},
-        **({"p_label_given_position_per_site": p_label_per_site(frame, "position")}
-           if "position" in shortcut_attributes else {}),
+        "p_label_given_attribute_per_site": per_attribute,
+        **({"p_label_given_position_per_site": per_attribute["position"]} if "position" in per_attribute else {}),
         "factors": factors,
         "warning_auroc": warning_auroc, "warning_p_value": P_VALUE_WARNING, "warning_lift": warning_lift,
         "warnings": _warnings(factors, warning_auroc, min_group_size,
