@@ -349,13 +349,18 @@ def _headline_figure(metrics: dict[str, Any], out: Path, cohort: Any = None) -> 
                          width_in=max(8.0, 1.6 * len(groups) + 4.5))
     shown = [f"{g.replace(chr(10), ' ')}: {_group_reason(metrics, g)}"
              for g, v in zip(groups, majority, strict=True) if not is_number(v)]
+    words = {"metadata-only baseline": "metadata-only baseline",
+             "always predict the majority class": "the accuracy of always predicting the majority class of the "
+             "images in that group" + (f" (not measured for {'; '.join(shown)})" if shown else "")}
+    # each line named by the style figures drew it in (by its position in ``reference``), only when drawn
+    lines = "".join(f"; {figures.REFERENCE_WORDS[k % len(figures.REFERENCE_WORDS)]}: {words[label]}"
+                    for k, label in enumerate(reference))
+    if "always predict the majority class" not in reference:
+        lines += f"; always-majority line not measured ({'; '.join(shown)})"
     return {"src": "fig_accuracy_per_site.png", "alt": "accuracy per site per model",
             "caption": "Accuracy on the training hospitals' validation images (pooled, at the selected checkpoint), "
                        f"at each test hospital, and on its images whose {conflict_words(metrics)} contradicts the "
-                       "label; mean over "
-                       "seeds, whiskers ± 1 std; dashed: metadata-only baseline; dotted brown: the accuracy of always "
-                       "predicting the majority class of the images in that group"
-                       + (f" (not measured for {'; '.join(shown)})" if shown else "") + "."}
+                       f"label; mean over seeds, whiskers ± 1 std{lines}."}
 
 
 def _group_reason(metrics: dict[str, Any], group: str) -> str:

@@ -12,6 +12,7 @@ from pathlib import Path
 PALETTE = ("#3b6fb6", "#d9822b", "#3f9c5a", "#b5443d", "#7d5ba6", "#8c6d31", "#d36fb0", "#6b6b6b")
 DPI = 110
 REFERENCE_STYLES = (("--", "#111"), (":", "#9a6b00"), ("-.", "#555"))  # (line style, colour) per reference series
+REFERENCE_WORDS = ("dashed", "dotted brown", "dash-dot grey")  # REFERENCE_STYLES as a caption names them
 
 
 def _pyplot():

@@ -91,3 +91,16 @@ def test_oracle_row_lower_than_headline_is_explained():
     assert len(notes) == 1 and "reads lower than the headline row" in notes[0] and "argmax" in notes[0]
     metrics["models"]["a@oracle"]["mean_site"]["accuracy"] = 0.8
     assert oracle_notes(headline(metrics, None)) == []
+
+
+def test_accuracy_figure_caption_names_each_line_by_the_style_it_was_drawn_in(tmp_path):
+    from pipeline.report.evaluation import _headline_figure
+
+    metrics = {"split": "test", "sites": ["harbour"], "models": {"a": _entry("erm", 0.5, [[2, 0], [8, 0]])}}
+    # no metadata baseline: the majority line is the first reference series, drawn dashed (not dotted brown)
+    caption = _headline_figure(metrics, tmp_path)["caption"]
+    assert "dashed: the accuracy of always predicting" in caption and "metadata-only" not in caption
+    metrics["metadata_baseline"] = {"per_site": {"harbour": {"accuracy": 0.6, "conflict_accuracy": 0.5}}}
+    caption = _headline_figure(metrics, tmp_path)["caption"]
+    assert "dashed: metadata-only baseline; dotted brown: the accuracy of always predicting" in caption
+    assert (tmp_path / "fig_accuracy_per_site.png").is_file()
