@@ -19,27 +19,21 @@ SPLIT_WORDS = {"val": "validation images of the training hospitals", "holdout": 
                "ood_val": "validation-hospital images", "test": "test images"}
 
 
-def _labelled(frame: pd.DataFrame) -> pd.DataFrame:
-    from pipeline.shortcuts import labelled_mask
-
-    return frame[labelled_mask(frame)]
-
-
 def _rule_rows(frame: pd.DataFrame, *, rule: str, meta: dict[str, Any]) -> pd.DataFrame:
     """The rows train scored for ``rule`` (pipeline/train/datasets.py build_train_data), labelled ones only."""
     from pipeline.compat import model_profile
-    from pipeline.manifest import domain_values
+    from pipeline.manifest import domain_values, labelled
 
     if rule in ("oracle", "ood_validation"):
-        return _labelled(frame[frame["split"] == ("test" if rule == "oracle" else "ood_val")])
+        return labelled(frame[frame["split"] == ("test" if rule == "oracle" else "ood_val")])
     profile, _ = model_profile({"meta": meta})
     columns = tuple(profile.domain_columns or ("domain",))
     domains = domain_values(frame, columns)
     in_domain = frame["split"].isin(["train", "val"]).to_numpy()
     if rule == "leave_one_domain_out":
-        return _labelled(frame[in_domain & (domains == meta.get("holdout_domain")).to_numpy()])
+        return labelled(frame[in_domain & (domains == meta.get("holdout_domain")).to_numpy()])
     trained = domains.isin(profile.domains or []).to_numpy() if profile.domains else in_domain
-    return _labelled(frame[(frame["split"] == "val").to_numpy() & trained])
+    return labelled(frame[(frame["split"] == "val").to_numpy() & trained])
 
 
 def selection_set_size(*, frame: pd.DataFrame, meta: dict[str, Any], rule: str,
