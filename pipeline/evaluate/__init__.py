@@ -126,7 +126,7 @@ def run(
     from pipeline.evaluate.inputs import predict_proba
     from pipeline.evaluate.models import collect_models, read_history
     from pipeline.evaluate.samples import separation_warnings, split_warnings
-    from pipeline.evaluate.scoring import GroupScorer, score_frame
+    from pipeline.evaluate.scoring import GroupScorer, is_constant, score_frame
     from pipeline.evaluate.selection_facts import constant_at_selection, with_constant_fact
     from pipeline.evaluate.table import metrics_csv
     from pipeline.evaluate.threshold import model_threshold
@@ -174,14 +174,13 @@ def run(
             prob = predict_proba(network, cache.images, evaluated["cache_index"].to_numpy(), batch_size)
             scorer = GroupScorer(threshold=threshold, selection_rule=entry.selection_rule, split=split,
                                  n_bootstrap=n_bootstrap, seed=seed, directions=directions)
-            predicted = prob >= threshold
             history = read_history(entry.model_dir)
             described = entry.describe()
             same_ingest = _same_ingest(entry.meta, cache.info.get("inputs_hash"))
             fact = constant_at_selection(selection=described["selection"], meta=entry.meta, frame=frame,
                                          same_ingest=same_ingest)
             described["selection"] = with_constant_fact(described["selection"], fact, weights_step=entry.step)
-            constant_here = bool(predicted.all() or not predicted.any())
+            constant_here = is_constant(prob >= threshold)
             models[entry.name] = {
                 **described,
                 "split": split,
