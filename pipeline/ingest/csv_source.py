@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from pipeline.errors import ConfigError, DataError
 from pipeline.ingest.config import MetadataMapping
 from pipeline.ingest.discover import image_base
+from pipeline.ingest.harmonise import clean, label_parts
 from pipeline.ingest.names import NameLog, norm_key
 
 if TYPE_CHECKING:
@@ -141,20 +142,6 @@ def index_rows(frame: pd.DataFrame, mapping: MetadataMapping) -> tuple[dict[str,
     return {key: entries[0][1] for key, entries in index.rows.items()}, index.duplicates
 
 
-def label_parts(text: str | None, mapping: MetadataMapping) -> list[str]:
-    """The label values of one cell as spelled (split by ``label_separator``, stripped, whitespace collapsed); []
-    when blank."""
-    from pipeline.ingest.harmonise import clean
-
-    text = clean(text)
-    if text is None:
-        return []
-    parts = [text] if not mapping.label_separator else [
-        clean(p.strip().strip(mapping.label_strip_chars)) for p in text.split(mapping.label_separator)
-    ]
-    return [p for p in parts if p is not None]
-
-
 def label_values_present(frame: pd.DataFrame, mapping: MetadataMapping) -> set[str]:
     """The label values (after splitting, as spelled) of the mapping's label column; empty without one."""
     if not mapping.label_column or mapping.label_column not in frame.columns:
@@ -167,8 +154,6 @@ def check_label_values(tables: list[tuple[MetadataMapping, set[str], str]], *, l
     CSV ((mapping, values present as spelled, where) per source; a normal-only collection beside a COVID one is fine),
     else ConfigError listing, per source, the values present as the data spells them. A blank negative value ('') is
     exempt. A value found only by ignoring case is logged (key 'metadata_mapping.positive_values'/...)."""
-    from pipeline.ingest.harmonise import clean
-
     spellings: dict[str, set[str]] = {}
     for _, present, _ in tables:
         for value in present:

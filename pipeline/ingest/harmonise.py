@@ -109,6 +109,18 @@ def map_site(raw: object, site_map: dict[str, str], origin: str) -> tuple[str | 
     return text, origin
 
 
+def label_parts(text: object, mapping: MetadataMapping) -> list[str]:
+    """The label values of one cell as spelled (split by ``label_separator``, stripped, whitespace collapsed); []
+    when blank."""
+    text = clean(text)
+    if text is None:
+        return []
+    parts = [text] if not mapping.label_separator else [
+        clean(p.strip().strip(mapping.label_strip_chars)) for p in text.split(mapping.label_separator)
+    ]
+    return [p for p in parts if p is not None]
+
+
 def map_label(raw: object, mapping: MetadataMapping, origin: str) -> tuple[int | None, str]:
     """1 when any (separated) value is positive; 0 when every value is negative (with ``negative_values`` null: when
     a value is present and not positive). A blank cell is unknown (None, ``:missing``) unless a missing marker such
@@ -119,11 +131,8 @@ def map_label(raw: object, mapping: MetadataMapping, origin: str) -> tuple[int |
         if negatives is not None and {v.upper() for v in negatives} & MISSING_MARKERS:
             return 0, origin
         return None, f"{origin}:missing"
-    parts = [text] if not mapping.label_separator else [
-        clean(p.strip().strip(mapping.label_strip_chars)) for p in text.split(mapping.label_separator)
-    ]
     positives = {norm_key(v) for v in mapping.positive_values}
-    upper_parts = {norm_key(p) for p in parts if p is not None}
+    upper_parts = {norm_key(p) for p in label_parts(text, mapping)}
     if upper_parts & positives:
         return 1, origin
     if negatives is None:
