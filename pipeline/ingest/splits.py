@@ -124,9 +124,11 @@ def conflicting_duplicates(frame: pd.DataFrame) -> dict[int, str]:
     import pandas as pd
 
     out: dict[int, str] = {}
-    for _, group in frame.groupby(frame["pixel_sha256"].astype(str)):
+    hashes = frame["pixel_sha256"].astype(str)
+    copies = hashes.duplicated(keep=False)  # only groups of two or more: a Python loop over every image is slow
+    for _, group in frame[copies].groupby(hashes[copies]):
         known = {int(v) for v in group["label"].dropna().tolist()}
-        if len(group) < 2 or len(known) < 2:
+        if len(known) < 2:
             continue
         labels = ["unknown" if pd.isna(v) else str(int(v)) for v in group["label"].tolist()]
         shown = {i: f"{p!r} (label {lab})" for i, p, lab in zip(group.index, group["path"], labels, strict=True)}
