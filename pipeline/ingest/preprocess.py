@@ -208,23 +208,22 @@ def _read_mask(path: str, orientation: int = 1) -> np.ndarray:
         own = image.getexif().get(EXIF_ORIENTATION, 1) or 1
         if own != 1:
             arr = np.asarray(ImageOps.exif_transpose(image))
-        elif orientation in _TRANSPOSE:
-            arr = np.asarray(image.transpose(_TRANSPOSE[orientation]))
+        elif orientation in _transpositions():
+            arr = np.asarray(image.transpose(_transpositions()[orientation]))
         else:
             arr = np.asarray(image)
     return arr[..., 0] if arr.ndim == 3 else arr
 
 
+@functools.cache
 def _transpositions() -> dict[int, Any]:
-    """EXIF orientation -> Pillow transposition, as ``ImageOps.exif_transpose`` maps them."""
+    """EXIF orientation -> Pillow transposition, as ``ImageOps.exif_transpose`` maps them (built on first use: Pillow
+    is not imported with this module)."""
     from PIL import Image
 
     t = Image.Transpose
     return {2: t.FLIP_LEFT_RIGHT, 3: t.ROTATE_180, 4: t.FLIP_TOP_BOTTOM, 5: t.TRANSPOSE, 6: t.ROTATE_270,
             7: t.TRANSVERSE, 8: t.ROTATE_90}
-
-
-_TRANSPOSE = _transpositions()
 
 
 _OPEN_ROWS: dict[str, tuple[int, int, int, np.dtype, tuple[int, ...]]] = {}
