@@ -237,13 +237,10 @@ def run_sweep(*, ingest_dir: str | Path, config: TrainConfig, out: str | Path, n
         bar.close()
         runs = _finished_runs(jobs, run_dirs)
         rules = ["training_domain", "ood_validation", "oracle"] + (["leave_one_domain_out"] if leave_one_out else [])
-        if hospitals:
-            selection = _select_per_hospital(runs, hospitals)
-            _write_outputs(out, runs, {}, config.selection)
-            write_json_atomic(out / "selection.json", _portable(selection, out))
-        else:
-            selection = select_across_runs(runs, rules)
-            _write_outputs(out, runs, selection, config.selection)
+        selection = _select_per_hospital(runs, hospitals) if hospitals else select_across_runs(runs, rules)
+        write_json_atomic(out / "selection.json", _portable(selection, out))
+        # per-hospital choices have no sweep-level model or results.csv column: the per-rule outputs get none
+        _write_outputs(out, runs, {} if hospitals else selection, config.selection)
         rec.extra.update({"jobs": len(jobs), "ran": len(todo), "failed": failed, "n_failed": len(failed),
                           "selection": selection, "engine": engine, "test_hospitals": hospitals,
                           "warnings": warnings, "n_warnings": len(warnings)})
@@ -292,7 +289,7 @@ def _portable(selection: Any, out: Path) -> Any:
 
 
 def _write_outputs(out: Path, runs: list[dict[str, Any]], selection: dict[str, dict[str, Any]], rule: str) -> None:
-    write_json_atomic(out / "selection.json", _portable(selection, out))
+    """sweep.json, results.csv and the chosen models of a per-rule ``selection`` (selection.json is the caller's)."""
     write_json_atomic(out / "sweep.json", [{**{k: v for k, v in r.items() if k != "selection"},
                                             "dir": _relative(r["dir"], out)} for r in runs])
     rules = list(selection)
