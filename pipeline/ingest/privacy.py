@@ -15,8 +15,9 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from pipeline.ingest.dicom import MIN_TOKEN  # the identifiers' own floor: shorter parts are never tokens
+
 TOKEN = "[patient]"
-MIN_TOKEN = 3
 
 
 @dataclass
