@@ -19,8 +19,6 @@ def norm_key(name: object) -> str:
     return " ".join(unicodedata.normalize("NFKC", str(name)).casefold().split())
 
 
-_norm = norm_key
-
 
 @dataclass
 class NameLog:
@@ -44,14 +42,14 @@ def resolve(given: Iterable[str], present: Iterable[str], *, key: str, log: Name
     present = [str(p) for p in present]
     by_norm: dict[str, set[str]] = {}
     for value in present:
-        by_norm.setdefault(_norm(value), set()).add(value)
-    alias_norm = {_norm(k): v for k, v in (aliases or {}).items()}
+        by_norm.setdefault(norm_key(value), set()).add(value)
+    alias_norm = {norm_key(k): v for k, v in (aliases or {}).items()}
     out = []
     for name in given:
         if name in present:
             out.append(name)
             continue
-        matches = by_norm.get(_norm(name)) or ({alias_norm[_norm(name)]} & set(present) if _norm(name) in alias_norm else set())
+        matches = by_norm.get(norm_key(name)) or ({alias_norm[norm_key(name)]} & set(present) if norm_key(name) in alias_norm else set())
         if len(matches) != 1:
             how = "matches nothing" if not matches else f"matches {sorted(matches)} ambiguously"
             raise ConfigError(
@@ -72,8 +70,8 @@ def check_site_map(site_map: dict[str, str], raw_sites: Iterable[str], *, log: N
     raw_sites = sorted(set(raw_sites))
     by_norm: dict[str, list[str]] = {}
     for site in raw_sites:
-        by_norm.setdefault(_norm(site), []).append(site)
-    unused = [k for k in site_map if _norm(k) not in by_norm]
+        by_norm.setdefault(norm_key(site), []).append(site)
+    unused = [k for k in site_map if norm_key(k) not in by_norm]
     if unused:
         raise ConfigError(
             f"ingest: site_map keys must name sites present in the data (compared ignoring case and whitespace), "
@@ -81,6 +79,6 @@ def check_site_map(site_map: dict[str, str], raw_sites: Iterable[str], *, log: N
             f"{raw_sites[:40]}. Fix the keys or remove them."
         )
     for key in site_map:
-        matched = by_norm[_norm(key)]
+        matched = by_norm[norm_key(key)]
         if log is not None and key not in matched:
             log.add("site_map", key, " | ".join(matched))
