@@ -18,7 +18,6 @@ such as ``fishr: hparam batch_size must be >= 2 (the per-domain gradient varianc
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -27,13 +26,9 @@ from typing import Any, ClassVar, TypeVar
 import numpy as np
 
 from pipeline.errors import ConfigError
+from pipeline.seeding import seed_hash
 
 H = TypeVar("H", bound="HParams")
-
-
-def seed_hash(*args: Any) -> int:
-    """A 31-bit integer from the arguments' text (DomainBed's seed_hash)."""
-    return int(hashlib.md5(str(args).encode("utf-8")).hexdigest(), 16) % (2**31)
 
 
 @dataclass(frozen=True)

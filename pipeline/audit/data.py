@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from pipeline.cache import ImageCache
-from pipeline.evaluate.inputs import image_batch
+from pipeline.data.inference import image_batch
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -25,7 +25,7 @@ from pipeline.audit.localisation import localise, summarise
 from pipeline.audit.overlays import safe_name, write_overlay
 from pipeline.audit.probes import PROBE_TARGETS, ProbeBalancedAccuracy, penultimate_features, probe_chance
 from pipeline.audit.sanity import randomised_copy, rank_correlation
-from pipeline.evaluate.inputs import image_batch
+from pipeline.data.inference import image_batch
 from pipeline.evaluate.threshold import Threshold
 
 

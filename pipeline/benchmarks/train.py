@@ -35,8 +35,8 @@ def run(quick: bool = False) -> dict[str, Any]:
     from pipeline.algorithms import build, list_algorithms
     from pipeline.data.toy import write_toy_ingest
     from pipeline.models import build_network
-    from pipeline.train.datasets import build_train_data
     from pipeline.train.distributed import dist_info
+    from pipeline.train.domains import build_train_data
 
     size, batch, warmup, measured = (64, 8, 2, 5) if quick else (128, 32, 3, 20)
     algorithms = ["erm"] + (["fishr"] if "fishr" in list_algorithms() else [])

@@ -121,16 +121,16 @@ def run(
 
     from pipeline.cache import ImageCache
     from pipeline.compat import check_models_compat
+    from pipeline.data.inference import predict_proba
     from pipeline.errors import ConfigError
     from pipeline.evaluate.history import aggregate_models, summarise_history, value_at_step
-    from pipeline.evaluate.inputs import predict_proba
-    from pipeline.evaluate.models import collect_models, read_history
     from pipeline.evaluate.samples import separation_warnings, split_warnings
     from pipeline.evaluate.scoring import GroupScorer, is_constant, score_frame
     from pipeline.evaluate.selection_facts import constant_at_selection, with_constant_fact
     from pipeline.evaluate.table import metrics_csv
     from pipeline.evaluate.threshold import model_threshold
     from pipeline.manifest import read_manifest
+    from pipeline.runs import collect_models, read_history
     from pipeline.shortcuts import (
         estimate_directions,
         headline_attribute,

@@ -42,7 +42,7 @@ ShortcutMasks = dict[str, tuple[np.ndarray, np.ndarray]]
 
 
 def _seed_for(seed: int, key: str) -> int:
-    from pipeline.algorithms.hparams import seed_hash
+    from pipeline.seeding import seed_hash
 
     return seed_hash(seed, key)
 

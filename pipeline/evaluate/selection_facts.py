@@ -20,7 +20,7 @@ SPLIT_WORDS = {"val": "validation images of the training hospitals", "holdout": 
 
 
 def _rule_rows(frame: pd.DataFrame, *, rule: str, meta: dict[str, Any]) -> pd.DataFrame:
-    """The rows train scored for ``rule`` (pipeline/train/datasets.py build_train_data), labelled ones only."""
+    """The rows train scored for ``rule`` (pipeline/train/domains.py build_train_data), labelled ones only."""
     from pipeline.compat import model_profile
     from pipeline.manifest import domain_values, labelled
 

@@ -63,7 +63,7 @@ def checkpoint_threshold(*, network: nn.Module, images: np.ndarray, manifest: pd
                          batch_size: int = 64, source: str = VAL_SOURCE) -> Threshold:
     """The threshold of ``network`` on the labelled val rows of ``manifest`` (images from the cache array
     ``images``); pass a manifest already restricted to the model's training domains (:func:`model_threshold`)."""
-    from pipeline.evaluate.inputs import predict_proba
+    from pipeline.data.inference import predict_proba
     from pipeline.shortcuts import label_values
 
     val = val_rows(manifest)

@@ -51,15 +51,15 @@ def run(
 ) -> ReportResult:
     """Render the report from whatever subset of stage outputs exists; what is missing is said in the page."""
     from pipeline import __version__
+    from pipeline.report.answers import build_summary
     from pipeline.report.cohort import build_cohort
-    from pipeline.report.evaluation import build_evaluation
-    from pipeline.report.inputs import load_inputs
     from pipeline.report.landscape import build_landscape
+    from pipeline.report.loading import load_inputs
     from pipeline.report.provenance import build_provenance
     from pipeline.report.results import build_results
     from pipeline.report.shortcut_audit import build_audit
+    from pipeline.report.site_metrics import build_evaluation
     from pipeline.report.sources import check_paths, compare_ingests, ingest_lines, section_ingests
-    from pipeline.report.summary import build_summary
     from pipeline.stage import StageRecord, write_text_atomic
 
     out = Path(out)

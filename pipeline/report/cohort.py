@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.report import figures
-from pipeline.report.inputs import ReportInputs
+from pipeline.report.loading import ReportInputs
 from pipeline.report.tables import Cell, Table, cell, ci_cell, is_number, num_cell, p_cell, rate_cell
 
 SPLIT_ORDER = {"train": 0, "val": 0, "ood_val": 1, "test": 2}

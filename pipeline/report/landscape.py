@@ -259,7 +259,7 @@ def _sample_cell(s: SiteLandscape) -> Cell:
 
 def _accuracy_cells(s: SiteLandscape, why: str | None) -> list[Cell]:
     """Threshold, accuracy (flagged like every other accuracy of the report) and the always-majority accuracy."""
-    from pipeline.report.evaluation import accuracy_cell
+    from pipeline.report.site_metrics import accuracy_cell
 
     if s.accuracy is not None and s.threshold is None:  # an audit.json from before thresholded landscapes
         why = "older audit.json: the accuracy was taken at the arg-max, not the checkpoint's threshold; re-run audit"

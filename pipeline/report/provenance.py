@@ -6,7 +6,7 @@ import json
 import re
 from typing import Any
 
-from pipeline.report.inputs import ReportInputs
+from pipeline.report.loading import ReportInputs
 from pipeline.report.tables import Cell, Table, cell, num_cell
 
 # Keys whose values must never reach a report: salts (they would un-hash patient keys) and patient identifiers.

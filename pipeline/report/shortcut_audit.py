@@ -187,7 +187,7 @@ def interventions_table(models: dict[str, dict[str, Any]], metrics: dict[str, An
                         estimated: bool = False) -> Table:
     """Per model and scope: evaluate's accuracy of the checkpoint (one accuracy per checkpoint on the page) and the
     audit's accuracies with lungs only / lungs removed, each beside its always-majority rate."""
-    from pipeline.report.evaluation import accuracy_cell, majority_cell
+    from pipeline.report.site_metrics import accuracy_cell, majority_cell
 
     table = Table(["model", "scope", "n", "accuracy (evaluate)", "always-majority", "lungs only", "lungs removed",
                    "counterfactual flip rate", "pairs"],

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.errors import DataError
-from pipeline.report.inputs import _input_paths  # the one reader of stage.json's recorded inputs
+from pipeline.report.loading import _input_paths  # the one reader of stage.json's recorded inputs
 
 RESULTS_KEYS = ("hospitals", "algorithms", "rules", "cells", "summary")
 

@@ -21,8 +21,8 @@ from dataclasses import dataclass
 
 import torch
 
-from pipeline.algorithms.hparams import seed_hash
 from pipeline.errors import ConfigError
+from pipeline.seeding import seed_hash
 
 # IRM's penalty multiplies the gradients of each domain's even and odd rows: a shard must keep global parity
 EVEN_SHARD_ALGORITHMS = ("irm",)

@@ -32,7 +32,6 @@ from pipeline.models import build_network, save_model
 from pipeline.stage import StageRecord, atomic_path, dumps_strict, write_json_atomic, write_text_atomic
 from pipeline.train.checkpoint import checkpoint_path, load_checkpoint, restore_rng_state, save_checkpoint
 from pipeline.train.config import TrainConfig
-from pipeline.train.datasets import TrainData, build_train_data, training_profile
 from pipeline.train.distributed import (
     DistInfo,
     barrier,
@@ -44,7 +43,8 @@ from pipeline.train.distributed import (
     process_group,
     resolve_rank_device,
 )
-from pipeline.train.evaluation import evaluate
+from pipeline.train.domains import TrainData, build_train_data, training_profile
+from pipeline.train.monitor import evaluate
 from pipeline.train.selection import ORACLE_LABEL, SelectionTracker
 
 
@@ -155,7 +155,7 @@ class _Run:
 def train(*, ingest_dir: str | Path, cfg: TrainConfig, out: str | Path, resume: bool = False,
           progress: bool = True) -> TrainResult:
     """One run; under torchrun (WORLD_SIZE > 1) one rank of a data-parallel run (pipeline/train/distributed.py)."""
-    from pipeline.train.datasets import resolve_domain_columns
+    from pipeline.train.domains import resolve_domain_columns
 
     dist = dist_info()
     cfg = resolve_domain_columns(ingest_dir, cfg, echo=dist.is_main)  # [VIEW] -> [view], said once

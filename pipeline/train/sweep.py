@@ -31,8 +31,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pipeline.algorithms import get_algorithm_class
-from pipeline.algorithms.hparams import seed_hash
 from pipeline.errors import ConfigError, CxrFishrError, DataError
+from pipeline.seeding import seed_hash
 from pipeline.stage import StageRecord, atomic_path, write_json_atomic, write_text_atomic
 from pipeline.train.config import TrainConfig
 from pipeline.train.selection import ORACLE_LABEL
@@ -210,7 +210,7 @@ def run_sweep(*, ingest_dir: str | Path, config: TrainConfig, out: str | Path, n
     """Plan, run (skipping finished runs) and select; ``failed`` maps each failed run directory to its error."""
     from tqdm import tqdm
 
-    from pipeline.train.datasets import resolve_domain_columns, training_domains
+    from pipeline.train.domains import resolve_domain_columns, training_domains
 
     out, ingest_dir = Path(out), Path(ingest_dir).resolve()
     config = resolve_domain_columns(ingest_dir, config)  # every run of the sweep gets the manifest's spelling

@@ -16,7 +16,7 @@ from pipeline.shortcuts import (
     headline_attribute,
     skipped_attribute_warning,
 )
-from pipeline.train.evaluation import make_eval_set
+from pipeline.train.monitor import make_eval_set
 
 
 def _frame(n: int = 24) -> pd.DataFrame:

@@ -62,7 +62,7 @@ def test_metrics_carry_the_selection_truth(constant_run, tmp_path):
 
 
 def test_an_older_selection_json_without_reason_still_says_constant(tmp_path):
-    from pipeline.evaluate.models import selection_truth
+    from pipeline.runs import selection_truth
 
     (tmp_path / "selection.json").write_text(json.dumps(
         {"training_domain": {"step": None, "score": None, "constant_predictor": True}}))

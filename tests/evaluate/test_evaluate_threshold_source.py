@@ -11,9 +11,9 @@ import torch
 from pipeline.cli import main
 from pipeline.errors import DataError
 from pipeline.evaluate import run
-from pipeline.evaluate.models import collect_models
 from pipeline.manifest import read_manifest, write_manifest
 from pipeline.models import ModelConfig, build_network, save_model
+from pipeline.runs import collect_models
 
 OWN, OTHER = "a" * 64, "b" * 64
 STORED = {"value": 0.37, "source": "train: val (training domains)", "step": 40, "n": 8, "n_pos": 4, "n_neg": 4}

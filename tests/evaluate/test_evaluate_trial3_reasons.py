@@ -8,8 +8,8 @@ from pipeline.commands.audit import _reasons as audit_reasons
 from pipeline.commands.evaluate import _num
 from pipeline.evaluate.history import aggregate_models, summarise_history
 from pipeline.evaluate.scoring import GroupScorer, score_frame
+from pipeline.report.answers import headline_table
 from pipeline.report.headline import headline
-from pipeline.report.summary import headline_table
 
 
 def _one_class_metrics():
@@ -79,7 +79,7 @@ def test_a_probe_on_an_all_unknown_attribute_says_so():
 
 
 def test_accuracy_chart_names_evaluate_reason_for_an_unmeasured_conflicting_group():
-    from pipeline.report.evaluation import _group_reason
+    from pipeline.report.site_metrics import _group_reason
 
     metrics = {"models": {"m": {"per_site": {"Delta": {"not_measured": {
         "conflict_accuracy": "no shortcut attribute is measurable: sex: 1 known level"}}}}}}

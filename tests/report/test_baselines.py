@@ -3,11 +3,11 @@
 import pandas as pd
 import pytest
 
+from pipeline.report.answers import oracle_notes
 from pipeline.report.baselines import class_counts, constant_predictor, half_width, majority_accuracy
-from pipeline.report.evaluation import majority_line, sample_size_warnings, site_table
 from pipeline.report.headline import headline
 from pipeline.report.shortcut_audit import interventions_table
-from pipeline.report.summary import oracle_notes
+from pipeline.report.site_metrics import majority_line, sample_size_warnings, site_table
 
 
 def test_majority_and_class_counts_from_confusion_matrix_when_stage_wrote_none():
@@ -94,7 +94,7 @@ def test_oracle_row_lower_than_headline_is_explained():
 
 
 def test_accuracy_figure_caption_names_each_line_by_the_style_it_was_drawn_in(tmp_path):
-    from pipeline.report.evaluation import _headline_figure
+    from pipeline.report.site_metrics import _headline_figure
 
     metrics = {"split": "test", "sites": ["harbour"], "models": {"a": _entry("erm", 0.5, [[2, 0], [8, 0]])}}
     # no metadata baseline: the majority line is the first reference series, drawn dashed (not dotted brown)

@@ -1,4 +1,4 @@
-from pipeline.report.inputs import ReportInputs
+from pipeline.report.loading import ReportInputs
 from pipeline.report.provenance import REDACTED, build_provenance, redact
 
 

@@ -5,7 +5,7 @@ dicts as evaluate writes them."""
 
 import copy
 
-from pipeline.report.summary import build_summary
+from pipeline.report.answers import build_summary
 
 FACT = {"rule": "training_domain", "split": "val", "threshold": 0.5, "n": 6, "evaluations": 3,
         "n_not_measured": None,
@@ -92,7 +92,7 @@ def test_a_non_test_split_is_named_in_the_headline_columns():
 
 
 def test_evaluation_aggregate_table_counts_seeds_too():
-    from pipeline.report.evaluation import aggregate_table
+    from pipeline.report.site_metrics import aggregate_table
 
     metrics = {"aggregates": {"erm|training_domain": {"algorithm": "erm", "selection_rule": "training_domain",
                                                       "n_runs": 2, "seeds": [0, 0], "not_measured": {}}}}

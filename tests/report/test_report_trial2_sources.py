@@ -10,7 +10,7 @@ import pytest
 
 from pipeline.cli import main
 from pipeline.errors import DataError
-from pipeline.report.inputs import ReportInputs
+from pipeline.report.loading import ReportInputs
 from pipeline.report.sources import compare_ingests, section_ingests
 
 

@@ -159,7 +159,7 @@ def _metrics_and_audit(lung_masks):
 
 
 def test_numbers_on_estimated_lung_masks_say_estimated_where_they_are_shown():
-    from pipeline.report.summary import build_summary
+    from pipeline.report.answers import build_summary
 
     summary = build_summary(*_metrics_and_audit("estimated"))
     answer = summary["answers"][0]
@@ -172,7 +172,7 @@ def test_numbers_on_estimated_lung_masks_say_estimated_where_they_are_shown():
 
 
 def test_summary_wording_conflict_attribute_n_shortcut_share_and_method_not_run():
-    from pipeline.report.summary import build_summary
+    from pipeline.report.answers import build_summary
 
     summary = build_summary(*_metrics_and_audit("manifest"))
     answer = summary["answers"][0]
@@ -185,7 +185,7 @@ def test_summary_wording_conflict_attribute_n_shortcut_share_and_method_not_run(
 
 
 def test_a_run_whose_selection_found_no_checkpoint_or_a_constant_predictor_is_said_so():
-    from pipeline.report.summary import build_summary
+    from pipeline.report.answers import build_summary
 
     metrics, audit = _metrics_and_audit("manifest")
     entry = metrics["models"]["erm"]
@@ -202,7 +202,7 @@ def test_a_run_whose_selection_found_no_checkpoint_or_a_constant_predictor_is_sa
 
 
 def test_cannot_rank_names_the_models_compared_and_a_non_test_split_is_not_called_test():
-    from pipeline.report.evaluation import reword, site_table
+    from pipeline.report.site_metrics import reword, site_table
 
     block = {"n": 30, "accuracy": 0.5, "auroc": 0.55, "auroc_ci": [0.3, 0.8], "conflict_attribute": "view"}
     names = {"erm": "training_domain", "erm@oracle": "oracle", "fishr": "training_domain",

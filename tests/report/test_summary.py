@@ -1,7 +1,7 @@
 import pytest
 
+from pipeline.report.answers import verdict
 from pipeline.report.headline import headline, spread
-from pipeline.report.summary import verdict
 
 
 def _numbers(**means):

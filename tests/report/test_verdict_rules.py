@@ -3,7 +3,7 @@
 import pytest
 
 from pipeline.report import verdict as rules
-from pipeline.report.summary import verdict
+from pipeline.report.answers import verdict
 
 
 def _numbers(**means):

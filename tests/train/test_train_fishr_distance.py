@@ -9,7 +9,7 @@ from torch import nn
 
 from pipeline.algorithms import build
 from pipeline.train import run
-from pipeline.train.evaluation import fishr_distance
+from pipeline.train.monitor import fishr_distance
 
 
 def test_identical_domains_are_at_fishr_distance_zero():

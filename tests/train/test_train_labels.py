@@ -15,8 +15,8 @@ from pipeline.data.toy import write_toy_ingest
 from pipeline.errors import DataError
 from pipeline.manifest import SPLITS, read_manifest
 from pipeline.train import load_train_config, run
-from pipeline.train.datasets import build_train_data
 from pipeline.train.distributed import DistInfo
+from pipeline.train.domains import build_train_data
 
 UNLABELLED = {"north": 0.25, "east": 0.5, "valley": 0.5, "harbour": 0.25}
 

@@ -227,7 +227,7 @@ def measure_model(network: nn.Module, *, manifest: pd.DataFrame, cache: ImageCac
     """The landscape block of one network (eval mode: the deployed model) over every site of ``manifest``;
     ``threshold``: the checkpoint's decision threshold (evaluate's, model_threshold) every accuracy uses;
     ``trained_on`` (trained_sites(meta)) tells a site the model left out from its training sites."""
-    from pipeline.evaluate.inputs import image_batch
+    from pipeline.data.inference import image_batch
     from pipeline.shortcuts import label_values
 
     start = time.perf_counter()

@@ -6,8 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 from pipeline.report.baselines import threshold_text
-from pipeline.report.evaluation import conflict_words, rule_label
 from pipeline.report.headline import headline
+from pipeline.report.site_metrics import conflict_words, rule_label
 from pipeline.report.tables import Cell, Table, is_number, mark_estimated, mean_std_text, not_measured
 from pipeline.report.verdict import (  # noqa: F401  (re-exported: summary.verdict is the documented entry)
     CONFLICT_GAP,

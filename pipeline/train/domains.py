@@ -12,7 +12,7 @@ from pipeline.errors import ConfigError, DataError
 from pipeline.manifest import MANIFEST_FILENAME, SPLITS, domain_values, labelled, n_unlabelled, read_manifest
 from pipeline.train.config import TrainConfig
 from pipeline.train.distributed import DistInfo, data_seed
-from pipeline.train.evaluation import EvalSet, make_eval_set, training_direction
+from pipeline.train.monitor import EvalSet, make_eval_set, training_direction
 
 
 @dataclass
