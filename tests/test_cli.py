@@ -1,18 +1,15 @@
 import subprocess
 import sys
-import time
 
 from pipeline.cli import main
 from pipeline.commands import COMMANDS
 
 
-def test_help_lists_every_built_command_and_answers_fast():
-    start = time.perf_counter()
+def test_help_lists_every_built_command():
+    # --help stays instant because the CLI imports no heavy library (the next test checks that, without a clock)
     out = subprocess.run([sys.executable, "-m", "pipeline.cli", "--help"], capture_output=True, text=True, check=True)
-    elapsed = time.perf_counter() - start
-    assert "bench" in out.stdout
-    # --help must not import torch & co (they take ~8 s here); generous bound for a loaded CI machine.
-    assert elapsed < 5.0, f"--help took {elapsed:.1f}s"
+    for _, _, command_name in COMMANDS:
+        assert command_name in out.stdout, command_name
 
 
 def test_help_does_not_import_heavy_libraries():

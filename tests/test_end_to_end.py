@@ -5,7 +5,6 @@ import json
 import os
 import shutil
 import subprocess
-import time
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -115,10 +114,8 @@ def test_demo_report_contains_no_patient_identifiers(demo):
 
 def test_demo_second_run_reuses_every_stage(demo):
     lines: list[str] = []
-    start = time.perf_counter()
     result = run(config=demo["cfg"], echo=lines.append)
     assert all(t["reused"] for t in result.timings.values()), result.timings
-    assert time.perf_counter() - start < 30
     assert any("reusing" in line for line in lines)
 
 
