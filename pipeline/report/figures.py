@@ -15,7 +15,8 @@ REFERENCE_STYLES = (("--", "#111"), (":", "#9a6b00"), ("-.", "#555"))  # (line s
 REFERENCE_WORDS = ("dashed", "dotted brown", "dash-dot grey")  # REFERENCE_STYLES as a caption names them
 
 
-def _pyplot():
+def pyplot():
+    """matplotlib.pyplot on the Agg backend with the report's style (every report figure draws through it)."""
     import matplotlib
 
     matplotlib.use("Agg", force=True)
@@ -32,13 +33,14 @@ def _finite(value: float | None) -> bool:
     return value is not None and isinstance(value, (int, float)) and math.isfinite(value)
 
 
-def _save(fig, path: Path) -> Path:
+def save_figure(fig, path: Path) -> Path:
+    """Write ``fig`` as a PNG at ``path`` atomically (no half-written image beside index.html), then close it."""
     from pipeline.stage import atomic_path
 
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=DPI, bbox_inches="tight")
-    _pyplot().close(fig)
+    pyplot().close(fig)
     return path
 
 
@@ -64,7 +66,7 @@ def grouped_bars(
 
 def bar_panels(path: Path, panels: Sequence[Mapping], *, width_in: float = 7.5, height_in: float = 3.2) -> Path:
     """Several grouped-bar panels side by side sharing one legend (series keep their colour across panels)."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, axes = plt.subplots(1, len(panels), figsize=(width_in, height_in), squeeze=False)
     colours: dict[str, str] = {}
     for ax, panel in zip(axes[0], panels, strict=False):
@@ -78,7 +80,7 @@ def bar_panels(path: Path, panels: Sequence[Mapping], *, width_in: float = 7.5, 
     fig.legend([handles[k] for k in labels], labels, loc="upper left", bbox_to_anchor=(1.0, 0.95), fontsize=8,
                frameon=False)
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def _draw_bars(ax, *, colours: dict[str, str], groups, series, ylabel, intervals=None, title="", reference=None,
@@ -123,33 +125,11 @@ def _draw_bars(ax, *, colours: dict[str, str], groups, series, ylabel, intervals
     ax.set_axisbelow(True)
 
 
-def stacked_bars(
-    path: Path, *, categories: Sequence[str], parts: Mapping[str, Sequence[float | None]], xlabel: str, title: str = ""
-) -> Path:
-    """Horizontal stacked bars (e.g. the share of each region in a model's behaviour), one bar per category."""
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(7.5, 0.55 * len(categories) + 1.2))
-    left = [0.0] * len(categories)
-    for i, (part, values) in enumerate(parts.items()):
-        widths = [v if _finite(v) else 0.0 for v in values]
-        ax.barh(range(len(categories)), widths, left=left, label=part, color=PALETTE[i % len(PALETTE)], height=0.6)
-        left = [a + b for a, b in zip(left, widths, strict=False)]
-    ax.set_yticks(range(len(categories)))
-    ax.set_yticklabels(categories)
-    ax.invert_yaxis()
-    ax.set_xlim(0, max(1.0, max(left, default=1.0)))
-    ax.set_xlabel(xlabel)
-    if title:
-        ax.set_title(title, loc="left")
-    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)
-    return _save(fig, path)
-
-
 def distributions(path: Path, *, samples: Mapping[str, Sequence[float]], ylabel: str, title: str = "") -> Path:
     """Box plots with the points jittered over them: one per group (e.g. age per site)."""
     import numpy as np
 
-    plt = _pyplot()
+    plt = pyplot()
     names = [k for k, v in samples.items() if len(v)]
     fig, ax = plt.subplots(figsize=(7.5, 2.8))
     data = [np.asarray(samples[k], dtype=float) for k in names]
@@ -165,4 +145,4 @@ def distributions(path: Path, *, samples: Mapping[str, Sequence[float]], ylabel:
     if title:
         ax.set_title(title, loc="left")
     ax.grid(axis="y", color="#e5e5e5", lw=0.6)
-    return _save(fig, path)
+    return save_figure(fig, path)

@@ -42,7 +42,7 @@ def pairs_figure(ingest_dir: Path, out: Path, *, split: str = "test", prefer: Se
 
     from pipeline.cache import ImageCache
     from pipeline.errors import DataError
-    from pipeline.report.figures import _pyplot, _save
+    from pipeline.report.figures import pyplot, save_figure
 
     manifest = ingest_dir / "manifest.parquet"
     try:
@@ -58,7 +58,7 @@ def pairs_figure(ingest_dir: Path, out: Path, *, split: str = "test", prefer: Se
     chosen = choose_pairs(frame, split=split, prefer=prefer, max_pairs=max_pairs)
     if not chosen:
         return None
-    plt = _pyplot()
+    plt = pyplot()
     fig, axes = plt.subplots(1, 2 * len(chosen), figsize=(2.0 * 2 * len(chosen), 2.5), squeeze=False)
     cf_lungs = cache.get("counterfactual_lung_masks")
     for k, row_id in enumerate(chosen):
@@ -76,7 +76,7 @@ def pairs_figure(ingest_dir: Path, out: Path, *, split: str = "test", prefer: Se
                                           if m == 0 else "\n(counterfactual)"), fontsize=8)
             ax.axis("off")
     fig.tight_layout()
-    _save(fig, out / "fig_counterfactual_pairs.png")
+    save_figure(fig, out / "fig_counterfactual_pairs.png")
     return {"src": "fig_counterfactual_pairs.png", "alt": "counterfactual pairs",
             "caption": "Counterfactual pairs: each image (left) beside its counterfactual in the other position "
                        "(right). " + (SYNTHETIC_PAIRS if synthetic else SUPPLIED_PAIRS) + " Blue: lungs."}
