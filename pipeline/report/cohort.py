@@ -10,12 +10,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pipeline.protocol.labels import LABEL_NAMES as LABELS
 from pipeline.report import figures
 from pipeline.report.loading import ReportInputs
 from pipeline.report.tables import Cell, Table, cell, ci_cell, is_number, num_cell, p_cell, rate_cell
 
 SPLIT_ORDER = {"train": 0, "val": 0, "ood_val": 1, "test": 2}
-LABELS = {0: "no finding", 1: "COVID"}
 
 
 def _site_order(frame: Any) -> list[str]:

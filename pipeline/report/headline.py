@@ -8,6 +8,7 @@ import math
 import re
 from typing import Any
 
+from pipeline.protocol.selection import is_upper_bound, rule_order
 from pipeline.report.baselines import majority_accuracy, scored_constant
 from pipeline.report.shortcut_audit import shortcut_share
 from pipeline.report.tables import is_number, reason_of
@@ -31,11 +32,9 @@ EVALUATE_FIELDS = ("training_site_accuracy", "test_site_accuracy", "test_site_au
 
 AUDIT_ONLY = "_audit_only"  # marks a model entry made from audit.json alone (never written out)
 
-RULE_ORDER = ("training_domain", "leave_one_domain_out", "ood_validation", "oracle")
-
 
 def _rule_order(rule: str) -> tuple[int, str]:
-    return (RULE_ORDER.index(rule) if rule in RULE_ORDER else len(RULE_ORDER), rule)
+    return (rule_order(rule), rule)
 
 
 def spread(values: list[Any]) -> dict[str, Any]:
@@ -72,15 +71,31 @@ def constant_where(name: str, entry: dict[str, Any], split: str) -> str:
     return f"{name}: all {count}{split} predictions one class{threshold}"
 
 
+TRAIN_THRESHOLD = 0.5  # train predicts by the arg-max of two logits: P(label = 1) >= 0.5
+SPLIT_WORDS = {"val": "validation images of the training hospitals", "holdout": "held-out-hospital images",
+               "ood_val": "validation-hospital images", "test": "test images"}
+
+
+def _constant_text(fact: dict[str, Any]) -> str:
+    """"at selection, on 6 validation images of the training hospitals at threshold 0.5, every prediction was one
+    class (all 3 evaluations)" for a ``selection.constant_at_selection`` fact written without its ``text``
+    (evaluate writes the same words with it)."""
+    n = fact.get("n")
+    count = f"{int(n)} " if isinstance(n, int) else ""
+    where = SPLIT_WORDS.get(str(fact.get("split")), f"{fact.get('split')} images")
+    evaluations = fact.get("evaluations")
+    every = f" (all {int(evaluations)} evaluations)" if isinstance(evaluations, int) else ""
+    return (f"at selection, on {count}{where} at threshold {fact.get('threshold', TRAIN_THRESHOLD):g}, every "
+            f"prediction was one class{every}")
+
+
 def constant_at_selection(name: str, entry: dict[str, Any]) -> str | None:
     """"<name>: at selection, on 6 validation images ... every prediction was one class" (train's selection check,
     evaluate's ``selection.constant_at_selection``); None when train's selection did not find it constant."""
-    from pipeline.evaluate.selection_facts import constant_text
-
     selection = entry.get("selection") if isinstance(entry.get("selection"), dict) else {}
     fact = selection.get("constant_at_selection")
     if isinstance(fact, dict):
-        return f"{name}: {fact.get('text') or constant_text(fact)}"
+        return f"{name}: {fact.get('text') or _constant_text(fact)}"
     if selection.get("constant_predictor") is True:  # an older metrics.json: the split and n were not recorded
         found = re.search(r"on its (\w+) selection set", str(selection.get("reason") or ""))
         where = f"its {found.group(1)} selection set" if found else "its selection set"
@@ -202,6 +217,84 @@ def _model_numbers(entry: dict[str, Any], audited: dict[str, Any] | None,
     }
 
 
+def _with_audit_only(metrics: dict[str, Any] | None, audited: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """metrics.json's model entries plus one entry per audited model evaluate did not score: an audit-only model
+    still gets its audit numbers; its accuracies read "not measured"."""
+    entries = dict(((metrics or {}).get("models") or {}).items())
+    entries.update({n: {"algorithm": a.get("algorithm", n), "selection_rule": a.get("selection_rule"),
+                        "seed": a.get("seed"), AUDIT_ONLY: True}
+                    for n, a in audited.items() if isinstance(a, dict) and n not in entries})
+    return entries
+
+
+Members = list[tuple[str, dict[str, Any]]]
+
+
+def _by_algorithm_and_rule(entries: dict[str, dict[str, Any]]) -> tuple[dict[tuple[str, str], Members], dict[str, str]]:
+    """(``{(algorithm, rule): [(name, entry)]}`` in report order, ``{algorithm: rule of its model.pt runs}``): a name
+    without ``@`` is a run's own model.pt, an ``<run>@<rule>`` one of evaluate's other selected checkpoints."""
+    groups: dict[tuple[str, str], Members] = {}
+    primary: dict[str, str] = {}
+    for name, entry in entries.items():
+        algorithm, rule = str(entry.get("algorithm")), str(entry.get("selection_rule"))
+        groups.setdefault((algorithm, rule), []).append((name, entry))
+        if "@" not in name:
+            primary.setdefault(algorithm, rule)
+    ordered = dict(sorted(groups.items(), key=lambda kv: (kv[0][0], _rule_order(kv[0][1]))))
+    return ordered, primary
+
+
+def _group_reasons(members: Members, audited: dict[str, Any], audit: dict[str, Any] | None) -> dict[str, str]:
+    """Why each headline field is null for a group: the first member's reason wins."""
+    reasons: dict[str, str] = {}
+    for n, e in members:
+        for field, why in _reasons(e, audited.get(n), audit).items():
+            reasons.setdefault(field, why)
+        if not e.get(AUDIT_ONLY) and val_reason(e):
+            reasons.setdefault("training_site_accuracy", val_reason(e))
+    return reasons
+
+
+def _any_smallest(values: list[Any]) -> int | None:
+    """:func:`_smallest` when at least one member recorded the size, else None."""
+    return _smallest(values) if any(v is not None for v in values) else None
+
+
+def _rule_block(rule: str, members: Members, audited: dict[str, Any], audit: dict[str, Any] | None,
+                split: str) -> dict[str, Any]:
+    """The headline numbers of one (algorithm, selection rule) over its runs (seeds)."""
+    # The audit ran on model.pt only: an ``<run>@<rule>`` checkpoint has no audit numbers of its own.
+    masks = (audit or {}).get("shortcut_masks") is not False
+    numbers = [_model_numbers(e, audited.get(n), masks) for n, e in members]
+    sizes = [group_sizes(e) for _, e in members]
+    counted = [_audit_sizes(audited.get(n)) for n, _ in members]
+    return {
+        "selection_rule": rule,
+        "upper_bound": is_upper_bound(rule),
+        "seeds": sorted({e.get("seed") for _, e in members if e.get("seed") is not None}),
+        "models": [n for n, _ in members],
+        "evaluated": [n for n, e in members if not e.get(AUDIT_ONLY)],
+        # scored predictions all one class (evaluate's split and threshold): "reads nothing in the image"
+        "constant_predictor": [n for n, e in members if scored_constant(e)],
+        "constant_where": [constant_where(n, e, split) for n, e in members if scored_constant(e)],
+        # train's selection check (0.5 on its selection set): a different fact, worded as such
+        "constant_at_selection": [t for t in (constant_at_selection(n, e) for n, e in members) if t],
+        "split": split,
+        "no_checkpoint": [t for t in (no_checkpoint(n, e) for n, e in members) if t],
+        "n_conflict": _smallest([z["n_conflict"] for z in sizes]),
+        "n_aligned": _smallest([z["n_aligned"] for z in sizes]),
+        "conflict_attribute": next((z["conflict_attribute"] for z in sizes if z["conflict_attribute"]), None),
+        "n_counterfactual": _any_smallest([c[0] for c in counted]),
+        "n_ablation": _any_smallest([c[1] for c in counted]),
+        "not_measured": _group_reasons(members, audited, audit),
+        # lung numbers of this audit rest on estimated masks: every place that shows one says so
+        "lung_masks_estimated": _estimated(audit),
+        "thresholds": [e.get("threshold") if is_number(e.get("threshold")) else None for _, e in members],
+        "threshold_source": next((str(e["threshold_source"]) for _, e in members if e.get("threshold_source")), None),
+        **{f: spread([x[f] for x in numbers]) for f in FIELDS},
+    }
+
+
 def headline(metrics: dict[str, Any] | None, audit: dict[str, Any] | None) -> dict[str, dict[str, Any]]:
     """``{algorithm: {"selection_rule", "seeds", "models", <FIELDS as spreads>, "by_rule": {rule: {...}}}}``.
 
@@ -209,61 +302,13 @@ def headline(metrics: dict[str, Any] | None, audit: dict[str, Any] | None) -> di
     rule evaluate reported (``RUN/selected/<rule>.pt``), training-domain validation included.
     """
     audited = (audit or {}).get("models") or {}
-    groups: dict[tuple[str, str], list[tuple[str, dict[str, Any]]]] = {}
-    primary: dict[str, str] = {}
-    evaluated = dict(((metrics or {}).get("models") or {}).items())
-    # An audit-only model (no evaluate run) still gets its audit numbers; its accuracies read "not measured".
-    evaluated.update({n: {"algorithm": a.get("algorithm", n), "selection_rule": a.get("selection_rule"),
-                          "seed": a.get("seed"), AUDIT_ONLY: True}
-                      for n, a in audited.items() if isinstance(a, dict) and n not in evaluated})
-    for name, entry in evaluated.items():
-        algorithm, rule = str(entry.get("algorithm")), str(entry.get("selection_rule"))
-        groups.setdefault((algorithm, rule), []).append((name, entry))
-        if "@" not in name:
-            primary.setdefault(algorithm, rule)
-    result: dict[str, dict[str, Any]] = {}
+    groups, primary = _by_algorithm_and_rule(_with_audit_only(metrics, audited))
     split = str((metrics or {}).get("split") or "test")
-    for (algorithm, rule), members in sorted(groups.items(), key=lambda kv: (kv[0][0], _rule_order(kv[0][1]))):
-        # The audit ran on model.pt only: an ``<run>@<rule>`` checkpoint has no audit numbers of its own.
-        masks = (audit or {}).get("shortcut_masks") is not False
-        numbers = [_model_numbers(e, audited.get(n), masks) for n, e in members]
-        sizes = [group_sizes(e) for _, e in members]
-        counted = [_audit_sizes(audited.get(n)) for n, _ in members]
-        reasons: dict[str, str] = {}
-        for n, e in members:
-            for field, why in _reasons(e, audited.get(n), audit).items():
-                reasons.setdefault(field, why)
-            if not e.get(AUDIT_ONLY) and val_reason(e):
-                reasons.setdefault("training_site_accuracy", val_reason(e))
-        block = {
-            "selection_rule": rule,
-            "upper_bound": rule == "oracle",
-            "seeds": sorted({e.get("seed") for _, e in members if e.get("seed") is not None}),
-            "models": [n for n, _ in members],
-            "evaluated": [n for n, e in members if not e.get(AUDIT_ONLY)],
-            # scored predictions all one class (evaluate's split and threshold): "reads nothing in the image"
-            "constant_predictor": [n for n, e in members if scored_constant(e)],
-            "constant_where": [constant_where(n, e, split) for n, e in members if scored_constant(e)],
-            # train's selection check (0.5 on its selection set): a different fact, worded as such
-            "constant_at_selection": [t for t in (constant_at_selection(n, e) for n, e in members) if t],
-            "split": split,
-            "no_checkpoint": [t for t in (no_checkpoint(n, e) for n, e in members) if t],
-            "n_conflict": _smallest([z["n_conflict"] for z in sizes]),
-            "n_aligned": _smallest([z["n_aligned"] for z in sizes]),
-            "conflict_attribute": next((z["conflict_attribute"] for z in sizes if z["conflict_attribute"]), None),
-            "n_counterfactual": _smallest([c[0] for c in counted]) if any(c[0] is not None for c in counted) else None,
-            "n_ablation": _smallest([c[1] for c in counted]) if any(c[1] is not None for c in counted) else None,
-            "not_measured": reasons,
-            # lung numbers of this audit rest on estimated masks: every place that shows one says so
-            "lung_masks_estimated": _estimated(audit),
-            "thresholds": [e.get("threshold") if is_number(e.get("threshold")) else None for _, e in members],
-            "threshold_source": next((str(e["threshold_source"]) for _, e in members if e.get("threshold_source")),
-                                     None),
-            **{f: spread([x[f] for x in numbers]) for f in FIELDS},
-        }
-        entry = result.setdefault(algorithm, {"by_rule": {}})
-        entry["by_rule"][rule] = block
+    result: dict[str, dict[str, Any]] = {}
+    for (algorithm, rule), members in groups.items():
+        result.setdefault(algorithm, {"by_rule": {}})["by_rule"][rule] = _rule_block(rule, members, audited, audit,
+                                                                                     split)
     for algorithm, entry in result.items():
         rule = primary.get(algorithm) or next(iter(entry["by_rule"]))
-        entry.update({k: v for k, v in entry["by_rule"][rule].items()})
+        entry.update(entry["by_rule"][rule])
     return result

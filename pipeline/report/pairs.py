@@ -9,8 +9,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from pipeline.protocol.labels import LABEL_NAMES as LABELS
+
 PAIR_COLUMNS = ("image_id", "split", "site", "position", "label", "cache_index", "counterfactual_index")
-LABELS = {0: "no finding", 1: "COVID-19"}
 # What a counterfactual changes is known only where synth rendered it; supplied pairs are described as supplied.
 SYNTHETIC_PAIRS = ("synth rendered both from the same patient: same anatomy and disease; only shoulders, devices "
                    "and stamps change.")

@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from pipeline.protocol.labels import LABEL_NAMES
 from pipeline.regions import SHORTCUT_KINDS
 from pipeline.report import figures
 from pipeline.report.baselines import threshold_of, threshold_text
@@ -15,7 +16,6 @@ from pipeline.report.tables import Cell, Table, cell, is_number, mark_estimated,
 
 METHOD_LABELS = {"integrated_gradients": "Integrated Gradients", "saliency": "Saliency", "grad_cam": "Grad-CAM",
                  "occlusion": "Occlusion"}
-LABEL_NAMES = {0: "no finding", 1: "COVID-19"}
 MAX_GALLERY_IMAGES = 12
 
 
@@ -326,10 +326,9 @@ def disagreements(models: dict[str, dict[str, Any]]) -> list[str]:
     return lines
 
 
-def gallery(audit: dict[str, Any], models: dict[str, dict[str, Any]], audit_dir: Path, out: Path,
-            max_images: int = MAX_GALLERY_IMAGES, lungs_drawn: bool = True,
-            image_size: int | None = None) -> list[dict[str, Any]]:
-    """Rows = images (grouped by site and position), columns = models; overlay files are copied beside the report."""
+def _overlays_by_image(audit: dict[str, Any]) -> tuple[dict[str, dict[str, dict[str, Any]]], dict[str, dict[str, Any]]]:
+    """({image id: {model: overlay entry}}, {image id: its first overlay entry (site, position, label, methods)})
+    over audit.json's ``overlays`` that name a file."""
     by_image: dict[str, dict[str, dict[str, Any]]] = {}
     info: dict[str, dict[str, Any]] = {}
     for item in audit.get("overlays") or []:
@@ -338,16 +337,24 @@ def gallery(audit: dict[str, Any], models: dict[str, dict[str, Any]], audit_dir:
         image_id = str(item.get("image_id"))
         by_image.setdefault(image_id, {})[str(item.get("model"))] = item
         info.setdefault(image_id, item)
-    drawn = [n for n in models if any(n in v for v in by_image.values())]
-    # One run per algorithm (its lowest seed) keeps the panels large enough to read.
+    return by_image, info
+
+
+def _lowest_seed_runs(models: dict[str, dict[str, Any]], drawn: list[str]) -> list[str]:
+    """One run per algorithm (its lowest seed) among ``drawn``, in ``drawn`` order: keeps the panels large enough to
+    read."""
     first: dict[str, str] = {}
     for n in sorted(drawn, key=lambda n: (str(models[n].get("seed")), n)):
         first.setdefault(str(models[n].get("algorithm", n)), n)
-    names = [n for n in drawn if n in first.values()]
-    if not names:
-        return []
-    # The same images for every model first; then a balanced pick over site x position x label.
+    return [n for n in drawn if n in first.values()]
+
+
+def _balanced_images(by_image: dict[str, dict[str, Any]], info: dict[str, dict[str, Any]], names: list[str],
+                     max_images: int) -> list[str]:
+    """Up to ``max_images`` image ids: those every model in ``names`` has an overlay of (else all), picked in turn
+    over site x position x label strata, then sorted by stratum."""
     complete = [i for i in by_image if all(n in by_image[i] for n in names)] or list(by_image)
+
     def stratum(i: str) -> tuple[str, str, str]:
         return str(info[i].get("site")), str(info[i].get("position")), str(info[i].get("label"))
 
@@ -359,33 +366,46 @@ def gallery(audit: dict[str, Any], models: dict[str, dict[str, Any]], audit_dir:
         for key in sorted(strata):
             if strata[key] and len(chosen) < max_images:
                 chosen.append(strata[key].pop(0))
-    chosen.sort(key=lambda i: (*stratum(i), i))
+    return sorted(chosen, key=lambda i: (*stratum(i), i))
+
+
+def _gallery_panel(item: dict[str, Any] | None, *, model: str, image_id: str, truth: int | None, audit_dir: Path,
+                   out: Path) -> dict[str, Any] | None:
+    """One model's overlay of one image, copied beside the report, with its prediction judged (None: no file)."""
+    src = _copy_overlay(audit_dir, out, item["file"]) if item else None
+    if src is None:
+        return None
+    pred = LABEL_NAMES.get(_int(item.get("prediction")), str(item.get("prediction")))
+    # an unlabelled image cannot be right or wrong: no judgement is shown
+    verdict = "label unknown" if truth is None else "correct" if _int(item.get("prediction")) == truth else "wrong"
+    return {"src": src, "alt": f"{model} on {image_id}: predicted {pred} ({verdict})",
+            "caption": f"predicted {pred} ({verdict})", "css": verdict if verdict in ("correct", "wrong") else "muted"}
+
+
+def gallery(audit: dict[str, Any], models: dict[str, dict[str, Any]], audit_dir: Path, out: Path,
+            max_images: int = MAX_GALLERY_IMAGES, lungs_drawn: bool = True,
+            image_size: int | None = None) -> list[dict[str, Any]]:
+    """Rows = images (grouped by site and position), columns = models; overlay files are copied beside the report."""
+    by_image, info = _overlays_by_image(audit)
+    drawn = [n for n in models if any(n in v for v in by_image.values())]
+    names = _lowest_seed_runs(models, drawn)
+    if not names:
+        return []
+    chosen = _balanced_images(by_image, info, names, max_images)
     rows = []
     for image_id in chosen:
         meta = info[image_id]
         truth = _int(meta.get("label"))
         label = LABEL_NAMES.get(truth, "label unknown") if truth is not None else "label unknown"
-        images = []
-        for n in names:
-            item = by_image[image_id].get(n)
-            src = _copy_overlay(audit_dir, out, item["file"]) if item else None
-            if src is None:
-                images.append(None)
-                continue
-            pred = LABEL_NAMES.get(_int(item.get("prediction")), str(item.get("prediction")))
-            # an unlabelled image cannot be right or wrong: no judgement is shown
-            verdict = "label unknown" if truth is None else \
-                "correct" if _int(item.get("prediction")) == truth else "wrong"
-            images.append({"src": src, "alt": f"{n} on {image_id}: predicted {pred} ({verdict})",
-                           "caption": f"predicted {pred} ({verdict})",
-                           "css": verdict if verdict in ("correct", "wrong") else "muted"})
+        images = [_gallery_panel(by_image[image_id].get(n), model=n, image_id=image_id, truth=truth,
+                                 audit_dir=audit_dir, out=out) for n in names]
         rows.append({"label": f"{meta.get('site')} · {meta.get('position')} · {label}", "images": images})
     methods = [method_label(m) for m in (info[chosen[0]].get("methods") or [])] if chosen else []
     image = "the image with its lung contour" if lungs_drawn else "the image (no lung mask to outline)"
     note = (f"Each panel: {image}, then " + ", ".join(methods) + "." if methods else "")
     note += "".join(f" {line}" for line in flat_notes(models, names, image_size))
-    title = f"The same {audit.get('split', 'test')} images for each algorithm" + (" (one run each, its lowest seed)." if len(drawn) > len(names)
-                                                         else ".")
+    title = f"The same {audit.get('split', 'test')} images for each algorithm" + (
+        " (one run each, its lowest seed)." if len(drawn) > len(names) else ".")
     return [{"title": title, "note": note, "columns": names, "rows": rows}]
 
 

@@ -10,6 +10,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from pipeline.protocol.selection import is_upper_bound, rule_label, rule_order
 from pipeline.report import figures
 from pipeline.report.baselines import (
     beats_majority,
@@ -33,31 +34,6 @@ from pipeline.report.tables import (
     rate_cell,
     reason_of,
 )
-
-RULE_LABELS = {
-    "training_domain": "training-domain validation",
-    "leave_one_domain_out": "leave-one-domain-out",
-    "ood_validation": "OOD validation hospital",
-    "oracle": "oracle (test hospital: upper bound only)",
-}
-
-
-RULE_SHORT = {
-    "training_domain": "training-domain val.",
-    "leave_one_domain_out": "leave-one-domain-out",
-    "ood_validation": "OOD val. hospital",
-    "oracle": "oracle (upper bound)",
-}
-
-
-def rule_order(rule: Any) -> int:
-    return list(RULE_LABELS).index(rule) if rule in RULE_LABELS else len(RULE_LABELS)
-
-
-def rule_label(rule: Any, short: bool = False) -> str:
-    """How a selection rule is written: in full in sentences, short in tables and legends."""
-    labels = RULE_SHORT if short else RULE_LABELS
-    return labels.get(str(rule), str(rule)) if rule else "unstated"
 
 
 def conflict_words(metrics: dict[str, Any] | None) -> str:
@@ -127,7 +103,7 @@ def site_table(metrics: dict[str, Any]) -> Table:
         per_site = entry.get("per_site") or {}
         worst = ((entry.get("worst_site") or {}).get("accuracy") or {}).get("site")
         rule = str(entry.get("selection_rule"))
-        upper = entry.get("upper_bound") or rule == "oracle"
+        upper = entry.get("upper_bound") or is_upper_bound(rule)
         rule_css = "flag" if upper else "muted"
         history = (entry.get("history") or {}).get("test_acc") or {}
         swing = (f"{_pct(history.get('mean'))} ({100 * history['min']:.0f}–{100 * history['max']:.0f})"
@@ -138,7 +114,7 @@ def site_table(metrics: dict[str, Any]) -> Table:
         for site, block in per_site.items():
             css = "worst" if site == worst and len(per_site) > 1 else ""
             tip = _protocol(entry, block)
-            rule_text = rule_label(rule, short=True) + (" (upper bound)" if upper and rule != "oracle" else "")
+            rule_text = rule_label(rule, short=True) + (" (upper bound)" if upper and not is_upper_bound(rule) else "")
             table.add([name_cell, Cell(rule_text, rule, rule_css, tip), Cell(site, site, css), n_cell(block),
                        _threshold_cell(entry, block), accuracy_cell(block, css=css, title=tip), majority_cell(block),
                        rate_cell(block.get("balanced_accuracy"), title=tip,
@@ -200,7 +176,7 @@ def aggregate_table(metrics: dict[str, Any]) -> Table:
                   numeric=[False, False, True, False, True, True, True, True])
     for key, agg in ((metrics or {}).get("aggregates") or {}).items():
         rule = agg.get("selection_rule")
-        css = "muted" if rule == "oracle" else ""
+        css = "muted" if is_upper_bound(rule) else ""
 
         table.add([agg.get("algorithm", key), Cell(rule_label(rule, short=True), str(rule), css, rule_label(rule)),
                    cell(agg.get("n_runs")),
@@ -418,8 +394,8 @@ def reword(warning: str, metrics: dict[str, Any]) -> str:
     match = _RANK.search(warning)
     if match:
         site = match.group("site")
-        compared = [n for n, e in models(metrics).items() if not (e.get("upper_bound") or e.get("selection_rule")
-                    == "oracle") and is_number(((e.get("per_site") or {}).get(site) or {}).get("auroc"))]
+        compared = [n for n, e in models(metrics).items() if not (e.get("upper_bound")
+                                                                          or is_upper_bound(e.get("selection_rule"))) and is_number(((e.get("per_site") or {}).get(site) or {}).get("auroc"))]
         if compared:
             warning = warning.replace(match.group(0), f"test site {site}: {match.group('body')}this site cannot "
                                       f"rank the {len(compared)} models compared ({', '.join(compared)}; "
