@@ -21,6 +21,7 @@ from typing import Any, Literal
 from pydantic import Field, field_validator
 
 from pipeline.config import StrictModel, load_config, read_yaml
+from pipeline.protocol.selection import is_upper_bound
 from pipeline.stage import read_stage, write_json_atomic
 
 
@@ -332,7 +333,7 @@ def format_headline(summary: dict[str, Any]) -> str:
                 else:
                     marks = reasons.setdefault(reason, "*" * (len(reasons) + 1))
                     cells.append(f"not measured{marks}")
-            label = rule + (" (upper bound)" if rule == "oracle" else "")
+            label = rule + (" (upper bound)" if is_upper_bound(rule) else "")
             lines.append(f"{algorithm:<10} {label:<22} " + " ".join(f"{c:>14}" for c in cells))
     lines += [f"{marks} not measured: {reason}" for reason, marks in reasons.items()]
     if any(b.get("lung_masks_estimated") for e in (summary.get("algorithms") or {}).values()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from pipeline.protocol.selection import ORACLE, is_upper_bound
 from pipeline.report.baselines import threshold_text
 from pipeline.report.headline import headline
 from pipeline.report.site_metrics import conflict_words, rule_label
@@ -178,7 +179,7 @@ def headline_table(lines: dict[str, dict[str, Any]], *, estimated: bool = False,
                   numeric=[False, False, False] + [True] * 9)
     for algorithm, entry in lines.items():
         for rule, block in entry["by_rule"].items():
-            css = "muted" if rule == "oracle" else ""
+            css = "muted" if is_upper_bound(rule) else ""
             name = algorithm + (" (constant!)" if block.get("constant_predictor") else "")
             table.add([Cell(name, algorithm, "flag" if block.get("constant_predictor") else css,
                             "; ".join(block.get("constant_where") or [])),
@@ -203,9 +204,9 @@ def oracle_notes(lines: dict[str, dict[str, Any]]) -> list[str]:
     """A note wherever an oracle row reads lower than the algorithm's headline row, with the reason it can."""
     notes = []
     for algorithm, entry in lines.items():
-        oracle, headline_rule = entry["by_rule"].get("oracle"), entry.get("selection_rule")
+        oracle, headline_rule = entry["by_rule"].get(ORACLE.name), entry.get("selection_rule")
         ours, upper = _m(entry.get("test_site_accuracy")), _m((oracle or {}).get("test_site_accuracy"))
-        if oracle is None or headline_rule == "oracle" or not (is_number(ours) and is_number(upper)):
+        if oracle is None or is_upper_bound(headline_rule) or not (is_number(ours) and is_number(upper)):
             continue
         if upper < ours:
             notes.append(
@@ -227,7 +228,7 @@ def build_summary(metrics: dict[str, Any] | None, audit: dict[str, Any] | None) 
     if lines and not (metrics or {}).get("models"):
         notes.append("No evaluate results (metrics.json) were given: these lines rest on the audit alone, so no "
                      "accuracy is measured.")
-    if lines and any("oracle" in e["by_rule"] for e in lines.values()):
+    if lines and any(ORACLE.name in e["by_rule"] for e in lines.values()):
         notes.append("Rows selected by the oracle rule peek at the test hospital: an upper bound, never a result.")
     notes.extend(oracle_notes(lines))
     table = headline_table(lines, estimated=lungs_estimated(audit), attribute=conflict_words(metrics),
