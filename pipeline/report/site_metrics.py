@@ -287,20 +287,18 @@ def majority_line(metrics: dict[str, Any], sites: list[str], cohort: Any) -> lis
     return [val] + [per_site[s] for s in sites] + conflicting
 
 
-def _headline_figure(metrics: dict[str, Any], out: Path, cohort: Any = None) -> dict[str, Any] | None:
-    """Training sites (validation), each test site, and each test site's conflicting images, per algorithm x rule."""
+def _figure_series(entries: dict[str, dict[str, Any]], sites: list[str]
+                   ) -> tuple[dict[str, list[Any]], dict[str, list[Any]]]:
+    """(``{"<algorithm> (<rule>)": [mean per chart group]}``, the same with (mean - std, mean + std) whiskers, None
+    for one seed): the groups are the training sites' validation accuracy, each site's accuracy, each site's
+    conflicting-image accuracy, each over the seeds of one algorithm and rule."""
     from pipeline.report.headline import spread, val_at_step
 
-    entries = models(metrics)
-    sites = list(metrics.get("sites") or sorted({s for e in entries.values() for s in (e.get("per_site") or {})}))
-    if not entries or not sites:
-        return None
     by_group: dict[str, list[dict[str, Any]]] = {}
     ordered = sorted(entries.values(), key=lambda e: (str(e.get("algorithm")), rule_order(e.get("selection_rule"))))
     for entry in ordered:
         key = f"{entry.get('algorithm')} ({rule_label(entry.get('selection_rule'), short=True)})"
         by_group.setdefault(key, []).append(entry)
-    groups = ["training sites\n(validation)"] + [f"{s}\n(all)" for s in sites] + [f"{s}\n(conflicting)" for s in sites]
     series, intervals = {}, {}
     for key, members in by_group.items():
         columns = [[val_at_step(m) for m in members]]
@@ -310,8 +308,35 @@ def _headline_figure(metrics: dict[str, Any], out: Path, cohort: Any = None) -> 
         series[key] = [st["mean"] for st in stats]
         intervals[key] = [(st["mean"] - st["std"], st["mean"] + st["std"]) if st["std"] is not None else None
                           for st in stats]
+    return series, intervals
+
+
+def _reference_caption(metrics: dict[str, Any], groups: list[str], majority: list[Any],
+                       reference: dict[str, list[Any]]) -> str:
+    """"; dashed: metadata-only baseline; ...": each reference line named by the style figures drew it in (by
+    its position in ``reference``), only when drawn; the groups without an always-majority value, with why."""
+    shown = [f"{g.replace(chr(10), ' ')}: {_group_reason(metrics, g)}"
+             for g, v in zip(groups, majority, strict=True) if not is_number(v)]
+    words = {"metadata-only baseline": "metadata-only baseline",
+             "always predict the majority class": "the accuracy of always predicting the majority class of the "
+             "images in that group" + (f" (not measured for {'; '.join(shown)})" if shown else "")}
+    lines = "".join(f"; {figures.REFERENCE_WORDS[k % len(figures.REFERENCE_WORDS)]}: {words[label]}"
+                    for k, label in enumerate(reference))
+    if "always predict the majority class" not in reference:
+        lines += f"; always-majority line not measured ({'; '.join(shown)})"
+    return lines
+
+
+def _headline_figure(metrics: dict[str, Any], out: Path, cohort: Any = None) -> dict[str, Any] | None:
+    """Training sites (validation), each test site, and each test site's conflicting images, per algorithm x rule."""
+    entries = models(metrics)
+    sites = list(metrics.get("sites") or sorted({s for e in entries.values() for s in (e.get("per_site") or {})}))
+    if not entries or not sites:
+        return None
+    series, intervals = _figure_series(entries, sites)
     if not any(is_number(v) for values in series.values() for v in values):
         return None  # nothing measured: an empty chart would suggest otherwise
+    groups = ["training sites\n(validation)"] + [f"{s}\n(all)" for s in sites] + [f"{s}\n(conflicting)" for s in sites]
     base = (metrics.get("metadata_baseline") or {}).get("per_site") or {}
     reference: dict[str, list[Any]] = {}
     if base:
@@ -323,16 +348,7 @@ def _headline_figure(metrics: dict[str, Any], out: Path, cohort: Any = None) -> 
     figures.grouped_bars(out / "fig_accuracy_per_site.png", groups=groups, series=series, intervals=intervals,
                          ylabel="accuracy", reference=reference or None,
                          width_in=max(8.0, 1.6 * len(groups) + 4.5))
-    shown = [f"{g.replace(chr(10), ' ')}: {_group_reason(metrics, g)}"
-             for g, v in zip(groups, majority, strict=True) if not is_number(v)]
-    words = {"metadata-only baseline": "metadata-only baseline",
-             "always predict the majority class": "the accuracy of always predicting the majority class of the "
-             "images in that group" + (f" (not measured for {'; '.join(shown)})" if shown else "")}
-    # each line named by the style figures drew it in (by its position in ``reference``), only when drawn
-    lines = "".join(f"; {figures.REFERENCE_WORDS[k % len(figures.REFERENCE_WORDS)]}: {words[label]}"
-                    for k, label in enumerate(reference))
-    if "always predict the majority class" not in reference:
-        lines += f"; always-majority line not measured ({'; '.join(shown)})"
+    lines = _reference_caption(metrics, groups, majority, reference)
     return {"src": "fig_accuracy_per_site.png", "alt": "accuracy per site per model",
             "caption": "Accuracy on the training hospitals' validation images (pooled, at the selected checkpoint), "
                        f"at each test hospital, and on its images whose {conflict_words(metrics)} contradicts the "
