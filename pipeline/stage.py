@@ -1,6 +1,23 @@
-"""Atomic output writing and the ``stage.json`` provenance record every stage leaves in its output directory.
+"""The stage runner: atomic outputs, the ``stage.json`` record, input fingerprints and reuse, in one place.
 
-Usage::
+A stage is declared, not hand-run (:class:`Stage`): its ``name``, its ``config`` (a pydantic model or a dict: what
+the outputs depend on, never how fast they are made), its ``inputs`` (name -> path) and a pure ``compute(out)``
+that writes its files into ``out``. :func:`run_stage` owns the rest. Lifecycle of one stage::
+
+    fingerprint = sha256(name, resolved config, each input's fingerprint, cxr-fishr version, the stage's code digest)
+    is_fresh(out, fingerprint)?      stage.json exists, finished, same fingerprint -> skip ("reusing ...")
+    otherwise                        remove out/stage.json first (an interrupted stage must not look finished);
+                                     a resumable stage (training) notes the fingerprint in out/.stage-started.json
+                                     and resumes only a folder started under the same fingerprint
+    compute(out)                     the stage's own files (written with atomic_path / write_json_atomic)
+    stage.json, last                 the StageRecord fields + ``fingerprint`` (a compute step that wrote its own
+                                     StageRecord gets the fingerprint added to it)
+
+An input's fingerprint (:func:`input_fingerprint`) is the hash of its ``stage.json`` when it is a stage's output
+folder (the record changes whenever that stage reran), else of the file, else of the folder's names, sizes and
+mtimes. Independent stages run side by side through :mod:`pipeline.executor`.
+
+``StageRecord`` is the record alone, for code that writes a stage's outputs itself::
 
     with StageRecord("ingest", out_dir, config=cfg, seed=cfg.seed, inputs={"source": src}) as record:
         ...                       # write outputs with write_json_atomic / atomic_path
@@ -18,17 +35,20 @@ import json
 import math
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel
 
+STAGE_FILE = "stage.json"
 TRACKED_PACKAGES = (
     "cxr-fishr", "torch", "torchvision", "numpy", "timm", "monai", "backpack-for-pytorch", "captum", "pydicom",
     "scikit-learn", "torchxrayvision", "pandas", "pydantic",
@@ -176,21 +196,25 @@ class StageRecord:
         seed: int | None = None,
         inputs: Mapping[str, str | Path] | None = None,
         input_hashes: Mapping[str, str] | None = None,
+        fingerprint: str | None = None,
     ) -> None:
-        """``input_hashes``: hashes the stage already computed for some of ``inputs`` (by name), not recomputed."""
+        """``input_hashes``: hashes the stage already computed for some of ``inputs`` (by name), not recomputed.
+        ``fingerprint``: what :func:`is_fresh` compares (:func:`fingerprint`, or a stage's own, e.g. ingest's
+        inputs hash); None leaves it out (such an output is never reused by the runner)."""
         self.stage = stage
         self.out_dir = Path(out_dir)
         self.config = config
         self.seed = seed
         self.inputs = dict(inputs or {})
         self.input_hashes = dict(input_hashes or {})
+        self.fingerprint = fingerprint
         self.extra: dict[str, Any] = {}
         self._t0 = 0.0
         self._started = ""
 
     def __enter__(self) -> StageRecord:
         self.out_dir.mkdir(parents=True, exist_ok=True)
-        stale = self.out_dir / "stage.json"
+        stale = self.out_dir / STAGE_FILE
         if stale.exists():  # a half-rewritten directory must not look finished
             stale.unlink()
         self._t0 = time.perf_counter()
@@ -200,24 +224,159 @@ class StageRecord:
     def __exit__(self, exc_type, exc, tb) -> None:
         if exc_type is not None:
             return
-        record = {
-            "stage": self.stage,
-            "config": to_jsonable(self.config),
-            "seed": self.seed,
-            "started": self._started,
-            "finished": _now(),
-            "seconds": round(time.perf_counter() - self._t0, 3),
-            "inputs": {
-                k: {"path": str(v), "hash": self.input_hashes.get(k) or content_hash(v)} for k, v in self.inputs.items()
-            },
-            "versions": package_versions(),
-            "git_commit": git_commit(),
-            "command": sys.argv,
-            **to_jsonable(self.extra),
-        }
-        write_json_atomic(self.out_dir / "stage.json", record)
+        record = _record(self.stage, config=self.config, seed=self.seed, started=self._started,
+                         seconds=time.perf_counter() - self._t0, inputs=self.inputs, input_hashes=self.input_hashes,
+                         fingerprint=self.fingerprint, extra=self.extra)
+        write_json_atomic(self.out_dir / STAGE_FILE, record)
+
+
+def _record(stage: str, *, config: Any, seed: int | None, started: str, seconds: float,
+            inputs: Mapping[str, str | Path], input_hashes: Mapping[str, str], fingerprint: str | None,
+            extra: Mapping[str, Any]) -> dict[str, Any]:
+    """stage.json's fields: what ran, with what, from which inputs (path + hash), on which versions and commit."""
+    return {
+        "stage": stage,
+        "config": to_jsonable(config),
+        "seed": seed,
+        "started": started,
+        "finished": _now(),
+        "seconds": round(seconds, 3),
+        "inputs": {k: {"path": str(v), "hash": input_hashes.get(k) or content_hash(v)} for k, v in inputs.items()},
+        "versions": package_versions(),
+        "git_commit": git_commit(),
+        "command": sys.argv,
+        **({"fingerprint": fingerprint} if fingerprint else {}),
+        **to_jsonable(extra),
+    }
 
 
 def read_stage(out_dir: str | Path) -> dict[str, Any]:
-    path = Path(out_dir) / "stage.json"
+    """``<out_dir>/stage.json`` as a dict; {} when there is none (the stage never finished there)."""
+    path = Path(out_dir) / STAGE_FILE
     return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+
+
+# ---- the runner -------------------------------------------------------------------------------------------------
+
+def input_fingerprint(path: str | Path) -> str:
+    """An input's identity for reuse: a stage's output folder by its ``stage.json`` (rewritten whenever that stage
+    reran, so a rerun upstream reruns what reads it), a file by its bytes, another folder by its files' names,
+    sizes and mtimes (:func:`content_hash`); "missing" when nothing is there."""
+    path = Path(path)
+    record = path / STAGE_FILE
+    if path.is_dir() and record.is_file():
+        return "stage:" + sha256_file(record)
+    return content_hash(path)
+
+
+def fingerprint(*, name: str, config: Any = None, inputs: Mapping[str, str | Path] | None = None,
+                code: str = "") -> str:
+    """sha256 hex of the stage's name, its resolved config (strict JSON, keys sorted), each input's
+    :func:`input_fingerprint` by input name, the cxr-fishr version and ``code`` (a digest of the stage's own code,
+    for a stage whose outputs must not outlive a code change, e.g. ingest's decoder)."""
+    from pipeline import __version__
+
+    payload = {"stage": name, "config": to_jsonable(config),
+               "inputs": {k: input_fingerprint(v) for k, v in sorted((inputs or {}).items())},
+               "version": __version__, "code": code}
+    return hashlib.sha256(dumps_strict(payload, sort_keys=True).encode("utf-8")).hexdigest()
+
+
+def is_fresh(out: str | Path, fingerprint: str | None) -> bool:
+    """THE reuse rule: ``<out>/stage.json`` exists, records a finished stage, and its ``fingerprint`` equals
+    ``fingerprint``. An unreadable record is not fresh (the stage runs again and rewrites it)."""
+    if not fingerprint:
+        return False
+    try:
+        record = read_stage(out)
+    except (OSError, ValueError):
+        return False
+    return bool(record.get("finished")) and record.get("fingerprint") == fingerprint
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One stage, declared: what it is, what it reads, what it depends on, and how to compute it.
+
+    ``compute(out)`` writes the stage's files into ``out`` (``compute(out, resume=bool)`` when ``resumable``); it
+    may write its own :class:`StageRecord` (the runner then adds the fingerprint to it) or none (the runner writes
+    it). ``config`` is what the outputs depend on: leave out settings that change speed only (threads, workers,
+    progress bars). ``code``: a digest of code the outputs must not outlive (see :func:`fingerprint`).
+    ``resumable``: an interrupted run under the same fingerprint continues (``resume=True``) and a folder of
+    another fingerprint is removed first. ``reuse=False``: always computed (the report: seconds, and dated).
+    The declaration is picklable when ``compute`` is (a module-level function or a ``functools.partial`` of one),
+    so it can run in a worker process or on Ray (:mod:`pipeline.executor`)."""
+
+    name: str
+    out: Path
+    compute: Callable[..., Any]
+    config: Any = None
+    inputs: Mapping[str, str | Path] = field(default_factory=dict)
+    seed: int | None = None
+    code: str = ""
+    resumable: bool = False
+    reuse: bool = True
+
+    def fingerprint(self) -> str:
+        """Computed when asked (never cached): an upstream stage may have rerun since the declaration."""
+        return fingerprint(name=self.name, config=self.config, inputs=self.inputs, code=self.code)
+
+    def is_fresh(self) -> bool:
+        return self.reuse and is_fresh(self.out, self.fingerprint())
+
+
+@dataclass(frozen=True)
+class StageRun:
+    """What :func:`run_stage` did: ``reused`` (inputs unchanged, nothing computed) and the compute's seconds."""
+
+    name: str
+    out: Path
+    fingerprint: str
+    reused: bool
+    seconds: float
+    resumed: bool = False
+
+
+STARTED_FILE = ".stage-started.json"
+
+
+def _started_fingerprint(out: Path) -> str | None:
+    try:
+        return json.loads((out / STARTED_FILE).read_text(encoding="utf-8")).get("fingerprint")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def run_stage(stage: Stage, *, echo: Callable[[str], None] | None = print) -> StageRun:
+    """Run ``stage`` unless :func:`is_fresh` (then print "<name>: reusing <out> (inputs unchanged)" through
+    ``echo``; None prints nothing). stage.json is written (or completed with the fingerprint) only after
+    ``compute`` returned, so an interrupted stage never looks finished. Errors of ``compute`` propagate."""
+    out = Path(stage.out)
+    fp = stage.fingerprint()
+    if stage.reuse and is_fresh(out, fp):
+        if echo is not None:
+            echo(f"{stage.name}: reusing {out} (inputs unchanged)")
+        return StageRun(stage.name, out, fp, reused=True, seconds=0.0)
+    resume = False
+    if stage.resumable:
+        resume = _started_fingerprint(out) == fp
+        if not resume and ((out / STARTED_FILE).is_file() or (out / STAGE_FILE).is_file()):
+            shutil.rmtree(out)  # an output of another config or other inputs: never resumed from, never mixed in
+    (out / STAGE_FILE).unlink(missing_ok=True)
+    if stage.resumable:
+        write_json_atomic(out / STARTED_FILE, {"stage": stage.name, "fingerprint": fp})
+    started, t0 = _now(), time.perf_counter()
+    if stage.resumable:
+        stage.compute(out, resume=resume)
+    else:
+        stage.compute(out)
+    seconds = time.perf_counter() - t0
+    record = read_stage(out)
+    if record:  # the compute step wrote its own StageRecord: it keeps its fields, the fingerprint is added
+        record["fingerprint"] = fp
+    else:
+        record = _record(stage.name, config=stage.config, seed=stage.seed, started=started, seconds=seconds,
+                         inputs=stage.inputs, input_hashes={}, fingerprint=fp, extra={})
+    write_json_atomic(out / STAGE_FILE, record)
+    (out / STARTED_FILE).unlink(missing_ok=True)
+    return StageRun(stage.name, out, fp, reused=False, seconds=seconds, resumed=resume)
