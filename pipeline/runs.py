@@ -12,8 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.errors import ConfigError, DataError
-
-UPPER_BOUND_RULES = ("oracle",)
+from pipeline.protocol.selection import is_upper_bound
 
 
 @dataclass(frozen=True)
@@ -34,7 +33,7 @@ class ModelEntry:
 
     @property
     def upper_bound(self) -> bool:
-        return self.selection_rule in UPPER_BOUND_RULES
+        return is_upper_bound(self.selection_rule)
 
     def describe(self) -> dict[str, Any]:
         return {

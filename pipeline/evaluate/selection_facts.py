@@ -56,12 +56,12 @@ def constant_at_selection(*, selection: dict[str, Any], meta: dict[str, Any], fr
                           same_ingest: bool) -> dict[str, Any] | None:
     """The fact above for one model entry's ``selection`` (selection_truth), or None when train's selection did not
     find every evaluation constant."""
-    from pipeline.train.selection import RULE_SOURCES
+    from pipeline.protocol.selection import RULES
 
     if not selection.get("constant_predictor"):
         return None
     rule = str(selection.get("rule"))
-    split = RULE_SOURCES.get(rule, ("", "val"))[1]
+    split = RULES[rule].split if rule in RULES else "val"
     n, why = selection_set_size(frame=frame, meta=meta, rule=rule, same_ingest=same_ingest)
     fact = {"rule": rule, "split": split, "threshold": TRAIN_THRESHOLD, "n": n,
             "evaluations": selection.get("evaluations"), "n_not_measured": why}

@@ -9,9 +9,11 @@ from pydantic import Field, model_validator
 from pipeline.config import StrictModel
 from pipeline.data.augment import AugmentConfig
 from pipeline.models import ModelConfig
+from pipeline.protocol.selection import RULE_NAMES
 
-SELECTION_RULES = ("training_domain", "leave_one_domain_out", "ood_validation", "oracle")
-SelectionRule = Literal["training_domain", "leave_one_domain_out", "ood_validation", "oracle"]
+SELECTION_RULES = RULE_NAMES  # pipeline/protocol/selection.py, in table order
+# the config's field type: pydantic's error lists the valid names (Literal[tuple] is Literal of its members)
+SelectionRule = Literal[RULE_NAMES]  # type: ignore[valid-type]
 
 # Fields a resumed run may change: they do not touch the stream of updates (``steps`` may grow).
 RESUMABLE_CHANGES = ("steps", "eval_every", "checkpoint_every", "device", "threads", "num_workers",

@@ -29,6 +29,7 @@ from pipeline.algorithms import build
 from pipeline.compat import TRAINED_ON_KEY, InputProfile, check_resume_compat
 from pipeline.errors import ConfigError, TrainingError
 from pipeline.models import build_network, save_model
+from pipeline.protocol.selection import SELECTION_METHODS, get_rule
 from pipeline.stage import StageRecord, atomic_path, dumps_strict, write_json_atomic, write_text_atomic
 from pipeline.train.checkpoint import checkpoint_path, load_checkpoint, restore_rng_state, save_checkpoint
 from pipeline.train.config import TrainConfig
@@ -45,7 +46,7 @@ from pipeline.train.distributed import (
 )
 from pipeline.train.domains import TrainData, build_train_data, training_profile
 from pipeline.train.monitor import evaluate
-from pipeline.train.selection import ORACLE_LABEL, SelectionTracker
+from pipeline.train.selection import SelectionTracker
 
 
 @dataclass(frozen=True)
@@ -72,16 +73,10 @@ def seed_everything(seed: int) -> None:
 
 
 def _rules_for(data: TrainData) -> list[str]:
-    rules = []
-    if data.val_sets:
-        rules.append("training_domain")
-    if data.holdout is not None:
-        rules.append("leave_one_domain_out")
-    if data.ood_val is not None:
-        rules.append("ood_validation")
-    if data.test is not None:
-        rules.append("oracle")
-    return rules
+    """The rules this run can score: those whose selection split it has (pipeline/protocol/selection.py)."""
+    present = {"val": bool(data.val_sets), "holdout": data.holdout is not None, "ood_val": data.ood_val is not None,
+               "test": data.test is not None}
+    return [rule.name for rule in SELECTION_METHODS if present[rule.split]]
 
 
 def _check_finite(terms: dict[str, float], step: int, out: Path, last_checkpoint: int, algorithm: str) -> None:
@@ -121,8 +116,8 @@ class _Run:
             TRAINED_ON_KEY: self.trained_on.model_dump(mode="json"),
             "unlabelled_skipped": self.data.unlabelled_skipped,
         }
-        if rule == "oracle":
-            meta["selection_label"] = ORACLE_LABEL
+        if get_rule(rule).upper_bound:
+            meta["selection_label"] = get_rule(rule).note
         if threshold is not None:  # evaluate's fallback on an ingest that is not this one (pipeline/evaluate/threshold.py)
             y = np.concatenate([s.labels for s in self.data.val_sets]) if self.data.val_sets else np.empty(0)
             meta["threshold"] = {"value": threshold, "source": "train: val (training domains)", "step": step,

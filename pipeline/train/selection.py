@@ -1,11 +1,6 @@
-"""Model selection (docs/design/metrics.md, DomainBed): which evaluation of a run (checkpoint) each rule picks.
-
-- ``training_domain``: pooled validation accuracy of the training domains (the default, the only honest one when
-  nothing else is labelled).
-- ``leave_one_domain_out``: accuracy on a training domain held out of training (runs with ``holdout_domain``; a
-  sweep averages it over the held-out domains).
-- ``ood_validation``: accuracy on the labelled validation hospital (``ood_val`` split), WILDS-style.
-- ``oracle``: test-domain accuracy. An upper bound only, never a model selection: labelled so everywhere.
+"""Model selection during training (docs/design/metrics.md, DomainBed): which evaluation of a run (checkpoint) each
+rule picks. The rules themselves (their score key, the split that must not be constant, upper bound or not) are
+defined once in pipeline/protocol/selection.py; this module tracks the best evaluation per rule.
 
 No rule ever selects a constant predictor (all predictions on its selection set one class): such evaluations are
 skipped and counted; a rule whose every evaluation was constant selects nothing.
@@ -16,26 +11,21 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-# rule -> (score key in an evaluation record, split whose predictions must not be constant)
-RULE_SOURCES: dict[str, tuple[str, str]] = {
-    "training_domain": ("val_acc", "val"),
-    "leave_one_domain_out": ("holdout_acc", "holdout"),
-    "ood_validation": ("ood_val_acc", "ood_val"),
-    "oracle": ("test_acc", "test"),
-}
-ORACLE_LABEL = "oracle: test-domain accuracy, an upper bound only, not a valid model selection"
+from pipeline.protocol.selection import ORACLE, RULES, get_rule
+
+# the sentence beside the oracle's choice in selection.json and meta.json (kept: results and tests import it here)
+ORACLE_LABEL = ORACLE.note
 
 
 def available_rules(record: dict[str, Any]) -> list[str]:
-    """Rules whose score exists in an evaluation record."""
-    return [rule for rule, (key, _) in RULE_SOURCES.items() if record.get(key) is not None]
+    """Rules whose score exists in an evaluation record, in table order."""
+    return [name for name, rule in RULES.items() if record.get(rule.score_key) is not None]
 
 
 def rule_score(record: dict[str, Any], rule: str) -> tuple[float | None, bool]:
-    """``(score, constant)`` of one evaluation record under ``rule`` (score None when unavailable)."""
-    key, split = RULE_SOURCES[rule]
-    constant = bool(record.get("predicts_constant", {}).get(split))
-    return record.get(key), constant
+    """``(score, constant)`` of one evaluation record under ``rule`` (score None when unavailable); ConfigError
+    listing the valid rules for an unknown one."""
+    return get_rule(rule).score(record)
 
 
 @dataclass
@@ -47,7 +37,8 @@ class Choice:
 
     def reason(self, rule: str) -> str:
         """Why this rule selected what it did (or nothing): the console line and evaluate's ``selection.reason``."""
-        key, split = RULE_SOURCES[rule]
+        method = get_rule(rule)
+        key, split = method.score_key, method.split
         if self.step is not None:
             return (f"highest {key} ({self.score:.4g}) at step {self.step} over {self.evaluations} evaluations, "
                     f"{self.constant_skipped} skipped as constant predictors")
@@ -67,8 +58,9 @@ class Choice:
             "evaluations": self.evaluations,
             "reason": self.reason(rule),
         }
-        if rule == "oracle":
-            out["label"] = ORACLE_LABEL
+        method = get_rule(rule)
+        if method.upper_bound:
+            out["label"] = method.note
         return out
 
 
