@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
+from pydantic import SerializerFunctionWrapHandler, model_serializer
 from torch import nn
 
 from pipeline.config import StrictModel
@@ -15,6 +16,11 @@ from pipeline.models.weights import create_with_weights
 from pipeline.models.xrv import XRV_CACHE, XRV_PREFIX, create_xrv_featurizer
 
 MODEL_FILE_FORMAT = 1
+
+FINAL_NORM_CHOICES = ("keep", "identity")
+# Where timm puts a backbone's last normalisation before the classifier: ConvNeXt's NormMlpClassifierHead pools and
+# then normalises (``head.norm``); ConvNeXt built with ``head_norm_first`` normalises and then pools (``norm_pre``).
+_FINAL_NORM_PLACES = ("head.norm", "norm_pre")
 
 
 class ModelConfig(StrictModel):
@@ -29,6 +35,20 @@ class ModelConfig(StrictModel):
     # A local weight file (safetensors/torch), an `hf-hub:org/name` id in the local Hugging Face cache, or for
     # `xrv:` backbones `xrv-cache` (torchxrayvision's cache folder); None trains from scratch. Never downloaded.
     pretrained: str | None = None
+    # The backbone's final normalisation before the head: "keep" it (timm's network), or replace it by identity
+    # ("identity": no final affine norm, so the pooled features reach the head unnormalised; docs/study/fishr_gap.md,
+    # where convnext_atto's final LayerNorm may let Fishr shrink the features to a constant). Only for backbones
+    # with a final norm timm exposes (ConvNeXt: ``head.norm`` or ``norm_pre``); others are a ConfigError.
+    final_norm: Literal["keep", "identity"] = "keep"
+
+    @model_serializer(mode="wrap")
+    def _omit_default_final_norm(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # "keep" is the network every config meant before the option existed: leaving it out of the dump keeps
+        # the hashes of existing configs (sweep run directories, demo fingerprints) and model files unchanged.
+        data = handler(self)
+        if self.final_norm == "keep":
+            data.pop("final_norm", None)
+        return data
 
 
 def group_norm(num_channels: int, eps: float = 1e-5, affine: bool = True, **_: Any) -> nn.GroupNorm:
@@ -56,8 +76,32 @@ def _create_featurizer(cfg: ModelConfig) -> nn.Module:
                                                       drop_rate=cfg.drop_rate)
     else:
         featurizer = _create_timm_featurizer(cfg)
+    if cfg.final_norm == "identity":
+        _remove_final_norm(featurizer, backbone=cfg.backbone)
     _disable_inplace(featurizer)
     return featurizer
+
+
+def _remove_final_norm(featurizer: nn.Module, *, backbone: str) -> None:
+    """Replace the backbone's final normalisation before the head by ``nn.Identity`` (in place).
+
+    ConvNeXt (timm): ``head.norm`` is the LayerNorm applied to the globally pooled (B, C) features, or ``norm_pre``
+    the one applied to the (B, C, H, W) map before pooling. Raises ConfigError for a backbone with neither (the
+    option would otherwise silently do nothing), naming the backbone and the valid choices.
+    """
+    for place in _FINAL_NORM_PLACES:
+        owner_name, _, attr = place.rpartition(".")
+        owner = getattr(featurizer, owner_name, None) if owner_name else featurizer
+        current = getattr(owner, attr, None)
+        if isinstance(current, nn.Module) and not isinstance(current, nn.Identity):
+            setattr(owner, attr, nn.Identity())
+            return
+    raise ConfigError(
+        f"model: final_norm 'identity' needs a backbone with a final norm before the head (timm's "
+        f"{' or '.join(_FINAL_NORM_PLACES)}, as in ConvNeXt), got backbone {backbone!r}, which has none. "
+        f"Use final_norm: keep (choices: {', '.join(FINAL_NORM_CHOICES)}), or a ConvNeXt backbone such as "
+        "convnext_atto."
+    )
 
 
 def _create_timm_featurizer(cfg: ModelConfig) -> nn.Module:
