@@ -77,7 +77,7 @@ def _variant(out: dict[str, Any], preds: dict[str, np.ndarray], y: np.ndarray, r
              key: str, name: str, prefix: str) -> None:
     """One accuracy with its trivial baseline: ``<prefix>majority_accuracy`` and ``<prefix>constant_predictor``
     on the same rows (labelled, and with a lung mask for the lung variants)."""
-    from pipeline.evaluate.scoring import is_constant, majority_accuracy
+    from pipeline.protocol.metrics import is_constant, majority_accuracy
 
     if key not in preds:
         out[name] = out[f"{prefix}majority_accuracy"] = out[f"{prefix}constant_predictor"] = None

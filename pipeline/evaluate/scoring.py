@@ -12,12 +12,16 @@ import numpy as np
 
 from pipeline.errors import DataError
 from pipeline.evaluate.bootstrap import bootstrap_ci
-from pipeline.evaluate.metrics import (
+from pipeline.protocol.metrics import (
     Accuracy,
     Auroc,
     BalancedAccuracy,
     ConfusionMatrix,
     ExpectedCalibrationError,
+    MajorityAccuracy,
+    Metric,
+    is_constant,
+    majority_accuracy,
 )
 from pipeline.shortcuts import (
     ShortcutDirection,
@@ -32,9 +36,15 @@ from pipeline.shortcuts import (
 if TYPE_CHECKING:
     import pandas as pd
 
-SUMMARY_KEYS = ("accuracy", "balanced_accuracy", "auroc", "ece", "conflict_accuracy", "aligned_accuracy",
-                "majority_accuracy")
-WORST_KEYS = ("accuracy", "balanced_accuracy", "auroc", "conflict_accuracy")
+# the per-site metrics averaged in ``mean_site``; those that report a worst site are ranked in ``worst_site`` by
+# their own direction (Metric.worst)
+SUMMARY_METRICS: tuple[Metric, ...] = (
+    Accuracy(), BalancedAccuracy(), Auroc(), ExpectedCalibrationError(), Accuracy(name="conflict_accuracy"),
+    # the images the shortcut helps: their accuracy is not the question a worst site answers
+    Accuracy(name="aligned_accuracy", reports_worst=False),
+    MajorityAccuracy(),
+)
+SUMMARY_KEYS = tuple(metric.name for metric in SUMMARY_METRICS)
 HEADLINE_KEYS = ("conflict_accuracy", "aligned_accuracy", "n_conflict", "n_aligned", "n_unknown")
 # (conflict, aligned) bool masks per shortcut attribute, in the order of the attributes; the headline is the first
 # measurable one (pipeline.shortcuts.headline_attribute)
@@ -45,18 +55,6 @@ def _seed_for(seed: int, key: str) -> int:
     from pipeline.seeding import seed_hash
 
     return seed_hash(seed, key)
-
-
-def majority_accuracy(y: np.ndarray) -> float:
-    """Accuracy of always predicting the majority label of ``y`` (NaN for no rows): the trivial baseline."""
-    y = np.asarray(y).astype(int)
-    return float(max(int((y == 1).sum()), int((y == 0).sum())) / y.size) if y.size else float("nan")
-
-
-def is_constant(predicted: np.ndarray) -> bool:
-    """True when every thresholded prediction is one class (an accuracy then equals that class's share)."""
-    predicted = np.asarray(predicted, dtype=bool)
-    return bool(predicted.size and (predicted.all() or not predicted.any()))
 
 
 def shortcut_block(*, accuracy: Accuracy, y: np.ndarray, prob: np.ndarray, threshold: float, conflict: np.ndarray,
@@ -200,20 +198,21 @@ def _no_site_reason(per_site: dict[str, dict[str, Any]], key: str) -> str:
 
 
 def summarise_sites(per_site: dict[str, dict[str, Any]]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Unweighted mean over sites (NaN-skipping) and the worst site per metric (the site named); a key no site
-    measured is NaN with its reason in ``not_measured``."""
+    """Unweighted mean over sites (NaN-skipping) and the worst site of each metric that reports one (the site
+    named, by the metric's own direction); a key no site measured is NaN with its reason in ``not_measured``."""
     mean: dict[str, Any] = {}
     worst: dict[str, Any] = {}
     not_measured: dict[str, str] = {}
-    for key in SUMMARY_KEYS:
+    for metric in SUMMARY_METRICS:
+        key = metric.name
         values = {site: block[key] for site, block in per_site.items() if np.isfinite(block[key])}
         mean[key] = float(np.mean(list(values.values()))) if values else float("nan")
         if not values:
             not_measured[key] = _no_site_reason(per_site, key)
-        if key in WORST_KEYS:
-            if values:
-                site = min(values, key=values.get)
-                worst[key] = {"site": site, "value": values[site]}
+        if metric.reports_worst:
+            found = metric.worst(values)
+            if found is not None:
+                worst[key] = {"site": found[0], "value": found[1]}
             else:
                 worst[key] = {"site": None, "value": float("nan"), "not_measured": not_measured[key]}
     mean["not_measured"] = not_measured

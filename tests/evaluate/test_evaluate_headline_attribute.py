@@ -6,9 +6,9 @@ import pandas as pd
 import torch
 
 from pipeline.data import CacheDataset
-from pipeline.evaluate.metrics import Accuracy
 from pipeline.evaluate.samples import separation_warnings, split_warnings
 from pipeline.evaluate.scoring import GroupScorer, score_frame, shortcut_block
+from pipeline.protocol.metrics import Accuracy
 from pipeline.shortcuts import (
     conflict_aligned,
     direction_problem,

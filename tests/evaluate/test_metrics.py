@@ -2,14 +2,8 @@ import numpy as np
 import pytest
 
 from pipeline.evaluate.bootstrap import bootstrap_ci
-from pipeline.evaluate.metrics import (
-    Accuracy,
-    Auroc,
-    BalancedAccuracy,
-    ConfusionMatrix,
-    ExpectedCalibrationError,
-    balanced_threshold,
-)
+from pipeline.evaluate.metrics import balanced_threshold
+from pipeline.protocol.metrics import Accuracy, Auroc, BalancedAccuracy, ConfusionMatrix, ExpectedCalibrationError
 
 
 def _scores(n=200, seed=0):

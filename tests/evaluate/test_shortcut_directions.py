@@ -4,8 +4,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline.evaluate.scoring import GroupScorer, is_constant, majority_accuracy, score_frame
+from pipeline.evaluate.scoring import GroupScorer, score_frame
 from pipeline.manifest import read_manifest
+from pipeline.protocol.metrics import is_constant, majority_accuracy
 from pipeline.shortcuts import (
     conflict_aligned,
     estimate_direction,

@@ -147,7 +147,7 @@ def _correlation_fields(network: nn.Module, z: torch.Tensor, y: torch.Tensor, sa
 def thresholded_fields(logits: torch.Tensor, y: torch.Tensor, threshold: float) -> dict:
     """Accuracy at the checkpoint's ``threshold`` with its class counts, majority baseline and constant flag
     (SiteLandscape fields); ``logits`` (B, 2), ``y`` (B,) ints."""
-    from pipeline.evaluate.scoring import is_constant, majority_accuracy
+    from pipeline.protocol.metrics import is_constant, majority_accuracy
 
     predicted = (torch.softmax(logits.double(), dim=1)[:, 1] >= threshold).numpy()
     labels = y.numpy().astype(int)
