@@ -154,11 +154,11 @@ def pipeline_run(tmp_path_factory):
 
 def test_ingest_counts_every_row_it_did_not_keep(pipeline_run):
     cohort, summary = pipeline_run["cohort"], pipeline_run["ingest"].summary
-    assert summary["n_images"] == 48 + 25  # nothing on disk was lost
-    assert summary["metadata_rows_without_image"]["n"] == cohort["n_missing"]
-    assert summary["metadata_rows_without_image"]["examples"]
-    assert summary["n_unlabelled"] == cohort["n_blank"]
-    assert "view" in summary["shortcut_attributes"]
+    assert summary.n_images == 48 + 25  # nothing on disk was lost
+    assert summary.metadata_rows_without_image.n == cohort["n_missing"]
+    assert summary.metadata_rows_without_image.examples
+    assert summary.n_unlabelled == cohort["n_blank"]
+    assert "view" in summary.shortcut_attributes
     # 'Figure1' in the config resolved to the data's 'figure1', so the test site was held out, not trained on
     import pandas as pd
 

@@ -13,16 +13,30 @@ import math
 from pathlib import Path
 from typing import Any, ClassVar, Self
 
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_serializer
 
 from pipeline.errors import DataError
 
 
 class Block(BaseModel):
     """A nested part of an artefact: unknown keys are refused (a typo is an error, not a silently dropped number),
-    floats must be finite or None."""
+    floats must be finite or None.
+
+    ``OMIT_WHEN_NONE`` names the optional keys a writer leaves out of the file when they do not apply (e.g. the
+    oracle rule's ``label`` in selection.json): None there means "key absent", so a file round-trips exactly."""
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True, protected_namespaces=())
+    OMIT_WHEN_NONE: ClassVar[frozenset[str]] = frozenset()
+
+    @model_serializer(mode="wrap")
+    def _omit_absent(self, handler: Any) -> Any:
+        data = handler(self)
+        if self.OMIT_WHEN_NONE and isinstance(data, dict):
+            for name in self.OMIT_WHEN_NONE:
+                key = type(self).model_fields[name].alias or name
+                if data.get(key, 0) is None:
+                    del data[key]
+        return data
 
     @field_validator("*", mode="before")
     @classmethod

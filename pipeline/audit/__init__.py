@@ -71,7 +71,7 @@ def run(
     from pipeline.audit.model_audit import audit_network
     from pipeline.compat import check_models_compat
     from pipeline.config import dump_config, load_config
-    from pipeline.evaluate.threshold import model_threshold
+    from pipeline.decision_threshold import model_threshold
     from pipeline.regions import SHORTCUT_KINDS
     from pipeline.runs import collect_models
     from pipeline.shortcuts import labelled_mask, shortcut_attributes

@@ -26,7 +26,7 @@ from pipeline.audit.overlays import safe_name, write_overlay
 from pipeline.audit.probes import PROBE_TARGETS, ProbeBalancedAccuracy, penultimate_features, probe_chance
 from pipeline.audit.sanity import randomised_copy, rank_correlation
 from pipeline.data.inference import image_batch
-from pipeline.evaluate.threshold import Threshold
+from pipeline.decision_threshold import Threshold
 
 
 def _groups(frame, rows: np.ndarray) -> dict[str, dict[str, np.ndarray]]:
@@ -166,9 +166,9 @@ def audit_network(network: nn.Module, data: AuditData, cfg: AuditConfig, *, name
                   overlay_dir: Path | None = None, threshold: Threshold | None = None,
                   attributes: list[str] | tuple[str, ...] = ()) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Everything the audit measures for one network; returns (model block, overlay records). Predictions use
-    ``threshold`` (evaluate's, pipeline/evaluate/threshold.py; computed here when None) so both stages report one
+    ``threshold`` (evaluate's, pipeline/decision_threshold.py; computed here when None) so both stages report one
     accuracy per checkpoint; ``attributes`` are the shortcut attributes to probe besides site."""
-    from pipeline.evaluate.threshold import checkpoint_threshold
+    from pipeline.decision_threshold import checkpoint_threshold
 
     torch.manual_seed(cfg.seed)
     if threshold is None:

@@ -23,6 +23,9 @@ def synth_command(
 
     result = run(config=config, out=out, n_per_site=n_per_site, size=size, seed=seed, counterfactual=counterfactual,
                  workers=workers)
+    if result.reused:
+        typer.echo(f"synth: {result.n_images} images in {result.out} (inputs unchanged: reused, none rendered)")
+        return
     typer.echo(
         f"synth: {result.n_images} images in {result.out} ({result.n_rendered} rendered, "
         f"{result.seconds:.1f} s, {result.images_per_second:.1f} images/s)"

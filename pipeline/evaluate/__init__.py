@@ -23,9 +23,9 @@ class EvaluateResult:
 
 def _baseline(frame, evaluated, *, split: str, n_bootstrap: int, seed: int, directions) -> dict[str, Any]:
     """The metadata-only logistic regression, fitted on the labelled train rows and scored like a model."""
+    from pipeline.decision_threshold import Threshold, threshold_from_probabilities, val_rows
     from pipeline.evaluate.baseline import METADATA_FEATURES, MetadataBaseline
     from pipeline.evaluate.scoring import GroupScorer, score_frame
-    from pipeline.evaluate.threshold import Threshold, threshold_from_probabilities, val_rows
     from pipeline.shortcuts import label_values, labelled_mask
 
     train = frame[frame["split"] == "train"]
@@ -122,13 +122,13 @@ def run(
     from pipeline.cache import ImageCache
     from pipeline.compat import check_models_compat
     from pipeline.data.inference import predict_proba
+    from pipeline.decision_threshold import model_threshold
     from pipeline.errors import ConfigError
     from pipeline.evaluate.history import aggregate_models, summarise_history, value_at_step
     from pipeline.evaluate.samples import separation_warnings, split_warnings
     from pipeline.evaluate.scoring import GroupScorer, is_constant, score_frame
     from pipeline.evaluate.selection_facts import constant_at_selection, with_constant_fact
     from pipeline.evaluate.table import metrics_csv
-    from pipeline.evaluate.threshold import model_threshold
     from pipeline.manifest import read_manifest
     from pipeline.runs import collect_models, read_history
     from pipeline.shortcuts import (

@@ -23,7 +23,7 @@ from pipeline.protocol.metrics import (
     is_constant,
     majority_accuracy,
 )
-from pipeline.shortcuts import (
+from pipeline.protocol.shortcuts import (
     ShortcutDirection,
     associated_values,
     conflict_aligned,
@@ -47,7 +47,7 @@ SUMMARY_METRICS: tuple[Metric, ...] = (
 SUMMARY_KEYS = tuple(metric.name for metric in SUMMARY_METRICS)
 HEADLINE_KEYS = ("conflict_accuracy", "aligned_accuracy", "n_conflict", "n_aligned", "n_unknown")
 # (conflict, aligned) bool masks per shortcut attribute, in the order of the attributes; the headline is the first
-# measurable one (pipeline.shortcuts.headline_attribute)
+# measurable one (pipeline.protocol.shortcuts.headline_attribute)
 ShortcutMasks = dict[str, tuple[np.ndarray, np.ndarray]]
 
 
@@ -157,10 +157,10 @@ def shortcut_masks(frame: pd.DataFrame, directions: dict[str, ShortcutDirection]
 
 def score_frame(frame: pd.DataFrame, prob: np.ndarray, scorer: GroupScorer) -> dict[str, Any]:
     """``overall``, ``per_site``, ``per_group`` (site|position), ``mean_site``, ``worst_site`` for the labelled rows
-    ``frame`` (aligned with ``prob``); conflict/aligned follow ``scorer.directions`` (pipeline/shortcuts.py)."""
+    ``frame`` (aligned with ``prob``); conflict/aligned follow ``scorer.directions`` (pipeline/protocol/shortcuts.py)."""
     if not labelled_mask(frame).all():
         raise DataError(f"evaluate: score_frame needs labelled rows only, got {int((~labelled_mask(frame)).sum())} "
-                        "unlabelled; filter them with pipeline.shortcuts.labelled_mask first.")
+                        "unlabelled; filter them with pipeline.protocol.shortcuts.labelled_mask first.")
     y = label_values(frame)
     prob = np.asarray(prob, dtype=np.float64)
     masks = shortcut_masks(frame, scorer.directions)

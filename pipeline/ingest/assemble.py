@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pipeline.artefacts.ingest_summary import IngestSummary
 from pipeline.errors import ConfigError, DataError
 from pipeline.ingest.cache_writer import CacheWriter
 from pipeline.ingest.config import IngestConfig
@@ -282,13 +283,12 @@ def _reject_conflicting_duplicates(frame: Any, rejects_frame: Any) -> tuple[Any,
 def ingest_into(
     ingest_dir: Path, *, sources: list[SourceInputs], config: IngestConfig, salt: str,
     cf_listing: SourceListing | None, inputs_hash: str, workers: int | None, progress: bool,
-) -> dict[str, Any]:
+) -> IngestSummary:
     import pandas as pd
 
     from pipeline.ingest.splits import assign_splits
     from pipeline.ingest.summary import build_summary
     from pipeline.manifest import COLUMNS, domain_values, write_manifest
-    from pipeline.stage import write_json_atomic
 
     gathered = _gather(sources, salt)
     scrubber = PathScrubber(salt)
@@ -367,9 +367,9 @@ def ingest_into(
                 disagreements, kept_paths=set(frame["path"]), heldout=_heldout_sides(config)),
         },
         collections=frame["path"].str.split("/", n=1).str[0] if single is None else None,
+        scrub=scrubber.deep,  # examples (unmatched path_fields, CSV rows) may repeat a scrubbed name
     )
-    summary = scrubber.deep(summary)  # examples (unmatched path_fields, CSV rows) may repeat a scrubbed name
-    write_json_atomic(ingest_dir / "summary.json", summary)
+    summary.write(ingest_dir)
     return summary
 
 

@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pipeline.ingest.names import norm_key
+
+if TYPE_CHECKING:
+    from pipeline.artefacts.ingest_summary import FieldDisagreements
 
 N_EXAMPLES = 5
 # fields the DICOM header can also give (pipeline.ingest.fields.Harmoniser.tag_values)
@@ -101,21 +104,21 @@ def summarise(found: list[Disagreement], *, kept_paths: set[str], heldout: dict[
     return out
 
 
-def console_lines(disagreements: dict[str, Any]) -> list[str]:
+def console_lines(disagreements: dict[str, FieldDisagreements]) -> list[str]:
     """One line per field (count, two examples), and a WARNING per field with held-out moves."""
     lines = []
     for name, entry in disagreements.items():
-        shown = "; ".join(f"{e['file']}: {e['kept']!r} ({e['kept_source']}) vs {e['other']!r} ({e['other_source']})"
-                          for e in entry["examples"][:2])
-        lines.append(f"ingest: {name}: {entry['n']} image{'' if entry['n'] == 1 else 's'} where the CSV/path value and "
+        shown = "; ".join(f"{e.file}: {e.kept!r} ({e.kept_source}) vs {e.other!r} ({e.other_source})"
+                          for e in entry.examples[:2])
+        lines.append(f"ingest: {name}: {entry.n} image{'' if entry.n == 1 else 's'} where the CSV/path value and "
                      f"the DICOM tag disagree (the CSV/path value is kept), e.g. {shown}")
-        moves = entry.get("heldout_moves")
-        if moves and moves["n"]:
-            example = moves["examples"][0]
+        moves = entry.heldout_moves
+        if moves and moves.n:
+            example = moves.examples[0]
             lines.append(
-                f"ingest: WARNING: {moves['n']} image{'' if moves['n'] == 1 else 's'} moved across the held-out line by "
-                f"the {name} disagreement, e.g. {example['file']}: kept {example['kept']!r} ({example['kept_split']}, "
-                f"{example['kept_source']}) but its {example['other_source']} says {example['other']!r} "
-                f"({example['tag_split']}). Check the CSV's {name} column; held-out results rest on it."
+                f"ingest: WARNING: {moves.n} image{'' if moves.n == 1 else 's'} moved across the held-out line by "
+                f"the {name} disagreement, e.g. {example.file}: kept {example.kept!r} ({example.kept_split}, "
+                f"{example.kept_source}) but its {example.other_source} says {example.other!r} "
+                f"({example.tag_split}). Check the CSV's {name} column; held-out results rest on it."
             )
     return lines

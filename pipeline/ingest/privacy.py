@@ -13,9 +13,12 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pipeline.ingest.dicom import MIN_TOKEN  # the identifiers' own floor: shorter parts are never tokens
+
+if TYPE_CHECKING:
+    from pipeline.artefacts.ingest_summary import PatientIdentifiers
 
 TOKEN = "[patient]"
 
@@ -94,9 +97,9 @@ class PathScrubber:
                 "note": "file names held the image's patient name or ID; they are written scrubbed"}
 
 
-def warning_line(entry: dict[str, Any]) -> str | None:
+def warning_line(entry: PatientIdentifiers) -> str | None:
     """The console warning for summary.json's ``patient_identifiers_in_file_names``, None when there were none."""
-    n = int((entry or {}).get("n") or 0)
+    n = entry.n
     if not n:
         return None
     return (f"ingest: WARNING: {n} file name{'s' if n != 1 else ''} contained patient identifiers (name or ID); "

@@ -14,10 +14,11 @@ import secrets
 import shutil
 import sys
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pipeline.artefacts.ingest_summary import IngestSummary
 from pipeline.errors import ConfigError
 from pipeline.ingest.config import IngestConfig, load_ingest_config, load_mapping, with_size
 from pipeline.ingest.disagreements import console_lines as disagreement_lines
@@ -36,8 +37,8 @@ class IngestResult:
     out: Path
     n_images: int
     n_rejected: int
+    summary: IngestSummary
     reused: bool = False
-    summary: dict[str, Any] = field(default_factory=dict)
 
 
 def _inputs_hash(
@@ -70,15 +71,14 @@ def _code_digest() -> str:
     return digest.hexdigest()
 
 
-def _reusable(out: Path, inputs_hash: str) -> dict[str, Any] | None:
+def _reusable(out: Path, inputs_hash: str) -> IngestSummary | None:
     info_path = out / "cache" / "cache.json"
     if not (info_path.is_file() and (out / "stage.json").is_file() and (out / "manifest.parquet").is_file()):
         return None
     info = json.loads(info_path.read_text(encoding="utf-8"))
     if info.get("inputs_hash") != inputs_hash:
         return None
-    summary_path = out / "summary.json"
-    return json.loads(summary_path.read_text(encoding="utf-8")) if summary_path.is_file() else {}
+    return IngestSummary.load(out) if IngestSummary.path_in(out).is_file() else None
 
 
 def _salt(config: IngestConfig, out: Path) -> tuple[str, bool]:
@@ -177,8 +177,8 @@ def run(
     inputs_hash = _inputs_hash(sources, metadata_hashes, cf_listing, cfg, salt)
     previous = _reusable(out, inputs_hash)
     if previous is not None and read_stage(out):
-        print(f"ingest: inputs unchanged, reusing {out} ({previous.get('n_images', '?')} images).", file=sys.stderr)
-        return IngestResult(out, int(previous.get("n_images", 0)), int(previous.get("n_rejected", 0)), True, previous)
+        print(f"ingest: inputs unchanged, reusing {out} ({previous.n_images} images).", file=sys.stderr)
+        return IngestResult(out, previous.n_images, previous.n_rejected, previous, reused=True)
 
     out.parent.mkdir(parents=True, exist_ok=True)
     for stale in [*out.parent.glob(f".{out.name}.tmp.*"), *out.parent.glob(f".{out.name}.old.*")]:
@@ -197,14 +197,14 @@ def run(
             )
             if generated:
                 (tmp / SALT_FILENAME).write_text(salt + "\n", encoding="utf-8")
-            record.extra["counts"] = {"n_images": summary["n_images"], "n_rejected": summary["n_rejected"]}
+            record.extra["counts"] = {"n_images": summary.n_images, "n_rejected": summary.n_rejected}
         _swap_in(tmp, out)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
     for line in console_lines(summary, out):
         print(line, file=sys.stderr)
-    return IngestResult(out, summary["n_images"], summary["n_rejected"], False, summary)
+    return IngestResult(out, summary.n_images, summary.n_rejected, summary)
 
 
 def _stage_inputs(sources: list[SourceInputs], metadata_hashes: list[str]) -> tuple[dict, dict]:
@@ -221,44 +221,44 @@ def _stage_inputs(sources: list[SourceInputs], metadata_hashes: list[str]) -> tu
     return inputs, known
 
 
-def console_lines(summary: dict[str, Any], out: Path) -> list[str]:
+def console_lines(summary: IngestSummary, out: Path) -> list[str]:
     """The end-of-ingest account: warnings, names resolved by case, CSV rows without image, conflicts, unlabelled,
     path-field misses, then kept / rejected by reason."""
-    lines = [f"ingest: WARNING: {w}" for w in summary["confounding"]["warnings"]]
-    for item in summary.get("config_names_resolved", []):
-        lines.append(f"ingest: config {item['key']}: {item['given']!r} matched {item['resolved']!r} "
+    lines = [f"ingest: WARNING: {w}" for w in summary.confounding.warnings]
+    for item in summary.config_names_resolved:
+        lines.append(f"ingest: config {item.key}: {item.given!r} matched {item.resolved!r} "
                      "(only by ignoring case/whitespace)")
-    lines += Merged(summary.get("merged_spellings") or {}, summary.get("merged_spelling_images") or {}).lines()
-    skipped = summary.get("skipped_non_image_files") or {}
-    if skipped.get("n"):
-        lines.append(f"ingest: skipped {_plural(skipped['n'], 'file')} that are not images (tables, documents, archives, hidden "
-                     f"or system files), e.g. {', '.join(skipped['examples'][:3])}; not counted as rejected")
-    conflicting = summary.get("conflicting_duplicate_labels") or {}
-    if conflicting.get("images"):
-        lines.append(f"ingest: WARNING: {_plural(conflicting['images'], 'file')} in "
-                     f"{_plural(conflicting['groups'], 'group')} of identical "
+    lines += Merged(summary.merged_spellings, summary.merged_spelling_images).lines()
+    skipped = summary.skipped_non_image_files
+    if skipped.n:
+        lines.append(f"ingest: skipped {_plural(skipped.n, 'file')} that are not images (tables, documents, archives, hidden "
+                     f"or system files), e.g. {', '.join(skipped.examples[:3])}; not counted as rejected")
+    conflicting = summary.conflicting_duplicate_labels
+    if conflicting.images:
+        lines.append(f"ingest: WARNING: {_plural(conflicting.images, 'file')} in "
+                     f"{_plural(conflicting.groups, 'group')} of identical "
                      "pixels carry conflicting labels: all rejected (conflicting_duplicate_labels in rejects.csv)")
-    missing = summary.get("metadata_rows_without_image") or {}
-    if summary.get("metadata_rows"):
-        examples = ", ".join(missing.get("examples", [])[:3])
+    missing = summary.metadata_rows_without_image
+    if summary.metadata_rows:
+        examples = ", ".join(missing.examples[:3])
         lines.append(
-            f"ingest: metadata: {summary['metadata_rows']} CSV rows, {summary['metadata_rows_matched']} matched a file, "
-            f"{missing.get('n', 0)} name no file under SOURCE{f' (e.g. {examples})' if missing.get('n') else ''}; "
-            f"{summary.get('metadata_duplicate_rows', 0)} agreeing duplicate rows, "
-            f"{summary.get('conflicting_metadata_rows', 0)} files with conflicting rows (rejected)"
+            f"ingest: metadata: {summary.metadata_rows} CSV rows, {summary.metadata_rows_matched} matched a file, "
+            f"{missing.n} name no file under SOURCE{f' (e.g. {examples})' if missing.n else ''}; "
+            f"{summary.metadata_duplicate_rows} agreeing duplicate rows, "
+            f"{summary.conflicting_metadata_rows} files with conflicting rows (rejected)"
         )
-    for name, info in summary.get("path_fields", {}).items():
-        if info["unmatched"]:
-            lines.append(f"ingest: path_fields {name}: {info['unmatched']} files not matched by {info['pattern']!r} "
-                         f"(field unknown), e.g. {', '.join(info['unmatched_examples'][:3])}")
-    lines += disagreement_lines(summary.get("field_disagreements") or {})
-    scrubbed = privacy_warning(summary.get("patient_identifiers_in_file_names") or {})
+    for name, info in summary.path_fields.items():
+        if info.unmatched:
+            lines.append(f"ingest: path_fields {name}: {info.unmatched} files not matched by {info.pattern!r} "
+                         f"(field unknown), e.g. {', '.join(info.unmatched_examples[:3])}")
+    lines += disagreement_lines(summary.field_disagreements)
+    scrubbed = privacy_warning(summary.patient_identifiers_in_file_names)
     lines += [scrubbed] if scrubbed else []
-    lines.append(f"ingest: unlabelled: {summary['n_unlabelled']} of the kept images have no label (kept with label "
+    lines.append(f"ingest: unlabelled: {summary.n_unlabelled} of the kept images have no label (kept with label "
                  "unknown: split and audited, never trained or scored on)")
-    reasons = ", ".join(f"{k} {v}" for k, v in summary["rejects_by_reason"].items())
+    reasons = ", ".join(f"{k} {v}" for k, v in summary.rejects_by_reason.items())
     lines.append(
-        f"ingest: kept {summary['n_images']} images, rejected {summary['n_rejected']} files"
+        f"ingest: kept {summary.n_images} images, rejected {summary.n_rejected} files"
         f"{f' ({reasons})' if reasons else ''} -> {out}"
     )
     return lines

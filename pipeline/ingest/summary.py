@@ -8,10 +8,12 @@ Rows with an unknown label are counted everywhere but measured nowhere (the meas
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from pipeline.artefacts.ingest_summary import IngestSummary
 from pipeline.ingest.confounding import P_VALUE_WARNING, measure_factor
 
 if TYPE_CHECKING:
@@ -183,23 +185,22 @@ def counts(frame: pd.DataFrame) -> dict[str, Any]:
 
 def build_summary(frame: pd.DataFrame, rejects: pd.DataFrame, *, extra: dict[str, Any], shortcut_attributes: list[str],
                   min_group_size: int, warning_auroc: float, warning_lift: float,
-                  collections: pd.Series | None = None) -> dict[str, Any]:
-    notes: dict[str, int] = {}
-    for text in frame.get("decode_notes", []):
-        for note in filter(None, str(text).split("; ")):
-            key = note.split("(")[0].strip()
-            notes[key] = notes.get(key, 0) + 1
-    return {
+                  collections: pd.Series | None = None,
+                  scrub: Callable[[dict[str, Any]], dict[str, Any]] | None = None) -> IngestSummary:
+    """The summary of the kept ``frame`` (manifest rows) and ``rejects`` (rows of rejects.csv); ``extra``: the
+    account of sources, CSV rows, names and privacy (:class:`pipeline.artefacts.ingest_summary.IngestSummary` names
+    each key); ``scrub``: applied to every string before the model is built (file names in examples)."""
+    content = {
         "n_images": int(len(frame)),
         "n_rejected": int(len(rejects)),
         "n_unlabelled": int(frame["label"].isna().sum()),
         "shortcut_attributes": list(shortcut_attributes),
-        "per_split": {str(k): int(v) for k, v in frame["split"].value_counts().sort_index().items()},
-        "per_site": {str(k): int(v) for k, v in frame["site"].value_counts().sort_index().items()},
+        "per_split": _value_counts(frame["split"]),
+        "per_site": _value_counts(frame["site"]),
         "counts_site_position_label": counts(frame),
         "age_per_site": age_distribution(frame),
-        "rejects_by_reason": {str(k): int(v) for k, v in rejects["reason"].value_counts().sort_index().items()},
-        "decode_notes": dict(sorted(notes.items())),
+        "rejects_by_reason": _value_counts(rejects["reason"]),
+        "decode_notes": _decode_notes(frame),
         "duplicates": {
             "groups": int(frame.loc[frame["duplicate_group"] != "", "duplicate_group"].nunique()),
             "images": int((frame["duplicate_group"] != "").sum()),
@@ -208,3 +209,19 @@ def build_summary(frame: pd.DataFrame, rejects: pd.DataFrame, *, extra: dict[str
                                    warning_auroc=warning_auroc, warning_lift=warning_lift, collections=collections),
         **extra,
     }
+    return IngestSummary.from_dict(scrub(content) if scrub is not None else content, where="summary.json (built)")
+
+
+def _value_counts(column: pd.Series) -> dict[str, int]:
+    """value -> rows, values sorted."""
+    return {str(k): int(v) for k, v in column.value_counts().sort_index().items()}
+
+
+def _decode_notes(frame: pd.DataFrame) -> dict[str, int]:
+    """Decoder note (the text before its parenthesis) -> images, notes sorted."""
+    notes: dict[str, int] = {}
+    for text in frame.get("decode_notes", []):
+        for note in filter(None, str(text).split("; ")):
+            key = note.split("(")[0].strip()
+            notes[key] = notes.get(key, 0) + 1
+    return dict(sorted(notes.items()))

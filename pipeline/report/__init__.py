@@ -50,15 +50,7 @@ def run(
     results_dir: str | Path | None = None,
 ) -> ReportResult:
     """Render the report from whatever subset of stage outputs exists; what is missing is said in the page."""
-    from pipeline import __version__
-    from pipeline.report.answers import build_summary
-    from pipeline.report.cohort import build_cohort
-    from pipeline.report.landscape import build_landscape
     from pipeline.report.loading import load_inputs
-    from pipeline.report.provenance import build_provenance
-    from pipeline.report.results import build_results
-    from pipeline.report.shortcut_audit import build_audit
-    from pipeline.report.site_metrics import build_evaluation
     from pipeline.report.sources import check_paths, compare_ingests, ingest_lines, section_ingests
     from pipeline.stage import StageRecord, write_text_atomic
 
@@ -70,37 +62,54 @@ def run(
     inputs = load_inputs(evaluate_dir=evaluate_dir, audit_dir=audit_dir, ingest_dir=ingest_dir)
     ingests = section_ingests(inputs, results_dir, results)
     warnings = compare_ingests(ingests)  # refuses sections about different test hospitals before writing
-    stage_inputs = {k: v for k, v in (("evaluate", inputs.evaluate_dir), ("audit", inputs.audit_dir),
-                                      ("ingest", inputs.ingest_dir), ("results", results_dir)) if v is not None}
     ingest_text = ingest_lines(ingests)
-    with StageRecord("report", out, config={"title": title}, inputs=stage_inputs) as record:
+    with StageRecord("report", out, config={"title": title}, inputs=_stage_inputs(inputs, results_dir)) as record:
         for stale in out.glob("fig_*.png"):  # a figure not drawn this time must not linger from an earlier report
             stale.unlink()
-        summary = build_summary(inputs.metrics, inputs.audit)
-        context = {
-            "title": title or "Does the model look at the lungs?",
-            "subtitle": _subtitle(inputs),
-            "summary": summary,
-            "cohort": build_cohort(inputs, out),
-            "evaluation": build_evaluation(inputs.metrics, out, inputs.cohort),
-            "audit": build_audit(inputs.audit, inputs.audit_dir, out, inputs.ingest_dir, inputs.metrics,
-                                 synthetic=inputs.synth_dir is not None),
-            "landscape": build_landscape(inputs.audit, out),
-            "provenance": build_provenance(inputs),
-            "results": build_results(results_dir, results),  # `cxr-fishr results` tables, shown when given
-            "missing": inputs.missing,
-            "cohort_warnings": warnings,
-            "ingests": ingest_text,
-            "version": __version__,
-            "generated": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        }
+        context = _sections(inputs, out, results_dir=results_dir, results=results)
+        context.update({"title": title or "Does the model look at the lungs?", "cohort_warnings": warnings,
+                        "ingests": ingest_text})
         index = out / "index.html"
         write_text_atomic(index, render_html(context))
         figures = sorted(p.name for p in out.glob("fig_*.png"))
         record.extra.update({"missing": inputs.missing, "figures": figures, "warnings": warnings,
                              "ingests": ingest_text})
-    return ReportResult(out=out, index=index, missing=inputs.missing, headline=summary["numbers"], figures=figures,
-                        warnings=warnings)
+    return ReportResult(out=out, index=index, missing=inputs.missing, headline=context["summary"]["numbers"],
+                        figures=figures, warnings=warnings)
+
+
+def _stage_inputs(inputs: Any, results_dir: str | Path | None) -> dict[str, Path | str]:
+    """The report's stage.json inputs: each stage directory it read (those it was given or found)."""
+    return {k: v for k, v in (("evaluate", inputs.evaluate_dir), ("audit", inputs.audit_dir),
+                              ("ingest", inputs.ingest_dir), ("results", results_dir)) if v is not None}
+
+
+def _sections(inputs: Any, out: Path, *, results_dir: str | Path | None, results: dict[str, Any] | None
+              ) -> dict[str, Any]:
+    """The template's context for every section (figures are written into ``out`` on the way)."""
+    from pipeline import __version__
+    from pipeline.report.answers import build_summary
+    from pipeline.report.cohort import build_cohort
+    from pipeline.report.landscape import build_landscape
+    from pipeline.report.provenance import build_provenance
+    from pipeline.report.results import build_results
+    from pipeline.report.shortcut_audit import build_audit
+    from pipeline.report.site_metrics import build_evaluation
+
+    return {
+        "subtitle": _subtitle(inputs),
+        "summary": build_summary(inputs.metrics, inputs.audit),
+        "cohort": build_cohort(inputs, out),
+        "evaluation": build_evaluation(inputs.metrics, out, inputs.cohort),
+        "audit": build_audit(inputs.audit, inputs.audit_dir, out, inputs.ingest_dir, inputs.metrics,
+                             synthetic=inputs.synth_dir is not None),
+        "landscape": build_landscape(inputs.audit, out),
+        "provenance": build_provenance(inputs),
+        "results": build_results(results_dir, results),  # `cxr-fishr results` tables, shown when given
+        "missing": inputs.missing,
+        "version": __version__,
+        "generated": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+    }
 
 
 def _subtitle(inputs: Any) -> str:

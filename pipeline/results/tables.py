@@ -21,10 +21,10 @@ from typing import Any
 
 from pipeline.errors import DataError
 from pipeline.evaluate.history import _mean_std
+from pipeline.protocol.across_runs import select_across_runs
 from pipeline.protocol.selection import RULE_NAMES
 from pipeline.stage import write_json_atomic, write_text_atomic
 from pipeline.train.selection import ORACLE_LABEL, rule_score
-from pipeline.train.sweep import select_across_runs
 
 TEST_SPLIT = "test"  # the column of a sweep without leave-one-hospital-out
 RULES = RULE_NAMES  # every rule, in table order (pipeline/protocol/selection.py)

@@ -3,23 +3,33 @@
 ``run(config=..., out=...)`` writes ``OUT/dicom/<site>/<image_id>.dcm`` with lung, shortcut and lesion masks beside
 each, optional position counterfactuals under ``OUT/counterfactual/``, ``labels.csv`` (what a hospital provides),
 ``truth.csv`` (every generative factor), ``cohort.yaml`` (the resolved config) and ``stage.json`` (last).
+
+Reuse follows the stage runner's one rule (``pipeline/stage.py``, :func:`stage`): a cohort whose ``stage.json``
+carries the fingerprint of the same resolved config and generator version is not touched. Inside a rendering, the
+per-site fingerprints of ``.synth_state.json`` (``cohort.site_fingerprint``) keep the images of unchanged sites:
+that is the compute step's own resume (growing a cohort renders only the new patients), not a second reuse rule.
 """
 
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import json
 import os
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pipeline.errors import ConfigError
 from pipeline.synth.config import CohortConfig, load_cohort_config
 
-__all__ = ["SynthResult", "run", "CohortConfig", "load_cohort_config"]
+if TYPE_CHECKING:
+    from pipeline.stage import Stage
+
+__all__ = ["SynthResult", "run", "stage", "CohortConfig", "load_cohort_config"]
 
 TRUTH_COLUMNS = (
     "image_id", "site", "institution", "role", "index", "seed", "position", "view", "age_years", "age_group", "sex",
@@ -35,6 +45,7 @@ class SynthResult:
     n_images: int  # originals in the cohort
     n_rendered: int  # images rendered by this call (originals + counterfactuals), the rest were kept
     seconds: float
+    reused: bool = False  # the whole cohort was current (stage.json's fingerprint): nothing was written
 
     @property
     def images_per_second(self) -> float:
@@ -80,6 +91,41 @@ def _check_out(out: Path) -> None:
         raise ConfigError(f"synth: --out must be a directory, got the file {str(out)!r}. Choose another path.")
 
 
+def stage(
+    *,
+    config: str | Path | CohortConfig | dict[str, Any],
+    out: str | Path,
+    n_per_site: int | None = None,
+    size: int | None = None,
+    seed: int | None = None,
+    counterfactual: str | None = None,
+    workers: int | None = None,
+    progress: bool = True,
+) -> Stage:
+    """The synth stage's declaration for the stage runner: its fingerprint is the resolved cohort config (every
+    option applied) and the generator version; ``workers`` and ``progress`` change speed only. ConfigError for an
+    invalid config or ``workers < 1``, before anything is written."""
+    cohort_config = load_cohort_config(config, n_per_site=n_per_site, size=size, seed=seed,
+                                       counterfactual=counterfactual)
+    return _declare(cohort_config, config=config, out=out, workers=workers, progress=progress)
+
+
+def _declare(cohort_config: CohortConfig, *, config: Any, out: str | Path, workers: int | None, progress: bool
+             ) -> Stage:
+    from pipeline.stage import Stage
+    from pipeline.synth.cohort import GENERATOR_VERSION
+
+    if workers is not None and workers < 1:
+        raise ConfigError(f"synth: workers must be >= 1, got {workers!r}. Leave it out to use every core.")
+    out = Path(out)
+    _check_out(out)
+    inputs = {"config": config} if isinstance(config, (str, Path)) else {}
+    return Stage(name="synth", out=out, config=cohort_config.model_dump(mode="json"), seed=cohort_config.seed,
+                 code=f"generator {GENERATOR_VERSION}",
+                 compute=functools.partial(_render, cohort_config=cohort_config, inputs=inputs,
+                                           workers=workers, progress=progress))
+
+
 def run(
     *,
     config: str | Path | CohortConfig | dict[str, Any],
@@ -92,23 +138,36 @@ def run(
     progress: bool = True,
 ) -> SynthResult:
     """Render the cohort into ``out``. Options given here override the config file; nothing is written if the
-    config is invalid. Files of an earlier run with the same seed, size and site settings are kept (not re-rendered),
-    so a cohort can be extended by raising ``n``."""
+    config is invalid. A cohort current under the same fingerprint is reused as it is (``reused``); otherwise files
+    of an earlier run with the same seed, size and site settings are kept (not re-rendered), so a cohort can be
+    extended by raising ``n``."""
+    from pipeline.stage import is_fresh
+
+    cohort_config = load_cohort_config(config, n_per_site=n_per_site, size=size, seed=seed,
+                                       counterfactual=counterfactual)
+    declared = _declare(cohort_config, config=config, out=out, workers=workers, progress=progress)
+    fingerprint = declared.fingerprint()
+    if is_fresh(declared.out, fingerprint):
+        with open(declared.out / "truth.csv", newline="", encoding="utf-8") as handle:
+            n_images = sum(1 for _ in csv.DictReader(handle))
+        print(f"synth: inputs unchanged, reusing {declared.out} ({n_images} images).", file=sys.stderr)
+        return SynthResult(out=declared.out, config=cohort_config, n_images=n_images,
+                           n_rendered=0, seconds=0.0, reused=True)
+    return declared.compute(declared.out, fingerprint=fingerprint)
+
+
+def _render(out: Path, *, cohort_config: CohortConfig, inputs: dict[str, Any], workers: int | None, progress: bool,
+            fingerprint: str | None = None) -> SynthResult:
+    """The compute step: render what is missing or stale (per site), write the CSVs, cohort.yaml and stage.json."""
     import yaml
 
     from pipeline.stage import StageRecord, write_json_atomic, write_text_atomic
     from pipeline.synth import cohort
 
-    cohort_config = load_cohort_config(config, n_per_site=n_per_site, size=size, seed=seed,
-                                       counterfactual=counterfactual)
-    if workers is not None and workers < 1:
-        raise ConfigError(f"synth: workers must be >= 1, got {workers!r}. Leave it out to use every core.")
-    out = Path(out)
-    _check_out(out)
     n_workers = workers or os.cpu_count() or 1
-    inputs = {"config": config} if isinstance(config, (str, Path)) else {}
     start = time.perf_counter()
-    with StageRecord("synth", out, config=cohort_config, seed=cohort_config.seed, inputs=inputs) as record:
+    with StageRecord("synth", out, config=cohort_config, seed=cohort_config.seed, inputs=inputs,
+                     fingerprint=fingerprint) as record:
         state_path = out / cohort.STATE_FILE
         previous: dict[str, str] = {}
         if state_path.is_file():

@@ -118,7 +118,7 @@ class _Run:
         }
         if get_rule(rule).upper_bound:
             meta["selection_label"] = get_rule(rule).note
-        if threshold is not None:  # evaluate's fallback on an ingest that is not this one (pipeline/evaluate/threshold.py)
+        if threshold is not None:  # evaluate's fallback on an ingest that is not this one (pipeline/decision_threshold.py)
             y = np.concatenate([s.labels for s in self.data.val_sets]) if self.data.val_sets else np.empty(0)
             meta["threshold"] = {"value": threshold, "source": "train: val (training domains)", "step": step,
                                  "n": int(y.size), "n_pos": int((y == 1).sum()), "n_neg": int((y == 0).sum())}

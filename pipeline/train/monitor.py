@@ -93,7 +93,7 @@ def fishr_distance(classifier: torch.nn.Module, features: list[torch.Tensor],
     ``fishr_distance_relative`` = mean_e ||v_e - mean v|| / mean_e ||v_e|| (scale-free, comparable between
     algorithms). None with a ``fishr_distance_not_measured`` reason when fewer than 2 domains have >= 2 images."""
     from pipeline.algorithms.fishr import domain_grad_stats
-    from pipeline.audit.landscape.curvature import head_gradients
+    from pipeline.models.gradients import head_gradients
 
     usable = [(z, y) for z, y in zip(features, labels, strict=True) if len(y) >= 2]
     if len(usable) < 2:
@@ -115,7 +115,7 @@ def fishr_distance(classifier: torch.nn.Module, features: list[torch.Tensor],
 
 def _val_threshold(y: np.ndarray, probs: list[np.ndarray]) -> float | None:
     """The balanced-accuracy threshold on the pooled val rows (None without both labels)."""
-    from pipeline.evaluate.threshold import threshold_from_probabilities
+    from pipeline.decision_threshold import threshold_from_probabilities
 
     if not probs or np.unique(y).size < 2:
         return None

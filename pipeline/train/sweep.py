@@ -1,6 +1,8 @@
 """DomainBed-style hparam search: N hparam draws x K seeds (x each held-out training domain for
-leave-one-domain-out), one run directory per job named by the hash of its config, a ``done`` marker written last so
-a re-launched sweep skips finished jobs and resumes unfinished ones from their checkpoints.
+leave-one-domain-out), one run directory per job named by the hash of its config. Each run is a stage of the stage
+runner (``pipeline/stage.py``): its ``stage.json`` carries the run's fingerprint (its config, the ingest directory's
+record, the version), so a re-launched sweep skips finished runs, resumes unfinished ones from their checkpoints,
+and starts over a run whose ingest directory changed since.
 
 Draw 0 is the config's own hparams; draw d > 0 samples every searchable hparam from DomainBed's distributions
 (``HParams.sample(seed_hash(algorithm, d))``) except the ``fixed`` ones (batch size by default), which keep the
@@ -12,32 +14,35 @@ eligible under a rule only if every one of its runs selected a checkpoint (none 
 Leave-one-hospital-out (``leave_one_hospital_out``) is a sweep dimension: every training hospital with enough
 labelled images is the test hospital in turn (``holdout_domain``: never trained on, scored as ``holdout_acc``); the
 selection is then made per test hospital (``selection.json``: {hospital: {rule: choice}}) and
-``cxr-fishr results`` tabulates it. Engines: the local process pool (default) or Ray (``engine="ray"``: one task
-per run with its CPUs/GPUs, on a local Ray or the cluster at ``address``); a failed run is reported, never stops
-the others, and a relaunch skips the runs whose ``done`` marker exists.
+``cxr-fishr results`` tabulates it. Runs go through the one executor (``pipeline/executor.py``): the local process
+pool (default; each run's output in ``<out>/logs/<run>.log``) or Ray (``engine="ray"``: one task per run with its
+CPUs/GPUs, on a local Ray or the cluster at ``address``); a failed run is reported, never stops the others, and a
+relaunch runs only the runs that are not finished under their fingerprint.
 """
 
 from __future__ import annotations
 
 import csv
+import functools
 import hashlib
 import json
 import os
 import shutil
-from collections.abc import Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 from pipeline.algorithms import get_algorithm_class
-from pipeline.errors import ConfigError, CxrFishrError, DataError
+from pipeline.errors import ConfigError, DataError
+from pipeline.protocol.across_runs import select_across_runs
 from pipeline.seeding import seed_hash
-from pipeline.stage import StageRecord, atomic_path, write_json_atomic, write_text_atomic
+from pipeline.stage import Stage, StageRecord, atomic_path, is_fresh, run_stage, write_json_atomic, write_text_atomic
 from pipeline.train.config import TrainConfig
-from pipeline.train.selection import ORACLE_LABEL
 
-DONE_MARKER = "done"
+# Settings that change how fast a run goes, never its results: left out of its fingerprint (the run's folder keeps
+# its name, the hash of the whole planned config, so existing sweeps keep their folders).
+SPEED_ONLY = ("threads",)
 
 
 @dataclass(frozen=True)
@@ -114,90 +119,23 @@ def loho_hospitals(ingest_dir: str | Path, cfg: TrainConfig, *, min_labelled: in
     return hospitals, warnings
 
 
-def _run_job(ingest_dir: str, config: dict[str, Any], run_dir: str) -> tuple[str, str | None]:
-    """One job in a worker process (one torch thread); the ``done`` marker is written only on success."""
-    import torch
-
+def _train_run(out: Path, *, resume: bool, ingest_dir: str, config: dict[str, Any]) -> None:
+    """A run's compute step (in a worker process or Ray task): always ``resume=True``, as the folder is named by
+    the run's config (a crashed run continues from its checkpoint; the stage runner removed a stale one first)."""
     from pipeline.train import run
 
-    cfg = TrainConfig.model_validate(config)
-    torch.set_num_threads(cfg.threads or 1)
-    try:
-        result = run(ingest_dir=ingest_dir, config=cfg, out=run_dir, resume=True, progress=False)
-    except CxrFishrError as exc:  # a failed job (NaN, ...) must not stop the others
-        return run_dir, str(exc)
-    write_json_atomic(Path(run_dir) / DONE_MARKER, {"final_step": result.final_step})
-    return run_dir, None
+    run(ingest_dir=ingest_dir, config=TrainConfig.model_validate(config), out=out, resume=True, progress=False)
 
 
-def _ray_jobs(args: list[tuple[str, dict[str, Any], str]], *, address: str | None, cpus_per_run: float,
-              gpus_per_run: float) -> Iterator[tuple[str, str | None]]:
-    """``(run_dir, error)`` per job as Ray finishes them: one task per run; an exception is that run's error.
-    Joins the cluster at ``address`` ("auto": the local node's), else starts a local Ray (shut down after)."""
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no network
-    try:
-        import ray
-    except ImportError:
-        raise ConfigError("train: --engine ray needs the ray package, got none installed. Run `make setup` (it "
-                          "installs the ray extra) or `pip install -e '.[ray]'`, or use --engine local.") from None
-    started = not ray.is_initialized()
-    if started:
-        ray.init(address=address, include_dashboard=False, log_to_driver=False)
-    try:
-        task = ray.remote(num_cpus=cpus_per_run, num_gpus=gpus_per_run, max_retries=0)(_run_job)
-        # torch threads = the CPUs Ray reserved for the task (threads may change without changing the run)
-        threads = max(1, int(cpus_per_run))
-        pending = {task.remote(ingest, {**config, "threads": threads}, run_dir): run_dir
-                   for ingest, config, run_dir in args}
-        while pending:
-            done, _ = ray.wait(list(pending), num_returns=1)
-            run_dir = pending.pop(done[0])
-            try:
-                yield ray.get(done[0])
-            except ray.exceptions.RayError as exc:  # a crashed run (any exception, a dead worker) is reported
-                yield run_dir, f"{type(exc).__name__}: {str(exc).strip().splitlines()[-1]}"
-    finally:
-        if started:
-            ray.shutdown()
-
-
-def _local_jobs(args: list[tuple[str, dict[str, Any], str]], *, workers: int) -> Iterator[tuple[str, str | None]]:
-    if workers > 1 and len(args) > 1:
-        import multiprocessing
-
-        with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-            yield from pool.map(_run_job, *zip(*args, strict=False))
-    else:
-        for arg in args:
-            yield _run_job(*arg)
-
-
-def _mean(values: list[float]) -> float | None:
-    return sum(values) / len(values) if values else None
-
-
-def select_across_runs(runs: list[dict[str, Any]], rules: Sequence[str]) -> dict[str, dict[str, Any]]:
-    """``runs``: {draw, trial_seed, holdout, dir, hparams, selection}. Per rule, the best draw by mean score."""
-    out: dict[str, dict[str, Any]] = {}
-    draws = sorted({r["draw"] for r in runs})
-    for rule in rules:
-        best: dict[str, Any] | None = None
-        for draw in draws:
-            full = [r for r in runs if r["draw"] == draw and r["holdout"] is None]
-            scored = [r for r in runs if r["draw"] == draw and (r["holdout"] is not None) == (rule == "leave_one_domain_out")]
-            scores = [r["selection"][rule]["score"] for r in scored
-                      if rule in r["selection"] and r["selection"][rule]["score"] is not None]
-            mean = _mean(scores)
-            # A draw with any run that selected nothing (constant predictor throughout) is not eligible.
-            if mean is None or len(scores) < len(scored) or not full or (best is not None and mean <= best["score"]):
-                continue
-            best = {"draw": draw, "score": mean, "scores": scores, "hparams": full[0]["hparams"],
-                    "runs": [r["dir"] for r in full],
-                    "checkpoint_rule": "training_domain" if rule == "leave_one_domain_out" else rule}
-        out[rule] = best or {"draw": None, "score": None, "note": "no run had a non-constant checkpoint"}
-        if rule == "oracle":
-            out[rule]["label"] = ORACLE_LABEL
-    return out
+def run_stage_of(job: SweepJob, run_dir: Path, ingest_dir: Path, *, threads: int | None = None) -> Stage:
+    """The stage declaration of one run: fingerprinted by its config without speed-only settings and by the
+    ingest directory (its ``stage.json``); ``threads`` overrides the config's torch threads (Ray: the CPUs)."""
+    config = job.config.model_dump(mode="json")
+    if threads is not None:
+        config["threads"] = threads
+    return Stage(name="train", out=run_dir, config={k: v for k, v in config.items() if k not in SPEED_ONLY},
+                 inputs={"ingest_dir": ingest_dir}, seed=job.config.seed, resumable=True,
+                 compute=functools.partial(_train_run, ingest_dir=str(ingest_dir), config=config))
 
 
 Engine = Literal["local", "ray"]
@@ -208,8 +146,7 @@ def run_sweep(*, ingest_dir: str | Path, config: TrainConfig, out: str | Path, n
               leave_one_hospital_out: bool = False, engine: Engine = "local", address: str | None = None,
               cpus_per_run: float = 1.0, gpus_per_run: float = 0.0) -> SweepResult:
     """Plan, run (skipping finished runs) and select; ``failed`` maps each failed run directory to its error."""
-    from tqdm import tqdm
-
+    from pipeline.executor import Job, run_jobs
     from pipeline.train.domains import resolve_domain_columns, training_domains
 
     out, ingest_dir = Path(out), Path(ingest_dir).resolve()
@@ -223,19 +160,18 @@ def run_sweep(*, ingest_dir: str | Path, config: TrainConfig, out: str | Path, n
         hospitals, warnings = loho_hospitals(ingest_dir, config, min_labelled=config.typed_hparams().batch_size)
     jobs = plan_jobs(config, n_hparams=n_hparams, seeds=seeds, holdout_domains=holdouts, fixed=fixed,
                      test_hospitals=hospitals)
-    run_dirs = {job.key: out / "runs" / job.key for job in jobs}
-    todo = [job for job in jobs if not (run_dirs[job.key] / DONE_MARKER).is_file()]
+    threads = max(1, int(cpus_per_run)) if engine == "ray" else None  # torch threads = the CPUs Ray reserves
+    stages = {job.key: run_stage_of(job, out / "runs" / job.key, ingest_dir, threads=threads) for job in jobs}
+    fingerprints = {key: stage.fingerprint() for key, stage in stages.items()}
+    todo = [job for job in jobs if not is_fresh(stages[job.key].out, fingerprints[job.key])]
     failed: dict[str, str] = {}
     with StageRecord("train_sweep", out, config=config, seed=config.seed, inputs={"ingest_dir": ingest_dir}) as rec:
-        args = [(str(ingest_dir), job.config.model_dump(mode="json"), str(run_dirs[job.key])) for job in todo]
-        bar = tqdm(total=len(jobs), initial=len(jobs) - len(todo), desc="sweep", unit="run")
-        results = (_ray_jobs(args, address=address, cpus_per_run=cpus_per_run, gpus_per_run=gpus_per_run)
-                   if engine == "ray" and args else _local_jobs(args, workers=workers))
-        for run_dir, error in results:
-            failed.update({run_dir: error} if error else {})
-            bar.update(1)
-        bar.close()
-        runs = _finished_runs(jobs, run_dirs)
+        results = run_jobs([Job(job.key, run_stage, {"stage": stages[job.key], "echo": None}) for job in todo],
+                           workers=workers, engine=engine, log_dir=out / "logs", desc="sweep",
+                           done_before=len(jobs) - len(todo), address=address, cpus_per_job=cpus_per_run,
+                           gpus_per_job=gpus_per_run)
+        failed = {str(stages[r.name].out): r.error for r in results if not r.ok}
+        runs = _finished_runs(jobs, {key: stage.out for key, stage in stages.items()}, fingerprints)
         rules = ["training_domain", "ood_validation", "oracle"] + (["leave_one_domain_out"] if leave_one_out else [])
         selection = _select_per_hospital(runs, hospitals) if hospitals else select_across_runs(runs, rules)
         write_json_atomic(out / "selection.json", _portable(selection, out))
@@ -248,12 +184,14 @@ def run_sweep(*, ingest_dir: str | Path, config: TrainConfig, out: str | Path, n
                        warnings=warnings)
 
 
-def _finished_runs(jobs: list[SweepJob], run_dirs: dict[str, Path]) -> list[dict[str, Any]]:
-    """sweep.json's entries: the runs whose ``done`` marker exists, with their own selection."""
+def _finished_runs(jobs: list[SweepJob], run_dirs: dict[str, Path], fingerprints: dict[str, str]
+                   ) -> list[dict[str, Any]]:
+    """sweep.json's entries: the runs finished under their fingerprint (the stage runner's rule), with their own
+    selection."""
     runs = []
     for job in jobs:
         run_dir = run_dirs[job.key]
-        if not (run_dir / DONE_MARKER).is_file():
+        if not is_fresh(run_dir, fingerprints[job.key]):
             continue
         selection = json.loads((run_dir / "selection.json").read_text(encoding="utf-8"))
         runs.append({"algorithm": job.config.algorithm, "draw": job.draw, "trial_seed": job.trial_seed,

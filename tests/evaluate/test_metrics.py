@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
+from pipeline.decision_threshold import balanced_threshold
 from pipeline.evaluate.bootstrap import bootstrap_ci
-from pipeline.evaluate.metrics import balanced_threshold
 from pipeline.protocol.metrics import Accuracy, Auroc, BalancedAccuracy, ConfusionMatrix, ExpectedCalibrationError
 
 

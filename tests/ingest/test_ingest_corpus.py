@@ -27,13 +27,13 @@ def test_ingest_pydicom_corpus_every_file_ingested_or_rejected(tmp_path):
     # README.txt, *.json, zipMR.gz: plainly not images, skipped and counted (not rejected as images)
     skipped = [r for r in relative if not_an_image(tuple(r.split("/")))]
     assert skipped and not any(r.lower().endswith((".dcm", ".png", ".jpg")) for r in skipped)
-    assert result.summary["skipped_non_image_files"]["n"] == len(skipped)
+    assert result.summary.skipped_non_image_files.n == len(skipped)
     assert not set(skipped) & seen
     missing = [r for r in relative if r not in seen and r not in skipped]
     # dicomdirtests/77654033/... (the folder is the PatientID) and test-SR.dcm (PatientName Test^...) are written
     # scrubbed ([patient]): every file is still accounted for, under its scrubbed path
     scrubbed = [p for p in seen if "[patient" in p]
-    assert len(missing) == len(scrubbed) == result.summary["patient_identifiers_in_file_names"]["n"]
+    assert len(missing) == len(scrubbed) == result.summary.patient_identifiers_in_file_names.n
     assert (rejects["reason"] != "").all() and (rejects["detail"] != "").all()
     assert len(manifest) >= 60
     assert {"not_dicom", "no_pixel_data", "constant_image", "truncated"} <= set(rejects["reason"])

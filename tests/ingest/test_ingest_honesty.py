@@ -62,7 +62,7 @@ def test_uid_style_names_with_match_stem_get_their_own_rows(tmp_path):
     result = _ingest(tmp_path, ["CR.1.2.840.1.png", "CR.1.2.840.2.png"], ["CR.1.2.840.1,neg", "CR.1.2.840.2,pos"],
                      mapping=_mapping(match="stem"))
     assert _labels(result.out) == {"CR.1.2.840.1.png": 0, "CR.1.2.840.2.png": 1}
-    assert result.summary["metadata_rows_matched"] == 2 and result.summary["metadata_rows_without_image"]["n"] == 0
+    assert result.summary.metadata_rows_matched == 2 and result.summary.metadata_rows_without_image.n == 0
 
 
 def test_one_csv_key_naming_two_files_is_an_error_naming_both(tmp_path, capsys):
@@ -95,14 +95,14 @@ def test_conflicting_duplicate_rows_reject_the_image_naming_both_lines(tmp_path,
     detail = conflict["detail"].iloc[0]
     assert "lines 2 and 8" in detail and "label 0 vs 1" in detail
     assert "a0.png" not in _labels(result.out) and _labels(result.out)["a1.png"] == 1
-    assert result.summary["conflicting_metadata_rows"] == 1 and result.summary["metadata_duplicate_rows"] == 1
+    assert result.summary.conflicting_metadata_rows == 1 and result.summary.metadata_duplicate_rows == 1
     assert "1 agreeing duplicate rows, 1 files with conflicting rows" in capsys.readouterr().err
 
 
 def test_duplicates_that_differ_only_in_unmapped_columns_stay_quiet(tmp_path):
     rows = ["a0.png,neg,1", "a1.png,pos,2", "a0.png,neg,3"]
     result = _ingest(tmp_path, ["a0.png", "a1.png"], rows, header="file,finding,box")
-    assert result.n_rejected == 0 and result.summary["metadata_duplicate_rows"] == 1
+    assert result.n_rejected == 0 and result.summary.metadata_duplicate_rows == 1
     # a differing mapped field other than the label (site) also conflicts
     rows = ["a0.png,neg,north", "a1.png,pos,north", "a0.png,neg,south"]
     result = _ingest(tmp_path, ["a0.png", "a1.png"], rows, header="file,finding,hospital",
@@ -120,8 +120,8 @@ def test_test_site_matching_by_case_is_resolved_and_reported(tmp_path, capsys):
     frame = read_manifest(result.out)
     assert set(frame.loc[frame["site"] == "figure1", "split"]) == {"test"}
     assert set(frame.loc[frame["site"] == "other", "split"]) <= {"train", "val"}
-    assert {"key": "splits.test_sites", "given": "Figure1", "resolved": "figure1"} in \
-        result.summary["config_names_resolved"]
+    assert ("splits.test_sites", "Figure1", "figure1") in \
+        {(r.key, r.given, r.resolved) for r in result.summary.config_names_resolved}
     assert "'Figure1' matched 'figure1'" in capsys.readouterr().err
 
 
@@ -181,11 +181,11 @@ def test_blank_label_kept_unknown_and_unmapped_value_rejected(tmp_path):
     rows = ["a.png,neg", "b.png,pos", "c.png,", "d.png,maybe"]
     result = _ingest(tmp_path, ["a.png", "b.png", "c.png", "d.png"], rows)
     assert _labels(result.out) == {"a.png": 0, "b.png": 1, "c.png": None}
-    assert result.summary["rejects_by_reason"] == {"label_unmapped": 1} and result.summary["n_unlabelled"] == 1
-    counts = result.summary["counts_site_position_label"]["clinic"]["unknown"]
+    assert result.summary.rejects_by_reason == {"label_unmapped": 1} and result.summary.n_unlabelled == 1
+    counts = result.summary.counts_site_position_label["clinic"]["unknown"]
     assert counts == {"0": 1, "1": 1, "unknown": 1}
     # confounding measures the labelled rows only, and says how many
-    assert result.summary["confounding"]["n_labelled"] == 2 and result.summary["confounding"]["n_unlabelled"] == 1
+    assert result.summary.confounding.n_labelled == 2 and result.summary.confounding.n_unlabelled == 1
 
 
 def test_manifest_label_contract_and_helpers():

@@ -55,11 +55,11 @@ def test_site_spellings_differing_in_case_whitespace_or_unicode_form_are_one_sit
     assert sorted(set(frame["site"])) == ["Hôpital Sud", "Nord"]
     assert (frame.loc[frame["site"] == "Hôpital Sud", "split"] == "test").sum() == 6  # every variant held out
     assert set(frame.loc[frame["site"] == "Nord", "split"]) <= {"train", "val"}
-    merged = result.summary["merged_spellings"]["site"]
+    merged = result.summary.merged_spellings["site"]
     assert merged == {"Hôpital Sud": sorted(["hôpital sud", NFD_SUD])}
-    assert result.summary["merged_spelling_images"]["site"] == {"hôpital sud": 2, NFD_SUD: 1}
-    assert {"key": "splits.test_sites", "given": "HÔPITAL SUD", "resolved": "Hôpital Sud"} in \
-        result.summary["config_names_resolved"]
+    assert result.summary.merged_spelling_images["site"] == {"hôpital sud": 2, NFD_SUD: 1}
+    assert ("splits.test_sites", "HÔPITAL SUD", "Hôpital Sud") in \
+        {(r.key, r.given, r.resolved) for r in result.summary.config_names_resolved}
     err = capsys.readouterr().err
     assert "merged spellings of site" in err and "'hôpital sud' (2 images)" in err and "-> 'Hôpital Sud'" in err
 
@@ -71,14 +71,14 @@ def test_site_map_value_is_the_preferred_spelling_and_dicom_sites_merge(tmp_path
     config = IngestConfig(metadata_mapping=_mapping(), site_map={"nordklinik": "North"})
     result = run(source=tmp_path / "src", metadata=csv, out=tmp_path / "out", config=config, size=16, progress=False)
     assert sorted(set(read_manifest(result.out)["site"])) == ["North", "South"]
-    assert result.summary["merged_spellings"]["site"] == {"North": ["north"]}
+    assert result.summary.merged_spellings["site"] == {"North": ["north"]}
     # DICOM InstitutionName spelled three ways: one training domain
     for i, name in enumerate(["Site One", "site one", "SITE  ONE", "Site Two"]):
         write_cxr(tmp_path / "dcm" / f"{i}.dcm", seed=i, institution=name)
     result = run(source=tmp_path / "dcm", out=tmp_path / "out_dcm", config=IngestConfig(), size=16, progress=False)
     frame = read_manifest(result.out)
     assert sorted(set(frame["domain"])) == ["Site One", "Site Two"]
-    assert result.summary["merged_spellings"]["site"] == {"Site One": ["SITE ONE", "site one"]}
+    assert result.summary.merged_spellings["site"] == {"Site One": ["SITE ONE", "site one"]}
 
 
 def test_view_values_differing_in_case_are_merged_to_the_most_frequent(tmp_path):
@@ -90,7 +90,7 @@ def test_view_values_differing_in_case_are_merged_to_the_most_frequent(tmp_path)
     config = IngestConfig(metadata_mapping=_mapping(view_columns=["view"]), view_map={"PA": "PA", "POSTERO": "pa"})
     result = run(source=tmp_path / "src", metadata=csv, out=tmp_path / "out", config=config, size=16, progress=False)
     assert set(read_manifest(result.out)["view"]) == {"PA"}
-    assert result.summary["merged_spellings"]["view"] == {"PA": ["pa"]}
+    assert result.summary.merged_spellings["view"] == {"PA": ["pa"]}
 
 
 # 6. identical pixels, opposite labels
@@ -115,8 +115,9 @@ def test_identical_pixels_with_conflicting_labels_reject_every_copy_naming_the_o
     frame = read_manifest(result.out)
     assert not set(conflicting.index) & set(frame["path"])
     assert {"g.png", "g_copy.png", "h.png", "h_copy.png"} <= set(frame["path"])
-    assert result.summary["duplicates"] == {"groups": 2, "images": 4}
-    assert result.summary["conflicting_duplicate_labels"] == {"groups": 1, "images": 3}
+    assert (result.summary.duplicates.groups, result.summary.duplicates.images) == (2, 4)
+    assert (result.summary.conflicting_duplicate_labels.groups, result.summary.conflicting_duplicate_labels.images) \
+        == (1, 3)
     assert "3 files in 1 group of identical pixels carry conflicting labels" in capsys.readouterr().err
 
 
@@ -162,10 +163,10 @@ def test_tables_documents_and_hidden_files_under_source_are_skipped_and_counted_
     mapping = _mapping(site_column=None, site_constant="one")
     result = run(source=src, metadata=src / "labels.csv", out=tmp_path / "out",
                  config=IngestConfig(metadata_mapping=mapping), size=16, progress=False)
-    skipped = result.summary["skipped_non_image_files"]
-    assert skipped["n"] == 7 and "labels.csv" in skipped["examples"]
+    skipped = result.summary.skipped_non_image_files
+    assert skipped.n == 7 and "labels.csv" in skipped.examples
     rejects = pd.read_csv(result.out / "rejects.csv", keep_default_na=False)
-    assert list(rejects["path"]) == ["junk"] and result.summary["n_rejected"] == 1
+    assert list(rejects["path"]) == ["junk"] and result.summary.n_rejected == 1
     assert "noext_dicom" in set(read_manifest(result.out)["path"])
     assert "skipped 7 files that are not images" in capsys.readouterr().err
 
@@ -180,7 +181,7 @@ def test_column_site_map_label_and_site_names_resolved_by_case_are_all_listed(tm
     config = IngestConfig(metadata_mapping=mapping, site_map={"HÔPITAL NORD": "nord", "east general": "east"},
                           splits={"test_sites": ["EAST"]})
     result = run(source=tmp_path / "src", metadata=csv, out=tmp_path / "out", config=config, size=16, progress=False)
-    resolved = {(r["key"], r["given"], r["resolved"]) for r in result.summary["config_names_resolved"]}
+    resolved = {(r.key, r.given, r.resolved) for r in result.summary.config_names_resolved}
     assert {("metadata_mapping.file_column", "file", "File "), ("metadata_mapping.label_column", "finding ", "Finding"),
             ("metadata_mapping.site_column", "LOCATION", "Location"), ("site_map", "HÔPITAL NORD", "Hôpital Nord"),
             ("site_map", "east general", "East General"), ("metadata_mapping.positive_values", "COVID", "Covid"),

@@ -111,7 +111,7 @@ def test_ingest_bad_files_rejected_with_reasons_and_run_goes_on(ingested):
     rejects = pd.read_csv(result.out / "rejects.csv")
     found = dict(zip(rejects["path"], rejects["reason"], strict=True))
     assert found == BAD
-    assert result.summary["rejects_by_reason"]["truncated"] == 1
+    assert result.summary.rejects_by_reason["truncated"] == 1
     manifest = read_manifest(result.out)
     assert manifest.loc[manifest.image_id == "mismatch", "lung_mask"].item() == ""
     assert manifest.loc[manifest.image_id == "mismatch", "shortcut_mask"].item() != ""
@@ -139,7 +139,7 @@ def test_ingest_duplicates_reported_and_in_one_split(ingested):
     assert manifest.loc["img005", "duplicate_group"] != ""
     assert manifest.loc["img005", "duplicate_group"] == manifest.loc["img005_copy", "duplicate_group"]
     assert manifest.loc["img005", "split"] == manifest.loc["img005_copy", "split"]
-    assert result.summary["duplicates"] == {"groups": 1, "images": 2}
+    assert (result.summary.duplicates.groups, result.summary.duplicates.images) == (1, 2)
 
 
 def test_ingest_no_phi_in_any_output_and_source_untouched(export, ingested):
@@ -159,13 +159,13 @@ def test_ingest_summary_counts_and_confounding_warning(export, ingested):
     _, _, truth = export
     result, _, _ = ingested
     summary = result.summary
-    assert summary["n_images"] == 42 and summary["n_rejected"] == len(BAD)
-    counts = summary["counts_site_position_label"]
+    assert summary.n_images == 42 and summary.n_rejected == len(BAD)
+    counts = summary.counts_site_position_label
     assert sum(n for site in counts.values() for pos in site.values() for n in pos.values()) == 42
     assert set(counts["north"]) == {"erect", "supine"}
-    assert any(w.startswith("position alone predicts the label with AUROC") for w in summary["confounding"]["warnings"])
+    assert any(w.startswith("position alone predicts the label with AUROC") for w in summary.confounding.warnings)
     north = pd.Series([t["age_group"] for t in truth.values() if t["site"] == "north"]).value_counts().to_dict()
-    assert summary["age_per_site"]["north"]["age_group"] == north and north["child"] > 0
+    assert summary.age_per_site["north"].age_group == north and north["child"] > 0
 
 
 def test_ingest_rerun_unchanged_reuses_cache_and_changed_config_rebuilds(export, ingested, tmp_path):

@@ -36,8 +36,8 @@ def test_site_from_a_file_name_pattern_unmatched_files_unknown_and_counted(tmp_p
     assert frame["site"].to_dict() == {"CR.1.2.840.1.png": "north", "CR.1.2.840.2.png": "north",
                                        "DX.1.2.840.3.png": "DX", "XA.1.2.840.4.png": "unknown"}
     assert frame.loc["XA.1.2.840.4.png", "site_source"] == "path:site:unmatched"
-    info = result.summary["path_fields"]["site"]
-    assert (info["matched"], info["unmatched"], info["unmatched_examples"]) == (3, 1, ["XA.1.2.840.4.png"])
+    info = result.summary.path_fields["site"]
+    assert (info.matched, info.unmatched, info.unmatched_examples) == (3, 1, ["XA.1.2.840.4.png"])
     assert "path_fields site: 1 files not matched" in capsys.readouterr().err
 
 
@@ -113,14 +113,14 @@ def test_shortcut_attributes_recorded_and_measured_with_unknown_shown(tmp_path):
     config = IngestConfig(metadata_mapping=mapping, shortcut_attributes=["View", "position"])
     result = run(source=tmp_path / "src", out=tmp_path / "out", metadata=tmp_path / "m.csv", config=config,
                  size=16, progress=False)
-    assert result.summary["shortcut_attributes"] == ["view", "position"]
-    factors = {(f["factor"], f["scope"]): f for f in result.summary["confounding"]["factors"]}
-    assert factors[("view", "all")]["auroc"] == 1.0 and factors[("view", "site=s")]["n"] == 8
+    assert result.summary.shortcut_attributes == ["view", "position"]
+    factors = {(f.factor, f.scope): f for f in result.summary.confounding.factors}
+    assert factors[("view", "all")].auroc == 1.0 and factors[("view", "site=s")].n == 8
     # AP has no position keyword: position is 'unknown' for those rows, counted, not dropped
-    assert factors[("position", "all")]["levels"] == {"erect": {"n": 4, "n_pos": 0, "prevalence": 0.0},
-                                                     "unknown": {"n": 4, "n_pos": 4, "prevalence": 1.0}}
-    assert result.summary["confounding"]["p_label_given_attribute_per_site"]["view"]["s"]["AP"]["p_label"] == 1.0
-    assert any(w.startswith("view alone predicts the label") for w in result.summary["confounding"]["warnings"])
+    levels = {k: (v.n, v.n_pos, v.prevalence) for k, v in factors[("position", "all")].levels.items()}
+    assert levels == {"erect": (4, 0, 0.0), "unknown": (4, 4, 1.0)}
+    assert result.summary.confounding.p_label_given_attribute_per_site["view"]["s"]["AP"].p_label == 1.0
+    assert any(w.startswith("view alone predicts the label") for w in result.summary.confounding.warnings)
 
 
 # 8. the measure

@@ -30,15 +30,15 @@ def test_csv_site_overriding_the_tag_is_counted_and_a_heldout_move_warned(tmp_pa
     config = IngestConfig(metadata_mapping=_mapping(site_column="hospital", sex_column="sex", age_column="age"),
                           splits={"test_sites": ["Harbour Clinic"]})
     result = run(source=src, metadata=csv, out=tmp_path / "out", config=config, size=16, progress=False, workers=1)
-    found = result.summary["field_disagreements"]
-    assert found["site"]["n"] == 1  # the case-only difference is one spelling, not a disagreement
-    example = found["site"]["examples"][0]
-    assert example["file"] == "img2.dcm" and example["kept_source"] == "csv:hospital"
-    assert example["other"] == "Harbour Clinic" and example["other_source"] == "dicom:InstitutionName"
-    moves = found["site"]["heldout_moves"]
-    assert moves["n"] == 1 and moves["examples"][0]["tag_split"] == "test"
-    assert moves["examples"][0]["kept_split"] == "training"
-    assert found["sex"]["n"] == 1 and found["sex"]["examples"][0]["file"] == "img5.dcm"
+    found = result.summary.field_disagreements
+    assert found["site"].n == 1  # the case-only difference is one spelling, not a disagreement
+    example = found["site"].examples[0]
+    assert example.file == "img2.dcm" and example.kept_source == "csv:hospital"
+    assert example.other == "Harbour Clinic" and example.other_source == "dicom:InstitutionName"
+    moves = found["site"].heldout_moves
+    assert moves.n == 1 and moves.examples[0].tag_split == "test"
+    assert moves.examples[0].kept_split == "training"
+    assert found["sex"].n == 1 and found["sex"].examples[0].file == "img5.dcm"
     assert "age_years" not in found  # '45' and '045Y' agree
     frame = read_manifest(result.out)
     assert frame.loc[frame["path"] == "img2.dcm", "split"].item() in {"train", "val"}  # precedence unchanged

@@ -45,7 +45,7 @@ def test_patient_names_and_ids_in_file_names_reach_no_output(tmp_path, capsys):
     assert len(frame) == 9 and frame["path"].is_unique and frame["image_id"].is_unique
     assert (frame["path"].str.contains(r"\[patient", regex=True)).sum() == 4
     assert "png/nopatient.png" in set(frame["path"]) and "plain_4" in set(frame["image_id"])  # others untouched
-    assert result.summary["patient_identifiers_in_file_names"]["n"] == 6  # 4 kept, 2 rejected
+    assert result.summary.patient_identifiers_in_file_names.n == 6  # 4 kept, 2 rejected
     err = capsys.readouterr().err.lower()
     assert "6 file names contained patient identifiers" in err
     outputs = [p for p in result.out.rglob("*") if p.is_file()]

@@ -58,7 +58,7 @@ def test_duplicate_rows_differing_in_case_whitespace_or_unicode_form_agree(tmp_p
     rejects = _rejects(result.out)
     assert [(r["path"], r["reason"]) for r in rejects] == [("f3.dcm", "conflicting_metadata_rows")]
     assert "'Gamma' vs 'Delta'" in rejects[0]["detail"]
-    assert result.summary["metadata_duplicate_rows"] == 3
+    assert result.summary.metadata_duplicate_rows == 3
 
 
 # -- finding 3: a header or CSV value equal to a patient name part / ID / birth date is '<patient>' in every message

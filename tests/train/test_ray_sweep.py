@@ -13,8 +13,9 @@ import ray
 from pipeline.cli import main
 from pipeline.errors import ConfigError, DataError
 from pipeline.evaluate.history import value_at_step
+from pipeline.stage import is_fresh, read_stage
 from pipeline.train import load_train_config
-from pipeline.train.sweep import DONE_MARKER, loho_hospitals, plan_jobs, run_sweep
+from pipeline.train.sweep import loho_hospitals, plan_jobs, run_sweep
 
 HOSPITALS = ["east", "north", "west"]  # pipeline.data.toy's training sites
 
@@ -52,8 +53,8 @@ def test_ray_sweep_leave_one_hospital_out_then_results(local_ray, toy_ingest_dir
                for name, cfg in (("erm", _config(tiny_config, "erm")), ("fishr", fishr))}
     assert results["erm"].ran == 6 and not results["erm"].failed
     assert results["fishr"].ran == 6 and list(results["fishr"].failed) == [str(broken_dir)]
-    assert not (broken_dir / DONE_MARKER).exists()
-    assert len(list((root / "fishr" / "runs").glob(f"*/{DONE_MARKER}"))) == 5
+    assert not is_fresh(broken_dir, read_stage(broken_dir).get("fingerprint"))
+    assert sum(is_fresh(d, read_stage(d).get("fingerprint")) for d in (root / "fishr" / "runs").iterdir()) == 5
 
     (broken_dir / "checkpoints" / "last.pt").unlink()
     again = run_sweep(ingest_dir=toy_ingest_dir, config=fishr, out=root / "fishr", n_hparams=2, seeds=1,

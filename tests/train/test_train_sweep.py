@@ -2,8 +2,10 @@ import csv
 import json
 
 from pipeline.models import load_model
+from pipeline.protocol.across_runs import select_across_runs
+from pipeline.stage import STAGE_FILE, read_stage
 from pipeline.train import load_train_config
-from pipeline.train.sweep import DONE_MARKER, draw_hparams, plan_jobs, run_sweep, select_across_runs
+from pipeline.train.sweep import draw_hparams, plan_jobs, run_sweep
 
 
 def test_plan_jobs_draw_zero_keeps_config_hparams_and_fixed_batch_size(tiny_config):
@@ -30,17 +32,21 @@ def test_select_across_runs_picks_best_mean_over_seeds_and_skips_draws_with_cons
     assert chosen["leave_one_domain_out"]["draw"] == 1 and chosen["leave_one_domain_out"]["score"] == 0.2
 
 
-def test_sweep_writes_done_markers_and_relaunch_resumes(toy_ingest_dir, tmp_path, tiny_config):
+def test_sweep_runs_carry_fingerprints_and_a_relaunch_skips_finished_runs_and_resumes_a_crashed_one(
+        toy_ingest_dir, tmp_path, tiny_config):
     cfg = load_train_config(tiny_config(steps=8, eval_every=4, checkpoint_every=4))
     first = run_sweep(ingest_dir=toy_ingest_dir, config=cfg, out=tmp_path / "sweep", n_hparams=2, seeds=1)
     runs = sorted((tmp_path / "sweep" / "runs").iterdir())
     assert first.ran == 2 and first.skipped == 0 and len(runs) == 2
-    assert all((r / DONE_MARKER).is_file() and (r / "model.pt").is_file() for r in runs)
+    assert all(read_stage(r)["fingerprint"] and (r / "model.pt").is_file() for r in runs)
     again = run_sweep(ingest_dir=toy_ingest_dir, config=cfg, out=tmp_path / "sweep", n_hparams=2, seeds=1)
     assert again.ran == 0 and again.skipped == 2
-    (runs[0] / DONE_MARKER).unlink()  # as if killed before finishing: only that job runs again (from its checkpoint)
+    (runs[0] / STAGE_FILE).unlink()  # as if killed before finishing: only that job runs again (from its checkpoint)
+    kept = (runs[0] / "checkpoints" / "last.pt").stat().st_mtime_ns
     third = run_sweep(ingest_dir=toy_ingest_dir, config=cfg, out=tmp_path / "sweep", n_hparams=2, seeds=1)
-    assert third.ran == 1 and (runs[0] / DONE_MARKER).is_file()
+    assert third.ran == 1 and read_stage(runs[0])["fingerprint"]
+    # resumed at its last step (8 of 8): no step was trained again, so no checkpoint was rewritten
+    assert (runs[0] / "checkpoints" / "last.pt").stat().st_mtime_ns == kept
     selection = json.loads((tmp_path / "sweep" / "selection.json").read_text())
     chosen = selection["training_domain"]
     assert chosen["draw"] in (0, 1)

@@ -16,22 +16,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from pipeline.models.gradients import head_gradients
 
-def head_gradients(head: nn.Linear, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Per-sample gradients g_i = [dl_i/db, dl_i/dW flattened] (B, P) of l_i = CE(head(z_i), y_i), via BackPACK's
-    ``BatchGrad`` exactly as Fishr takes them (pipeline/algorithms/fishr.py), on a copy of ``head`` (the caller's
-    module is never extended). ``z`` (B, F) float32, ``y`` (B,) int64. No graph is kept."""
-    from backpack import backpack, extend
-    from backpack.extensions import BatchGrad
-
-    local = extend(copy.deepcopy(head).float().to(z.device))
-    loss_fn = extend(nn.CrossEntropyLoss(reduction="none"))
-    params = [p for _, p in sorted(local.named_parameters())]  # bias before weight
-    # the head's input is differentiated too: BackPACK's full backward hook wants an input that requires grad
-    z = z.detach().float().requires_grad_(True)
-    with torch.enable_grad(), backpack(BatchGrad()):
-        torch.autograd.grad(loss_fn(local(z), y).sum(), [z, *params])
-    return torch.cat([p.grad_batch.reshape(len(y), -1) for p in params], dim=1).detach()
+__all__ = ["head_gradients", "head_hessian_diagonal", "hutchinson_trace"]
 
 
 def head_hessian_diagonal(logits: torch.Tensor, z: torch.Tensor) -> torch.Tensor:

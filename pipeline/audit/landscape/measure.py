@@ -159,7 +159,7 @@ def thresholded_fields(logits: torch.Tensor, y: torch.Tensor, threshold: float) 
 def measure_site(network: nn.Module, x: torch.Tensor, y: torch.Tensor, *, plan: SitePlan,
                  cfg: LandscapeConfig, batch_size: int, seed: int, threshold: float) -> tuple[SiteSample, dict]:
     """Per-sample measurements of one site plus its trace estimate and thresholded accuracy fields (dict of
-    SiteLandscape fields); ``threshold``: the checkpoint's (pipeline/evaluate/threshold.py)."""
+    SiteLandscape fields); ``threshold``: the checkpoint's (pipeline/decision_threshold.py)."""
     z, logits = _features(network, x, batch_size)
     loss = F.cross_entropy(logits, y, reduction="none")
     scored = thresholded_fields(logits, y, threshold)

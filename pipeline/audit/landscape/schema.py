@@ -52,7 +52,7 @@ class SiteLandscape(_Strict):
     n_neg: int | None = None
     risk: float | None = None       # mean cross-entropy (nats)
     # accuracy on the same n images at the checkpoint's ``threshold`` (P(label = 1) >= threshold, the rule of
-    # evaluate and the audit, pipeline/evaluate/threshold.py): one accuracy per checkpoint in every stage
+    # evaluate and the audit, pipeline/decision_threshold.py): one accuracy per checkpoint in every stage
     threshold: float | None = None
     accuracy: float | None = None
     majority_accuracy: float | None = None   # always predicting the majority label of the n images

@@ -1,4 +1,6 @@
-"""The decision threshold of one checkpoint, shared by evaluate and audit so one model has one accuracy.
+"""The decision threshold of one checkpoint, shared by train (stored with a selected checkpoint), evaluate and audit
+so one model has one accuracy. Neutral: no stage package is imported (pipeline/decision_threshold.py; not the report
+verdict's thresholds, which are pipeline/protocol/thresholds.py).
 
 The threshold maximises balanced accuracy (Youden's J) on the labelled ``val`` rows of the MODEL's training domains
 (``meta["trained_on"]``, pipeline/compat.py), and only when the ingest is the model's training ingest (same inputs
@@ -48,10 +50,22 @@ def val_rows(manifest: pd.DataFrame) -> pd.DataFrame:
     return val[labelled_mask(val)]
 
 
+def balanced_threshold(y_true: np.ndarray, prob: np.ndarray) -> float:
+    """The threshold maximising balanced accuracy (Youden's J) on ``(y_true, prob)`` (int 0/1 and P(label = 1),
+    both (N,)); 0.5 if one class only."""
+    from sklearn.metrics import roc_curve
+
+    y_true = np.asarray(y_true)
+    if np.unique(y_true).size < 2:
+        return 0.5
+    fpr, tpr, thresholds = roc_curve(y_true, np.asarray(prob, dtype=np.float64))
+    finite = np.isfinite(thresholds)
+    best = int(np.argmax(np.where(finite, tpr - fpr, -np.inf)))
+    return float(min(max(thresholds[best], 0.0), 1.0))
+
+
 def threshold_from_probabilities(y: np.ndarray, prob: np.ndarray, *, source: str = VAL_SOURCE) -> Threshold:
     """The threshold for labels ``y`` (int (n,)) and probabilities ``prob`` (n,) of the val rows."""
-    from pipeline.evaluate.metrics import balanced_threshold
-
     y = np.asarray(y).astype(int)
     n_pos = int((y == 1).sum())
     if np.unique(y).size < 2:
