@@ -1,17 +1,17 @@
 """`cxr-fishr demo`: synth -> ingest -> train (algorithms x seeds, in parallel) -> evaluate + audit -> report.
 
-One config (``configs/demo.yaml``, :class:`DemoConfig`) drives it. A stage whose ``stage.json`` exists and whose
-inputs are unchanged is reused: each stage's fingerprint (its parameters, the content of the config files it reads
-and the finishing time of the stages it reads) is kept in ``<out>/demo_state.json``. Independent training runs go to
-worker processes with one torch thread each; the parent shows one progress bar per run (read from the runs'
-``history.jsonl``), and evaluate and audit run side by side.
+One config (``configs/demo.yaml``, :class:`DemoConfig`) drives it. The demo is a list of stage declarations
+(``pipeline/stage.py``: name, config, inputs, compute step) handed to the stage runner and the executor
+(``pipeline/executor.py``): a stage whose ``stage.json`` carries the fingerprint of the same config and inputs is
+reused (an input stage's fingerprint is its ``stage.json``, so a stage that reran reruns the stages after it).
+Independent training runs go to worker processes with one torch thread each; the parent shows one progress bar per
+run (read from the runs' ``history.jsonl``), and evaluate and audit run side by side.
 """
 
 from __future__ import annotations
 
-import hashlib
+import functools
 import json
-import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,8 +21,9 @@ from typing import Any, Literal
 from pydantic import Field, field_validator
 
 from pipeline.config import StrictModel, load_config, read_yaml
+from pipeline.executor import Job, raise_failures, run_jobs
 from pipeline.protocol.selection import is_upper_bound
-from pipeline.stage import read_stage, write_json_atomic
+from pipeline.stage import Stage, StageRun, read_stage, run_stage, write_json_atomic
 
 
 class CohortStep(StrictModel):
@@ -109,154 +110,186 @@ def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
-def _file_digest(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else "missing"
+# ---- compute steps (module level: a worker process or Ray task unpickles them by name) -----------------------------
+
+def _ingest(out: Path, *, source: Path, metadata: Path, config: Path, size: int | None) -> None:
+    from pipeline import ingest
+
+    ingest.run(source=source, out=out, metadata=metadata, config=config, size=size)
 
 
-def _fingerprint(*parts: Any) -> str:
-    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+def _train(out: Path, *, resume: bool, ingest_dir: Path, config: dict[str, Any], progress: bool) -> None:
+    from pipeline.train import run
+
+    run(ingest_dir=str(ingest_dir), config=config, out=str(out), resume=resume, progress=progress)
 
 
-def _finished(directory: Path) -> str:
-    return str(read_stage(directory).get("finished", "not finished"))
+def _evaluate(out: Path, *, model_dirs: list[str], ingest_dir: Path, n_bootstrap: int, last_k: int,
+              batch_size: int) -> None:
+    from pipeline.evaluate import run
+
+    run(model_dirs=model_dirs, ingest_dir=str(ingest_dir), out=str(out), n_bootstrap=n_bootstrap, last_k=last_k,
+        batch_size=batch_size)
 
 
-class _Orchestrator:
-    def __init__(self, cfg: DemoConfig, base: Path, echo: Callable[[str], None]) -> None:
-        self.cfg, self.base, self.echo = cfg, base, echo
+def _audit(out: Path, *, model_dirs: list[str], ingest_dir: Path, config: dict[str, Any]) -> None:
+    from pipeline.audit import run
+    from pipeline.audit.config import AuditConfig
+    from pipeline.config import validate_config
+
+    run(model_dirs=model_dirs, ingest_dir=str(ingest_dir), out=str(out),
+        config=validate_config(AuditConfig, config, "demo"))
+
+
+def _report(out: Path, *, evaluate_dir: Path, audit_dir: Path, ingest_dir: Path, title: str) -> None:
+    from pipeline.report import run
+
+    run(evaluate_dir=evaluate_dir, audit_dir=audit_dir, ingest_dir=ingest_dir, out=out, title=title)
+
+
+# ---- the demo's stages, declared ------------------------------------------------------------------------------------
+
+class DemoStages:
+    """The demo's stage declarations, from its config: ``synth`` -> ``ingest`` -> ``train`` (one stage per algorithm
+    x seed) -> ``evaluate`` and ``audit`` -> ``report``. Each declaration names what its outputs depend on; the
+    stage runner does the rest (fingerprints, reuse, stage.json)."""
+
+    def __init__(self, cfg: DemoConfig, base: Path) -> None:
+        self.cfg, self.base = cfg, base
         self.out = Path(cfg.out)
-        self.state_path = self.out / "demo_state.json"
-        self.state: dict[str, str] = json.loads(self.state_path.read_text()) if self.state_path.is_file() else {}
-        self.timings: dict[str, dict[str, Any]] = {}
-        self.stage_no = 0
 
-    def fresh(self, key: str, directory: Path, fingerprint: str) -> bool:
-        return self.state.get(key) == fingerprint and (directory / "stage.json").is_file()
-
-    def done(self, key: str, fingerprint: str) -> None:
-        self.state[key] = fingerprint
-        write_json_atomic(self.state_path, self.state)
-
-    def step(self, key: str, directory: Path, fingerprint: str, work: Callable[[], None], what: str) -> None:
-        self.stage_no += 1
-        if self.fresh(key, directory, fingerprint):
-            self.echo(f"[{self.stage_no}/5] {key}: reusing {directory} (inputs unchanged)")
-            self.timings[key] = {"seconds": 0.0, "reused": True}
-            return
-        self.echo(f"[{self.stage_no}/5] {key}: {what} -> {directory}")
-        start = time.perf_counter()
-        work()
-        seconds = time.perf_counter() - start
-        self.timings[key] = {"seconds": round(seconds, 1), "reused": False}
-        self.done(key, fingerprint)
-        self.echo(f"      {key} done in {seconds:.0f} s")
-
-    # ---- stages -------------------------------------------------------------------------------------------------
-    def synth(self) -> Path:
+    def synth(self) -> Stage:
         from pipeline import synth
 
         c = self.cfg.cohort
-        config = _resolve(c.config, self.base)
-        out = self.out / "cohort"
-        fp = _fingerprint(c.model_dump(), _file_digest(config))
-        self.step("synth", out, fp, lambda: synth.run(
-            config=config, out=out, n_per_site=c.n_per_site, size=c.size, seed=c.seed,
-            counterfactual=c.counterfactual, workers=self.cfg.workers), "rendering the synthetic cohort")
-        return out
+        return synth.stage(config=_resolve(c.config, self.base), out=self.out / "cohort", n_per_site=c.n_per_site,
+                           size=c.size, seed=c.seed, counterfactual=c.counterfactual, workers=self.cfg.workers)
 
-    def ingest(self, cohort: Path) -> Path:
-        from pipeline import ingest
-
+    def ingest(self, cohort: Path) -> Stage:
         c = self.cfg.ingest
         config = _resolve(c.config, self.base)
-        out = self.out / "ingest"
-        fp = _fingerprint(c.model_dump(), _file_digest(config), _finished(cohort))
-        self.step("ingest", out, fp, lambda: ingest.run(
-            source=cohort / "dicom", out=out, metadata=cohort / "labels.csv", config=config, size=c.size),
-            "decoding DICOMs into the manifest and image cache")
-        return out
+        return Stage(name="ingest", out=self.out / "ingest", config=c.model_dump(),
+                     inputs={"cohort": cohort, "config": config},
+                     compute=functools.partial(_ingest, source=cohort / "dicom", metadata=cohort / "labels.csv",
+                                               config=config, size=c.size))
 
-    def train_jobs(self, ingest_dir: Path) -> list[dict[str, Any]]:
-        jobs = []
+    def train(self, ingest_dir: Path, *, parallel: bool = False) -> list[Stage]:
+        """One resumable stage per algorithm x seed (``models/<algorithm>-s<seed>``). ``parallel``: runs share the
+        cores, so each gets one torch thread and no progress bar of its own (the parent draws them)."""
         t = self.cfg.train
+        stages = []
         for algorithm, spec in t.algorithms.items():
-            config_path = _resolve(spec.config, self.base)
-            base_config = read_yaml(config_path)
+            base_config = read_yaml(_resolve(spec.config, self.base))
             for seed in t.seeds:
                 config = _merge(_merge(base_config, t.overrides), spec.overrides)
                 config["seed"] = seed
                 config.setdefault("algorithm", algorithm)
-                name = f"{algorithm}-s{seed}"
-                out = self.out / "models" / name
+                run_config = {**config, "threads": 1} if parallel else config
                 # Threads change speed, not results: they stay out of the fingerprint.
-                fp = _fingerprint({k: v for k, v in config.items() if k != "threads"}, _finished(ingest_dir))
-                jobs.append({"name": name, "config": config, "out": out, "fingerprint": fp,
-                             "steps": int(config.get("steps", 0) or 0)})
-        return jobs
+                stages.append(Stage(
+                    name="train", out=self.out / "models" / f"{algorithm}-s{seed}", seed=seed, resumable=True,
+                    config={k: v for k, v in config.items() if k != "threads"}, inputs={"ingest_dir": ingest_dir},
+                    compute=functools.partial(_train, ingest_dir=ingest_dir, config=run_config,
+                                              progress=not parallel)))
+        return stages
+
+    def evaluate(self, ingest_dir: Path, runs: list[Path]) -> Stage:
+        e = self.cfg.evaluate
+        return Stage(name="evaluate", out=self.out / "evaluate", config=e.model_dump(),
+                     inputs={"ingest_dir": ingest_dir, **{f"run:{r.name}": r for r in runs}},
+                     compute=functools.partial(_evaluate, model_dirs=[str(r) for r in runs], ingest_dir=ingest_dir,
+                                               **e.model_dump()))
+
+    def audit(self, ingest_dir: Path, runs: list[Path]) -> Stage:
+        a = self.cfg.audit
+        config = _merge(read_yaml(_resolve(a.config, self.base)), a.overrides)
+        return Stage(name="audit", out=self.out / "audit", config=config,
+                     inputs={"ingest_dir": ingest_dir, **{f"run:{r.name}": r for r in runs}},
+                     compute=functools.partial(_audit, model_dirs=[str(r) for r in runs], ingest_dir=ingest_dir,
+                                               config=config))
+
+    def report(self, evaluate_dir: Path, audit_dir: Path, ingest_dir: Path) -> Stage:
+        # always rendered (seconds): the page says when it was generated and follows the report code as it is
+        return Stage(name="report", out=Path(self.cfg.report), config={"title": self.cfg.title}, reuse=False,
+                     inputs={"evaluate": evaluate_dir, "audit": audit_dir, "ingest": ingest_dir},
+                     compute=functools.partial(_report, evaluate_dir=evaluate_dir, audit_dir=audit_dir,
+                                               ingest_dir=ingest_dir, title=self.cfg.title))
+
+
+class _Orchestrator:
+    """Hands the declared stages to the runner and the executor, in order, and prints "[k/5] ..." lines."""
+
+    def __init__(self, cfg: DemoConfig, base: Path, echo: Callable[[str], None]) -> None:
+        self.cfg, self.echo = cfg, echo
+        self.stages = DemoStages(cfg, base)
+        self.out = Path(cfg.out)
+        self.timings: dict[str, dict[str, Any]] = {}
+        self.stage_no = 0
+
+    def step(self, stage: Stage, what: str) -> Path:
+        self.stage_no += 1
+        if stage.is_fresh():
+            self.echo(f"[{self.stage_no}/5] {stage.name}: reusing {stage.out} (inputs unchanged)")
+            self.timings[stage.name] = {"seconds": 0.0, "reused": True}
+            return stage.out
+        self.echo(f"[{self.stage_no}/5] {stage.name}: {what} -> {stage.out}")
+        start = time.perf_counter()
+        run_stage(stage, echo=None)
+        seconds = time.perf_counter() - start
+        self.timings[stage.name] = {"seconds": round(seconds, 1), "reused": False}
+        self.echo(f"      {stage.name} done in {seconds:.0f} s")
+        return stage.out
+
+    def parallel(self, stages: list[Stage], *, workers: int, progress: Callable[[Job], tuple[int, int]] | None
+                 ) -> list[StageRun]:
+        """Run ``stages`` side by side (the executor); a failure prints its log's tail and is raised here."""
+        jobs = [Job(stage.out.name, run_stage, {"stage": stage, "echo": None},
+                    info={"out": stage.out, "steps": _steps(stage)}) for stage in stages]
+        results = run_jobs(jobs, workers=workers, log_dir=self.out / "logs", progress=progress)
+        raise_failures(results)
+        return [r.value for r in results]
 
     def train(self, ingest_dir: Path) -> list[Path]:
-        from pipeline.demo_workers import run_jobs, train_job
-        from pipeline.train import load_train_config
-
         self.stage_no += 1
-        jobs = self.train_jobs(ingest_dir)
-        for job in jobs:  # fail on a bad config now, not in a worker minutes later
-            job["steps"] = load_train_config(job["config"]).steps
-        todo = [j for j in jobs if not self.fresh(f"train:{j['name']}", j["out"], j["fingerprint"])]
-        if self.cfg.workers > 1 and len(todo) > 1:
-            for job in todo:  # one thread per process: parallel runs must not fight over the cores
-                job["config"]["threads"] = 1
-        reused = [j["name"] for j in jobs if j not in todo]
-        self.echo(f"[{self.stage_no}/5] train: {len(jobs)} runs ({', '.join(j['name'] for j in jobs)})"
+        stages = self.stages.train(ingest_dir)
+        for stage in stages:  # fail on a bad config now, not in a worker minutes later
+            _steps(stage)
+        todo = [stage for stage in stages if not stage.is_fresh()]
+        if self.cfg.workers > 1 and len(todo) > 1:  # one thread per process: parallel runs must not fight
+            todo = [s for s in self.stages.train(ingest_dir, parallel=True) if s.out in {t.out for t in todo}]
+        names = [stage.out.name for stage in stages]
+        reused = [stage.out.name for stage in stages if stage.out not in {t.out for t in todo}]
+        self.echo(f"[{self.stage_no}/5] train: {len(stages)} runs ({', '.join(names)})"
                   + (f"; reusing {', '.join(reused)}" if reused else "")
                   + (f"; {min(self.cfg.workers, len(todo))} in parallel" if len(todo) > 1 else ""))
         start = time.perf_counter()
-        for job in todo:  # resume a run that was interrupted under the same config; start over otherwise
-            job["resume"] = (job["out"] / "checkpoints").is_dir() and self.state.get(f"train:{job['name']}:started") \
-                == job["fingerprint"]
-            if not job["resume"] and job["out"].exists():
-                shutil.rmtree(job["out"])  # a run of an older config or cohort (inside the demo's own out dir)
-            self.state[f"train:{job['name']}:started"] = job["fingerprint"]
-        write_json_atomic(self.state_path, self.state)
-        calls = [(train_job, {"ingest_dir": str(ingest_dir), "config": j["config"], "out": str(j["out"]),
-                              "resume": bool(j["resume"])}, j) for j in todo]
-        run_jobs(calls, workers=self.cfg.workers, log_dir=self.out / "logs", progress=_history_progress)
-        for job in todo:
-            self.done(f"train:{job['name']}", job["fingerprint"])
+        self.parallel(todo, workers=self.cfg.workers, progress=lambda job: _history_progress(job.info))
         seconds = time.perf_counter() - start
-        self.timings["train"] = {"seconds": round(seconds, 1), "reused": not todo, "runs": [j["name"] for j in jobs]}
+        self.timings["train"] = {"seconds": round(seconds, 1), "reused": not todo, "runs": names}
         if todo:
             self.echo(f"      train done in {seconds:.0f} s")
-        return [j["out"] for j in jobs]
+        return [stage.out for stage in stages]
 
     def evaluate_and_audit(self, ingest_dir: Path, runs: list[Path]) -> tuple[Path, Path]:
-        from pipeline.demo_workers import audit_job, evaluate_job, run_jobs
-
-        e, a = self.cfg.evaluate, self.cfg.audit
-        audit_config = _resolve(a.config, self.base)
-        upstream = [_finished(ingest_dir)] + [_finished(r) for r in runs]
-        eval_out, audit_out = self.out / "evaluate", self.out / "audit"
-        eval_fp = _fingerprint(e.model_dump(), [str(r) for r in runs], upstream)
-        audit_fp = _fingerprint(a.model_dump(), _file_digest(audit_config), [str(r) for r in runs], upstream)
         self.stage_no += 1
-        calls = []
-        if not self.fresh("evaluate", eval_out, eval_fp):
-            calls.append((evaluate_job, {"model_dirs": [str(r) for r in runs], "ingest_dir": str(ingest_dir),
-                                         "out": str(eval_out), **e.model_dump()}, {"name": "evaluate"}))
-        if not self.fresh("audit", audit_out, audit_fp):
-            config = _merge(read_yaml(audit_config), a.overrides)
-            calls.append((audit_job, {"model_dirs": [str(r) for r in runs], "ingest_dir": str(ingest_dir),
-                                      "out": str(audit_out), "config": config}, {"name": "audit"}))
-        names = [c[2]["name"] for c in calls]
+        stages = [self.stages.evaluate(ingest_dir, runs), self.stages.audit(ingest_dir, runs)]
+        todo = [stage for stage in stages if not stage.is_fresh()]
+        names = [stage.name for stage in todo]
         self.echo(f"[{self.stage_no}/5] evaluate + audit: "
                   + (("running " + " and ".join(names)) if names else "reusing both (inputs unchanged)"))
-        run_jobs(calls, workers=min(self.cfg.workers, 2), log_dir=self.out / "logs", progress=None)
-        for name, fp in (("evaluate", eval_fp), ("audit", audit_fp)):
-            if name in names:
-                self.done(name, fp)
-            own = read_stage(eval_out if name == "evaluate" else audit_out).get("seconds")
-            self.timings[name] = {"seconds": 0.0 if name not in names else own, "reused": name not in names}
-        return eval_out, audit_out
+        self.parallel(todo, workers=min(self.cfg.workers, 2), progress=None)
+        for stage in stages:
+            ran = stage.name in names
+            self.timings[stage.name] = {"seconds": read_stage(stage.out).get("seconds") if ran else 0.0,
+                                        "reused": not ran}
+        return stages[0].out, stages[1].out
+
+
+def _steps(stage: Stage) -> int:
+    """A training stage's number of steps (its progress bar's total); a ConfigError names a bad train config."""
+    from pipeline.train import load_train_config
+
+    return load_train_config(stage.compute.keywords["config"]).steps
 
 
 def _history_progress(job: dict[str, Any]) -> tuple[int, int]:
@@ -278,24 +311,25 @@ def _history_progress(job: dict[str, Any]) -> tuple[int, int]:
 
 def run(*, config: DemoConfig | str | Path, echo: Callable[[str], None] = print) -> DemoResult:
     """Run (or reuse) every stage; write the report and ``<report>/summary.json``; return the headline."""
-    from pipeline.report import run as report_run
     from pipeline.report.headline import headline
 
     base = Path(config).resolve().parent if not isinstance(config, DemoConfig) else Path.cwd()
     cfg = config if isinstance(config, DemoConfig) else load_demo_config(config)
     orchestrator = _Orchestrator(cfg, base, echo)
     started = time.perf_counter()
-    cohort = orchestrator.synth()
-    ingest_dir = orchestrator.ingest(cohort)
+    (Path(cfg.out) / "demo_state.json").unlink(missing_ok=True)  # the former reuse cache: stage.json decides now
+    cohort = orchestrator.step(orchestrator.stages.synth(), "rendering the synthetic cohort")
+    ingest_dir = orchestrator.step(orchestrator.stages.ingest(cohort),
+                                   "decoding DICOMs into the manifest and image cache")
     runs = orchestrator.train(ingest_dir)
     eval_dir, audit_dir = orchestrator.evaluate_and_audit(ingest_dir, runs)
     echo(f"[5/5] report -> {cfg.report}/index.html")
-    result = report_run(evaluate_dir=eval_dir, audit_dir=audit_dir, ingest_dir=ingest_dir, out=cfg.report,
-                        title=cfg.title)
+    report = run_stage(orchestrator.stages.report(eval_dir, audit_dir, ingest_dir), echo=None).out
+    index, missing = report / "index.html", read_stage(report).get("missing") or []
     metrics = json.loads((eval_dir / "metrics.json").read_text())
     audit = json.loads((audit_dir / "audit.json").read_text())
     summary = {
-        "report": str(result.index),
+        "report": str(index),
         "config": str(config) if not isinstance(config, DemoConfig) else None,
         "seeds": cfg.train.seeds,
         "test_sites": metrics.get("sites"),
@@ -303,11 +337,11 @@ def run(*, config: DemoConfig | str | Path, echo: Callable[[str], None] = print)
         "metadata_baseline_auroc": metrics.get("metadata_baseline_auroc"),
         "timings": orchestrator.timings,
         "seconds": round(time.perf_counter() - started, 1),
-        "missing": result.missing,
+        "missing": missing,
     }
     summary_path = Path(cfg.report) / "summary.json"
     write_json_atomic(summary_path, summary)
-    return DemoResult(report=result.index, summary_path=summary_path, summary=summary, timings=orchestrator.timings)
+    return DemoResult(report=index, summary_path=summary_path, summary=summary, timings=orchestrator.timings)
 
 
 def format_headline(summary: dict[str, Any]) -> str:
