@@ -387,7 +387,7 @@ def _scrub_early_rejects(gathered: Gathered, scrubber: PathScrubber) -> list[tup
 
 def _heldout_sides(config: IngestConfig) -> dict[str, str]:
     """Normalised held-out site name (as resolved, and each site_map key naming it) -> 'test' | 'ood_val'."""
-    from pipeline.ingest.names import norm_key
+    from pipeline.names import norm_key
 
     sides = {}
     for side, sites in (("test", config.splits.test_sites), ("ood_val", config.splits.ood_val_sites)):

@@ -16,7 +16,8 @@ from pipeline.errors import ConfigError, DataError
 from pipeline.ingest.config import MetadataMapping
 from pipeline.ingest.discover import image_base
 from pipeline.ingest.harmonise import clean, label_parts
-from pipeline.ingest.names import NameLog, norm_key
+from pipeline.ingest.names import NameLog
+from pipeline.names import norm_key
 
 if TYPE_CHECKING:
     import pandas as pd

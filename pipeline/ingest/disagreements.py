@@ -12,7 +12,7 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from pipeline.ingest.names import norm_key
+from pipeline.names import norm_key
 
 if TYPE_CHECKING:
     from pipeline.artefacts.ingest_summary import FieldDisagreements

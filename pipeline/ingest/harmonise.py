@@ -12,7 +12,7 @@ import re
 from collections.abc import Sequence
 
 from pipeline.ingest.config import MetadataMapping, PositionRule
-from pipeline.ingest.names import norm_key
+from pipeline.names import norm_key
 
 MISSING_MARKERS = frozenset({"", "NAN", "NONE", "NULL", "N/A", "NA", "?", "-", "UNKNOWN", "NOT AVAILABLE"})
 _AGE_RE = re.compile(r"^(\d+(?:[.,]\d+)?)\s*([YMWD]|YEARS?|MONTHS?|WEEKS?|DAYS?)?\s*(\+)?$")

@@ -20,7 +20,7 @@ from pipeline.ingest.dicom import scrub_values
 from pipeline.ingest.discover import Candidate
 from pipeline.ingest.fields import Harmoniser
 from pipeline.ingest.harmonise import clean
-from pipeline.ingest.names import norm_key
+from pipeline.names import norm_key
 
 # harmonised fields two rows of the same file must agree on (provenance columns and label_name are not data)
 COMPARED_FIELDS = ("label", "site", "view", "position", "age_years", "sex", "patient_key", "modality")

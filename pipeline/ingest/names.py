@@ -6,18 +6,11 @@ case, whitespace or Unicode form is logged, so the console and summary.json (``c
 
 from __future__ import annotations
 
-import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from pipeline.errors import ConfigError
-
-
-def norm_key(name: object) -> str:
-    """The comparison key of a name: Unicode NFKC ('é' composed or not, full-width letters), case-folded, whitespace
-    collapsed. Two spellings with the same key are the same name."""
-    return " ".join(unicodedata.normalize("NFKC", str(name)).casefold().split())
-
+from pipeline.names import norm_key
 
 
 @dataclass

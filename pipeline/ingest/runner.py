@@ -65,8 +65,8 @@ def _code_digest() -> str:
     reused, although the version string did not change."""
     package = Path(__file__).resolve().parent
     digest = hashlib.sha256()
-    for path in sorted([*package.glob("*.py"), *(package.parent / name for name in ("manifest.py", "cache.py",
-                                                                                      "regions.py"))]):
+    outside = ("manifest.py", "cache.py", "regions.py", "names.py", "artefacts/ingest_summary.py")
+    for path in sorted([*package.glob("*.py"), *(package.parent / name for name in outside)]):
         digest.update(path.name.encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()
 

@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from pipeline.ingest.names import norm_key
+from pipeline.names import norm_key
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -48,7 +48,7 @@ def _canonical(spelled: list[tuple[str, int]], preferred: set[str]) -> str:
 
 def merge_spellings(frame: pd.DataFrame, *, fields: Iterable[str], preferred: dict[str, set[str]]) -> Merged:
     """Rewrite, in place, each text column of ``fields`` present in ``frame`` so that values with the same
-    :func:`pipeline.ingest.names.norm_key` share one spelling; ``preferred``: field -> spellings to keep when present
+    :func:`pipeline.names.norm_key` share one spelling; ``preferred``: field -> spellings to keep when present
     (site: the site_map's values). Non-text columns and missing values are left alone."""
     from pandas.api.types import is_bool_dtype, is_numeric_dtype
 

@@ -150,7 +150,7 @@ def resolve_domain_columns(ingest_dir: str | Path, cfg: TrainConfig, *, echo: bo
     or two columns."""
     import sys
 
-    from pipeline.ingest.names import norm_key
+    from pipeline.names import norm_key
 
     columns = [str(c) for c in read_manifest(ingest_dir).columns if not str(c).startswith("_")]
     resolved = []
