@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from pipeline.artefacts.metrics import MetricsFile
 from pipeline.protocol.selection import ORACLE, is_upper_bound
 from pipeline.report.baselines import threshold_text
-from pipeline.report.headline import headline
+from pipeline.report.headline import as_audit, as_metrics, headline
 from pipeline.report.site_metrics import conflict_words, rule_label
 from pipeline.report.tables import Cell, Table, is_number, mark_estimated, mean_std_text, not_measured
 from pipeline.report.verdict import (  # noqa: F401  (re-exported: summary.verdict is the documented entry)
@@ -31,9 +32,11 @@ def _pct(block: dict[str, Any]) -> str:
     return mean_std_text((block or {}).get("mean"), (block or {}).get("std"), percent=True)
 
 
-def _aligned(metrics: dict[str, Any], names: list[str]) -> Any:
-    values = [((metrics.get("models") or {}).get(n, {}).get("mean_site") or {}).get("aligned_accuracy") for n in names]
-    values = [v for v in values if is_number(v)]
+def _aligned(metrics: MetricsFile | None, names: list[str]) -> float | None:
+    """Mean over the runs ``names`` of their mean-site accuracy on aligned images (None when none measured it)."""
+    scored = metrics.models if metrics is not None else {}
+    values = [scored[n].mean_site.aligned_accuracy for n in names if n in scored]
+    values = [v for v in values if v is not None]
     return sum(values) / len(values) if values else None
 
 
@@ -71,9 +74,9 @@ def seed_words(numbers: dict[str, Any]) -> str:
     return f"{runs} runs ({text})" if runs > seeds else text
 
 
-def sentence(algorithm: str, numbers: dict[str, Any], metrics: dict[str, Any],
+def sentence(algorithm: str, numbers: dict[str, Any], metrics: MetricsFile | None,
              audit: dict[str, Any] | None = None) -> tuple[str, str, str]:
-    """(verdict, the numbers behind it as one sentence, css class)."""
+    """(verdict, the numbers behind it as one sentence, css class) for one algorithm's headline ``numbers``."""
     judged, css = verdict(numbers, _aligned(metrics, numbers.get("models") or []),
                           lung_masks=(audit or {}).get("lung_masks"), reasons=numbers.get("not_measured") or {})
     rule = rule_label(numbers.get("selection_rule"))
@@ -85,7 +88,7 @@ def sentence(algorithm: str, numbers: dict[str, Any], metrics: dict[str, Any],
     elif numbers.get("evaluated"):
         why = (numbers.get("not_measured") or {}).get("training_site_accuracy")
         parts.append(f"the training hospitals' validation accuracy is {not_measured(why)}")
-    parts.append(_accuracy_part(numbers, len(metrics.get("sites") or [])))
+    parts.append(_accuracy_part(numbers, len(metrics.sites) if metrics is not None else 0))
     if not numbers.get("evaluated"):
         parts.append("no evaluate result, so no accuracy is measured")
         parts.append(audited_part(numbers.get("models") or [], audit))
@@ -218,21 +221,24 @@ def oracle_notes(lines: dict[str, dict[str, Any]]) -> list[str]:
     return notes
 
 
-def build_summary(metrics: dict[str, Any] | None, audit: dict[str, Any] | None) -> dict[str, Any]:
+def build_summary(metrics: MetricsFile | dict[str, Any] | None, audit: Any) -> dict[str, Any]:
+    """Section 1 of the page: the question, one answer per algorithm, the headline table and its notes
+    (``metrics``: evaluate's MetricsFile, a dict is validated into one; ``audit``: audit.json or None)."""
+    metrics, audit = as_metrics(metrics), as_audit(audit)
     lines = headline(metrics, audit)
     answers = []
     for algorithm, numbers in lines.items():
-        judged, text, css = sentence(algorithm, numbers, metrics or {}, audit)
+        judged, text, css = sentence(algorithm, numbers, metrics, audit)
         answers.append({"model": algorithm, "verdict": judged, "sentence": text, "css": css})
     notes = []
-    if lines and not (metrics or {}).get("models"):
+    if lines and not (metrics is not None and metrics.models):
         notes.append("No evaluate results (metrics.json) were given: these lines rest on the audit alone, so no "
                      "accuracy is measured.")
     if lines and any(ORACLE.name in e["by_rule"] for e in lines.values()):
         notes.append("Rows selected by the oracle rule peek at the test hospital: an upper bound, never a result.")
     notes.extend(oracle_notes(lines))
     table = headline_table(lines, estimated=lungs_estimated(audit), attribute=conflict_words(metrics),
-                           split=str((metrics or {}).get("split") or "test"),
+                           split=metrics.split if metrics is not None else "test",
                            audit_split=(audit or {}).get("split")) if lines else None
     return {"question": QUESTION, "answers": answers, "headline": table,
             "notes": notes, "numbers": lines}

@@ -2,8 +2,9 @@
 did not write them: class counts, the always-majority accuracy, whether the model predicted one class only, and
 the width of an accuracy's 95% interval.
 
-A metrics block is one of evaluate's per-site/per-group dicts (docs/evaluate.md): ``n``, ``n_pos``, ``n_neg``,
-``confusion_matrix`` ``[[tn, fp], [fn, tp]]``, ``majority_accuracy``, ``constant_predictor``.
+A block is one of evaluate's per-site/per-group scores (:class:`~pipeline.artefacts.metrics.GroupScores`) or one
+of audit's intervention blocks, typed or as its dict: ``n``, ``n_pos``, ``n_neg``, ``confusion_matrix``
+``[[tn, fp], [fn, tp]]``, ``majority_accuracy``, ``constant_predictor``.
 """
 
 from __future__ import annotations
@@ -11,9 +12,18 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from pydantic import BaseModel
+
 from pipeline.report.tables import is_number
 
 Z95 = 1.96  # two-sided 95% normal quantile
+
+
+def fields(block: BaseModel | dict[str, Any] | None) -> dict[str, Any]:
+    """A block's fields by name: the stages' score blocks share these names whichever artefact holds them."""
+    if isinstance(block, BaseModel):
+        return block.model_dump()
+    return block or {}
 
 
 def _matrix(block: dict[str, Any]) -> tuple[int, int, int, int] | None:
@@ -27,9 +37,9 @@ def _matrix(block: dict[str, Any]) -> tuple[int, int, int, int] | None:
     return values if all(v >= 0 for v in values) else None
 
 
-def class_counts(block: dict[str, Any] | None) -> tuple[int | None, int | None]:
+def class_counts(block: BaseModel | dict[str, Any] | None) -> tuple[int | None, int | None]:
     """(positives, negatives) from ``n_pos``/``n_neg``, else from the confusion matrix; (None, None) if unknown."""
-    block = block or {}
+    block = fields(block)
     if is_number(block.get("n_pos")) and is_number(block.get("n_neg")):
         return int(block["n_pos"]), int(block["n_neg"])
     matrix = _matrix(block)
@@ -39,9 +49,9 @@ def class_counts(block: dict[str, Any] | None) -> tuple[int | None, int | None]:
     return fn + tp, tn + fp
 
 
-def majority_accuracy(block: dict[str, Any] | None) -> float | None:
+def majority_accuracy(block: BaseModel | dict[str, Any] | None) -> float | None:
     """Accuracy of always predicting the block's majority label (the stage's value, else from its class counts)."""
-    block = block or {}
+    block = fields(block)
     if is_number(block.get("majority_accuracy")):
         return float(block["majority_accuracy"])
     pos, neg = class_counts(block)
@@ -50,10 +60,10 @@ def majority_accuracy(block: dict[str, Any] | None) -> float | None:
     return max(pos, neg) / (pos + neg)
 
 
-def constant_predictor(block: dict[str, Any] | None) -> bool | None:
+def constant_predictor(block: BaseModel | dict[str, Any] | None) -> bool | None:
     """True when every prediction in the block is one class (the stage's flag, else from the confusion matrix);
     None when neither says."""
-    block = block or {}
+    block = fields(block)
     if isinstance(block.get("constant_predictor"), bool):
         return block["constant_predictor"]
     matrix = _matrix(block)
@@ -61,16 +71,6 @@ def constant_predictor(block: dict[str, Any] | None) -> bool | None:
         return None
     tn, fp, fn, tp = matrix
     return tn + fn == 0 or fp + tp == 0
-
-
-def scored_constant(entry: dict[str, Any]) -> bool:
-    """Whether a model's SCORED predictions (evaluate's split at evaluate's threshold) are all one class:
-    ``constant_on_split``, else the model's ``constant_predictor`` flag, else its overall confusion matrix. Never
-    train's selection check (``selection.constant_at_selection``: another cut-off on another image set)."""
-    for key in ("constant_on_split", "constant_predictor"):
-        if isinstance(entry.get(key), bool):
-            return entry[key]
-    return bool(constant_predictor(entry.get("overall")))
 
 
 def half_width(p: Any, n: Any) -> float | None:

@@ -1,15 +1,17 @@
 """The headline numbers per algorithm and selection rule (mean and spread over seeds), shared by the report's
-summary and the demo's ``summary.json``.
+summary and the demo's ``summary.json``: read from evaluate's :class:`~pipeline.artefacts.metrics.MetricsFile` and
+audit's ``audit.json``.
 """
 
 from __future__ import annotations
 
-import math
-import re
+from dataclasses import dataclass
 from typing import Any
 
+from pipeline.artefacts.metrics import MetricsFile, ModelEntry
+from pipeline.artefacts.seeds import SeedSpread
 from pipeline.protocol.selection import is_upper_bound, rule_order
-from pipeline.report.baselines import majority_accuracy, scored_constant
+from pipeline.report.baselines import majority_accuracy
 from pipeline.report.shortcut_audit import shortcut_share
 from pipeline.report.tables import is_number, reason_of
 
@@ -30,103 +32,74 @@ EVALUATE_FIELDS = ("training_site_accuracy", "test_site_accuracy", "test_site_au
                    "aligned_accuracy", "test_site_majority_accuracy")
 
 
-AUDIT_ONLY = "_audit_only"  # marks a model entry made from audit.json alone (never written out)
-
-
 def _rule_order(rule: str) -> tuple[int, str]:
     return (rule_order(rule), rule)
 
 
 def spread(values: list[Any]) -> dict[str, Any]:
-    """Mean, sample standard deviation (None for one value) and the values themselves; NaN/None are left out."""
-    numbers = [float(v) for v in values if is_number(v)]
-    if not numbers:
-        return {"mean": None, "std": None, "n": 0, "values": []}
-    mean = sum(numbers) / len(numbers)
-    std = math.sqrt(sum((x - mean) ** 2 for x in numbers) / (len(numbers) - 1)) if len(numbers) > 1 else None
-    return {"mean": mean, "std": std, "n": len(numbers), "values": numbers}
+    """One headline field over a group's runs, as summary.json writes it: ``{mean, std, n, values}`` of
+    :class:`~pipeline.artefacts.seeds.SeedSpread` (the project's one seed estimator: sample sd, None for one
+    value); NaN/None are left out."""
+    seeds = SeedSpread.from_values(v if is_number(v) else None for v in values)
+    return {"mean": seeds.mean, "std": seeds.sd, "n": seeds.n, "values": list(seeds.values)}
 
 
-def val_at_step(entry: dict[str, Any]) -> Any:
+def as_metrics(metrics: MetricsFile | dict[str, Any] | None) -> MetricsFile | None:
+    """``metrics`` as the typed file (a dict is validated: a DataError names the first field that does not match)."""
+    if metrics is None or isinstance(metrics, MetricsFile):
+        return metrics
+    return MetricsFile.from_dict(metrics)
+
+
+def as_audit(audit: Any) -> dict[str, Any] | None:
+    """audit.json as a dict (an AuditFile gives its content): the headline reads the audit's blocks by name."""
+    return audit.to_json_dict() if hasattr(audit, "to_json_dict") else audit
+
+
+def val_at_step(entry: ModelEntry) -> float | None:
     """Pooled training-domain validation accuracy of the SELECTED checkpoint itself (evaluate's ``val_acc_at_step``);
     None otherwise (no checkpoint selected, or no val_acc logged at its step): never the mean of other steps."""
-    return entry["val_acc_at_step"] if is_number(entry.get("val_acc_at_step")) else None
+    return entry.val_acc_at_step
 
 
-def val_reason(entry: dict[str, Any]) -> str | None:
+def val_reason(entry: ModelEntry) -> str | None:
     """Why ``val_at_step`` is None for one model (None when it is measured)."""
-    if is_number(entry.get("val_acc_at_step")):
+    if entry.val_acc_at_step is not None:
         return None
-    selection = entry.get("selection") if isinstance(entry.get("selection"), dict) else {}
-    if selection.get("selected") is False:
+    if not entry.selection.selected:
         return "no checkpoint selected"
-    return reason_of(entry, "val_acc_at_step") or "the run logged no validation accuracy at the selected step"
+    return entry.not_measured.get("val_acc_at_step") or "the run logged no validation accuracy at the selected step"
 
 
-def constant_where(name: str, entry: dict[str, Any], split: str) -> str:
+def constant_where(name: str, entry: ModelEntry, split: str) -> str:
     """"<name>: all 11 test predictions one class at threshold 0.59" for a model whose scored predictions are."""
-    n = (entry.get("overall") or {}).get("n")
-    count = f"{int(n)} " if is_number(n) else ""
-    threshold = f" at threshold {entry['threshold']:.2f}" if is_number(entry.get("threshold")) else ""
-    return f"{name}: all {count}{split} predictions one class{threshold}"
+    return f"{name}: all {entry.overall.n} {split} predictions one class at threshold {entry.threshold:.2f}"
 
 
-TRAIN_THRESHOLD = 0.5  # train predicts by the arg-max of two logits: P(label = 1) >= 0.5
-SPLIT_WORDS = {"val": "validation images of the training hospitals", "holdout": "held-out-hospital images",
-               "ood_val": "validation-hospital images", "test": "test images"}
-
-
-def _constant_text(fact: dict[str, Any]) -> str:
-    """"at selection, on 6 validation images of the training hospitals at threshold 0.5, every prediction was one
-    class (all 3 evaluations)" for a ``selection.constant_at_selection`` fact written without its ``text``
-    (evaluate writes the same words with it)."""
-    n = fact.get("n")
-    count = f"{int(n)} " if isinstance(n, int) else ""
-    where = SPLIT_WORDS.get(str(fact.get("split")), f"{fact.get('split')} images")
-    evaluations = fact.get("evaluations")
-    every = f" (all {int(evaluations)} evaluations)" if isinstance(evaluations, int) else ""
-    return (f"at selection, on {count}{where} at threshold {fact.get('threshold', TRAIN_THRESHOLD):g}, every "
-            f"prediction was one class{every}")
-
-
-def constant_at_selection(name: str, entry: dict[str, Any]) -> str | None:
+def constant_at_selection(name: str, entry: ModelEntry) -> str | None:
     """"<name>: at selection, on 6 validation images ... every prediction was one class" (train's selection check,
     evaluate's ``selection.constant_at_selection``); None when train's selection did not find it constant."""
-    selection = entry.get("selection") if isinstance(entry.get("selection"), dict) else {}
-    fact = selection.get("constant_at_selection")
-    if isinstance(fact, dict):
-        return f"{name}: {fact.get('text') or _constant_text(fact)}"
-    if selection.get("constant_predictor") is True:  # an older metrics.json: the split and n were not recorded
-        found = re.search(r"on its (\w+) selection set", str(selection.get("reason") or ""))
-        where = f"its {found.group(1)} selection set" if found else "its selection set"
-        return f"{name}: at selection, on {where} at threshold 0.5 (train's arg-max), every prediction was one class"
-    return None
+    fact = entry.selection.constant_at_selection
+    return f"{name}: {fact.text}" if fact is not None else None
 
 
-def no_checkpoint(name: str, entry: dict[str, Any]) -> str | None:
+def no_checkpoint(name: str, entry: ModelEntry) -> str | None:
     """"<run>: <reason>" when the run's selection found no checkpoint (``selection.selected`` false), else None."""
-    selection = entry.get("selection") if isinstance(entry.get("selection"), dict) else {}
-    if selection.get("selected") is not False:
+    if entry.selection.selected:
         return None
-    reason = str(selection.get("reason") or "no checkpoint selected").removeprefix("no checkpoint selected: ")
-    if selection.get("constant_predictor") is True and not isinstance(selection.get("constant_at_selection"), dict):
-        # an older metrics.json: its reason called train's check "constant predictor"; word it as what it is
-        tail = reason.split("; ", 1)[1] if "; " in reason else ""
-        return str(constant_at_selection(name, entry)) + (f"; {tail}" if tail else "")
-    return f"{name}: {reason}"  # the verdict already says "no checkpoint selected"
+    # the verdict already says "no checkpoint selected"
+    return f"{name}: {entry.selection.reason.removeprefix('no checkpoint selected: ')}"
 
 
-def group_sizes(entry: dict[str, Any]) -> dict[str, Any]:
-    """``n_conflict``, ``n_aligned`` (over the test sites; None where evaluate recorded none) and the
+def group_sizes(entry: ModelEntry) -> dict[str, Any]:
+    """``n_conflict``, ``n_aligned`` summed over the sites (None when a site recorded none) and the
     ``conflict_attribute`` they were split by (None when unstated)."""
-    mean_site, blocks = entry.get("mean_site") or {}, [
-        b for b in (entry.get("per_site") or {}).values() if isinstance(b, dict)]
+    blocks = list(entry.per_site.values())
     sizes: dict[str, Any] = {}
     for key in ("n_conflict", "n_aligned"):
-        values = [b.get(key) for b in blocks]
-        summed = int(sum(values)) if values and all(is_number(v) for v in values) else None
-        sizes[key] = int(mean_site[key]) if is_number(mean_site.get(key)) else summed
-    attributes = {str(b["conflict_attribute"]) for b in [mean_site, *blocks] if b.get("conflict_attribute")}
+        values = [getattr(b, key) for b in blocks]
+        sizes[key] = sum(values) if values and all(v is not None for v in values) else None
+    attributes = {b.conflict_attribute for b in blocks if b.conflict_attribute}
     sizes["conflict_attribute"] = ", ".join(sorted(attributes)) or None
     return sizes
 
@@ -136,35 +109,46 @@ def _smallest(values: list[Any]) -> int | None:
     return int(min(values)) if values and all(is_number(v) for v in values) else None
 
 
-def site_majority(entry: dict[str, Any]) -> float | None:
+def site_majority(entry: ModelEntry) -> float | None:
     """Mean over test sites of the always-majority accuracy (evaluate's value, else from the class counts)."""
-    if is_number((entry.get("mean_site") or {}).get("majority_accuracy")):
-        return float(entry["mean_site"]["majority_accuracy"])
-    values = [majority_accuracy(b) for b in (entry.get("per_site") or {}).values() if isinstance(b, dict)]
+    if entry.mean_site.majority_accuracy is not None:
+        return entry.mean_site.majority_accuracy
+    values = [majority_accuracy(b.model_dump()) for b in entry.per_site.values()]
     values = [v for v in values if v is not None]
     return sum(values) / len(values) if values else None
 
 
+# headline field -> evaluate's mean_site key: the reason evaluate recorded travels under the headline's name
 MEAN_SITE_FIELDS = {"test_site_accuracy": "accuracy", "test_site_auroc": "auroc", "conflict_accuracy": "conflict_accuracy",
                     "aligned_accuracy": "aligned_accuracy", "accuracy": "accuracy",
                     "test_site_majority_accuracy": "majority_accuracy"}
 
 
-def _reasons(entry: dict[str, Any], audited: dict[str, Any] | None, audit: dict[str, Any] | None) -> dict[str, str]:
-    """Why each headline field is null for one model: the stages' ``not_measured``/``skipped`` reasons."""
-    mean_site = entry.get("mean_site") or {}
-    # headline field -> evaluate's mean_site key: the reason evaluate recorded travels under the headline's name
-    reasons = {field: reason_of(mean_site, key) for field, key in MEAN_SITE_FIELDS.items()}
-    if entry.get(AUDIT_ONLY):
-        reasons.update(dict.fromkeys(EVALUATE_FIELDS, NOT_EVALUATED))
-    if audited is None:
-        return {**{k: v for k, v in reasons.items() if v}, **dict.fromkeys(AUDIT_KEYS, NOT_AUDITED)}
-    skipped = {str(s.get("metric")): str(s.get("reason")) for s in (audit or {}).get("skipped") or []
-               if isinstance(s, dict)}
-    blocks = [((audited.get("interventions") or {}).get("overall") or {}),
-              ((audited.get("region_ablation_abs_share") or audited.get("region_ablation_share") or {})
-               .get("overall") or {}),
+@dataclass(frozen=True)
+class Run:
+    """One scored or audited checkpoint: its metrics.json entry (None: audited only) and its audit.json entry (None:
+    not audited; the audit ran on each run's model.pt, an ``<run>@<rule>`` checkpoint has no audit numbers)."""
+
+    name: str
+    algorithm: str
+    rule: str
+    seed: int | None
+    entry: ModelEntry | None
+    audited: dict[str, Any] | None
+
+
+def _ablation(audited: dict[str, Any]) -> dict[str, Any]:
+    """Region ablation's overall absolute shares (signed drops cancel between images where a region is evidence for
+    and against the prediction)."""
+    return (audited.get("region_ablation_abs_share") or {}).get("overall") or {}
+
+
+def _audit_reasons(audited: dict[str, Any], audit: dict[str, Any]) -> dict[str, str | None]:
+    """Why each audit field of the headline is null for one audited model: audit's ``not_measured``/``skipped``."""
+    skipped = {str(s.get("metric")): str(s.get("reason")) for s in audit.get("skipped") or [] if isinstance(s, dict)}
+    blocks = [((audited.get("interventions") or {}).get("overall") or {}), _ablation(audited),
               ((((audited.get("methods") or {}).get(IG) or {}).get("overall")) or {})]
+    reasons: dict[str, str | None] = {}
     for field, key in AUDIT_KEYS.items():
         found = [reason_of(b, key) or reason_of(b, field) for b in blocks] + [skipped.get(key), skipped.get(field)]
         if field.startswith("region_ablation"):  # audit names these "region_ablation_share.lungs" / ".<kinds>"
@@ -173,85 +157,88 @@ def _reasons(entry: dict[str, Any], audited: dict[str, Any] | None, audit: dict[
         if field.startswith("ig_") and IG not in (audited.get("methods") or {}):
             found.insert(0, "method not run (audit.methods)")
         reasons[field] = next((r for r in found if r), None)
-    if (audit or {}).get("shortcut_masks") is False:
+    if audit.get("shortcut_masks") is False:
         reasons["region_ablation_shortcuts"] = "no shortcut mask in the cache"
+    return reasons
+
+
+def _reasons(run: Run, audit: dict[str, Any]) -> dict[str, str]:
+    """Why each headline field is null for one run: the stages' ``not_measured``/``skipped`` reasons."""
+    if run.entry is None:
+        reasons: dict[str, str | None] = dict.fromkeys(EVALUATE_FIELDS, NOT_EVALUATED)
+    else:
+        reasons = {field: run.entry.mean_site.not_measured.get(key) for field, key in MEAN_SITE_FIELDS.items()}
+    if run.audited is None:
+        reasons.update(dict.fromkeys(AUDIT_KEYS, NOT_AUDITED))
+    else:
+        reasons.update(_audit_reasons(run.audited, audit))
     return {k: v for k, v in reasons.items() if v}
 
 
-def _estimated(audit: dict[str, Any] | None) -> bool:
+def _estimated(audit: dict[str, Any]) -> bool:
     from pipeline.report.verdict import lung_mask_status
 
-    return lung_mask_status((audit or {}).get("lung_masks"))[0] == "estimated"
+    return lung_mask_status(audit.get("lung_masks"))[0] == "estimated"
 
 
 def _audit_sizes(audited: dict[str, Any] | None) -> tuple[Any, Any]:
     """(counterfactual pairs, images region ablation averaged over) of one audited model; None where unrecorded."""
-    audited = audited or {}
-    interventions = (audited.get("interventions") or {}).get("overall") or {}
-    ablation = ((audited.get("region_ablation_abs_share") or audited.get("region_ablation_share") or {})
-                .get("overall") or {})
-    return interventions.get("n_counterfactual"), ablation.get("n")
+    interventions = ((audited or {}).get("interventions") or {}).get("overall") or {}
+    return interventions.get("n_counterfactual"), _ablation(audited or {}).get("n")
 
 
-def _model_numbers(entry: dict[str, Any], audited: dict[str, Any] | None,
-                   shortcut_masks: bool = True) -> dict[str, Any]:
-    mean_site = entry.get("mean_site") or {}
-    audited = audited or {}
+def _numbers(run: Run, shortcut_masks: bool) -> dict[str, Any]:
+    """Every FIELDS value of one run (None where not measured)."""
+    entry, audited = run.entry, run.audited or {}
     interventions = (audited.get("interventions") or {}).get("overall") or {}
-    # Absolute shares: signed drops cancel between images where a region is evidence for and against the prediction
-    ablation = ((audited.get("region_ablation_abs_share") or audited.get("region_ablation_share") or {})
-                .get("overall") or {})
+    ablation = _ablation(audited)
     ig = ((audited.get("methods") or {}).get(IG) or {}).get("overall") or {}
     return {
-        "training_site_accuracy": val_at_step(entry),
-        "test_site_accuracy": mean_site.get("accuracy"),
-        "test_site_auroc": mean_site.get("auroc"),
-        "conflict_accuracy": mean_site.get("conflict_accuracy"),
+        "training_site_accuracy": val_at_step(entry) if entry else None,
+        "test_site_accuracy": entry.mean_site.accuracy if entry else None,
+        "test_site_auroc": entry.mean_site.auroc if entry else None,
+        "conflict_accuracy": entry.mean_site.conflict_accuracy if entry else None,
         "counterfactual_flip_rate": interventions.get("counterfactual_flip_rate"),
         "region_ablation_lungs": ablation.get("lungs"),
         # Without shortcut masks the shortcut kinds' shares are not measurements, whatever number audit wrote.
         "region_ablation_shortcuts": shortcut_share(ablation) if ablation and shortcut_masks else None,
         "ig_lung_mass_fraction": ig.get("lung_mass_fraction"),
         "ig_shortcut_mass_fraction": ig.get("shortcut_mass_fraction") if shortcut_masks else None,
-        "test_site_majority_accuracy": site_majority(entry),
+        "test_site_majority_accuracy": site_majority(entry) if entry else None,
     }
 
 
-def _with_audit_only(metrics: dict[str, Any] | None, audited: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """metrics.json's model entries plus one entry per audited model evaluate did not score: an audit-only model
-    still gets its audit numbers; its accuracies read "not measured"."""
-    entries = dict(((metrics or {}).get("models") or {}).items())
-    entries.update({n: {"algorithm": a.get("algorithm", n), "selection_rule": a.get("selection_rule"),
-                        "seed": a.get("seed"), AUDIT_ONLY: True}
-                    for n, a in audited.items() if isinstance(a, dict) and n not in entries})
-    return entries
+def _runs(metrics: MetricsFile | None, audited: dict[str, Any]) -> list[Run]:
+    """metrics.json's models plus every audited model evaluate did not score: an audit-only model still gets its
+    audit numbers; its accuracies read "not measured"."""
+    scored = metrics.models if metrics is not None else {}
+    runs = [Run(n, e.algorithm, e.selection_rule, e.seed, e, audited.get(n)) for n, e in scored.items()]
+    runs += [Run(n, str(a.get("algorithm", n)), str(a.get("selection_rule")), a.get("seed"), None, a)
+             for n, a in audited.items() if isinstance(a, dict) and n not in scored]
+    return runs
 
 
-Members = list[tuple[str, dict[str, Any]]]
-
-
-def _by_algorithm_and_rule(entries: dict[str, dict[str, Any]]) -> tuple[dict[tuple[str, str], Members], dict[str, str]]:
-    """(``{(algorithm, rule): [(name, entry)]}`` in report order, ``{algorithm: rule of its model.pt runs}``): a name
-    without ``@`` is a run's own model.pt, an ``<run>@<rule>`` one of evaluate's other selected checkpoints."""
-    groups: dict[tuple[str, str], Members] = {}
+def _by_algorithm_and_rule(runs: list[Run]) -> tuple[dict[tuple[str, str], list[Run]], dict[str, str]]:
+    """(``{(algorithm, rule): [runs]}`` in report order, ``{algorithm: rule of its model.pt runs}``): a name without
+    ``@`` is a run's own model.pt, an ``<run>@<rule>`` one of evaluate's other selected checkpoints."""
+    groups: dict[tuple[str, str], list[Run]] = {}
     primary: dict[str, str] = {}
-    for name, entry in entries.items():
-        algorithm, rule = str(entry.get("algorithm")), str(entry.get("selection_rule"))
-        groups.setdefault((algorithm, rule), []).append((name, entry))
-        if "@" not in name:
-            primary.setdefault(algorithm, rule)
+    for run in runs:
+        groups.setdefault((run.algorithm, run.rule), []).append(run)
+        if "@" not in run.name:
+            primary.setdefault(run.algorithm, run.rule)
     ordered = dict(sorted(groups.items(), key=lambda kv: (kv[0][0], _rule_order(kv[0][1]))))
     return ordered, primary
 
 
-def _group_reasons(members: Members, audited: dict[str, Any], audit: dict[str, Any] | None) -> dict[str, str]:
+def _group_reasons(members: list[Run], audit: dict[str, Any]) -> dict[str, str]:
     """Why each headline field is null for a group: the first member's reason wins."""
     reasons: dict[str, str] = {}
-    for n, e in members:
-        for field, why in _reasons(e, audited.get(n), audit).items():
+    for run in members:
+        for field, why in _reasons(run, audit).items():
             reasons.setdefault(field, why)
-        if not e.get(AUDIT_ONLY) and val_reason(e):
-            reasons.setdefault("training_site_accuracy", val_reason(e))
+        if run.entry is not None and val_reason(run.entry):
+            reasons.setdefault("training_site_accuracy", val_reason(run.entry))
     return reasons
 
 
@@ -260,54 +247,53 @@ def _any_smallest(values: list[Any]) -> int | None:
     return _smallest(values) if any(v is not None for v in values) else None
 
 
-def _rule_block(rule: str, members: Members, audited: dict[str, Any], audit: dict[str, Any] | None,
-                split: str) -> dict[str, Any]:
+def _rule_block(rule: str, members: list[Run], audit: dict[str, Any], split: str) -> dict[str, Any]:
     """The headline numbers of one (algorithm, selection rule) over its runs (seeds)."""
-    # The audit ran on model.pt only: an ``<run>@<rule>`` checkpoint has no audit numbers of its own.
-    masks = (audit or {}).get("shortcut_masks") is not False
-    numbers = [_model_numbers(e, audited.get(n), masks) for n, e in members]
-    sizes = [group_sizes(e) for _, e in members]
-    counted = [_audit_sizes(audited.get(n)) for n, _ in members]
+    numbers = [_numbers(r, audit.get("shortcut_masks") is not False) for r in members]
+    scored = [r for r in members if r.entry is not None]
+    sizes = [group_sizes(r.entry) for r in scored]
+    counted = [_audit_sizes(r.audited) for r in members]
+    # scored predictions all one class (evaluate's split and threshold): "reads nothing in the image"
+    constant = [r for r in scored if r.entry.constant_on_split]
     return {
         "selection_rule": rule,
         "upper_bound": is_upper_bound(rule),
-        "seeds": sorted({e.get("seed") for _, e in members if e.get("seed") is not None}),
-        "models": [n for n, _ in members],
-        "evaluated": [n for n, e in members if not e.get(AUDIT_ONLY)],
-        # scored predictions all one class (evaluate's split and threshold): "reads nothing in the image"
-        "constant_predictor": [n for n, e in members if scored_constant(e)],
-        "constant_where": [constant_where(n, e, split) for n, e in members if scored_constant(e)],
+        "seeds": sorted({r.seed for r in members if r.seed is not None}),
+        "models": [r.name for r in members],
+        "evaluated": [r.name for r in scored],
+        "constant_predictor": [r.name for r in constant],
+        "constant_where": [constant_where(r.name, r.entry, split) for r in constant],
         # train's selection check (0.5 on its selection set): a different fact, worded as such
-        "constant_at_selection": [t for t in (constant_at_selection(n, e) for n, e in members) if t],
+        "constant_at_selection": [t for t in (constant_at_selection(r.name, r.entry) for r in scored) if t],
         "split": split,
-        "no_checkpoint": [t for t in (no_checkpoint(n, e) for n, e in members) if t],
+        "no_checkpoint": [t for t in (no_checkpoint(r.name, r.entry) for r in scored) if t],
         "n_conflict": _smallest([z["n_conflict"] for z in sizes]),
         "n_aligned": _smallest([z["n_aligned"] for z in sizes]),
         "conflict_attribute": next((z["conflict_attribute"] for z in sizes if z["conflict_attribute"]), None),
         "n_counterfactual": _any_smallest([c[0] for c in counted]),
         "n_ablation": _any_smallest([c[1] for c in counted]),
-        "not_measured": _group_reasons(members, audited, audit),
+        "not_measured": _group_reasons(members, audit),
         # lung numbers of this audit rest on estimated masks: every place that shows one says so
         "lung_masks_estimated": _estimated(audit),
-        "thresholds": [e.get("threshold") if is_number(e.get("threshold")) else None for _, e in members],
-        "threshold_source": next((str(e["threshold_source"]) for _, e in members if e.get("threshold_source")), None),
+        "thresholds": [r.entry.threshold for r in scored] + [None] * (len(members) - len(scored)),
+        "threshold_source": next((r.entry.threshold_source for r in scored if r.entry.threshold_source), None),
         **{f: spread([x[f] for x in numbers]) for f in FIELDS},
     }
 
 
-def headline(metrics: dict[str, Any] | None, audit: dict[str, Any] | None) -> dict[str, dict[str, Any]]:
+def headline(metrics: MetricsFile | dict[str, Any] | None, audit: Any) -> dict[str, dict[str, Any]]:
     """``{algorithm: {"selection_rule", "seeds", "models", <FIELDS as spreads>, "by_rule": {rule: {...}}}}``.
 
     The top level of each algorithm is the rule its runs were selected with (``model.pt``); ``by_rule`` holds every
-    rule evaluate reported (``RUN/selected/<rule>.pt``), training-domain validation included.
+    rule evaluate reported (``RUN/selected/<rule>.pt``), training-domain validation included. ``metrics``: evaluate's
+    MetricsFile (a dict is validated into one); ``audit``: audit.json (an AuditFile or its dict; None: no audit).
     """
-    audited = (audit or {}).get("models") or {}
-    groups, primary = _by_algorithm_and_rule(_with_audit_only(metrics, audited))
-    split = str((metrics or {}).get("split") or "test")
+    metrics, audit = as_metrics(metrics), as_audit(audit) or {}
+    groups, primary = _by_algorithm_and_rule(_runs(metrics, audit.get("models") or {}))
+    split = metrics.split if metrics is not None else "test"
     result: dict[str, dict[str, Any]] = {}
     for (algorithm, rule), members in groups.items():
-        result.setdefault(algorithm, {"by_rule": {}})["by_rule"][rule] = _rule_block(rule, members, audited, audit,
-                                                                                     split)
+        result.setdefault(algorithm, {"by_rule": {}})["by_rule"][rule] = _rule_block(rule, members, audit, split)
     for algorithm, entry in result.items():
         rule = primary.get(algorithm) or next(iter(entry["by_rule"]))
         entry.update(entry["by_rule"][rule])

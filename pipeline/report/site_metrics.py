@@ -1,4 +1,5 @@
-"""Section 3: per-site out-of-distribution evaluation from ``metrics.json`` (docs/evaluate.md has its keys).
+"""Section 3: per-site out-of-distribution evaluation from evaluate's ``metrics.json``
+(:class:`~pipeline.artefacts.metrics.MetricsFile`; docs/evaluate.md has its keys).
 
 Every number is shown with the selection rule and split that produced it; the worst site of each model is
 highlighted; the metadata-only baseline sits beside the models.
@@ -10,16 +11,17 @@ import re
 from pathlib import Path
 from typing import Any
 
+from pipeline.artefacts.metrics import Aggregate, GroupScores, MetricsFile, ModelEntry
+from pipeline.artefacts.seeds import SeedSpread
 from pipeline.protocol.selection import is_upper_bound, rule_label, rule_order
 from pipeline.report import figures
 from pipeline.report.baselines import (
     beats_majority,
     class_counts,
     constant_predictor,
+    fields,
     half_width,
     majority_accuracy,
-    scored_constant,
-    threshold_of,
     threshold_text,
 )
 from pipeline.report.tables import (
@@ -36,31 +38,22 @@ from pipeline.report.tables import (
 )
 
 
-def conflict_words(metrics: dict[str, Any] | None) -> str:
-    """The attribute evaluate split conflicting/aligned images by (``conflict_attribute`` of its groups; several
-    joined by "/"); "position" for a metrics.json written before the key existed (it always used position)."""
-    found = {str(b["conflict_attribute"]) for e in models(metrics).values()
-             for b in [e.get("mean_site") or {}, *(e.get("per_site") or {}).values()]
-             if isinstance(b, dict) and b.get("conflict_attribute")}
+def conflict_words(metrics: MetricsFile | None) -> str:
+    """The attribute evaluate split conflicting/aligned images by (``conflict_attribute`` of its sites; several
+    joined by "/"); "position" when no site names one."""
+    found = {b.conflict_attribute for e in (metrics.models.values() if metrics else [])
+             for b in e.per_site.values() if b.conflict_attribute}
     return "/".join(sorted(found)) or "position"
 
 
-def models(metrics: dict[str, Any] | None) -> dict[str, dict[str, Any]]:
-    entries = (metrics or {}).get("models") or {}
-    return {str(k): v for k, v in entries.items() if isinstance(v, dict)}
+def _protocol(entry: ModelEntry, block: GroupScores) -> str:
+    """A number's protocol for its tooltip: evaluate's ``protocol`` (rule, split, threshold source) and the n."""
+    return f"{entry.protocol}; n={block.n}"
 
 
-def _protocol(entry: dict[str, Any], block: dict[str, Any] | None = None) -> str:
-    block = block or {}
-    rule = block.get("selection_rule") or entry.get("selection_rule")
-    split = block.get("split") or entry.get("split")
-    text = entry.get("protocol") or f"selection={rule}; split={split}"
-    n = block.get("n")
-    return f"{text}; n={n}" if n is not None else text
-
-
-def n_cell(block: dict[str, Any]) -> Cell:
+def n_cell(block: GroupScores | dict[str, Any]) -> Cell:
     """``120 (48 COVID / 72 no finding)``: a sample's size with its classes (small samples are visible)."""
+    block = fields(block)
     n = block.get("n")
     pos, neg = class_counts(block)
     if not is_number(n):
@@ -69,8 +62,11 @@ def n_cell(block: dict[str, Any]) -> Cell:
     return Cell(text, float(n))
 
 
-def accuracy_cell(block: dict[str, Any], *, key: str = "accuracy", css: str = "", title: str = "") -> Cell:
-    """An accuracy flagged when the predictions are all one class or it does not beat the always-majority rate."""
+def accuracy_cell(block: GroupScores | dict[str, Any], *, key: str = "accuracy", css: str = "",
+                  title: str = "") -> Cell:
+    """An accuracy flagged when the predictions are all one class or it does not beat the always-majority rate
+    (``block``: evaluate's scores of a group, or an audit block with the same names)."""
+    block = fields(block)
     value = block.get(key)
     base = rate_cell(value, css=css, title=title, reason=reason_of(block, key))
     if not is_number(value):
@@ -82,34 +78,30 @@ def accuracy_cell(block: dict[str, Any], *, key: str = "accuracy", css: str = ""
     return base
 
 
-def majority_cell(block: dict[str, Any]) -> Cell:
+def majority_cell(block: GroupScores | dict[str, Any]) -> Cell:
     return rate_cell(majority_accuracy(block), css="muted", reason="no class counts in metrics.json")
 
 
-def _threshold_cell(entry: dict[str, Any], block: dict[str, Any]) -> Cell:
-    value, source = threshold_of(block.get("threshold", entry.get("threshold")), entry.get("threshold_source"))
-    if value is None:
-        return cell(None, reason="no threshold recorded")
-    return Cell(f"{value:.2f}", value, "muted", source or "")
+def _threshold_cell(entry: ModelEntry, block: GroupScores) -> Cell:
+    return Cell(f"{block.threshold:.2f}", block.threshold, "muted", entry.threshold_source)
 
 
-def site_table(metrics: dict[str, Any]) -> Table:
+def site_table(metrics: MetricsFile) -> Table:
     """Every model x site; each model's worst site by accuracy is highlighted; the rule sits on every row."""
     table = Table(["model", "selection rule", "site", "n (classes)", "threshold", "accuracy", "always-majority",
                    "balanced acc.", "AUROC [95% CI]", "ECE", "conflicting", "aligned", "training-time test acc."],
-                  caption=f"Per model and site ({metrics.get('split', 'test')} split)",
+                  caption=f"Per model and site ({metrics.split} split)",
                   numeric=[False, False, False] + [True] * 10)
-    for name, entry in models(metrics).items():
-        per_site = entry.get("per_site") or {}
-        worst = ((entry.get("worst_site") or {}).get("accuracy") or {}).get("site")
-        rule = str(entry.get("selection_rule"))
-        upper = entry.get("upper_bound") or is_upper_bound(rule)
+    for name, entry in metrics.models.items():
+        per_site = entry.per_site
+        worst = entry.worst_site.accuracy.site
+        rule = entry.selection_rule
+        upper = entry.upper_bound or is_upper_bound(rule)
         rule_css = "flag" if upper else "muted"
-        history = (entry.get("history") or {}).get("test_acc") or {}
-        swing = (f"{_pct(history.get('mean'))} ({100 * history['min']:.0f}–{100 * history['max']:.0f})"
-                 if all(is_number(history.get(k)) for k in ("mean", "min", "max"))
-                 else not_measured("the run logged no test accuracy"))
-        constant = scored_constant(entry)  # the scored predictions, not train's selection check
+        history = entry.history.test_acc if entry.history else None
+        swing = (Cell(f"{_pct(history.mean)} ({100 * history.min:.0f}–{100 * history.max:.0f})", history.mean,
+                      "muted") if history else Cell(not_measured("the run logged no test accuracy"), None, "muted"))
+        constant = entry.constant_on_split  # the scored predictions, not train's selection check
         name_cell = Cell(name + (" (constant!)" if constant else ""), name, "flag" if constant else "")
         for site, block in per_site.items():
             css = "worst" if site == worst and len(per_site) > 1 else ""
@@ -117,16 +109,15 @@ def site_table(metrics: dict[str, Any]) -> Table:
             rule_text = rule_label(rule, short=True) + (" (upper bound)" if upper and not is_upper_bound(rule) else "")
             table.add([name_cell, Cell(rule_text, rule, rule_css, tip), Cell(site, site, css), n_cell(block),
                        _threshold_cell(entry, block), accuracy_cell(block, css=css, title=tip), majority_cell(block),
-                       rate_cell(block.get("balanced_accuracy"), title=tip,
-                                 reason=reason_of(block, "balanced_accuracy")),
-                       ci_cell(block.get("auroc"), block.get("auroc_ci"), title=tip,
+                       rate_cell(block.balanced_accuracy, title=tip, reason=reason_of(block, "balanced_accuracy")),
+                       ci_cell(block.auroc, block.auroc_ci, title=tip,
                                reason=reason_of(block, "auroc") or _one_class(block)),
-                       num_cell(block.get("ece"), title=tip, reason=reason_of(block, "ece")),
-                       rate_cell(block.get("conflict_accuracy"), title=tip,
-                                 reason=reason_of(block, "conflict_accuracy") or _empty(block, "n_conflict")),
-                       rate_cell(block.get("aligned_accuracy"), title=tip,
-                                 reason=reason_of(block, "aligned_accuracy") or _empty(block, "n_aligned")),
-                       Cell(swing, history.get("mean") if is_number(history.get("mean")) else None, "muted")])
+                       num_cell(block.ece, title=tip, reason=reason_of(block, "ece")),
+                       rate_cell(block.conflict_accuracy, title=tip,
+                                 reason=reason_of(block, "conflict_accuracy") or _empty(block.n_conflict)),
+                       rate_cell(block.aligned_accuracy, title=tip,
+                                 reason=reason_of(block, "aligned_accuracy") or _empty(block.n_aligned)),
+                       swing])
     table.note = ("Accuracy: evaluate's, at the threshold shown (hover it for where it was chosen); always-majority: "
                   "the accuracy of always predicting the site's majority class, the trivial baseline every accuracy "
                   f"must beat (flagged when it does not). Conflicting = images whose {conflict_words(metrics)} "
@@ -138,26 +129,26 @@ def site_table(metrics: dict[str, Any]) -> Table:
     return table
 
 
-def _one_class(block: dict[str, Any]) -> str | None:
-    pos, neg = class_counts(block)
-    return "one class only: AUROC undefined" if pos == 0 or neg == 0 else None
+def _one_class(block: GroupScores) -> str | None:
+    return "one class only: AUROC undefined" if block.n_pos == 0 or block.n_neg == 0 else None
 
 
-def _empty(block: dict[str, Any], key: str) -> str | None:
-    return "no such image here" if block.get(key) == 0 else None
+def _empty(n: int | None) -> str | None:
+    """Why a group's accuracy is missing when the group has no image."""
+    return "no such image here" if n == 0 else None
 
 
 def _pct(value: Any) -> str:
     return f"{100 * value:.1f}%" if is_number(value) else not_measured(value=value)
 
 
-def _agg_cell(agg: dict[str, Any], name: str, css: str, percent: bool = True) -> Cell:
-    block = agg.get(name) or {}
-    mean, std = block.get("mean"), block.get("std")
-    if not is_number(mean):
-        return cell(mean, css=css, reason=reason_of(agg, name))
+def _agg_cell(agg: Aggregate, name: str, css: str, percent: bool = True) -> Cell:
+    block = getattr(agg, name)
+    if block is None:
+        return cell(None, css=css, reason=reason_of(agg, name))
     # one run: no spread; the stage's reason ("1 run (n=1): no spread") in the tooltip, never a "± 0.0"
-    return Cell(mean_std_text(mean, std, percent=percent), float(mean), css, reason_of(block, "std") or "")
+    return Cell(mean_std_text(block.mean, block.std, percent=percent), block.mean, css,
+                reason_of(block, "std") or "")
 
 
 def _seeds_cell(seeds: list[Any]) -> Cell:
@@ -168,24 +159,22 @@ def _seeds_cell(seeds: list[Any]) -> Cell:
     return Cell(str(len(distinct)), len(distinct), "", f"seed values: {', '.join(distinct)}")
 
 
-def aggregate_table(metrics: dict[str, Any]) -> Table:
+def aggregate_table(metrics: MetricsFile) -> Table:
     """Every (algorithm, selection rule) over its seeds: mean ± std, with the rule written out."""
     table = Table(["algorithm", "selection rule", "runs", "seeds", "mean-site accuracy", "conflicting images",
                    "mean-site AUROC", "training-time test acc. (last evals)"],
                   caption="Every selection rule, averaged over seeds (mean ± std)",
                   numeric=[False, False, True, False, True, True, True, True])
-    for key, agg in ((metrics or {}).get("aggregates") or {}).items():
-        rule = agg.get("selection_rule")
+    for agg in metrics.aggregates.values():
+        rule = agg.selection_rule
         css = "muted" if is_upper_bound(rule) else ""
-
-        table.add([agg.get("algorithm", key), Cell(rule_label(rule, short=True), str(rule), css, rule_label(rule)),
-                   cell(agg.get("n_runs")),
-                   _seeds_cell(agg.get("seeds") or []),
+        table.add([agg.algorithm, Cell(rule_label(rule, short=True), rule, css, rule_label(rule)), cell(agg.n_runs),
+                   _seeds_cell(agg.seeds),
                    _agg_cell(agg, "mean_site_accuracy", css), _agg_cell(agg, "mean_site_conflict_accuracy", css),
                    _agg_cell(agg, "mean_site_auroc", css, percent=False), _agg_cell(agg, "history_test_acc", css)])
     from pipeline.report.headline import site_majority
 
-    majorities = [m for m in (site_majority(e) for e in models(metrics).values()) if m is not None]
+    majorities = [m for m in (site_majority(e) for e in metrics.models.values()) if m is not None]
     majority = (f"Always predicting each test site's majority class scores {100 * majorities[0]:.1f}% (mean over "
                 "sites): the accuracy a model must beat. " if majorities else "")
     table.note = (majority + "Training-domain validation is the default, honest rule; OOD validation uses a labelled "
@@ -194,53 +183,49 @@ def aggregate_table(metrics: dict[str, Any]) -> Table:
     return table
 
 
-def baseline_table(metrics: dict[str, Any]) -> Table:
-    base = (metrics or {}).get("metadata_baseline") or {}
+def baseline_table(metrics: MetricsFile) -> Table:
+    base = metrics.metadata_baseline
     table = Table(["site", "n (classes)", "accuracy", "always-majority", "AUROC [95% CI]", "conflicting"],
-                  caption=f"Metadata-only baseline ({', '.join(base.get('features') or []) or 'features unrecorded'}; "
-                          "no pixels)",
+                  caption=f"Metadata-only baseline ({', '.join(base.features) or 'features unrecorded'}; no pixels)",
                   numeric=[False, True, True, True, True, True])
-    for site, block in (base.get("per_site") or {}).items():
+    for site, block in base.per_site.items():
         table.add([site, n_cell(block), accuracy_cell(block), majority_cell(block),
-                   ci_cell(block.get("auroc"), block.get("auroc_ci"), reason=reason_of(block, "auroc") or _one_class(block)),
-                   rate_cell(block.get("conflict_accuracy"), reason=reason_of(block, "conflict_accuracy"))])
-    if base:
-        table.note = (f"Fitted on the {base.get('fitted_on', 'training data')} (n={base.get('n_train', '?')}); "
-                      "it shows how far the label can be predicted without a pixel.")
+                   ci_cell(block.auroc, block.auroc_ci, reason=reason_of(block, "auroc") or _one_class(block)),
+                   rate_cell(block.conflict_accuracy, reason=reason_of(block, "conflict_accuracy"))])
+    table.note = (f"Fitted on the {base.fitted_on} (n={base.n_train}); it shows how far the label can be predicted "
+                  "without a pixel.")
     return table
 
 
-def group_table(metrics: dict[str, Any]) -> Table:
+def group_table(metrics: MetricsFile) -> Table:
     table = Table(["model", "selection rule", "site | position", "n (classes)", "accuracy", "always-majority",
                    "AUROC"], caption="Per site and position", numeric=[False, False, False, True, True, True, True],
                   collapsed=True)
-    for name, entry in models(metrics).items():
-        for group, block in (entry.get("per_group") or {}).items():
+    for name, entry in metrics.models.items():
+        for group, block in entry.per_group.items():
             tip = _protocol(entry, block)
-            table.add([name, Cell(str(entry.get("selection_rule")), None, "muted"), group, n_cell(block),
+            table.add([name, Cell(entry.selection_rule, None, "muted"), group, n_cell(block),
                        accuracy_cell(block, title=tip), majority_cell(block),
-                       num_cell(block.get("auroc"), title=tip, reason=reason_of(block, "auroc") or _one_class(block))])
+                       num_cell(block.auroc, title=tip, reason=reason_of(block, "auroc") or _one_class(block))])
     return table
 
 
-def shortcut_table(metrics: dict[str, Any]) -> Table:
+def shortcut_table(metrics: MetricsFile) -> Table:
     """Per shortcut attribute evaluate analysed: accuracy on the images where it contradicts / agrees with the
     label, with how many images had the attribute unknown (they are in neither group)."""
     table = Table(["model", "site", "attribute", "conflicting", "n conflicting", "aligned", "n aligned",
                    "unknown"], caption="Accuracy by shortcut attribute (conflicting vs aligned images)",
                   numeric=[False, False, False, True, True, True, True, True])
-    for name, entry in models(metrics).items():
-        for site, block in (entry.get("per_site") or {}).items():
-            for attribute, sub in ((block.get("shortcuts") or {}) if isinstance(block, dict) else {}).items():
-                if not isinstance(sub, dict):
-                    continue
+    for name, entry in metrics.models.items():
+        for site, block in entry.per_site.items():
+            for attribute, sub in block.shortcuts.items():
                 table.add([name, site, attribute,
-                           rate_cell(sub.get("conflict_accuracy"), reason=reason_of(sub, "conflict_accuracy")
-                                     or _empty(sub, "n_conflict")),
-                           cell(sub.get("n_conflict")),
-                           rate_cell(sub.get("aligned_accuracy"), reason=reason_of(sub, "aligned_accuracy")
-                                     or _empty(sub, "n_aligned")),
-                           cell(sub.get("n_aligned")), cell(sub.get("n_unknown"))])
+                           rate_cell(sub.conflict_accuracy, reason=reason_of(sub, "conflict_accuracy")
+                                     or _empty(sub.n_conflict)),
+                           cell(sub.n_conflict),
+                           rate_cell(sub.aligned_accuracy, reason=reason_of(sub, "aligned_accuracy")
+                                     or _empty(sub.n_aligned)),
+                           cell(sub.n_aligned), cell(sub.n_unknown)])
     table.note = "Unknown: images whose attribute is unknown; they are counted here and left out of both groups."
     return table
 
@@ -265,16 +250,16 @@ def _conflicting(frame: Any) -> Any:
     return frame[((position == "erect") & (label == "1")) | ((position == "supine") & (label == "0"))]
 
 
-def majority_line(metrics: dict[str, Any], sites: list[str], cohort: Any) -> list[float | None]:
+def majority_line(metrics: MetricsFile, sites: list[str], cohort: Any) -> list[float | None]:
     """The always-majority accuracy of each group the headline figure shows: the training hospitals' validation
     images, each test site, and each test site's conflicting images (from the manifest; None where unknown)."""
     per_site = {}
     for site in sites:
-        values = [majority_accuracy((e.get("per_site") or {}).get(site)) for e in models(metrics).values()]
+        values = [majority_accuracy(e.per_site.get(site)) for e in metrics.models.values()]
         per_site[site] = next((v for v in values if v is not None), None)
     if cohort is None or not len(cohort) or not {"split", "label", "site"} <= set(cohort.columns):
         return [None] + [per_site[s] for s in sites] + [None] * len(sites)
-    split = str(metrics.get("split", "test"))
+    split = metrics.split
     val = _label_majority(cohort[cohort["split"].astype(str) == "val"])
     conflicting = []
     for site in sites:
@@ -287,31 +272,29 @@ def majority_line(metrics: dict[str, Any], sites: list[str], cohort: Any) -> lis
     return [val] + [per_site[s] for s in sites] + conflicting
 
 
-def _figure_series(entries: dict[str, dict[str, Any]], sites: list[str]
+def _figure_series(entries: dict[str, ModelEntry], sites: list[str]
                    ) -> tuple[dict[str, list[Any]], dict[str, list[Any]]]:
     """(``{"<algorithm> (<rule>)": [mean per chart group]}``, the same with (mean - std, mean + std) whiskers, None
     for one seed): the groups are the training sites' validation accuracy, each site's accuracy, each site's
     conflicting-image accuracy, each over the seeds of one algorithm and rule."""
-    from pipeline.report.headline import spread, val_at_step
+    from pipeline.report.headline import val_at_step
 
-    by_group: dict[str, list[dict[str, Any]]] = {}
-    ordered = sorted(entries.values(), key=lambda e: (str(e.get("algorithm")), rule_order(e.get("selection_rule"))))
-    for entry in ordered:
-        key = f"{entry.get('algorithm')} ({rule_label(entry.get('selection_rule'), short=True)})"
-        by_group.setdefault(key, []).append(entry)
+    by_group: dict[str, list[ModelEntry]] = {}
+    for entry in sorted(entries.values(), key=lambda e: (e.algorithm, rule_order(e.selection_rule))):
+        by_group.setdefault(f"{entry.algorithm} ({rule_label(entry.selection_rule, short=True)})", []).append(entry)
     series, intervals = {}, {}
     for key, members in by_group.items():
         columns = [[val_at_step(m) for m in members]]
-        columns += [[((m.get("per_site") or {}).get(s) or {}).get("accuracy") for m in members] for s in sites]
-        columns += [[((m.get("per_site") or {}).get(s) or {}).get("conflict_accuracy") for m in members] for s in sites]
-        stats = [spread(c) for c in columns]
-        series[key] = [st["mean"] for st in stats]
-        intervals[key] = [(st["mean"] - st["std"], st["mean"] + st["std"]) if st["std"] is not None else None
+        columns += [[m.per_site[s].accuracy if s in m.per_site else None for m in members] for s in sites]
+        columns += [[m.per_site[s].conflict_accuracy if s in m.per_site else None for m in members] for s in sites]
+        stats = [SeedSpread.from_values(c) for c in columns]
+        series[key] = [st.mean for st in stats]
+        intervals[key] = [(st.mean - st.sd, st.mean + st.sd) if st.mean is not None and st.sd is not None else None
                           for st in stats]
     return series, intervals
 
 
-def _reference_caption(metrics: dict[str, Any], groups: list[str], majority: list[Any],
+def _reference_caption(metrics: MetricsFile, groups: list[str], majority: list[Any],
                        reference: dict[str, list[Any]]) -> str:
     """"; dashed: metadata-only baseline; ...": each reference line named by the style figures drew it in (by
     its position in ``reference``), only when drawn; the groups without an always-majority value, with why."""
@@ -327,21 +310,21 @@ def _reference_caption(metrics: dict[str, Any], groups: list[str], majority: lis
     return lines
 
 
-def _headline_figure(metrics: dict[str, Any], out: Path, cohort: Any = None) -> dict[str, Any] | None:
+def _headline_figure(metrics: MetricsFile, out: Path, cohort: Any = None) -> dict[str, Any] | None:
     """Training sites (validation), each test site, and each test site's conflicting images, per algorithm x rule."""
-    entries = models(metrics)
-    sites = list(metrics.get("sites") or sorted({s for e in entries.values() for s in (e.get("per_site") or {})}))
+    entries = metrics.models
+    sites = list(metrics.sites or sorted({s for e in entries.values() for s in e.per_site}))
     if not entries or not sites:
         return None
     series, intervals = _figure_series(entries, sites)
     if not any(is_number(v) for values in series.values() for v in values):
         return None  # nothing measured: an empty chart would suggest otherwise
     groups = ["training sites\n(validation)"] + [f"{s}\n(all)" for s in sites] + [f"{s}\n(conflicting)" for s in sites]
-    base = (metrics.get("metadata_baseline") or {}).get("per_site") or {}
+    base = metrics.metadata_baseline.per_site
     reference: dict[str, list[Any]] = {}
     if base:
-        reference["metadata-only baseline"] = ([None] + [(base.get(s) or {}).get("accuracy") for s in sites]
-                                               + [(base.get(s) or {}).get("conflict_accuracy") for s in sites])
+        reference["metadata-only baseline"] = ([None] + [base[s].accuracy if s in base else None for s in sites]
+                                               + [base[s].conflict_accuracy if s in base else None for s in sites])
     majority = majority_line(metrics, sites, cohort)
     if any(is_number(v) for v in majority):
         reference["always predict the majority class"] = majority
@@ -355,35 +338,35 @@ def _headline_figure(metrics: dict[str, Any], out: Path, cohort: Any = None) -> 
                        f"label; mean over seeds, whiskers ± 1 std{lines}."}
 
 
-def _group_reason(metrics: dict[str, Any], group: str) -> str:
+def _group_reason(metrics: MetricsFile, group: str) -> str:
     """Why a chart group has no always-majority line: evaluate's reason for that site's conflicting images (the
     first model that recorded one), else the missing class counts."""
     site, _, kind = group.partition("\n")
     if kind == "(conflicting)":
-        for entry in models(metrics).values():
-            why = reason_of((entry.get("per_site") or {}).get(site) or {}, "conflict_accuracy")
+        for entry in metrics.models.values():
+            why = reason_of(entry.per_site.get(site), "conflict_accuracy")
             if why:
                 return why
     return "no class counts in metrics.json"
 
 
-def sample_size_warnings(metrics: dict[str, Any], cohort: Any = None) -> list[str]:
+def sample_size_warnings(metrics: MetricsFile, cohort: Any = None) -> list[str]:
     """Where a test site, or the validation set that chose the threshold and the checkpoint, is too small to
     separate the algorithms: the 95% interval of one accuracy is wider than the gap between them."""
     from pipeline.report.headline import val_at_step
 
-    primary = {str(e.get("algorithm")): e for n, e in models(metrics).items() if "@" not in n}
+    primary = {e.algorithm: e for n, e in metrics.models.items() if "@" not in n}
     if len(primary) < 2:
         return []
     lines = []
-    for site in metrics.get("sites") or []:
-        blocks = {a: (e.get("per_site") or {}).get(site) or {} for a, e in primary.items()}
-        accs = {a: b.get("accuracy") for a, b in blocks.items() if is_number(b.get("accuracy"))}
-        n = next((b.get("n") for b in blocks.values() if is_number(b.get("n"))), None)
-        lines += _gap_warning(f"{metrics.get('split', 'test')} site {site}", accs, n)
+    for site in metrics.sites:
+        blocks = {a: e.per_site[site] for a, e in primary.items() if site in e.per_site}
+        accs = {a: b.accuracy for a, b in blocks.items() if b.accuracy is not None}
+        n = next((b.n for b in blocks.values()), None)
+        lines += _gap_warning(f"{metrics.split} site {site}", accs, n)
     if cohort is not None and len(cohort) and "split" in cohort:
         n_val = int((cohort["split"].astype(str) == "val").sum())
-        accs = {a: val_at_step(e) for a, e in primary.items() if is_number(val_at_step(e))}
+        accs = {a: val_at_step(e) for a, e in primary.items() if val_at_step(e) is not None}
         lines += _gap_warning("the training hospitals' validation set (it chose the threshold and the "
                               "training-domain checkpoint)", accs, n_val)
     return lines
@@ -404,47 +387,47 @@ def _gap_warning(what: str, accuracies: dict[str, float], n: Any) -> list[str]:
 _RANK = re.compile(r"test site (?P<site>.+?): (?P<body>.*)this site cannot rank the \d+ models")
 
 
-def reword(warning: str, metrics: dict[str, Any]) -> str:
+def reword(warning: str, metrics: MetricsFile) -> str:
     """evaluate's warning as the page words it: "cannot rank" names the models compared (upper-bound rows are
     not compared, so the count differs from the rows listed), and a site of another split is not a "test site"."""
     match = _RANK.search(warning)
     if match:
         site = match.group("site")
-        compared = [n for n, e in models(metrics).items() if not (e.get("upper_bound")
-                                                                          or is_upper_bound(e.get("selection_rule"))) and is_number(((e.get("per_site") or {}).get(site) or {}).get("auroc"))]
+        compared = [n for n, e in metrics.models.items() if not (e.upper_bound or is_upper_bound(e.selection_rule))
+                    and site in e.per_site and e.per_site[site].auroc is not None]
         if compared:
             warning = warning.replace(match.group(0), f"test site {site}: {match.group('body')}this site cannot "
                                       f"rank the {len(compared)} models compared ({', '.join(compared)}; "
                                       "upper-bound rows are not compared)")
-    split = str(metrics.get("split", "test"))
+    split = metrics.split
     if split != "test":
         warning = warning.replace("test site ", f"{split} site ")
     return warning
 
 
-def _thresholds_line(metrics: dict[str, Any]) -> str:
+def _thresholds_line(metrics: MetricsFile) -> str:
     """One threshold for all models, or each model's (each is chosen per checkpoint)."""
-    texts = {n: threshold_text(e.get("threshold"), e.get("threshold_source")) for n, e in models(metrics).items()}
+    texts = {n: threshold_text(e.threshold, e.threshold_source) for n, e in metrics.models.items()}
     if len(set(texts.values())) == 1:
         return next(iter(texts.values()))
     return "; ".join(f"{name}: {text}" for name, text in texts.items())
 
 
-def build_evaluation(metrics: dict[str, Any] | None, out: Path, cohort: Any = None) -> dict[str, Any]:
-    if not metrics or not models(metrics):
+def build_evaluation(metrics: MetricsFile | dict[str, Any] | None, out: Path, cohort: Any = None) -> dict[str, Any]:
+    """Section 3 of the page from evaluate's metrics.json (a dict is validated into a MetricsFile)."""
+    from pipeline.report.headline import as_metrics
+
+    metrics = as_metrics(metrics)
+    if metrics is None or not metrics.models:
         return {"available": False,
                 "reason": "No evaluation results (metrics.json) were found: run `cxr-fishr evaluate`."}
-    split = metrics.get("split", "test")
-    n_boot = metrics.get("n_bootstrap")
-    lines = [f"Measured on the {split} split ({', '.join(metrics.get('sites') or []) or 'sites as listed'}). "
+    lines = [f"Measured on the {metrics.split} split ({', '.join(metrics.sites) or 'sites as listed'}). "
              f"Accuracy everywhere on this page is evaluate's thresholded accuracy ({_thresholds_line(metrics)}). "
-             + (f"AUROC has a {n_boot}-draw bootstrap 95% interval. " if is_number(n_boot) else "")
-             + "Hover a number for its protocol."]
-    skipped = metrics.get("n_unlabelled_skipped")
-    if is_number(skipped) and skipped:
-        lines.append(f"{int(skipped):,} unlabelled image(s) of the split were left out of every metric.")
-    warnings = [reword(str(w.get("message", w)) if isinstance(w, dict) else str(w), metrics)
-                for w in metrics.get("warnings") or []]
+             f"AUROC has a {metrics.n_bootstrap}-draw bootstrap 95% interval. Hover a number for its protocol."]
+    if metrics.n_unlabelled_skipped:
+        lines.append(f"{metrics.n_unlabelled_skipped:,} unlabelled image(s) of the split were left out of every "
+                     "metric.")
+    warnings = [reword(w, metrics) for w in metrics.warnings]
     # evaluate's own warnings win; a computed one is added only for a sample evaluate did not warn about
     ours = [w for w in sample_size_warnings(metrics, cohort) if not any(w.split(":")[0] in t for t in warnings)
             and not (w.startswith("the training hospitals' validation set") and any("(val)" in t for t in warnings))]

@@ -11,6 +11,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from pipeline.artefacts.seeds import SeedSpread
+
 NOT_MEASURED = "not measured"
 MISSING = NOT_MEASURED  # the bare phrase; every formatter below appends the reason in brackets
 ABSENT = "absent from the results"  # the reason when a stage wrote no value and no ``not_measured`` reason
@@ -29,8 +31,8 @@ def not_measured(reason: str | None = None, value: Any = None) -> str:
 
 
 def reason_of(block: Any, key: str) -> str | None:
-    """The reason a stage gave for a null metric (``block["not_measured"][key]``), or None."""
-    reasons = block.get("not_measured") if isinstance(block, dict) else None
+    """The reason a stage gave for a null metric (``block.not_measured[key]``, typed or as a dict), or None."""
+    reasons = block.get("not_measured") if isinstance(block, dict) else getattr(block, "not_measured", None)
     value = reasons.get(key) if isinstance(reasons, dict) else None
     return str(value) if value else None
 
@@ -140,27 +142,14 @@ def ci_cell(value: Any, interval: Iterable[Any] | None, *, digits: int = 3, css:
     return Cell(text, float(value), css, title)
 
 
-def mean_spread_text(values: Sequence[Any], *, percent: bool = True, reason: str | None = None) -> str:
-    """``52.1% ± 4.0`` (mean ± sample standard deviation over seeds); one value shows alone."""
-    numbers = [float(v) for v in values if is_number(v)]
-    if not numbers:
-        return not_measured(reason)
-    mean = sum(numbers) / len(numbers)
-    scale = 100.0 if percent else 1.0
-    text = f"{scale * mean:.1f}%" if percent else f"{mean:.3f}"
-    if len(numbers) > 1:
-        spread = math.sqrt(sum((x - mean) ** 2 for x in numbers) / (len(numbers) - 1))
-        text += f" ± {scale * spread:.1f}" if percent else f" ± {spread:.3f}"
-    return text
-
-
 def mean_std_text(mean: Any, std: Any, *, percent: bool = True, runs: int | None = None,
                   reason: str | None = None) -> str:
-    """Like :func:`mean_spread_text` for an already aggregated mean and std (std omitted when absent or one run)."""
+    """``52.1% ± 4.0``: a mean and sample standard deviation over seeds already aggregated by
+    :class:`~pipeline.artefacts.seeds.SeedSpread` (evaluate's aggregates, the headline), in its format; the std is
+    left out when absent, zero or for one run (``runs`` = 1). No mean: "not measured (reason)"."""
     if not is_number(mean):
         return not_measured(reason, mean)
-    scale = 100.0 if percent else 1.0
-    text = f"{scale * float(mean):.1f}%" if percent else f"{float(mean):.3f}"
-    if is_number(std) and (runs is None or runs > 1) and float(std) > 0:
-        text += f" ± {scale * float(std):.1f}" if percent else f" ± {float(std):.3f}"
-    return text
+    sd = float(std) if is_number(std) and (runs is None or runs > 1) else None
+    # only the two numbers travel here, not the values they were computed from
+    return SeedSpread(values=(), mean=float(mean), sd=sd, n=runs if runs is not None else 2 if sd else 1
+                      ).text(percent=percent)

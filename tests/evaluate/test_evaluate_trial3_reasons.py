@@ -30,8 +30,12 @@ def test_mean_site_auroc_carries_the_site_reason():
 
 
 def test_report_headline_shows_evaluate_reason_not_absent():
-    metrics = _one_class_metrics()
-    metrics["models"]["m"]["mean_site"]["auroc"] = None  # as read back from strict JSON
+    from pipeline.stage import to_jsonable
+    from tests.helpers.stage_outputs import metrics_json, model_entry
+
+    scored = to_jsonable(_one_class_metrics()["models"]["m"])  # None, not NaN, as read back from strict JSON
+    metrics = metrics_json({"m": model_entry("m", per_site=scored["per_site"], overall=scored["overall"],
+                                             mean=scored["mean_site"])})
     lines = headline(metrics, None)
     block = lines["erm"]["by_rule"]["training_domain"]
     assert block["not_measured"]["test_site_auroc"] == "one class only (negative): auroc undefined"
@@ -80,8 +84,9 @@ def test_a_probe_on_an_all_unknown_attribute_says_so():
 
 def test_accuracy_chart_names_evaluate_reason_for_an_unmeasured_conflicting_group():
     from pipeline.report.site_metrics import _group_reason
+    from tests.helpers.stage_outputs import group_scores, metrics_file, model_entry
 
-    metrics = {"models": {"m": {"per_site": {"Delta": {"not_measured": {
-        "conflict_accuracy": "no shortcut attribute is measurable: sex: 1 known level"}}}}}}
+    metrics = metrics_file({"m": model_entry("m", per_site={"Delta": group_scores(not_measured={
+        "conflict_accuracy": "no shortcut attribute is measurable: sex: 1 known level"})})})
     assert _group_reason(metrics, "Delta\n(conflicting)") == "no shortcut attribute is measurable: sex: 1 known level"
     assert _group_reason(metrics, "Delta\n(all)") == "no class counts in metrics.json"

@@ -8,6 +8,7 @@ from pipeline.report.baselines import class_counts, constant_predictor, half_wid
 from pipeline.report.headline import headline
 from pipeline.report.shortcut_audit import interventions_table
 from pipeline.report.site_metrics import majority_line, sample_size_warnings, site_table
+from tests.helpers.stage_outputs import group_scores, metadata_baseline, metrics_file, metrics_json, model_entry
 
 
 def test_majority_and_class_counts_from_confusion_matrix_when_stage_wrote_none():
@@ -31,17 +32,19 @@ def test_half_width_shrinks_with_n_and_is_never_zero():
     assert half_width(0.5, 0) is None
 
 
-def _entry(algorithm, accuracy, matrix, rule="training_domain"):
-    block = {"n": sum(map(sum, matrix)), "accuracy": accuracy, "confusion_matrix": matrix}
-    return {"algorithm": algorithm, "seed": 0, "selection_rule": rule, "threshold": 0.4,
-            "threshold_source": "val (training domains)", "per_site": {"harbour": block}, "overall": block,
-            "mean_site": {"accuracy": accuracy}}
+def _entry(name, algorithm, accuracy, matrix, rule="training_domain", n=None):
+    """A model scored at threshold 0.4 on one site, its counts and constant flag from the confusion matrix."""
+    block = group_scores(accuracy=accuracy, confusion_matrix=matrix, n=n)
+    return model_entry(name, algorithm=algorithm, selection_rule=rule, threshold=0.4, per_site={"harbour": block})
+
+
+def _metrics(*entries):
+    return metrics_file({e["name"]: e for e in entries})
 
 
 def test_site_table_flags_constant_and_below_majority_and_shows_the_majority_rate():
-    metrics = {"sites": ["harbour"], "models": {
-        "a": _entry("erm", 0.92, [[0, 2], [0, 23]]),        # all predicted positive, 23 of 25 positive
-        "b": _entry("fishr", 0.60, [[1, 1], [9, 14]])}}     # below the 92% majority rate
+    metrics = _metrics(_entry("a", "erm", 0.92, [[0, 2], [0, 23]]),       # all predicted positive, 23 of 25 positive
+                       _entry("b", "fishr", 0.60, [[1, 1], [9, 14]]))     # below the 92% majority rate
     rows = {r[0].text.split(" ")[0]: [c.text for c in r] for r in site_table(metrics).rows}
     assert rows["a"][5] == "92.0% (constant predictor)" and rows["a"][6] == "92.0%"
     assert rows["b"][5] == "60.0% (≤ majority)" and rows["b"][4] == "0.40"
@@ -49,7 +52,7 @@ def test_site_table_flags_constant_and_below_majority_and_shows_the_majority_rat
 
 
 def test_majority_line_is_the_majority_of_the_data_shown_not_fifty_percent():
-    metrics = {"split": "test", "sites": ["harbour"], "models": {"a": _entry("erm", 0.5, [[2, 0], [8, 0]])}}
+    metrics = _metrics(_entry("a", "erm", 0.5, [[2, 0], [8, 0]]))
     cohort = pd.DataFrame({
         "site": ["north"] * 4 + ["harbour"] * 10, "split": ["val"] * 4 + ["test"] * 10,
         "position": ["erect", "erect", "supine", "supine"] + ["erect"] * 7 + ["supine"] * 3,
@@ -75,18 +78,17 @@ def test_intervention_variant_at_the_class_prior_is_flagged_constant():
 
 
 def test_small_test_site_warns_when_interval_wider_than_gap():
-    metrics = {"sites": ["harbour"], "models": {"a": _entry("erm", 0.6, [[3, 2], [2, 3]]),
-                                                "b": _entry("fishr", 0.7, [[4, 1], [2, 3]])}}
-    lines = sample_size_warnings(metrics)
+    lines = sample_size_warnings(_metrics(_entry("a", "erm", 0.6, [[3, 2], [2, 3]]),
+                                          _entry("b", "fishr", 0.7, [[4, 1], [2, 3]])))
     assert len(lines) == 1 and "test site harbour: n=10" in lines[0] and "cannot separate" in lines[0]
-    for entry in metrics["models"].values():
-        entry["per_site"]["harbour"]["n"] = 100_000
-    assert sample_size_warnings(metrics) == []
+    large = _metrics(_entry("a", "erm", 0.6, [[3, 2], [2, 3]], n=100_000),
+                     _entry("b", "fishr", 0.7, [[4, 1], [2, 3]], n=100_000))
+    assert sample_size_warnings(large) == []
 
 
 def test_oracle_row_lower_than_headline_is_explained():
-    metrics = {"models": {"a": _entry("erm", 0.7, [[3, 2], [1, 4]]),
-                          "a@oracle": _entry("erm", 0.6, [[3, 2], [2, 3]], rule="oracle")}}
+    metrics = metrics_json({"a": _entry("a", "erm", 0.7, [[3, 2], [1, 4]]),
+                            "a@oracle": _entry("a@oracle", "erm", 0.6, [[3, 2], [2, 3]], rule="oracle")})
     notes = oracle_notes(headline(metrics, None))
     assert len(notes) == 1 and "reads lower than the headline row" in notes[0] and "argmax" in notes[0]
     metrics["models"]["a@oracle"]["mean_site"]["accuracy"] = 0.8
@@ -96,11 +98,12 @@ def test_oracle_row_lower_than_headline_is_explained():
 def test_accuracy_figure_caption_names_each_line_by_the_style_it_was_drawn_in(tmp_path):
     from pipeline.report.site_metrics import _headline_figure
 
-    metrics = {"split": "test", "sites": ["harbour"], "models": {"a": _entry("erm", 0.5, [[2, 0], [8, 0]])}}
+    metrics = _metrics(_entry("a", "erm", 0.5, [[2, 0], [8, 0]]))
     # no metadata baseline: the majority line is the first reference series, drawn dashed (not dotted brown)
     caption = _headline_figure(metrics, tmp_path)["caption"]
     assert "dashed: the accuracy of always predicting" in caption and "metadata-only" not in caption
-    metrics["metadata_baseline"] = {"per_site": {"harbour": {"accuracy": 0.6, "conflict_accuracy": 0.5}}}
-    caption = _headline_figure(metrics, tmp_path)["caption"]
+    entries = {"a": _entry("a", "erm", 0.5, [[2, 0], [8, 0]])}
+    baseline = metadata_baseline({"harbour": group_scores(accuracy=0.6, conflict_accuracy=0.5)})
+    caption = _headline_figure(metrics_file(entries, metadata_baseline=baseline), tmp_path)["caption"]
     assert "dashed: metadata-only baseline; dotted brown: the accuracy of always predicting" in caption
     assert (tmp_path / "fig_accuracy_per_site.png").is_file()

@@ -67,8 +67,9 @@ def test_format_headline_prints_not_measured_with_its_reason_never_a_dash():
 def test_format_headline_marks_a_lung_share_on_estimated_masks():
     from pipeline.demo import format_headline
     from pipeline.report.headline import headline
+    from tests.helpers.stage_outputs import metrics_json, model_entry
 
-    metrics = {"models": {"erm": {"algorithm": "erm", "seed": 0, "selection_rule": "training_domain"}}}
+    metrics = metrics_json({"erm": model_entry("erm")})
     audit = {"lung_masks": "estimated",
              "models": {"erm": {"region_ablation_abs_share": {"overall": {"lungs": 0.547, "n": 30}}}}}
     text = format_headline({"algorithms": headline(metrics, audit)})

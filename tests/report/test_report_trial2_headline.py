@@ -1,38 +1,36 @@
 """Trial 2, findings 1 and 2: the summary's "constant predictor" rests on the scored predictions only (train's
 selection check is worded as what it is), and every headline figure is what its caption says (training sites at the
 selected checkpoint only; seeds counted as the sentence counts them; the split named). Small real metrics.json
-dicts as evaluate writes them."""
+files as evaluate writes them (tests/helpers/stage_outputs.py)."""
 
-import copy
+import pytest
 
+from pipeline.errors import DataError
 from pipeline.report.answers import build_summary
+from tests.helpers.stage_outputs import group_scores, metrics_file, metrics_json, model_entry
 
 FACT = {"rule": "training_domain", "split": "val", "threshold": 0.5, "n": 6, "evaluations": 3,
         "n_not_measured": None,
         "text": "at selection, on 6 validation images of the training hospitals at threshold 0.5, every prediction "
                 "was one class (all 3 evaluations)"}
-MIXED = {"n": 11, "accuracy": 0.545, "auroc": 0.3, "n_pos": 10, "n_neg": 1, "majority_accuracy": 0.909,
-         "confusion_matrix": [[0, 1], [4, 6]], "constant_predictor": False}
-ONE_CLASS = {**MIXED, "accuracy": 0.909, "confusion_matrix": [[0, 1], [0, 10]], "constant_predictor": True}
+MIXED = {"accuracy": 0.545, "auroc": 0.3, "confusion_matrix": [[0, 1], [4, 6]]}  # 10 of 11 positive
+ONE_CLASS = {**MIXED, "accuracy": 0.909, "confusion_matrix": [[0, 1], [0, 10]]}  # every prediction positive
+HISTORY = {"last_k": 5, "n_evaluations": 3, "steps": [4, 8, 12], "test_acc": None, "test_conflict_acc": None,
+           "ood_val_acc": None, "val_acc": {"mean": 0.5556, "std": 0.157, "min": 0.333, "max": 0.667, "n": 3}}
 
 
-def _entry(seed=0, *, block=MIXED, selected=False, val_at_step=None):
-    selection = {"rule": "training_domain", "step": 12 if selected else None, "selected": selected,
-                 "constant_predictor": not selected, "constant_at_selection": None if selected else FACT,
-                 "reason": "selected at step 12" if selected else
-                 f"no checkpoint selected: {FACT['text']}; model.pt holds the final weights (step 12)"}
-    return {"algorithm": "erm", "selection_rule": "training_domain", "seed": seed, "threshold": 0.5877,
-            "threshold_source": "val (training domains)", "upper_bound": False, "split": "test",
-            "constant_predictor": block["constant_predictor"], "constant_on_split": block["constant_predictor"],
-            "selection": selection, "overall": copy.deepcopy(block), "per_site": {"Harbour": copy.deepcopy(block)},
-            "mean_site": copy.deepcopy(block), "val_acc_at_step": val_at_step,
-            "history": {"last_k": 5, "n_evaluations": 3, "steps": [4, 8, 12],
-                        "val_acc": {"mean": 0.5556, "std": 0.157, "min": 0.333, "max": 0.667}},
-            "not_measured": {} if val_at_step is not None else {"val_acc_at_step": selection["reason"]}}
+def _entry(seed=0, *, block=MIXED, selected=False, val_at_step=None, name="m_erm", split="test"):
+    select = {"step": 12 if selected else None, "selected": selected, "constant_predictor": not selected,
+              "constant_at_selection": None if selected else FACT,
+              "reason": "selected at step 12" if selected else
+              f"no checkpoint selected: {FACT['text']}; model.pt holds the final weights (step 12)"}
+    return model_entry(name, seed=seed, threshold=0.5877, split=split, select=select, history=HISTORY,
+                       per_site={"Harbour": group_scores(split=split, **block)}, val_acc_at_step=val_at_step,
+                       not_measured={} if val_at_step is not None else {"val_acc_at_step": select["reason"]})
 
 
 def _metrics(models, split="test"):
-    return {"split": split, "sites": ["Harbour"], "models": models, "conflict_attribute": "position"}
+    return metrics_json(models, split=split, conflict_attribute="position")
 
 
 def _row(summary):
@@ -85,7 +83,7 @@ def test_seeds_column_counts_seeds_as_the_sentence_does():
 
 
 def test_a_non_test_split_is_named_in_the_headline_columns():
-    summary = build_summary(_metrics({"m_erm": _entry()}, split="ood_val"), None)
+    summary = build_summary(_metrics({"m_erm": _entry(split="ood_val")}, split="ood_val"), None)
     columns = summary["headline"].columns
     assert "ood_val split site" in columns and "test site" not in columns and "test AUROC" not in columns
     assert "the ood_val split" in summary["headline"].caption
@@ -94,21 +92,14 @@ def test_a_non_test_split_is_named_in_the_headline_columns():
 def test_evaluation_aggregate_table_counts_seeds_too():
     from pipeline.report.site_metrics import aggregate_table
 
-    metrics = {"aggregates": {"erm|training_domain": {"algorithm": "erm", "selection_rule": "training_domain",
-                                                      "n_runs": 2, "seeds": [0, 0], "not_measured": {}}}}
-    row = aggregate_table(metrics).rows[0]
+    row = aggregate_table(metrics_file({"a": _entry(seed=0, name="a"), "b": _entry(seed=0, name="b")})).rows[0]
     assert (row[2].text, row[3].text) == ("2", "1") and row[3].title == "seed values: 0"
 
 
-def test_an_older_metrics_json_reason_is_reworded_not_called_constant():
-    entry = _entry()
-    entry["selection"] = {"rule": "training_domain", "step": None, "selected": False, "constant_predictor": True,
-                          "reason": "no checkpoint selected: every one of the 3 evaluations predicted one class on "
-                                    "its val selection set (constant predictor); model.pt holds the final weights "
-                                    "(step 12)"}
-    entry["constant_predictor"] = True  # the older evaluate or-ed train's check into it; constant_on_split is false
-    verdict = build_summary(_metrics({"m_erm": entry}), None)["answers"][0]["verdict"]
-    assert verdict.startswith("has no checkpoint selected (m_erm: at selection, on its val selection set at "
-                              "threshold 0.5 (train's arg-max), every prediction was one class; model.pt holds the "
-                              "final weights (step 12))")
-    assert "constant predictor" not in verdict
+def test_an_older_metrics_json_is_refused_with_the_field_and_the_fix():
+    older = _metrics({"m_erm": _entry()})
+    # before evaluate recorded train's check as its own fact, selection had no constant_at_selection
+    del older["models"]["m_erm"]["selection"]["constant_at_selection"]
+    with pytest.raises(DataError, match=r"models\.m_erm\.selection\.constant_at_selection: Field required.*"
+                                        r"Re-run `cxr-fishr evaluate`"):
+        build_summary(older, None)

@@ -4,6 +4,7 @@ stage outputs (a manifest, metrics.json, audit.json, stage.json files) and check
 import pandas as pd
 
 from pipeline.report.cohort import counts_table, direction_sentence, factors_table, trained_sites
+from tests.helpers.stage_outputs import group_scores, metrics_file, metrics_json, model_entry
 
 
 def _frame(rows):
@@ -147,11 +148,9 @@ def test_overlay_titles_say_lungs_only_with_a_drawn_mask_and_mark_flat_maps():
 
 
 def _metrics_and_audit(lung_masks):
-    site = {"n": 40, "n_pos": 20, "n_neg": 20, "accuracy": 0.7, "conflict_accuracy": 0.5, "aligned_accuracy": 0.8,
-            "n_conflict": 15, "n_aligned": 25, "conflict_attribute": "view"}
-    metrics = {"split": "test", "sites": ["colb"], "models": {"erm": {
-        "algorithm": "erm", "seed": 0, "selection_rule": "training_domain", "val_acc_at_step": 0.9,
-        "per_site": {"colb": site}, "mean_site": {**site, "majority_accuracy": 0.5}}}}
+    site = group_scores(n=40, n_pos=20, accuracy=0.7, conflict_accuracy=0.5, aligned_accuracy=0.8, n_conflict=15,
+                        n_aligned=25, conflict_attribute="view")
+    metrics = metrics_json({"erm": model_entry("erm", val_acc_at_step=0.9, per_site={"colb": site})})
     audit = {"lung_masks": lung_masks, "shortcut_masks": False, "models": {"erm": {
         "algorithm": "erm", "seed": 0, "methods": {"saliency": {"overall": {"lung_mass_fraction": 0.4}}},
         "region_ablation_abs_share": {"overall": {"n": 40, "lungs": 0.547, "rest": 0.453}}}}}
@@ -189,13 +188,12 @@ def test_a_run_whose_selection_found_no_checkpoint_or_a_constant_predictor_is_sa
 
     metrics, audit = _metrics_and_audit("manifest")
     entry = metrics["models"]["erm"]
-    entry["selection"] = {"rule": "training_domain", "step": None, "constant_predictor": True, "selected": False,
-                          "reason": "every evaluation predicted one class"}
+    entry["selection"].update(step=None, constant_predictor=False, selected=False,
+                              reason="every evaluation predicted one class")
     entry["constant_on_split"] = True  # the scored predictions are constant (train's selection check is not that)
     answer = build_summary(metrics, audit)["answers"][0]
     assert answer["verdict"].startswith("is a constant predictor (erm")
     assert answer["sentence"].startswith("No checkpoint selected by training-domain validation")
-    entry["selection"]["constant_predictor"] = False
     entry["constant_on_split"] = False
     assert build_summary(metrics, audit)["answers"][0]["verdict"].startswith(
         "has no checkpoint selected (erm: every evaluation predicted one class)")
@@ -204,15 +202,15 @@ def test_a_run_whose_selection_found_no_checkpoint_or_a_constant_predictor_is_sa
 def test_cannot_rank_names_the_models_compared_and_a_non_test_split_is_not_called_test():
     from pipeline.report.site_metrics import reword, site_table
 
-    block = {"n": 30, "accuracy": 0.5, "auroc": 0.55, "auroc_ci": [0.3, 0.8], "conflict_attribute": "view"}
     names = {"erm": "training_domain", "erm@oracle": "oracle", "fishr": "training_domain",
              "fishr@ood_validation": "ood_validation"}
-    metrics = {"split": "ood_val", "sites": ["colc"], "warnings": [
+    models = {n: model_entry(n, algorithm=n.split("@")[0], selection_rule=r, split="ood_val", per_site={
+        "colc": group_scores(n=30, accuracy=0.5, auroc=0.55, auroc_ci=[0.3, 0.8], conflict_attribute="view",
+                             split="ood_val")}) for n, r in names.items()}
+    metrics = metrics_file(models, split="ood_val", warnings=[
         "test site colc: the AUROC bootstrap interval (mean width 0.5) is wider than the gap between models (0.01): "
-        "this site cannot rank the 3 models"],
-        "models": {n: {"algorithm": n.split("@")[0], "selection_rule": r, "upper_bound": r == "oracle",
-                       "per_site": {"colc": block}, "mean_site": block} for n, r in names.items()}}
-    text = reword(metrics["warnings"][0], metrics)
+        "this site cannot rank the 3 models"])
+    text = reword(metrics.warnings[0], metrics)
     assert "cannot rank the 3 models compared (erm, fishr, fishr@ood_validation; upper-bound rows are not " \
            "compared)" in text
     assert text.startswith("ood_val site colc") and "test site" not in text

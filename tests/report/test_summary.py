@@ -2,6 +2,7 @@ import pytest
 
 from pipeline.report.answers import verdict
 from pipeline.report.headline import headline, spread
+from tests.helpers.stage_outputs import group_scores, metrics_json, model_entry
 
 
 def _numbers(**means):
@@ -30,16 +31,17 @@ def test_verdict_without_behavioural_measurements_cannot_judge():
 def test_spread_skips_missing_and_gives_sample_std():
     result = spread([0.2, None, 0.4, float("nan")])
     assert result["mean"] == pytest.approx(0.3) and result["std"] == pytest.approx(0.1414, abs=1e-4)
-    assert result["n"] == 2 and spread([0.5])["std"] is None
+    assert result["n"] == 2 and result["values"] == [0.2, 0.4] and spread([0.5])["std"] is None
+    assert spread([0.50, 0.54])["std"] == pytest.approx(0.0283, abs=1e-4)  # sample sd (n - 1), not 0.020
 
 
 def test_headline_groups_seeds_by_algorithm_and_rule_and_matches_audit_by_name():
-    def entry(algorithm, seed, rule, acc):
-        return {"algorithm": algorithm, "seed": seed, "selection_rule": rule, "mean_site": {"accuracy": acc}}
+    def entry(name, seed, rule, acc):
+        return model_entry(name, seed=seed, selection_rule=rule, per_site={"harbour": group_scores(accuracy=acc)})
 
-    metrics = {"models": {"erm-s0": entry("erm", 0, "training_domain", 0.3),
-                          "erm-s1": entry("erm", 1, "training_domain", 0.5),
-                          "erm-s0@oracle": entry("erm", 0, "oracle", 0.9)}}
+    metrics = metrics_json({"erm-s0": entry("erm-s0", 0, "training_domain", 0.3),
+                            "erm-s1": entry("erm-s1", 1, "training_domain", 0.5),
+                            "erm-s0@oracle": entry("erm-s0@oracle", 0, "oracle", 0.9)})
     audit = {"models": {"erm-s0": {"interventions": {"overall": {"counterfactual_flip_rate": 0.6}}}}}
     lines = headline(metrics, audit)
     erm = lines["erm"]

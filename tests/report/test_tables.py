@@ -2,7 +2,7 @@ import math
 
 import pytest
 
-from pipeline.report.tables import Table, cell, ci_cell, mean_spread_text, mean_std_text, rate_cell
+from pipeline.report.tables import Table, cell, ci_cell, mean_std_text, rate_cell
 
 
 def test_cell_missing_values_read_not_measured_with_reason_and_sort_last():
@@ -24,10 +24,14 @@ def test_ci_cell_with_interval_shows_bounds_without_interval_shows_point():
     assert ci_cell(None, [0.1, 0.2], reason="one class").text == "not measured (one class)"
 
 
-def test_mean_spread_text_one_value_has_no_spread_two_values_have_sample_std():
-    assert mean_spread_text([0.5]) == "50.0%"
-    assert mean_spread_text([0.4, 0.6]) == "50.0% ± 14.1"
-    assert mean_spread_text([None, float("nan")]) == "not measured (absent from the results)"
+def test_mean_std_text_prints_seed_spreads_sample_std_in_its_format():
+    from pipeline.artefacts.seeds import SeedSpread
+
+    seeds = SeedSpread.from_values([0.4, 0.6])
+    assert mean_std_text(seeds.mean, seeds.sd) == seeds.text() == "50.0% ± 14.1"  # sample sd (n - 1), not 10.0
+    assert mean_std_text(seeds.mean, seeds.sd, percent=False) == "0.500 ± 0.141"
+    assert mean_std_text(0.5, None) == "50.0%" and mean_std_text(0.5, 0.0) == "50.0%"
+    assert mean_std_text(None, None) == "not measured (absent from the results)"
 
 
 def test_mean_std_text_single_run_hides_std():
