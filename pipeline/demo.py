@@ -240,11 +240,13 @@ class _Orchestrator:
         self.echo(f"      {stage.name} done in {seconds:.0f} s")
         return stage.out
 
-    def parallel(self, stages: list[Stage], *, workers: int, progress: Callable[[Job], tuple[int, int]] | None
+    def parallel(self, stages: list[Stage], *, workers: int, steps: dict[Path, int] | None = None
                  ) -> list[StageRun]:
-        """Run ``stages`` side by side (the executor); a failure prints its log's tail and is raised here."""
+        """Run ``stages`` side by side (the executor); a failure prints its log's tail and is raised here.
+        ``steps``: training runs' step counts by folder, for one progress bar per run (else one bar counts)."""
         jobs = [Job(stage.out.name, run_stage, {"stage": stage, "echo": None},
-                    info={"out": stage.out, "steps": _steps(stage)}) for stage in stages]
+                    info={"out": stage.out, "steps": (steps or {}).get(stage.out, 0)}) for stage in stages]
+        progress = (lambda job: _history_progress(job.info)) if steps else None
         results = run_jobs(jobs, workers=workers, log_dir=self.out / "logs", progress=progress)
         raise_failures(results)
         return [r.value for r in results]
@@ -252,8 +254,7 @@ class _Orchestrator:
     def train(self, ingest_dir: Path) -> list[Path]:
         self.stage_no += 1
         stages = self.stages.train(ingest_dir)
-        for stage in stages:  # fail on a bad config now, not in a worker minutes later
-            _steps(stage)
+        steps = {stage.out: _steps(stage) for stage in stages}  # a bad config fails now, not in a worker later
         todo = [stage for stage in stages if not stage.is_fresh()]
         if self.cfg.workers > 1 and len(todo) > 1:  # one thread per process: parallel runs must not fight
             todo = [s for s in self.stages.train(ingest_dir, parallel=True) if s.out in {t.out for t in todo}]
@@ -263,7 +264,7 @@ class _Orchestrator:
                   + (f"; reusing {', '.join(reused)}" if reused else "")
                   + (f"; {min(self.cfg.workers, len(todo))} in parallel" if len(todo) > 1 else ""))
         start = time.perf_counter()
-        self.parallel(todo, workers=self.cfg.workers, progress=lambda job: _history_progress(job.info))
+        self.parallel(todo, workers=self.cfg.workers, steps=steps)
         seconds = time.perf_counter() - start
         self.timings["train"] = {"seconds": round(seconds, 1), "reused": not todo, "runs": names}
         if todo:
@@ -277,7 +278,7 @@ class _Orchestrator:
         names = [stage.name for stage in todo]
         self.echo(f"[{self.stage_no}/5] evaluate + audit: "
                   + (("running " + " and ".join(names)) if names else "reusing both (inputs unchanged)"))
-        self.parallel(todo, workers=min(self.cfg.workers, 2), progress=None)
+        self.parallel(todo, workers=min(self.cfg.workers, 2))
         for stage in stages:
             ran = stage.name in names
             self.timings[stage.name] = {"seconds": read_stage(stage.out).get("seconds") if ran else 0.0,
