@@ -33,7 +33,6 @@ COLUMNS = (
 POSITIONS = ("erect", "supine", "unknown")
 AGE_GROUPS = ("child", "adult", "unknown")
 SPLITS = ("train", "val", "ood_val", "test")
-SEXES = ("M", "F", "O", "unknown")
 
 
 def validate_manifest(frame: pd.DataFrame, where: str = "manifest") -> None:

@@ -141,7 +141,7 @@ def run(quick: bool = False) -> dict:
         def full_ingest() -> None:
             result = ingest(source=root / "source", out=root / "ingest", config=config, size=224, workers=workers,
                             progress=False)
-            kept.append(result.n_images)
+            kept.append(result.summary.n_images)
 
         bare_pool()  # warm the page cache and the imports
         times = _rounds({"bare": bare_pool, "ingest": full_ingest}, repeats, setup={"ingest": remove_outputs})

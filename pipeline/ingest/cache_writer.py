@@ -2,7 +2,7 @@
 
 Arrays are allocated for every candidate (``np.lib.format.open_memmap``). Row i belongs to candidate i and is written
 by the worker that decodes it (``pipeline.ingest.preprocess``, with pwrite into the same file; the parent reads it
-through its map and only calls :meth:`CacheWriter.mark_stored`), or appended here in order. At the end the arrays are compacted in place
+through its map and only calls :meth:`CacheWriter.mark_stored`). At the end the arrays are compacted in place
 (kept rows move down, never up) and shrunk by rewriting the header and truncating the file: no second copy of a
 cache that may be larger than memory. ``cache.json`` is written last.
 """
@@ -44,7 +44,8 @@ def _shrink_npy(path: Path, rows: int) -> None:
 
 
 class CacheWriter:
-    """Memory-mapped arrays under ``<ingest_dir>/cache`` with an append cursor per group (images, counterfactuals)."""
+    """Memory-mapped arrays under ``<ingest_dir>/cache`` (images and masks; counterfactual images and masks), one row
+    per candidate, filled by the decoding workers."""
 
     def __init__(self, ingest_dir: Path, *, capacity: int, size: int, counterfactual_capacity: int = 0) -> None:
         self.root = Path(ingest_dir) / CACHE_DIRNAME
@@ -52,7 +53,6 @@ class CacheWriter:
         self.size = size
         self.arrays: dict[str, np.memmap] = {}
         self.n = 0
-        self.n_cf = 0
         self.has_lesions = False
         for name, dtype in IMAGE_ARRAYS.items():
             self.arrays[name] = self._open(name, dtype, max(capacity, 1))
@@ -66,28 +66,10 @@ class CacheWriter:
             self.root / f"{name}.npy", mode="w+", dtype=dtype, shape=(rows, self.size, self.size)
         )
 
-    def append(self, image: np.ndarray, masks: dict[str, np.ndarray]) -> int:
-        row = self.n
-        self.arrays["images"][row] = image
-        for kind, mask in masks.items():
-            self.arrays[MASK_ARRAY[kind]][row] = mask
-            self.has_lesions |= kind == "lesion"
-        self.n += 1
-        return row
-
     def mark_stored(self, row: int, mask_kinds: tuple[str, ...] | list[str]) -> int:
         """Row ``row`` was written by a worker (:func:`pipeline.ingest.preprocess.process` with ``cache_dir``)."""
         self.has_lesions |= "lesion" in mask_kinds
         self.n = max(self.n, row + 1)
-        return row
-
-    def append_counterfactual(self, image: np.ndarray, masks: dict[str, np.ndarray]) -> int:
-        row = self.n_cf
-        self.arrays["counterfactual_images"][row] = image
-        for kind in ("lung", "shortcut"):
-            if kind in masks:
-                self.arrays[f"counterfactual_{MASK_ARRAY[kind]}"][row] = masks[kind]
-        self.n_cf += 1
         return row
 
     def finish(self, keep: Sequence[int], keep_cf: Sequence[int], info: dict[str, Any]) -> tuple[dict, dict]:

@@ -137,12 +137,6 @@ def index_metadata(frame: pd.DataFrame, mapping: MetadataMapping) -> MetadataInd
     return index
 
 
-def index_rows(frame: pd.DataFrame, mapping: MetadataMapping) -> tuple[dict[str, dict[str, str]], int]:
-    """key -> first row (as a dict); the number of rows beyond the first of their key."""
-    index = index_metadata(frame, mapping)
-    return {key: entries[0][1] for key, entries in index.rows.items()}, index.duplicates
-
-
 def label_values_present(frame: pd.DataFrame, mapping: MetadataMapping) -> set[str]:
     """The label values (after splitting, as spelled) of the mapping's label column; empty without one."""
     if not mapping.label_column or mapping.label_column not in frame.columns:

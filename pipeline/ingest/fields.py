@@ -17,12 +17,6 @@ from typing import Any
 from pipeline.ingest import harmonise as h
 from pipeline.ingest.config import IngestConfig, MetadataMapping
 
-FIELD_COLUMNS = (
-    "site", "site_source", "view", "view_source", "position", "position_source", "age_years", "age_group",
-    "age_source", "sex", "sex_source", "label", "label_name", "label_source", "patient_key", "patient_key_source",
-    "modality", "modality_source",
-)
-
 
 def patient_key(salt: str, patient_id: str) -> str:
     return hashlib.sha256(f"{salt}\x00{patient_id}".encode()).hexdigest()[:24]
@@ -230,12 +224,3 @@ class Harmoniser:
                 return value, source
             fallback = fallback or (value, source)
         return fallback
-
-
-def table_fields(frame: Any, config: IngestConfig, salt: str) -> Any:
-    """Harmonised fields of every row of a metadata table (no images): what ingest would record for each."""
-    import pandas as pd
-
-    harmoniser = Harmoniser(config, salt)
-    records = [harmoniser.fields(row, None, None, str(i)) for i, row in enumerate(frame.to_dict("records"))]
-    return pd.DataFrame.from_records(records, index=frame.index)

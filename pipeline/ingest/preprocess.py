@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from pipeline.ingest.cache_writer import MASK_ARRAY
 from pipeline.ingest.dicom import Decoded, Reject, decode_any, scrub
 
 _TRANSFORMS: dict[tuple, Any] = {}
@@ -227,7 +228,6 @@ def _transpositions() -> dict[int, Any]:
 
 
 _OPEN_ROWS: dict[str, tuple[int, int, int, np.dtype, tuple[int, ...]]] = {}
-_MASK_ARRAYS = {"lung": "lung_masks", "shortcut": "shortcut_masks", "lesion": "lesion_masks"}
 
 
 def _row_file(cache_dir: str, name: str) -> tuple[int, int, int, np.dtype, tuple[int, ...]]:
@@ -271,7 +271,7 @@ def _store(task: Task, result: Processed) -> None:
     for kind, mask in result.masks.items():
         if prefix and kind == "lesion":  # counterfactuals keep lung and shortcut masks only
             continue
-        _write_row(task.cache_dir, f"{prefix}{_MASK_ARRAYS[kind]}", task.row, mask)
+        _write_row(task.cache_dir, f"{prefix}{MASK_ARRAY[kind]}", task.row, mask)
     result.image, result.masks, result.stored = None, {}, True
 
 

@@ -29,14 +29,13 @@ from pipeline.ingest.spellings import Merged
 from pipeline.stage import StageRecord, read_stage
 
 SALT_FILENAME = "salt.txt"
-REJECT_COLUMNS = ("path", "reason", "detail")
 
 
 @dataclass
 class IngestResult:
+    """The ingest folder, its summary (counts of kept and rejected images among them) and whether it was reused."""
+
     out: Path
-    n_images: int
-    n_rejected: int
     summary: IngestSummary
     reused: bool = False
 
@@ -178,7 +177,7 @@ def run(
     previous = _reusable(out, inputs_hash)
     if previous is not None and read_stage(out):
         print(f"ingest: inputs unchanged, reusing {out} ({previous.n_images} images).", file=sys.stderr)
-        return IngestResult(out, previous.n_images, previous.n_rejected, previous, reused=True)
+        return IngestResult(out, previous, reused=True)
 
     out.parent.mkdir(parents=True, exist_ok=True)
     for stale in [*out.parent.glob(f".{out.name}.tmp.*"), *out.parent.glob(f".{out.name}.old.*")]:
@@ -204,7 +203,7 @@ def run(
             shutil.rmtree(tmp, ignore_errors=True)
     for line in console_lines(summary, out):
         print(line, file=sys.stderr)
-    return IngestResult(out, summary.n_images, summary.n_rejected, summary)
+    return IngestResult(out, summary)
 
 
 def _stage_inputs(sources: list[SourceInputs], metadata_hashes: list[str]) -> tuple[dict, dict]:

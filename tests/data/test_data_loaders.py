@@ -66,16 +66,15 @@ def test_domain_loader_state_from_other_data_raises_data_error(north):
         loader.load_state_dict({**loader.state_dict(), "batch_size": 8})
 
 
-def test_augmentation_monai_and_batched_backends_draw_comparable_changes():
+def test_augmentation_affine_is_seeded_and_moderate():
     images = torch.rand(16, 1, 32, 32)
     seeds = list(range(16))
-    for backend in ("monai", "batched"):
-        aug = build_augmentation(AugmentConfig(backend=backend, affine_prob=1.0, noise_prob=0, contrast_prob=0), 32)
-        out = aug(images, seeds)
-        assert out.shape == images.shape
-        assert torch.equal(out, aug(images, seeds))  # seeded
-        change = (out - images).abs().mean().item()
-        assert 0.01 < change < 0.3, (backend, change)
+    aug = build_augmentation(AugmentConfig(affine_prob=1.0, noise_prob=0, contrast_prob=0), 32)
+    out = aug(images, seeds)
+    assert out.shape == images.shape
+    assert torch.equal(out, aug(images, seeds))  # seeded
+    change = (out - images).abs().mean().item()
+    assert 0.01 < change < 0.3, change
 
 
 def test_augmentation_disabled_or_all_zero_probabilities_is_none():

@@ -12,8 +12,8 @@ import torchxrayvision
 
 from pipeline.errors import ConfigError
 from pipeline.ingest.config import IngestConfig, MetadataMapping, load_ingest_config
-from pipeline.ingest.csv_source import index_rows, read_table
-from pipeline.ingest.fields import table_fields
+from pipeline.ingest.csv_source import index_metadata, read_table
+from pipeline.ingest.fields import Harmoniser
 
 XRV_DATA = Path(torchxrayvision.__file__).parent / "data"
 REPO = Path(__file__).resolve().parents[2]
@@ -21,6 +21,13 @@ REPO = Path(__file__).resolve().parents[2]
 
 def _load(name: str) -> IngestConfig:
     return load_ingest_config(REPO / "configs" / "ingest" / f"{name}.yaml")
+
+
+def table_fields(frame: pd.DataFrame, config: IngestConfig, salt: str) -> pd.DataFrame:
+    """The harmonised fields ingest would record for every row of a metadata table (no images)."""
+    harmoniser = Harmoniser(config, salt)
+    records = [harmoniser.fields(row, None, None, str(i)) for i, row in enumerate(frame.to_dict("records"))]
+    return pd.DataFrame.from_records(records, index=frame.index)
 
 
 def test_nih_mapping_view_sex_age_label_counts_match_the_raw_csv():
@@ -73,15 +80,14 @@ def test_padchest_mapping_projection_position_and_age_from_birth_year():
 def test_rsna_mapping_labels_and_dicom_header_fields():
     config = _load("rsna_pneumonia")
     labels = read_table(XRV_DATA / "kaggle_stage_2_train_labels.csv.zip", config.metadata_mapping)
-    rows, duplicates = index_rows(labels, config.metadata_mapping)
+    index = index_metadata(labels, config.metadata_mapping)
+    rows, duplicates = {key: entries[0][1] for key, entries in index.rows.items()}, index.duplicates
     raw = pd.read_csv(XRV_DATA / "kaggle_stage_2_train_labels.csv.zip")
     assert len(rows) == raw["patientId"].nunique() and duplicates == len(raw) - raw["patientId"].nunique()
     assert next(iter(rows)).endswith(".dcm")
     positives = sum(int(r["Target"]) for r in rows.values())
     assert positives == raw.groupby("patientId")["Target"].first().sum()
     # the other fields come from the DICOM headers (the headers CSV is those tags, one row per image)
-    from pipeline.ingest.fields import Harmoniser
-
     headers = pd.read_csv(XRV_DATA / "kaggle_stage_2_train_images_dicom_headers.csv.gz", dtype=str)
     harmoniser = Harmoniser(config, salt="t")
     derived = [harmoniser.fields(None, {"ViewPosition": v, "PatientAge": a, "PatientSex": s}, p, p)

@@ -102,7 +102,7 @@ def test_conflicting_duplicate_rows_reject_the_image_naming_both_lines(tmp_path,
 def test_duplicates_that_differ_only_in_unmapped_columns_stay_quiet(tmp_path):
     rows = ["a0.png,neg,1", "a1.png,pos,2", "a0.png,neg,3"]
     result = _ingest(tmp_path, ["a0.png", "a1.png"], rows, header="file,finding,box")
-    assert result.n_rejected == 0 and result.summary.metadata_duplicate_rows == 1
+    assert result.summary.n_rejected == 0 and result.summary.metadata_duplicate_rows == 1
     # a differing mapped field other than the label (site) also conflicts
     rows = ["a0.png,neg,north", "a1.png,pos,north", "a0.png,neg,south"]
     result = _ingest(tmp_path, ["a0.png", "a1.png"], rows, header="file,finding,hospital",

@@ -30,7 +30,7 @@ def test_ingest_synth_reproduces_truth_for_every_image(cohort_ingest):
     cohort, result = cohort_ingest
     truth = pd.read_csv(cohort / "truth.csv")
     manifest = read_manifest(result.out)
-    assert result.n_rejected == 0 and len(manifest) == len(truth)
+    assert result.summary.n_rejected == 0 and len(manifest) == len(truth)
     merged = truth.merge(manifest, on="image_id", suffixes=("_truth", "_ingest"), validate="one_to_one")
     for column in ("site", "position", "age_group", "label", "view", "sex"):
         assert (merged[f"{column}_truth"].astype(str) == merged[f"{column}_ingest"].astype(str)).all(), column
