@@ -26,7 +26,7 @@ from pipeline.ingest.discover import SourceListing
 from pipeline.ingest.privacy import warning_line as privacy_warning
 from pipeline.ingest.sources import SourceInputs, from_config
 from pipeline.ingest.spellings import Merged
-from pipeline.stage import StageRecord, read_stage
+from pipeline.stage import StageRecord, is_fresh
 
 SALT_FILENAME = "salt.txt"
 
@@ -71,11 +71,11 @@ def _code_digest() -> str:
 
 
 def _reusable(out: Path, inputs_hash: str) -> IngestSummary | None:
-    info_path = out / "cache" / "cache.json"
-    if not (info_path.is_file() and (out / "stage.json").is_file() and (out / "manifest.parquet").is_file()):
-        return None
-    info = json.loads(info_path.read_text(encoding="utf-8"))
-    if info.get("inputs_hash") != inputs_hash:
+    """The previous summary when ``out`` is current by the stage runner's one rule (pipeline/stage.py: stage.json
+    finished with the same fingerprint; ingest's fingerprint is its inputs hash, also cache.json's cohort identity)
+    and its manifest and cache are there; else None."""
+    if not (is_fresh(out, inputs_hash) and (out / "cache" / "cache.json").is_file()
+            and (out / "manifest.parquet").is_file()):
         return None
     return IngestSummary.load(out) if IngestSummary.path_in(out).is_file() else None
 
@@ -175,7 +175,7 @@ def run(
     metadata_hashes = [src.metadata_hash() for src in sources]
     inputs_hash = _inputs_hash(sources, metadata_hashes, cf_listing, cfg, salt)
     previous = _reusable(out, inputs_hash)
-    if previous is not None and read_stage(out):
+    if previous is not None:
         print(f"ingest: inputs unchanged, reusing {out} ({previous.n_images} images).", file=sys.stderr)
         return IngestResult(out, previous, reused=True)
 
@@ -189,7 +189,7 @@ def run(
     try:
         inputs, known = _stage_inputs(sources, metadata_hashes)
         with StageRecord("ingest", tmp, config=_redacted(cfg), seed=cfg.splits.seed, inputs=inputs,
-                         input_hashes=known) as record:
+                         input_hashes=known, fingerprint=inputs_hash) as record:
             summary = ingest_into(
                 tmp, sources=sources, config=cfg, salt=salt, cf_listing=cf_listing,
                 inputs_hash=inputs_hash, workers=workers or cfg.workers, progress=progress,
