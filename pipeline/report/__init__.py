@@ -12,9 +12,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pipeline.errors import DataError
+
+if TYPE_CHECKING:
+    from pipeline.report.loading import ReportInputs
 
 
 @dataclass
@@ -78,13 +81,13 @@ def run(
                         figures=figures, warnings=warnings)
 
 
-def _stage_inputs(inputs: Any, results_dir: str | Path | None) -> dict[str, Path | str]:
+def _stage_inputs(inputs: ReportInputs, results_dir: str | Path | None) -> dict[str, Path | str]:
     """The report's stage.json inputs: each stage directory it read (those it was given or found)."""
     return {k: v for k, v in (("evaluate", inputs.evaluate_dir), ("audit", inputs.audit_dir),
                               ("ingest", inputs.ingest_dir), ("results", results_dir)) if v is not None}
 
 
-def _sections(inputs: Any, out: Path, *, results_dir: str | Path | None, results: dict[str, Any] | None
+def _sections(inputs: ReportInputs, out: Path, *, results_dir: str | Path | None, results: dict[str, Any] | None
               ) -> dict[str, Any]:
     """The template's context for every section (figures are written into ``out`` on the way)."""
     from pipeline import __version__
@@ -98,11 +101,11 @@ def _sections(inputs: Any, out: Path, *, results_dir: str | Path | None, results
 
     return {
         "subtitle": _subtitle(inputs),
-        "summary": build_summary(inputs.metrics, inputs.audit),
+        "summary": build_summary(_as_dict(inputs.metrics), _as_dict(inputs.audit)),
         "cohort": build_cohort(inputs, out),
-        "evaluation": build_evaluation(inputs.metrics, out, inputs.cohort),
-        "audit": build_audit(inputs.audit, inputs.audit_dir, out, inputs.ingest_dir, inputs.metrics,
-                             synthetic=inputs.synth_dir is not None),
+        "evaluation": build_evaluation(_as_dict(inputs.metrics), out, inputs.cohort),
+        "audit": build_audit(_as_dict(inputs.audit), inputs.audit_dir, out, inputs.ingest_dir,
+                             _as_dict(inputs.metrics), synthetic=inputs.synth_dir is not None),
         "landscape": build_landscape(inputs.audit, out),
         "provenance": build_provenance(inputs),
         "results": build_results(results_dir, results),  # `cxr-fishr results` tables, shown when given
@@ -112,15 +115,20 @@ def _sections(inputs: Any, out: Path, *, results_dir: str | Path | None, results
     }
 
 
-def _subtitle(inputs: Any) -> str:
+def _as_dict(artefact: Any) -> dict[str, Any] | None:
+    """The file's dict of a typed artefact, for the section builders that still read dicts (compatibility while
+    they move to the models: drop each call when its builder takes the model)."""
+    return None if artefact is None else artefact.to_json_dict()
+
+
+def _subtitle(inputs: ReportInputs) -> str:
     parts = []
-    if inputs.metrics:
-        n = len(inputs.metrics.get("models") or {})
+    if inputs.metrics is not None:
+        n = len(inputs.metrics.models)
         parts.append(f"{n} evaluated model checkpoint{'s' if n != 1 else ''}")
-        sites = inputs.metrics.get("sites") or []
+        sites = inputs.metrics.sites
         if sites:
-            parts.append(f"{inputs.metrics.get('split', 'test')} site{'s' if len(sites) > 1 else ''}: "
-                         + ", ".join(sites))
+            parts.append(f"{inputs.metrics.split} site{'s' if len(sites) > 1 else ''}: " + ", ".join(sites))
     if inputs.cohort is not None:
         parts.append(f"{len(inputs.cohort):,} images")
     return " · ".join(parts) or "Chest X-ray shortcut audit"

@@ -8,12 +8,15 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pipeline.protocol.labels import LABEL_NAMES as LABELS
 from pipeline.report import figures
 from pipeline.report.loading import ReportInputs
 from pipeline.report.tables import Cell, Table, cell, ci_cell, is_number, num_cell, p_cell, rate_cell
+
+if TYPE_CHECKING:
+    from pipeline.artefacts.ingest_summary import IngestSummary
 
 SPLIT_ORDER = {"train": 0, "val": 0, "ood_val": 1, "test": 2}
 
@@ -240,30 +243,23 @@ def _known_share(rows: Any, column: str, value: str, unknown: tuple[str, ...]) -
     return float((known == value).mean()), None
 
 
-def rejects_table(rejects: list[dict[str, str]] | None, summary: dict[str, Any] | None = None) -> Table:
+def rejects_table(rejects: list[dict[str, str]] | None, summary: IngestSummary | None = None) -> Table:
     """Reject counts per reason (file paths are not shown: hospital file names can carry patient names); from
     rejects.csv, else from summary.json's ``rejects_by_reason``."""
     table = Table(["reason", "files"], caption="Files ingest rejected, by reason", numeric=[False, True])
     if rejects is not None:
         counts = Counter(str(r.get("reason", "unknown")) for r in rejects).most_common()
     else:
-        by_reason = (summary or {}).get("rejects_by_reason") or {}
-        counts = sorted(((str(k), int(v)) for k, v in by_reason.items() if is_number(v)), key=lambda kv: -kv[1])
+        by_reason = summary.rejects_by_reason if summary is not None else {}
+        counts = sorted(by_reason.items(), key=lambda kv: -kv[1])
     for reason, n in counts:
         table.add([reason, cell(n)])
     return table
 
 
-def _summary_warnings(summary: dict[str, Any] | None) -> list[str]:
-    found: list[str] = []
-    blocks = [summary or {}, (summary or {}).get("confounding") or {}]
-    for block, key in ((b, k) for b in blocks for k in ("warnings", "warning", "shortcut_warnings")):
-        value = block.get(key)
-        if isinstance(value, str):
-            found.append(value)
-        elif isinstance(value, list):
-            found.extend(str(v.get("message", v)) if isinstance(v, dict) else str(v) for v in value)
-    return list(dict.fromkeys(found))
+def _summary_warnings(summary: IngestSummary | None) -> list[str]:
+    """The confounding warnings ingest printed, each once."""
+    return list(dict.fromkeys(summary.confounding.warnings)) if summary is not None else []
 
 
 def _interval(value: Any, interval: Any, digits: int = 2) -> Cell:
@@ -299,38 +295,32 @@ def _one_level(frame: Any, factor: Any, scope: Any) -> str | None:
     return level_reason(str(factor), levels)
 
 
-def factors_table(summary: dict[str, Any] | None, frame: Any = None) -> Table:
+def factors_table(summary: IngestSummary | None, frame: Any = None) -> Table:
     """How well each metadata factor alone predicts the label (ingest's confounding check), with its n; with the
     manifest ``frame``, a factor with fewer than two known levels in a scope is "not measured" there."""
-    confounding = (summary or {}).get("confounding") or {}
     table = Table(["factor", "scope", "n (classes)", "AUROC [95% CI]", "Cramér's V [95% CI]", "p (chi²)",
                    "accuracy from the factor alone", "always-majority", "lift"],
                   caption="What predicts the label without looking at a pixel", collapsed=False,
                   numeric=[False, False, True, True, True, True, True, True, True])
-    threshold = confounding.get("warning_lift")
-    for f in confounding.get("factors") or []:
-        if not isinstance(f, dict):
-            continue
-        one_level = _one_level(frame, f.get("factor"), f.get("scope"))
+    threshold = summary.confounding.warning_lift if summary is not None else None
+    for f in summary.confounding.factors if summary is not None else ():
+        values, reasons = {k: getattr(f, k) for k in FACTOR_KEYS}, f.not_measured
+        one_level = _one_level(frame, f.factor, f.scope)
         if one_level:  # the numbers ingest wrote measure missingness here: never shown, never highlighted
-            f = {**f, **dict.fromkeys(FACTOR_KEYS), "not_measured": dict.fromkeys(FACTOR_KEYS, one_level)}
-        lift = f.get("lift")
+            values, reasons = dict.fromkeys(FACTOR_KEYS), dict.fromkeys(FACTOR_KEYS, one_level)
+        lift = values["lift"]
         css = "worst" if is_number(lift) and is_number(threshold) and lift >= threshold else ""
-        n = f.get("n")
-        n_text = (f"{int(n):,} ({int(f['n_pos']):,} / {int(f['n_neg']):,})"
-                  if is_number(n) and is_number(f.get("n_pos")) and is_number(f.get("n_neg")) else None)
-        n_cell = Cell(n_text, float(n)) if n_text else cell(n)
-        if f.get("small_n"):
+        n_cell = Cell(f"{f.n:,} ({f.n_pos:,} / {f.n_neg:,})", float(f.n))
+        if f.small_n:
             n_cell = Cell(f"{n_cell.text} (small)", n_cell.sort, "flag")
-        reasons = f.get("not_measured") or {}
-        auroc = _interval(f.get("auroc"), f.get("auroc_ci95"))
-        cramer = _interval(f.get("cramers_v"), f.get("cramers_v_ci95"))
-        table.add([cell(f.get("factor")), cell(f.get("scope")), n_cell,
-                   auroc if is_number(f.get("auroc")) else cell(None, reason=reasons.get("auroc")),
-                   cramer if is_number(f.get("cramers_v")) else cell(None, reason=reasons.get("cramers_v")),
-                   p_cell(f.get("chi2_p_value"), reason=reasons.get("chi2_p_value")),
-                   rate_cell(f.get("accuracy"), reason=reasons.get("accuracy")),
-                   rate_cell(f.get("chance"), reason=reasons.get("chance")),
+        auroc, cramer = values["auroc"], values["cramers_v"]
+        table.add([cell(f.factor), cell(f.scope), n_cell,
+                   _interval(auroc, f.auroc_ci95) if is_number(auroc) else cell(None, reason=reasons.get("auroc")),
+                   _interval(cramer, f.cramers_v_ci95) if is_number(cramer)
+                   else cell(None, reason=reasons.get("cramers_v")),
+                   p_cell(values["chi2_p_value"], reason=reasons.get("chi2_p_value")),
+                   rate_cell(values["accuracy"], reason=reasons.get("accuracy")),
+                   rate_cell(values["chance"], reason=reasons.get("chance")),
                    num_cell(lift, digits=2, css=css, reason=reasons.get("lift"))])
     table.note = ("AUROC of the factor alone (its values ranked by their COVID share), Cramér's V of the factor × "
                   "label table, and the accuracy of predicting each value's majority label vs always predicting the "
@@ -340,60 +330,36 @@ def factors_table(summary: dict[str, Any] | None, frame: Any = None) -> Table:
     return table
 
 
-def _examples(block: Any) -> tuple[int | None, list[str]]:
-    """(count, a few names) from ``{n, examples}`` or a plain count; names are shown as base names only."""
-    if isinstance(block, dict):
-        n = block.get("n")
-        examples = [Path(str(e)).name for e in (block.get("examples") or [])][:5]
-        return (int(n) if is_number(n) else None), examples
-    return (int(block) if is_number(block) else None), []
-
-
-def ingest_table(summary: dict[str, Any] | None) -> Table:
+def ingest_table(summary: IngestSummary | None) -> Table:
     """What ingest kept and left out, from summary.json: nothing dropped silently."""
-    summary = summary or {}
     table = Table(["what", "count", "detail"], caption="What ingest kept and left out",
                   numeric=[False, True, False])
-    if not summary:
+    if summary is None:
         return table
-    by_reason = summary.get("rejects_by_reason") or {}
-    table.add(["images kept", cell(summary.get("n_images")), ""])
-    table.add(["files rejected", cell(summary.get("n_rejected")),
-               ", ".join(f"{k} {v}" for k, v in by_reason.items()) or "none"])
-    table.add(["images without a label (kept, left out of every accuracy)",
-               cell(summary.get("n_unlabelled"), reason="ingest did not count them"), ""])
-    n, examples = _examples(summary.get("metadata_rows_without_image"))
-    table.add(["metadata CSV rows without an image", cell(n, reason="ingest did not count them"),
+    table.add(["images kept", cell(summary.n_images), ""])
+    table.add(["files rejected", cell(summary.n_rejected),
+               ", ".join(f"{k} {v}" for k, v in summary.rejects_by_reason.items()) or "none"])
+    table.add(["images without a label (kept, left out of every accuracy)", cell(summary.n_unlabelled), ""])
+    without = summary.metadata_rows_without_image
+    examples = [Path(e).name for e in without.examples][:5]  # base names only: folders can name patients
+    table.add(["metadata CSV rows without an image", cell(without.n),
                ("e.g. " + ", ".join(examples)) if examples else ""])
-    conflicting = summary.get("conflicting_metadata_rows", by_reason.get("conflicting_metadata_rows"))
-    n_conf, conf_examples = _examples(conflicting)
-    if n_conf is None and isinstance(conflicting, list):
-        n_conf = len(conflicting)
-    table.add(["files with conflicting metadata rows (rejected)", cell(n_conf, reason="ingest did not count them"),
-               ("e.g. " + ", ".join(conf_examples)) if conf_examples else ""])
+    table.add(["files with conflicting metadata rows (rejected)", cell(summary.conflicting_metadata_rows), ""])
     return table
 
 
-def _attribute_names(summary: dict[str, Any]) -> list[str]:
-    value = summary.get("shortcut_attributes") or (summary.get("confounding") or {}).get("shortcut_attributes")
-    if isinstance(value, dict):
-        return [str(k) for k in value]
-    if isinstance(value, list):
-        return [str(v.get("name", v.get("attribute"))) if isinstance(v, dict) else str(v) for v in value]
-    return []
-
-
-def attributes_table(summary: dict[str, Any] | None, frame: Any) -> Table:
+def attributes_table(summary: IngestSummary | None, frame: Any) -> Table:
     """The shortcut attributes ingest analysed, each with how many images have it unknown."""
-    summary = summary or {}
     table = Table(["attribute", "images with it unknown"], caption="Shortcut attributes analysed",
                   numeric=[False, True])
-    per_site = (summary.get("confounding") or {}).get("p_label_given_attribute_per_site") or {}
-    for name in _attribute_names(summary):
+    if summary is None:
+        return table
+    per_site = summary.confounding.p_label_given_attribute_per_site
+    for name in summary.shortcut_attributes or summary.confounding.shortcut_attributes:
         unknown = None
         sites = per_site.get(name)
-        if isinstance(sites, dict):
-            unknown = sum(int((v.get("unknown") or {}).get("n", 0)) for v in sites.values() if isinstance(v, dict))
+        if sites is not None:
+            unknown = sum(values["unknown"].n for values in sites.values() if "unknown" in values)
         elif frame is not None and name in frame:
             unknown = int((frame[name].astype(str) == "unknown").sum())
         table.add([name, cell(unknown, reason="not counted for this attribute")])
@@ -440,6 +406,6 @@ def build_cohort(inputs: ReportInputs, out: Path) -> dict[str, Any]:
         "ages": ages,
         "age_figure": age_figure,
         "rejects": rejects_table(inputs.rejects, inputs.ingest_summary),
-        "rejects_text": ("No rejects file was found." if inputs.rejects is None and not inputs.ingest_summary
+        "rejects_text": ("No rejects file was found." if inputs.rejects is None and inputs.ingest_summary is None
                          else "No file was rejected."),
     }

@@ -6,12 +6,14 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pipeline.audit.landscape.schema import QUANTITIES, Estimate, LandscapeAudit, ModelLandscape, SiteLandscape
-from pipeline.errors import DataError
 from pipeline.report import figures
 from pipeline.report.tables import Cell, Table, cell, ci_cell, is_number, not_measured, num_cell, rate_cell
+
+if TYPE_CHECKING:
+    from pipeline.artefacts.audit import AuditFile
 
 LABELS = {"risk": "risk |R_a - R_b| (nats)", "gradient_mean": "gradient mean ||G_a - G_b||",
           "gradient_variance": "gradient variance ||V_a - V_b||", "hessian_diagonal": "Hessian diagonal ||H_a - H_b||"}
@@ -33,18 +35,12 @@ class LandscapeSection:
     matrices: Table | None = None
 
 
-def read_landscape(audit: dict[str, Any] | None) -> LandscapeAudit | str:
-    """The typed block, or the reason there is none; a block that breaks the schema is a DataError."""
+def read_landscape(audit: AuditFile | None) -> LandscapeAudit | str:
+    """The typed block (validated when audit.json was loaded: pipeline/artefacts/audit.py), or the reason there is
+    none."""
     if audit is None:
         return "no audit results were found"
-    if "landscape" not in audit:
-        return "audit.json has no landscape block (an audit from before the landscape part): re-run the audit " \
-               "with landscape.enabled: true"
-    try:
-        return LandscapeAudit.model_validate(audit["landscape"])
-    except ValueError as exc:
-        raise DataError(f"report: audit.json's landscape block must match schema version 1, got an invalid block "
-                        f"({str(exc).splitlines()[0]}). Re-run `cxr-fishr audit` with this version.") from exc
+    return audit.landscape
 
 
 def _num(value: float | None, digits: int = 3) -> str:
@@ -367,7 +363,7 @@ def landscape_figure(models: dict[str, ModelLandscape], out: Path) -> dict[str, 
                        "Equal bars: the model sees the same landscape at new sites."}
 
 
-def build_landscape(audit: dict[str, Any] | None, out: Path) -> LandscapeSection:
+def build_landscape(audit: AuditFile | None, out: Path) -> LandscapeSection:
     parsed = read_landscape(audit)
     if isinstance(parsed, str):
         return LandscapeSection(available=False, reason=f"Not measured: {parsed}.")

@@ -1,7 +1,11 @@
 """Find and read everything a report can show, tolerating any subset: a missing input becomes a sentence.
 
-The evaluate and audit directories are given; the ingest directory, the training runs and the synthetic cohort are
-found through the ``inputs`` recorded in each ``stage.json`` (or given explicitly).
+The evaluate and audit directories are given; everything else is found through what their typed outputs declare
+(pipeline/artefacts): the ingest directory is ``MetricsFile.ingest_dir`` (else ``AuditFile.ingest_dir``) unless
+``--ingest`` names one, the training runs are each model entry's ``model_dir``, and the synthetic cohort is the
+ingest's declared ``IngestSummary.source`` (its folder or that folder's parent, when a synth ``stage.json`` is there).
+A file that exists but does not match its model (an older schema, a broken file) is a DataError naming the file,
+the field and the stage to re-run.
 """
 
 from __future__ import annotations
@@ -10,20 +14,28 @@ import csv
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pipeline.errors import DataError
+
+if TYPE_CHECKING:
+    from pipeline.artefacts.audit import AuditFile
+    from pipeline.artefacts.ingest_summary import IngestSummary
+    from pipeline.artefacts.metrics import MetricsFile
 
 
 @dataclass
 class ReportInputs:
+    """What every report section receives. ``metrics``, ``audit`` and ``ingest_summary`` are the typed stage outputs
+    (None: the file is absent, and ``missing`` says so)."""
+
     evaluate_dir: Path | None = None
     audit_dir: Path | None = None
     ingest_dir: Path | None = None
     synth_dir: Path | None = None
-    metrics: dict[str, Any] | None = None
-    audit: dict[str, Any] | None = None
-    ingest_summary: dict[str, Any] | None = None
+    metrics: MetricsFile | None = None
+    audit: AuditFile | None = None
+    ingest_summary: IngestSummary | None = None
     rejects: list[dict[str, str]] | None = None
     cohort: Any = None  # pandas DataFrame: the manifest's non-identifying columns (COHORT_COLUMNS), or None
     stages: dict[str, dict[str, Any]] = field(default_factory=dict)  # label -> stage.json
@@ -32,6 +44,7 @@ class ReportInputs:
 
 
 def read_json(path: Path) -> dict[str, Any] | None:
+    """A stage.json (or other JSON object) at ``path``; None when absent or not an object; DataError when broken."""
     if not path.is_file():
         return None
     try:
@@ -41,53 +54,32 @@ def read_json(path: Path) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
-def _input_paths(stage: dict[str, Any]) -> list[tuple[str, Path]]:
-    """(key, path) of every input a stage.json recorded (``{"key": {"path": ..., "hash": ...}}``)."""
-    found = []
-    for key, value in (stage.get("inputs") or {}).items():
-        path = value.get("path") if isinstance(value, dict) else value
-        if isinstance(path, str) and path:
-            found.append((str(key), Path(path)))
-    return found
-
-
-def _find_ingest(stages: list[dict[str, Any]], results: list[dict[str, Any] | None]) -> Path | None:
-    """The ingest directory named by a stage's inputs, or by a result's ``ingest_dir`` key."""
-    candidates = [p for stage in stages for _, path in _input_paths(stage) for p in (path, path.parent)]
-    candidates += [Path(r["ingest_dir"]) for r in results if r and isinstance(r.get("ingest_dir"), str)]
-    for candidate in candidates:
-        if (candidate / "manifest.parquet").is_file():
-            return candidate
+def _declared_ingest(metrics: MetricsFile | None, audit: AuditFile | None) -> Path | None:
+    """The ingest folder evaluate (else audit) declares, when it still holds its manifest."""
+    for artefact in (metrics, audit):
+        if artefact is not None and (Path(artefact.ingest_dir) / "manifest.parquet").is_file():
+            return Path(artefact.ingest_dir)
     return None
 
 
-def _find_runs(stages: list[dict[str, Any]], metrics: dict[str, Any] | None) -> dict[str, Path]:
+def _declared_runs(metrics: MetricsFile | None, audit: AuditFile | None) -> dict[str, Path]:
+    """{run folder name: folder} of every model entry's ``model_dir`` that still holds its stage.json."""
     runs: dict[str, Path] = {}
-    for stage in stages:
-        for _, path in _input_paths(stage):
-            for candidate in (path, path.parent, path.parent.parent):
-                if (candidate / "model.pt").is_file() and (candidate / "stage.json").is_file():
-                    runs.setdefault(candidate.name, candidate)
-                    break
-    for entry in _model_entries(metrics):
-        directory = entry.get("run_dir") or entry.get("model_dir")
-        if isinstance(directory, str) and (Path(directory) / "stage.json").is_file():
-            runs.setdefault(Path(directory).name, Path(directory))
+    for artefact in (metrics, audit):
+        for entry in artefact.models.values() if artefact is not None else ():
+            directory = Path(entry.model_dir)
+            if (directory / "stage.json").is_file():
+                runs.setdefault(directory.name, directory)
     return runs
 
 
-def _model_entries(data: dict[str, Any] | None) -> list[dict[str, Any]]:
-    models = (data or {}).get("models")
-    if isinstance(models, dict):
-        return [v for v in models.values() if isinstance(v, dict)]
-    if isinstance(models, list):
-        return [v for v in models if isinstance(v, dict)]
-    return []
-
-
-def _find_synth(ingest_stage: dict[str, Any]) -> Path | None:
-    for _, path in _input_paths(ingest_stage):
-        for candidate in (path, path.parent):
+def _declared_synth(summary: IngestSummary | None) -> Path | None:
+    """The synth output folder behind the ingest's declared source (the folder itself or its parent)."""
+    if summary is None:
+        return None
+    sources = summary.source if isinstance(summary.source, list) else [summary.source]
+    for source in sources:
+        for candidate in (Path(source), Path(source).parent):
             stage = read_json(candidate / "stage.json")
             if stage and stage.get("stage") == "synth":
                 return candidate
@@ -115,50 +107,65 @@ def _read_cohort(ingest_dir: Path) -> Any:
     return pq.read_table(path, columns=[c for c in COHORT_COLUMNS if c in present]).to_pandas()
 
 
+def _load_given(got: ReportInputs, label: str, directory: str | Path | None) -> None:
+    """Read the evaluate or audit folder the user named into ``got`` (its artefact and stage.json)."""
+    from pipeline.artefacts.audit import AuditFile
+    from pipeline.artefacts.metrics import MetricsFile
+
+    model = MetricsFile if label == "evaluate" else AuditFile
+    if directory is None:
+        got.missing.append(f"No {label} directory was given, so the report has no {label} results.")
+        return
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise DataError(f"report: --{label} must be an existing directory, got {str(directory)!r}. "
+                        f"Run `cxr-fishr {label} ... --out {directory}` first.")
+    path = model.path_in(directory)
+    data = model.load(path) if path.is_file() else None
+    stage = read_json(directory / "stage.json")
+    if data is None:
+        got.missing.append(f"{path} does not exist: the {label} stage did not finish there.")
+    if stage is None:
+        got.missing.append(f"{directory / 'stage.json'} does not exist: provenance of the {label} stage unknown.")
+    else:
+        got.stages[label] = stage
+    setattr(got, f"{label}_dir", directory)
+    setattr(got, "metrics" if label == "evaluate" else "audit", data)
+
+
+def _load_ingest(got: ReportInputs, ingest_dir: Path) -> None:
+    """Read the ingest folder (summary, rejects, cohort columns, stage.json) and the synth folder behind it."""
+    from pipeline.artefacts.ingest_summary import IngestSummary
+
+    got.ingest_dir = ingest_dir
+    summary = IngestSummary.path_in(ingest_dir)
+    got.ingest_summary = IngestSummary.load(summary) if summary.is_file() else None
+    if got.ingest_summary is None:
+        got.missing.append(f"{summary} does not exist: cohort counts unavailable.")
+    got.rejects = _read_rejects(ingest_dir / "rejects.csv")
+    got.cohort = _read_cohort(ingest_dir)
+    ingest_stage = read_json(ingest_dir / "stage.json")
+    if ingest_stage:
+        got.stages["ingest"] = ingest_stage
+        got.synth_dir = _declared_synth(got.ingest_summary)
+        if got.synth_dir is not None:
+            got.stages["synth"] = read_json(got.synth_dir / "stage.json") or {}
+
+
 def load_inputs(
     *, evaluate_dir: str | Path | None, audit_dir: str | Path | None, ingest_dir: str | Path | None = None
 ) -> ReportInputs:
-    """Read what exists; every absent piece is named in ``missing`` (the report says so instead of failing)."""
+    """Read what exists; every absent piece is named in ``missing`` (the report says so instead of failing).
+    DataError: a given folder that does not exist, or an artefact that does not match its model."""
     got = ReportInputs()
-    given_stages: list[dict[str, Any]] = []
-    for label, directory, filename in (("evaluate", evaluate_dir, "metrics.json"), ("audit", audit_dir, "audit.json")):
-        if directory is None:
-            got.missing.append(f"No {label} directory was given, so the report has no {label} results.")
-            continue
-        directory = Path(directory)
-        if not directory.is_dir():
-            raise DataError(f"report: --{label} must be an existing directory, got {str(directory)!r}. "
-                            f"Run `cxr-fishr {label} ... --out {directory}` first.")
-        data = read_json(directory / filename)
-        stage = read_json(directory / "stage.json")
-        if data is None:
-            got.missing.append(f"{directory / filename} does not exist: the {label} stage did not finish there.")
-        if stage is None:
-            got.missing.append(f"{directory / 'stage.json'} does not exist: provenance of the {label} stage unknown.")
-        else:
-            got.stages[label] = stage
-            given_stages.append(stage)
-        setattr(got, f"{label}_dir", directory)
-        setattr(got, "metrics" if label == "evaluate" else "audit", data)
-
-    found_ingest = Path(ingest_dir) if ingest_dir is not None else _find_ingest(given_stages, [got.metrics, got.audit])
+    _load_given(got, "evaluate", evaluate_dir)
+    _load_given(got, "audit", audit_dir)
+    found_ingest = Path(ingest_dir) if ingest_dir is not None else _declared_ingest(got.metrics, got.audit)
     if found_ingest is None:
         got.missing.append("The ingest directory was not found (pass --ingest DIR): no cohort section.")
     else:
-        got.ingest_dir = found_ingest
-        got.ingest_summary = read_json(found_ingest / "summary.json")
-        if got.ingest_summary is None:
-            got.missing.append(f"{found_ingest / 'summary.json'} does not exist: cohort counts unavailable.")
-        got.rejects = _read_rejects(found_ingest / "rejects.csv")
-        got.cohort = _read_cohort(found_ingest)
-        ingest_stage = read_json(found_ingest / "stage.json")
-        if ingest_stage:
-            got.stages["ingest"] = ingest_stage
-            got.synth_dir = _find_synth(ingest_stage)
-            if got.synth_dir is not None:
-                got.stages["synth"] = read_json(got.synth_dir / "stage.json") or {}
-
-    got.run_dirs = _find_runs(given_stages, got.metrics)
+        _load_ingest(got, found_ingest)
+    got.run_dirs = _declared_runs(got.metrics, got.audit)
     for name, directory in sorted(got.run_dirs.items()):
         stage = read_json(directory / "stage.json")
         if stage:

@@ -66,24 +66,21 @@ def _notes(label: str, stage: dict[str, Any]) -> list[str]:
 
 def _result_notes(inputs: ReportInputs) -> list[str]:
     """What the evaluate and audit results say they skipped or estimated (skipped metrics, one-class groups)."""
-    lines: list[str] = []
-    audit = inputs.audit or {}
-    for item in audit.get("skipped") or []:
-        if isinstance(item, dict):
-            lines.append(f"audit skipped {item.get('metric')}: {item.get('reason')}")
     from pipeline.report.verdict import lung_mask_status
 
-    status, phrase = lung_mask_status(audit.get("lung_masks"))
+    lines: list[str] = []
+    if inputs.audit is not None:
+        lines += [f"audit skipped {item.metric}: {item.reason}" for item in inputs.audit.skipped]
+    status, phrase = lung_mask_status(inputs.audit.lung_masks.model_dump() if inputs.audit is not None else None)
     if status == "estimated":
         lines.append(f"audit: {phrase}; the ESTIMATED masks are fixed ellipses: lung numbers resting on them are "
                      "estimates.")
     elif status == "absent":
         lines.append(f"audit: {phrase}; every lung number is not measured.")
     seen: set[str] = set()
-    for entry in ((inputs.metrics or {}).get("models") or {}).values():
-        blocks = [("overall", entry.get("overall") or {})] + list((entry.get("per_site") or {}).items())
-        for scope, block in blocks:
-            for note in block.get("notes") or []:
+    for entry in inputs.metrics.models.values() if inputs.metrics is not None else ():
+        for scope, block in [("overall", entry.overall), *entry.per_site.items()]:
+            for note in block.notes:
                 text = f"evaluate ({scope}): {note}"
                 if text not in seen:
                     seen.add(text)

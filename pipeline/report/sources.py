@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.errors import DataError
-from pipeline.report.loading import _input_paths  # the one reader of stage.json's recorded inputs
+from pipeline.report.loading import ReportInputs
 
 RESULTS_KEYS = ("hospitals", "algorithms", "rules", "cells", "summary")
 
@@ -126,9 +126,14 @@ def ingest_ref(candidates: list[Any], inputs_hash: str | None = None) -> IngestR
 
 
 def _stage_ingest_paths(stage: dict[str, Any] | None) -> list[Path]:
-    """Ingest folders a stage.json recorded: an ``ingest``/``ingest_dir`` input (a folder or its manifest)."""
-    return [path.parent if path.suffix == ".parquet" else path for key, path in _input_paths(stage or {})
-            if key in ("ingest", "ingest_dir")]
+    """Ingest folders a sweep's stage.json declares as its ``ingest``/``ingest_dir`` input (a folder or its
+    manifest; stage.json records ``{"key": {"path": ..., "hash": ...}}``)."""
+    found = []
+    for key, value in ((stage or {}).get("inputs") or {}).items():
+        path = value.get("path") if isinstance(value, dict) else value
+        if key in ("ingest", "ingest_dir") and isinstance(path, str) and path:
+            found.append(Path(path).parent if path.endswith(".parquet") else Path(path))
+    return found
 
 
 def _read(path: Path) -> dict[str, Any] | None:
@@ -153,18 +158,19 @@ def sweep_ingests(results_dir: Path, results: dict[str, Any] | None = None) -> l
     return refs
 
 
-def section_ingests(inputs: Any, results_dir: str | Path | None,
+def section_ingests(inputs: ReportInputs, results_dir: str | Path | None,
                     results: dict[str, Any] | None = None) -> dict[str, list[IngestRef]]:
     """{section: its ingest(s)} for "evaluate", "audit", "sweep results" and "cohort" (sections without one left
     out). ``inputs``: the report's ReportInputs; ``results``: results_dir's results.json already parsed."""
     found: dict[str, list[IngestRef]] = {}
-    for section, data in (("evaluate", inputs.metrics), ("audit", inputs.audit)):
+    metrics, audit = inputs.metrics, inputs.audit
+    # each artefact declares its ingest (folder and cache hash); evaluate also names the sites it scored
+    for section, data, sites in (("evaluate", metrics, metrics.sites if metrics else None), ("audit", audit, None)):
         if data is None:
             continue
-        ref = ingest_ref([data.get("ingest_dir"), *_stage_ingest_paths(inputs.stages.get(section))],
-                         data.get("ingest_hash"))
-        if ref is not None and ref.test_sites is None and data.get("split") == "test" and data.get("sites"):
-            ref = replace(ref, test_sites=tuple(sorted(str(s) for s in data["sites"])))  # folder not reachable here
+        ref = ingest_ref([data.ingest_dir], data.ingest_hash)
+        if ref is not None and ref.test_sites is None and data.split == "test" and sites:
+            ref = replace(ref, test_sites=tuple(sorted(sites)))  # the folder is not reachable from here
         if ref is not None:
             found[section] = [ref]
     if results_dir is not None and (refs := sweep_ingests(Path(results_dir), results)):

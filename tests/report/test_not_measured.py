@@ -11,6 +11,8 @@ from pipeline.report import run
 from pipeline.report.cohort import ages_table
 from pipeline.report.shortcut_audit import ablation_table, localisation_table
 from pipeline.report.tables import fmt_num, fmt_rate, mean_std_text, num_cell, rate_cell
+from tests.helpers.audit_outputs import audit_json, audit_model, interventions, region_shares
+from tests.helpers.stage_outputs import group_scores, metrics_json, model_entry
 
 
 class _Text(HTMLParser):
@@ -70,26 +72,19 @@ def test_female_share_when_sex_unknown_for_every_image_is_not_measured_not_zero(
 
 def _write(directory, name, data):
     directory.mkdir(parents=True, exist_ok=True)
-    (directory / name).write_text(json.dumps(data), encoding="utf-8")  # json writes NaN as NaN, as Python's does
+    (directory / name).write_text(json.dumps(data), encoding="utf-8")
 
 
 def test_page_from_outputs_with_missing_numbers_has_no_nan_and_says_not_measured(tmp_path):
-    block = {"n": 10, "n_pos": 8, "n_neg": 2, "accuracy": 0.8, "balanced_accuracy": float("nan"), "auroc": None,
-             "auroc_ci": [None, None], "ece": float("nan"), "conflict_accuracy": None, "aligned_accuracy": None,
-             "not_measured": {"auroc": "one class only", "conflict_accuracy": "position unknown for every image"}}
-    entry = {"algorithm": "erm", "seed": 0, "selection_rule": "training_domain", "threshold": 0.5,
-             "threshold_source": "val (training domains)", "per_site": {"harbour": block}, "mean_site": block,
-             "overall": block}
-    metrics = {"split": "test", "sites": ["harbour"], "models": {"erm-s0": entry}}
-    audit = {"split": "test", "lung_masks": {"provided": 0, "estimated": 0, "absent": 10}, "shortcut_masks": False,
-             "models": {"erm-s0": {"algorithm": "erm", "seed": 0, "selection_rule": "training_domain",
-                                   "interventions": {"overall": {
-                                       "n": 10, "accuracy": 0.8, "lung_only_accuracy": None,
-                                       "lungs_removed_accuracy": None, "counterfactual_flip_rate": float("nan"),
-                                       "not_measured": {"lung_only_accuracy": "no lung mask for these images",
-                                                        "counterfactual_flip_rate": "no counterfactual arrays"}}},
-                                   "region_ablation_abs_share": {"overall": {"n": 10, "lungs": None, "rest": 1.0}},
-                                   "methods": {}}}}
+    # typed stage outputs hold None plus a reason where a number was not measured (a NaN is refused on load)
+    block = group_scores(n=10, n_pos=8, accuracy=0.8, not_measured={
+        "auroc": "one class only", "conflict_accuracy": "position unknown for every image"})
+    metrics = metrics_json({"erm-s0": model_entry("erm-s0", per_site={"harbour": block}, overall=block,
+                                                  mean={"accuracy": 0.8})})
+    overall = interventions(n=10, accuracy=0.8, not_measured={
+        "lung_only_accuracy": "no lung mask for these images", "counterfactual_flip_rate": "no counterfactual arrays"})
+    audit = audit_json({"erm-s0": audit_model("erm-s0", overall=overall, abs_share=region_shares(n=10, rest=1.0))},
+                       lung_masks={"provided": 0, "estimated": 0, "absent": 10}, shortcut_masks=False)
     _write(tmp_path / "eval", "metrics.json", metrics)
     _write(tmp_path / "audit", "audit.json", audit)
     result = run(evaluate_dir=tmp_path / "eval", audit_dir=tmp_path / "audit", out=tmp_path / "report")

@@ -1,5 +1,9 @@
+from pipeline.artefacts.audit import AuditFile
+from pipeline.artefacts.metrics import MetricsFile
 from pipeline.report.loading import ReportInputs
 from pipeline.report.provenance import REDACTED, build_provenance, redact
+from tests.helpers.audit_outputs import audit_json
+from tests.helpers.stage_outputs import group_scores, metrics_json, model_entry
 
 
 def test_redact_nested_salt_and_patient_keys_are_replaced():
@@ -23,14 +27,20 @@ def test_build_provenance_configs_never_contain_salt_values():
 
 
 def test_build_provenance_lists_audit_skips_and_evaluate_notes_once():
-    audit = {"skipped": [{"metric": "counterfactual_flip_rate", "reason": "no counterfactual arrays"}],
-             "lung_masks": "estimated"}
-    block = {"notes": ["harbour|erect has one class: AUROC undefined"]}
-    metrics = {"models": {"a": {"overall": block, "per_site": {}}, "b": {"overall": block, "per_site": {}}}}
+    audit = AuditFile.from_dict(audit_json(
+        {}, skipped=[{"metric": "counterfactual_flip_rate", "reason": "no counterfactual arrays"}],
+        lung_masks={"provided": 0, "estimated": 10, "absent": 0}))
+    note = "harbour|erect has one class: AUROC undefined"
+    site = group_scores(notes=[note])
+    metrics = MetricsFile.from_dict(metrics_json({
+        name: model_entry(name, per_site={"harbour": site}, overall=group_scores(notes=[note]))
+        for name in ("a", "b")}))
     notes = build_provenance(ReportInputs(audit=audit, metrics=metrics))["notes"]
-    assert any("counterfactual_flip_rate" in n and "no counterfactual arrays" in n for n in notes)
+    assert "audit skipped counterfactual_flip_rate: no counterfactual arrays" in notes
     assert any("ESTIMATED" in n for n in notes)
-    assert sum("AUROC undefined" in n for n in notes) == 1
+    # the same note of two models and two scopes (overall, harbour) is listed once per scope
+    assert [n for n in notes if "AUROC undefined" in n] == [f"evaluate (overall): {note}",
+                                                             f"evaluate (harbour): {note}"]
 
 
 def test_command_column_reads_from_the_start_and_switches_are_not_redacted():

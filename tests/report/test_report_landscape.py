@@ -16,6 +16,7 @@ from pipeline.audit.landscape.schema import (
 from pipeline.errors import DataError
 from pipeline.report import run
 from pipeline.report.landscape import build_landscape, compare, comparison_line, model_sentence
+from tests.helpers.audit_outputs import audit_json
 
 SITES = ("east", "harbour", "north")
 
@@ -70,9 +71,13 @@ def test_comparison_line_ranks_models_and_says_when_it_cannot():
 
 
 def _audit_dir(tmp_path, landscape):
+    """An audit folder whose audit.json holds ``landscape`` (None: the key left out, as before the landscape part)."""
     audit = tmp_path / "audit"
     audit.mkdir()
-    payload = {"models": {}} if landscape is None else {"models": {}, "landscape": landscape}
+    payload = audit_json({})  # valid, then the block under test put in as it is (valid or not)
+    del payload["landscape"]
+    if landscape is not None:
+        payload["landscape"] = landscape
     (audit / "audit.json").write_text(json.dumps(payload))
     return audit
 
@@ -91,21 +96,22 @@ def test_report_renders_the_section_with_figure_and_tables(tmp_path):
     assert "Distance matrices (site x site) (24 rows)" in html  # 2 models x 4 quantities x 3 sites
 
 
-@pytest.mark.parametrize(("landscape", "reason"), [
-    (None, "audit.json has no landscape block"),
-    ({"schema_version": 1, "measured": False, "reason": "landscape.enabled is false in the audit config"},
-     "landscape.enabled is false in the audit config"),
-])
-def test_report_says_not_measured_with_the_reason(tmp_path, landscape, reason):
+def test_report_says_not_measured_with_the_reason(tmp_path):
+    reason = "landscape.enabled is false in the audit config"
+    landscape = {"schema_version": 1, "measured": False, "reason": reason}
     result = run(evaluate_dir=None, audit_dir=_audit_dir(tmp_path, landscape), out=tmp_path / "report")
     html = result.index.read_text()
     assert f"Not measured: {reason}" in html and "fig_landscape.png" not in html
-    assert not build_landscape(None, tmp_path).available
+    assert build_landscape(None, tmp_path).reason == "Not measured: no audit results were found."
 
 
-def test_an_invalid_landscape_block_is_a_data_error(tmp_path):
-    with pytest.raises(DataError, match="schema version 1"):
-        build_landscape({"landscape": {"schema_version": 1, "measured": "perhaps", "models": 3}}, tmp_path)
+@pytest.mark.parametrize(("landscape", "words"), [
+    (None, "landscape: Field required"),  # an audit.json from before the landscape part
+    ({"schema_version": 1, "measured": "perhaps", "models": 3}, "landscape.measured"),
+])
+def test_an_audit_without_a_valid_landscape_block_is_a_data_error_naming_it(tmp_path, landscape, words):
+    with pytest.raises(DataError, match=f"audit.json does not match AuditFile.*{words}.*Re-run `cxr-fishr audit`"):
+        run(evaluate_dir=None, audit_dir=_audit_dir(tmp_path, landscape), out=tmp_path / "report")
 
 
 def test_sentence_without_trace_or_correlation_says_not_measured():

@@ -5,6 +5,8 @@ import pytest
 
 from pipeline.errors import DataError
 from pipeline.report import run
+from pipeline.report.loading import load_inputs
+from tests.helpers.stage_outputs import group_scores, metrics_json, model_entry
 
 
 class _Collect(HTMLParser):
@@ -48,10 +50,7 @@ def test_run_missing_evaluate_directory_raises_data_error(tmp_path):
 
 def test_run_hostile_model_name_is_escaped_and_page_needs_no_network(tmp_path):
     hostile = "<script>alert(1)</script>"
-    block = {"n": 4, "accuracy": 0.5, "auroc": None, "auroc_ci": [None, None], "conflict_accuracy": None}
-    metrics = {"split": "test", "sites": ["harbour"],
-               "models": {hostile: {"algorithm": "erm", "seed": 0, "selection_rule": "training_domain",
-                                    "per_site": {"harbour": block}, "mean_site": block}}}
+    metrics = metrics_json({hostile: model_entry(hostile, per_site={"harbour": group_scores(n=4, accuracy=0.5)})})
     (tmp_path / "eval").mkdir()
     (tmp_path / "eval" / "metrics.json").write_text(json.dumps(metrics))
     result = run(evaluate_dir=tmp_path / "eval", audit_dir=None, out=tmp_path / "report", title="A & B")
@@ -63,3 +62,38 @@ def test_run_hostile_model_name_is_escaped_and_page_needs_no_network(tmp_path):
     assert "http://" not in html and "https://" not in html
     for src in page.srcs:
         assert (result.out / src).is_file()
+
+
+def test_the_ingest_and_runs_are_found_from_what_metrics_json_declares(tmp_path):
+    import pandas as pd
+
+    ingest = tmp_path / "somewhere" / "ingest"  # no stage.json records it: only metrics.json's ingest_dir names it
+    ingest.mkdir(parents=True)
+    pd.DataFrame({"site": ["harbour"] * 3, "split": ["test"] * 3, "position": ["erect"] * 3, "label": [0, 1, 1],
+                  "domain": ["harbour"] * 3}).to_parquet(
+        ingest / "manifest.parquet")
+    run_dir = tmp_path / "elsewhere" / "erm-s0"
+    run_dir.mkdir(parents=True)
+    (run_dir / "stage.json").write_text(json.dumps({"stage": "train", "seed": 7}))
+    (tmp_path / "eval").mkdir()
+    (tmp_path / "eval" / "metrics.json").write_text(json.dumps(metrics_json(
+        {"erm-s0": model_entry("erm-s0", model_dir=str(run_dir))}, ingest_dir=str(ingest))))
+    inputs = load_inputs(evaluate_dir=tmp_path / "eval", audit_dir=None)
+    assert inputs.ingest_dir == ingest and len(inputs.cohort) == 3
+    assert inputs.run_dirs == {"erm-s0": run_dir} and inputs.stages["train: erm-s0"]["seed"] == 7
+    assert f"{ingest / 'summary.json'} does not exist: cohort counts unavailable." in inputs.missing
+    result = run(evaluate_dir=tmp_path / "eval", audit_dir=None, out=tmp_path / "report")
+    assert "3 images" in result.index.read_text()
+
+
+def test_a_metrics_json_of_an_older_schema_exits_2_naming_the_file_and_the_fix(tmp_path, capsys):
+    from pipeline.cli import main
+
+    (tmp_path / "eval").mkdir()
+    old = metrics_json({})
+    del old["ingest_dir"]  # a file from before the typed artefacts
+    (tmp_path / "eval" / "metrics.json").write_text(json.dumps(old))
+    assert main(["report", "--evaluate", str(tmp_path / "eval"), "--out", str(tmp_path / "report")]) == 2
+    err = capsys.readouterr().err
+    assert str(tmp_path / "eval" / "metrics.json") in err and "ingest_dir: Field required" in err
+    assert "Re-run `cxr-fishr evaluate`" in err and not (tmp_path / "report" / "index.html").exists()

@@ -8,10 +8,14 @@ import json
 import pandas as pd
 import pytest
 
+from pipeline.artefacts.audit import AuditFile
+from pipeline.artefacts.metrics import MetricsFile
 from pipeline.cli import main
 from pipeline.errors import DataError
 from pipeline.report.loading import ReportInputs
 from pipeline.report.sources import compare_ingests, section_ingests
+from tests.helpers.audit_outputs import audit_json
+from tests.helpers.stage_outputs import metrics_json
 
 
 def _write(path, data):
@@ -45,7 +49,7 @@ def _sweep(root, ingest, *, results=True):
 
 
 def _evaluate(root, ingest):
-    _write(root / "metrics.json", {"split": "test", "sites": ["colb"], "models": {}, "ingest_dir": str(ingest)})
+    _write(root / "metrics.json", metrics_json({}, sites=["colb"], ingest_dir=str(ingest)))
     _write(root / "stage.json", {"stage": "evaluate", "inputs": {"ingest": {"path": str(ingest / "manifest.parquet"),
                                                                             "hash": "y"}}})
     return root
@@ -91,8 +95,10 @@ def test_a_missing_evaluate_audit_or_ingest_path_exits_2(cohort, capsys, flag):
 
 
 def _inputs(metrics_ingest, audit_ingest=None, cohort_ingest=None):
-    return ReportInputs(metrics={"ingest_dir": str(metrics_ingest)},
-                        audit={"ingest_dir": str(audit_ingest)} if audit_ingest else None,
+    """Each section's ingest as its artefact declares it (``ingest_dir``; no hash recorded)."""
+    return ReportInputs(metrics=MetricsFile.from_dict(metrics_json({}, ingest_dir=str(metrics_ingest))),
+                        audit=AuditFile.from_dict(audit_json({}, ingest_dir=str(audit_ingest))) if audit_ingest
+                        else None,
                         ingest_dir=cohort_ingest)
 
 
@@ -142,8 +148,8 @@ def test_the_page_names_each_sections_ingest_and_warns_at_the_top(cohort, capsys
 def test_an_unreachable_evaluate_ingest_keeps_its_hash_and_test_sites(cohort):
     root, tag, _ = cohort
     other = _ingest(root / "ing_other", inputs_hash="hash-other", test_site="south")
-    inputs = ReportInputs(metrics={"ingest_dir": "moved/away", "ingest_hash": "hash-moved", "split": "test",
-                                   "sites": ["colb"]})
+    inputs = ReportInputs(metrics=MetricsFile.from_dict(metrics_json(
+        {}, ingest_dir="moved/away", ingest_hash="hash-moved", split="test", sites=["colb"])))
     found = section_ingests(inputs, _sweep(root / "sw", other))
     assert (found["evaluate"][0].inputs_hash, found["evaluate"][0].test_sites) == ("hash-moved", ("colb",))
     with pytest.raises(DataError, match="test site colb.*test site south"):

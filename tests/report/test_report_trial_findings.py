@@ -38,10 +38,13 @@ def test_position_agreement_is_measured_with_both_levels_labelled():
 
 
 def test_factor_association_with_one_known_level_in_a_scope_is_not_measured():
-    summary = {"confounding": {"warning_lift": 0.15, "factors": [
-        {"factor": "position", "scope": "site=colb", "n": 26, "n_pos": 25, "n_neg": 1, "auroc": 0.65,
-         "cramers_v": 0.19, "chi2_p_value": 0.3, "accuracy": 0.9, "chance": 0.9, "lift": 0.4},
-        {"factor": "position", "scope": "all", "n": 48, "n_pos": 38, "n_neg": 10, "auroc": 0.7, "lift": 0.05}]}}
+    from pipeline.artefacts.ingest_summary import IngestSummary
+    from tests.helpers.ingest_outputs import confounding, factor, ingest_summary
+
+    summary = IngestSummary.from_dict(ingest_summary(confounding=confounding(warning_lift=0.15, factors=[
+        factor("position", "site=colb", n=26, n_pos=25, auroc=0.65, cramers_v=0.19, chi2_p_value=0.3, accuracy=0.9,
+               chance=0.9, lift=0.4),
+        factor("position", "all", n=48, n_pos=38, auroc=0.7, lift=0.05)])))
     table = factors_table(summary, _frame(ONE_LEVEL))
     for row in table.rows:
         texts = [c.text for c in row[3:]]
@@ -90,16 +93,18 @@ def _audit_only_outputs(tmp_path):
     (run_dir / "model.pt").write_bytes(b"weights")
     _write_json(run_dir / "stage.json", {**_train_stage(["east", "nord"]), "command": ["cxr-fishr", "train"]})
     audit = tmp_path / "audit"
+    from tests.helpers.audit_outputs import audit_json, audit_model, interventions, localisation, method
+
     nm = {"lung_mass_fraction": "no lung mask for these images"}
-    method = {"overall": {"n": 3, "n_valid": 0, "lung_mass_fraction": None, "not_measured": nm}}
-    _write_json(audit / "audit.json", {
-        "split": "val", "ingest_dir": str(ingest), "lung_masks": "none", "shortcut_masks": False,
-        "skipped": [{"metric": "region_ablation_share", "reason": "no region masks at all"}],
-        "models": {"m_erm": {"algorithm": "erm", "seed": 0, "selection_rule": "training_domain",
-                             "methods": {"saliency": method, "grad_cam": method},
-                             "interventions": {"overall": {"n": 3}}, "region_ablation_share": None}},
-        "overlays": [{"model": "m_erm", "image_id": "a", "site": "Site One", "position": "erect", "label": None,
-                      "prediction": 0, "methods": ["saliency", "grad_cam"], "file": "overlays/a.png"}]})
+    maps = method(overall=localisation(n=3, n_valid=0, not_measured=nm))
+    model = audit_model("m_erm", split="val", model_dir=str(run_dir), methods={"saliency": maps, "grad_cam": maps},
+                        overall=interventions(n=3, n_labelled=0, n_lung_masks=0))
+    _write_json(audit / "audit.json", audit_json(
+        {"m_erm": model}, split="val", ingest_dir=str(ingest), lung_masks={"provided": 0, "estimated": 0, "absent": 3},
+        lung_source="none", shortcut_masks=False,
+        skipped=[{"metric": "region_ablation_share", "reason": "no region masks at all"}],
+        overlays=[{"model": "m_erm", "image_id": "a", "site": "Site One", "position": "erect", "label": None,
+                   "prediction": 0, "methods": ["saliency", "grad_cam"], "file": "overlays/a.png"}]))
     (audit / "overlays").mkdir()
     (audit / "overlays" / "a.png").write_bytes(b"\x89PNG\r\n\x1a\n")
     _write_json(audit / "stage.json", {"stage": "audit", "inputs": {"model": {"path": str(run_dir / "model.pt")}},
@@ -222,10 +227,8 @@ def test_no_audit_heading_is_left_with_an_empty_body(tmp_path):
 
     from pipeline.report import run
 
-    audit = _audit_only_outputs(tmp_path)
-    data = json.loads((audit / "audit.json").read_text())
-    data["models"]["m_erm"].pop("interventions")
-    (audit / "audit.json").write_text(json.dumps(data))
+    audit = _audit_only_outputs(tmp_path)  # its model has no probe result (audit.json always has interventions)
+    assert json.loads((audit / "audit.json").read_text())["models"]["m_erm"]["probe_balanced_accuracy"] == {}
     result = run(evaluate_dir=None, audit_dir=audit, out=tmp_path / "report")
     html = result.index.read_text(encoding="utf-8")
     section = html[html.index('<section id="audit">'):html.index('<section id="landscape">')]
@@ -233,7 +236,7 @@ def test_no_audit_heading_is_left_with_an_empty_body(tmp_path):
     for part in headings:
         title, body = part.split("</h3>", 1)
         assert _page_text_of(body).strip(), f"heading {title!r} has an empty body"
-    assert "No intervention was run" in section and "No probe was run" in section
+    assert "No probe was run" in section
 
 
 def _page_text_of(fragment):
