@@ -36,6 +36,8 @@ from typing import Any, Literal
 from pipeline.algorithms import get_algorithm_class
 from pipeline.errors import ConfigError, DataError
 from pipeline.protocol.across_runs import select_across_runs
+from pipeline.protocol.selection import LEAVE_ONE_DOMAIN_OUT as LODO
+from pipeline.protocol.selection import OOD_VALIDATION, ORACLE, TRAINING_DOMAIN
 from pipeline.seeding import seed_hash
 from pipeline.stage import Stage, StageRecord, atomic_path, is_fresh, run_stage, write_json_atomic, write_text_atomic
 from pipeline.train.config import TrainConfig
@@ -172,7 +174,7 @@ def run_sweep(*, ingest_dir: str | Path, config: TrainConfig, out: str | Path, n
                            gpus_per_job=gpus_per_run)
         failed = {str(stages[r.name].out): r.error for r in results if not r.ok}
         runs = _finished_runs(jobs, {key: stage.out for key, stage in stages.items()}, fingerprints)
-        rules = ["training_domain", "ood_validation", "oracle"] + (["leave_one_domain_out"] if leave_one_out else [])
+        rules = [TRAINING_DOMAIN.name, OOD_VALIDATION.name, ORACLE.name] + ([LODO.name] if leave_one_out else [])
         selection = _select_per_hospital(runs, hospitals) if hospitals else select_across_runs(runs, rules)
         write_json_atomic(out / "selection.json", _portable(selection, out))
         # per-hospital choices have no sweep-level model or results.csv column: the per-rule outputs get none
@@ -204,12 +206,12 @@ def _select_per_hospital(runs: list[dict[str, Any]], hospitals: Sequence[str]) -
     """Per test hospital, per rule, the best draw (its runs trained without that hospital: a full run each)."""
     def as_full(run: dict[str, Any]) -> dict[str, Any]:
         # the run's leave_one_domain_out rule scored its held-out hospital, here the test one: the oracle
-        selection = {k: v for k, v in run["selection"].items() if k not in ("oracle", "leave_one_domain_out")}
-        if "leave_one_domain_out" in run["selection"]:
-            selection["oracle"] = run["selection"]["leave_one_domain_out"]
+        selection = {k: v for k, v in run["selection"].items() if k not in (ORACLE.name, LODO.name)}
+        if LODO.name in run["selection"]:
+            selection[ORACLE.name] = run["selection"][LODO.name]
         return {**run, "holdout": None, "selection": selection}
 
-    rules = ["training_domain", "ood_validation", "oracle"]
+    rules = [TRAINING_DOMAIN.name, OOD_VALIDATION.name, ORACLE.name]
     return {h: select_across_runs([as_full(r) for r in runs if r["test_hospital"] == h], rules) for h in hospitals}
 
 
