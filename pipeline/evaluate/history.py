@@ -1,4 +1,7 @@
-"""Test-hospital figures as the mean over the last evaluations of a run, and means over seeds."""
+"""Test-hospital figures as the mean over the last evaluations of a run, and means over seeds.
+
+Over one run's evaluations the spread is the population std (the last k evaluations are all there is of that run);
+over seeds it is pipeline/artefacts/seeds.py SeedSpread (sample sd)."""
 
 from __future__ import annotations
 
@@ -46,21 +49,6 @@ def value_at_step(rows: list[dict[str, Any]], step: int | None, key: str) -> flo
     return None
 
 
-ONE_RUN = "1 run (n=1): no spread"
-
-
-def _mean_std(values: list[float]) -> dict[str, Any] | None:
-    """Mean and population std over the runs' finite values (the project's one spread estimator, also
-    pipeline/results), with ``n``; one value has no spread: std None with the reason under ``not_measured`` (never
-    0.0, which would claim the runs agree). None for no value."""
-    arr = np.asarray([v for v in values if v is not None and np.isfinite(v)], dtype=np.float64)
-    if arr.size == 0:
-        return None
-    if arr.size == 1:
-        return {"mean": float(arr[0]), "std": None, "n": 1, "not_measured": {"std": ONE_RUN}}
-    return {"mean": float(arr.mean()), "std": float(arr.std()), "n": int(arr.size)}
-
-
 def _runs_reason(entries: list[dict[str, Any]], key: str) -> str:
     """Why no run of a group measured mean_site ``key``: the runs' own reasons (evaluate's mean_site.not_measured)."""
     reasons = sorted({str(((e.get("mean_site") or {}).get("not_measured") or {}).get(key) or "no reason recorded")
@@ -69,7 +57,13 @@ def _runs_reason(entries: list[dict[str, Any]], key: str) -> str:
 
 
 def aggregate_models(models: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """Group model entries by ``algorithm|selection_rule``: mean and spread over runs (seeds)."""
+    """Group model entries by ``algorithm|selection_rule``: mean and spread over runs (seeds), each the one
+    estimator of the project (pipeline/artefacts/seeds.py SeedSpread: sample sd, None with a reason for one run)."""
+    from pipeline.artefacts.seeds import SeedSpread
+
+    def spread(values: list[float | None]) -> dict[str, Any] | None:
+        return SeedSpread.from_values(values).block()
+
     groups: dict[str, list[dict[str, Any]]] = {}
     for entry in models.values():
         groups.setdefault(f"{entry['algorithm']}|{entry['selection_rule']}", []).append(entry)
@@ -83,10 +77,10 @@ def aggregate_models(models: dict[str, dict[str, Any]]) -> dict[str, dict[str, A
             "n_runs": len(entries),
             "seeds": [e["seed"] for e in entries],
             "models": [e["name"] for e in entries],
-            "mean_site_accuracy": _mean_std([e["mean_site"]["accuracy"] for e in entries]),
-            "mean_site_conflict_accuracy": _mean_std([e["mean_site"]["conflict_accuracy"] for e in entries]),
-            "mean_site_auroc": _mean_std([e["mean_site"]["auroc"] for e in entries]),
-            "history_test_acc": _mean_std([h.get("mean") for h in history]),
+            "mean_site_accuracy": spread([e["mean_site"]["accuracy"] for e in entries]),
+            "mean_site_conflict_accuracy": spread([e["mean_site"]["conflict_accuracy"] for e in entries]),
+            "mean_site_auroc": spread([e["mean_site"]["auroc"] for e in entries]),
+            "history_test_acc": spread([h.get("mean") for h in history]),
         }
         out[key]["not_measured"] = {k: ("no run has a history.jsonl with test_acc" if k == "history_test_acc" else
                                         _runs_reason(entries, k.removeprefix("mean_site_")))

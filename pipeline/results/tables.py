@@ -5,9 +5,9 @@ score over seeds), with the chosen hparams beside it.
 
 A sweep with ``--leave-one-hospital-out`` has one column per held-out hospital (its ``holdout_acc``); a plain sweep
 has one column, the ingest's test split (``test_acc``). The oracle rule selects on the test hospital itself: an upper
-bound, labelled so. The spread over seeds is ``pipeline.evaluate.history._mean_std`` (one estimator for the
-project: the population standard deviation, 0 for one seed). A value that cannot be computed is null with a reason
-(JSON) and reads "not measured" in the tables, never 0.
+bound, labelled so. The spread over seeds is ``pipeline.artefacts.seeds.SeedSpread`` (one estimator for the
+project: the sample standard deviation, n - 1, since the seeds are a sample of the training randomness; none for one
+seed). A value that cannot be computed is null with a reason (JSON) and reads "not measured" in the tables, never 0.
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pipeline.artefacts.seeds import SeedSpread
 from pipeline.errors import DataError
-from pipeline.evaluate.history import _mean_std
 from pipeline.protocol.across_runs import select_across_runs
 from pipeline.protocol.selection import RULE_NAMES
 from pipeline.stage import write_json_atomic, write_text_atomic
@@ -46,7 +46,7 @@ class ResultsTables:
     def to_json(self) -> dict[str, Any]:
         return {"hospitals": self.hospitals, "algorithms": self.algorithms, "rules": self.rules,
                 "cells": self.cells, "summary": self.summary, "sweeps": self.sweeps, "notes": self.notes, "oracle_label": ORACLE_LABEL,
-                "metric": "test-hospital accuracy (%), mean and population sd over n_seeds (sd null for 1 seed)",
+                "metric": "test-hospital accuracy (%), mean and sample sd (n - 1) over n_seeds (sd null for 1 seed)",
                 "constant": "constant_seeds: seeds whose selected checkpoint predicts one class at the test "
                             "hospital; majority_baseline: that hospital's always-majority accuracy (%)"}
 
@@ -179,9 +179,9 @@ def _cell(runs: list[dict[str, Any]], rule: str, loho: bool) -> dict[str, Any]:
     records = [(Path(r["dir"]), _test_record(Path(r["dir"]), r["selection"].get(source, {}).get("step"), key))
                for r in chosen]
     scored = [(run_dir, *rule_score(record, test_rule)) for run_dir, record in records if record is not None]
-    stats = _mean_std([100.0 * value for _, value, _ in scored])
+    spread = SeedSpread.from_values([100.0 * value for _, value, _ in scored])
     constant = [(value, _num_classes(run_dir)) for run_dir, value, is_constant in scored if is_constant]
-    cell = {"mean": stats["mean"] if stats else None, "sd": stats["std"] if stats and len(scored) > 1 else None,
+    cell = {"mean": spread.mean, "sd": spread.sd,
             "n_seeds": len(scored), "draw": choice["draw"], "hparams": choice["hparams"],
             "selection_score": choice["score"], "constant_seeds": len(constant), "majority_baseline": None}
     if len(scored) == 1:
@@ -189,7 +189,7 @@ def _cell(runs: list[dict[str, Any]], rule: str, loho: bool) -> dict[str, Any]:
     if constant:
         cell["majority_baseline"], reason = _majority(constant)
         cell.update({"majority_baseline_not_measured": reason} if reason else {})
-    if stats is None:
+    if spread.mean is None:
         cell["not_measured"] = f"no {key} logged at the selected steps (history.jsonl)"
     return cell
 
@@ -277,7 +277,7 @@ def _hparams_text(hparams: dict[str, Any] | None) -> str:
 
 
 def to_markdown(tables: ResultsTables) -> str:
-    lines = ["# Results", "", "Test-hospital accuracy (%), mean ± sd over n seeds (population sd; none for n=1), of the "
+    lines = ["# Results", "", "Test-hospital accuracy (%), mean ± sd over n seeds (sample sd, n - 1; none for n=1), of the "
              "hparam draw each selection rule chose per algorithm and test hospital.", ""]
     for rule in tables.rules:
         lines += [f"## Selection: {_rule_title(rule)}", "",
@@ -319,7 +319,7 @@ def _tex_cell(mean: float | None, sd: float | None = None) -> str:
 
 
 def to_latex(tables: ResultsTables) -> str:
-    out = ["% cxr-fishr results: test-hospital accuracy (%), mean $\\pm$ population sd over seeds"]
+    out = ["% cxr-fishr results: test-hospital accuracy (%), mean $\\pm$ sample sd (n - 1) over seeds"]
     for rule in tables.rules:
         out += [f"% selection: {_rule_title(rule)}", "\\begin{tabular}{l" + "c" * (len(tables.hospitals) + 2) + "}",
                 "\\toprule", "Algorithm & " + " & ".join(_tex(h) for h in tables.hospitals) + " & Avg & Worst \\\\",
