@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from pipeline.protocol.selection import RULES, TRAINING_DOMAIN
+
 if TYPE_CHECKING:
     import pandas as pd
 
@@ -24,13 +26,14 @@ def _rule_rows(frame: pd.DataFrame, *, rule: str, meta: dict[str, Any]) -> pd.Da
     from pipeline.compat import model_profile
     from pipeline.manifest import domain_values, labelled
 
-    if rule in ("oracle", "ood_validation"):
-        return labelled(frame[frame["split"] == ("test" if rule == "oracle" else "ood_val")])
+    split = RULES[rule].split if rule in RULES else TRAINING_DOMAIN.split
+    if split in ("test", "ood_val"):  # the oracle's and OOD validation's rows: a manifest split of their own
+        return labelled(frame[frame["split"] == split])
     profile, _ = model_profile({"meta": meta})
     columns = tuple(profile.domain_columns or ("domain",))
     domains = domain_values(frame, columns)
     in_domain = frame["split"].isin(["train", "val"]).to_numpy()
-    if rule == "leave_one_domain_out":
+    if split == "holdout":  # leave-one-domain-out: the held-out training domain
         return labelled(frame[in_domain & (domains == meta.get("holdout_domain")).to_numpy()])
     trained = domains.isin(profile.domains or []).to_numpy() if profile.domains else in_domain
     return labelled(frame[(frame["split"] == "val").to_numpy() & trained])
@@ -42,7 +45,7 @@ def selection_set_size(*, frame: pd.DataFrame, meta: dict[str, Any], rule: str,
     from the threshold train stored (its pooled val rows) for training_domain, else from this manifest when it
     is the model's own training ingest (``same_ingest``); never from another cohort."""
     stored = meta.get("threshold") if isinstance(meta.get("threshold"), dict) else {}
-    if rule == "training_domain" and str(stored.get("source", "")).startswith("train: val") and stored.get("n"):
+    if rule == TRAINING_DOMAIN.name and str(stored.get("source", "")).startswith("train: val") and stored.get("n"):
         return int(stored["n"]), None
     if not same_ingest:
         return None, "the scored ingest is not the model's training ingest, so its selection set cannot be counted"
@@ -56,12 +59,10 @@ def constant_at_selection(*, selection: dict[str, Any], meta: dict[str, Any], fr
                           same_ingest: bool) -> dict[str, Any] | None:
     """The fact above for one model entry's ``selection`` (selection_truth), or None when train's selection did not
     find every evaluation constant."""
-    from pipeline.protocol.selection import RULES
-
     if not selection.get("constant_predictor"):
         return None
     rule = str(selection.get("rule"))
-    split = RULES[rule].split if rule in RULES else "val"
+    split = RULES[rule].split if rule in RULES else TRAINING_DOMAIN.split
     n, why = selection_set_size(frame=frame, meta=meta, rule=rule, same_ingest=same_ingest)
     fact = {"rule": rule, "split": split, "threshold": TRAIN_THRESHOLD, "n": n,
             "evaluations": selection.get("evaluations"), "n_not_measured": why}

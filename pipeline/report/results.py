@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from pipeline.protocol.selection import is_upper_bound
 from pipeline.report.tables import Cell, Table, not_measured
 from pipeline.results.tables import ResultsTables, cell_text, constant_note
 
@@ -27,7 +28,7 @@ def _hospital_cell(cell: dict[str, Any]) -> Cell:
 
 def _rule_tables(data: dict[str, Any], rule: str) -> tuple[Table, Table]:
     hospitals = data["hospitals"]
-    title = f"{rule} ({data['oracle_label']})" if rule == "oracle" else rule
+    title = f"{rule} ({data['oracle_label']})" if is_upper_bound(rule) else rule
     tables = ResultsTables(hospitals=hospitals, algorithms=data["algorithms"], rules=data["rules"],
                            cells=data["cells"], summary=data["summary"])
     note = constant_note(tables, rule)
