@@ -101,11 +101,11 @@ def _sections(inputs: ReportInputs, out: Path, *, results_dir: str | Path | None
 
     return {
         "subtitle": _subtitle(inputs),
-        "summary": build_summary(_as_dict(inputs.metrics), _as_dict(inputs.audit)),
+        "summary": build_summary(inputs.metrics, inputs.audit),
         "cohort": build_cohort(inputs, out),
-        "evaluation": build_evaluation(_as_dict(inputs.metrics), out, inputs.cohort),
-        "audit": build_audit(_as_dict(inputs.audit), inputs.audit_dir, out, inputs.ingest_dir,
-                             _as_dict(inputs.metrics), synthetic=inputs.synth_dir is not None),
+        "evaluation": build_evaluation(inputs.metrics, out, inputs.cohort),
+        "audit": build_audit(inputs.audit, inputs.audit_dir, out, inputs.ingest_dir, inputs.metrics,
+                             synthetic=inputs.synth_dir is not None),
         "landscape": build_landscape(inputs.audit, out),
         "provenance": build_provenance(inputs),
         "results": build_results(results_dir, results),  # `cxr-fishr results` tables, shown when given

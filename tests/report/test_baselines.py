@@ -66,11 +66,16 @@ def test_majority_line_is_the_majority_of_the_data_shown_not_fifty_percent():
 
 
 def test_intervention_variant_at_the_class_prior_is_flagged_constant():
-    audit_models = {"a": {"interventions": {"overall": {
-        "n": 20, "accuracy": 0.7, "lung_only_accuracy": 0.6, "lung_only_majority_accuracy": 0.6,
-        "lung_only_constant_predictor": True, "lungs_removed_accuracy": 0.55,
-        "lungs_removed_majority_accuracy": 0.6, "lungs_removed_constant_predictor": False}}}}
-    metrics = {"models": {"a": {"overall": {"n": 20, "accuracy": 0.75, "n_pos": 12, "n_neg": 8}}}}
+    from pipeline.artefacts.audit import AuditFile
+    from pipeline.artefacts.metrics import MetricsFile
+    from tests.helpers.audit_outputs import audit_json, audit_model, interventions
+
+    overall = interventions(n=20, accuracy=0.7, lung_only_accuracy=0.6, lung_only_majority_accuracy=0.6,
+                            lung_only_constant_predictor=True, lungs_removed_accuracy=0.55,
+                            lungs_removed_majority_accuracy=0.6, lungs_removed_constant_predictor=False)
+    audit_models = AuditFile.from_dict(audit_json({"a": audit_model("a", overall=overall)})).models
+    metrics = MetricsFile.from_dict(metrics_json({"a": model_entry(
+        "a", overall=group_scores(n=20, n_pos=12, accuracy=0.75))}))
     texts = [c.text for c in interventions_table(audit_models, metrics).rows[0]]
     assert texts[3] == "75.0%"  # evaluate's accuracy, not the audit's 70%
     assert texts[4] == "60.0%"

@@ -11,7 +11,7 @@ from pipeline.report import run
 from pipeline.report.cohort import ages_table
 from pipeline.report.shortcut_audit import ablation_table, localisation_table
 from pipeline.report.tables import fmt_num, fmt_rate, mean_std_text, num_cell, rate_cell
-from tests.helpers.audit_outputs import audit_json, audit_model, interventions, region_shares
+from tests.helpers.audit_outputs import audit_json, audit_model, interventions, localisation, method, region_shares
 from tests.helpers.stage_outputs import group_scores, metrics_json, model_entry
 
 
@@ -47,10 +47,11 @@ def test_every_formatter_renders_none_and_nan_as_not_measured_with_reason():
 
 
 def test_shortcut_numbers_without_shortcut_masks_are_not_measured_even_if_audit_wrote_zeros():
-    entry = {"region_ablation_abs_share": {"overall": {"n": 8, "lungs": 0.6, "rest": 0.4, "scapula_shoulder": 0.0,
-                                                       "devices": 0.0, "text_stamp": 0.0}},
-             "methods": {"saliency": {"overall": {"n_valid": 8, "lung_mass_fraction": 0.5,
-                                                  "shortcut_mass_fraction": 0.0}}}}
+    from pipeline.artefacts.audit import AuditModel
+
+    shares = region_shares(n=8, lungs=0.6, rest=0.4, scapula_shoulder=0.0, devices=0.0, text_stamp=0.0)
+    maps = method(overall=localisation(n=8, lung_mass_fraction=0.5, shortcut_mass_fraction=0.0))
+    entry = AuditModel.model_validate(audit_model("m", abs_share=shares, methods={"saliency": maps}))
     ablation = ablation_table({"m": entry}, shortcut_masks=False)
     texts = [c.text for c in ablation.rows[0]]
     assert "60.0%" in texts and "0.0%" not in texts

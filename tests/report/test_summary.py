@@ -53,11 +53,15 @@ def test_headline_groups_seeds_by_algorithm_and_rule_and_matches_audit_by_name()
 
 
 def test_disagreements_compare_algorithms_not_seeds_and_flag_contrary_method():
+    from pipeline.artefacts.audit import AuditModel
     from pipeline.report.shortcut_audit import disagreements
+    from tests.helpers.audit_outputs import audit_model, localisation, method, region_shares
 
     def entry(algorithm, ablation_shortcut, ig_shortcut):
-        return {"algorithm": algorithm, "region_ablation_share": {"overall": {"scapula_shoulder": ablation_shortcut}},
-                "methods": {"integrated_gradients": {"overall": {"shortcut_mass_fraction": ig_shortcut}}}}
+        return AuditModel.model_validate(audit_model(
+            algorithm, algorithm=algorithm,
+            region_ablation_share={"overall": region_shares(scapula_shoulder=ablation_shortcut), "per_site": {}},
+            methods={"integrated_gradients": method(overall=localisation(shortcut_mass_fraction=ig_shortcut))}))
 
     same_algorithm = {"f-s0": entry("fishr", 0.4, 0.1), "f-s1": entry("fishr", 0.0, 0.5)}
     assert disagreements(same_algorithm) == []
