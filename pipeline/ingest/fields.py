@@ -1,8 +1,9 @@
-"""One image's manifest fields from its metadata CSV row and/or DICOM tags, each with a ``*_source`` column.
+"""One image's manifest fields from its metadata CSV row, its path and its DICOM tags, each with a ``*_source`` column.
 
-Precedence: a column the CSV mapping names wins over the DICOM tag (the hospital's export is the curated record),
-the DICOM tag wins over a constant from the config. PatientName is never read; PatientID leaves only as a salted
-hash.
+Precedence (:data:`PRECEDENCE`, one rule for every field): a column the CSV mapping names wins (the hospital's export
+is the curated record), then a configured ``path_fields`` pattern, then the DICOM tag, then a constant from the
+config. A field configured in ``path_fields`` is decided there: its DICOM tag and constants are not read. PatientName
+is never read; PatientID leaves only as a salted hash.
 """
 
 from __future__ import annotations
@@ -10,12 +11,56 @@ from __future__ import annotations
 import hashlib
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
 from pipeline.ingest import harmonise as h
 from pipeline.ingest.config import IngestConfig, MetadataMapping
+
+Reading = tuple[Any, str]  # (harmonised value, where it came from: 'csv:<column>', 'path:<field>', 'dicom:<tag>', ...)
+
+# Where each field may come from, highest precedence first; the first source with a known value wins.
+PRECEDENCE: dict[str, tuple[str, ...]] = {
+    "site": ("csv", "path", "mapping_constant", "dicom", "config_constant"),
+    "view": ("csv", "path", "dicom"),  # the CSV's view columns in their order
+    "age": ("csv", "path", "dicom"),  # csv: age_column, else age_from_birth
+    "sex": ("csv", "path", "dicom"),
+    "patient": ("csv", "csv_regex", "path", "dicom", "file"),
+    "modality": ("csv", "path", "dicom"),
+}
+# read even when a configured path field decided (unknown there): without an ID, each image is its own patient
+AFTER_PATH = frozenset({"file"})
+
+
+@dataclass(frozen=True)
+class FieldRule:
+    """When a field's value counts as known, and its value when no source knows it."""
+
+    known: Callable[[Any], bool]
+    unknown: Any
+
+
+FIELDS: dict[str, FieldRule] = {
+    "site": FieldRule(known=lambda v: v is not None, unknown="unknown"),
+    "view": FieldRule(known=lambda v: v != "unknown", unknown="unknown"),
+    "age": FieldRule(known=lambda v: not math.isnan(v), unknown=math.nan),
+    "sex": FieldRule(known=lambda v: v != "unknown", unknown="unknown"),
+    "patient": FieldRule(known=lambda v: v is not None, unknown=None),
+    "modality": FieldRule(known=lambda v: v != "unknown", unknown="unknown"),
+}
+
+
+@dataclass(frozen=True)
+class _Image:
+    """What one image offers: its CSV row (None without one), its DICOM tags, its ``path_fields`` values."""
+
+    row: Mapping[str, Any] | None
+    tags: dict[str, str]
+    path: dict[str, tuple[str | None, str]]
+    patient_id: str | None
+    fallback_id: str
 
 
 def patient_key(salt: str, patient_id: str) -> str:
@@ -43,75 +88,85 @@ class Harmoniser:
         self._label = lru_cache(maxsize=65536)(
             lambda raw, origin: h.map_label(raw, self.mapping, origin) if self.mapping else (None, "none")
         )
+        # PRECEDENCE's readers, by name: '_<field>_from_<source>' (below)
+        self._readers: dict[tuple[str, str], Callable[[_Image], list[Reading]]] = {
+            (name, source): getattr(self, f"_{name}_from_{source}") for name, sources in PRECEDENCE.items()
+            for source in sources
+        }
 
     def fields(
         self, row: Mapping[str, Any] | None, tags: Mapping[str, str] | None, patient_id: str | None, fallback_id: str,
         *, relative: str | None = None,
     ) -> dict[str, Any]:
-        """The fields of one image; ``label`` is None when unknown. ``relative``: the file's path under its source,
-        read by ``path_fields`` (a configured path field replaces the DICOM tag and constants of that field; a file
-        its pattern does not match gets the field unknown)."""
-        m, c = self.mapping, self.config
-        row = row if (row is not None and m is not None) else None
-        tags = dict(tags or {})
-        path = self.path_values(relative or fallback_id)
-        for name, tag in (("site", c.site_tag), ("sex", "PatientSex"), ("age", "PatientAge"), ("modality", "Modality")):
-            if name in path:  # the configured pattern decides, not the header
-                tags.pop(tag, None)
+        """The fields of one image, each beside its ``*_source``; ``label`` is None when unknown. ``relative``: the
+        file's path under its source, read by ``path_fields``. Site, view, age, sex, patient and modality follow
+        :data:`PRECEDENCE`; position reads every text at once, the label only the CSV (or ``label_default``)."""
+        image = self._image(row, tags, patient_id, fallback_id, relative)
         out: dict[str, Any] = {}
-        out["site"], out["site_source"] = self._site_field(row, tags, path)
-
-        candidates = [(row.get(col), f"csv:{col}") for col in m.view_columns] if row is not None else []
-        if "view" in path:
-            candidates.append(path["view"])
-        elif tags.get("ViewPosition"):
-            candidates.append((tags["ViewPosition"], "dicom:ViewPosition"))
-        out["view"], out["view_source"] = self._first_view(candidates) if candidates else ("unknown", "none")
-
-        texts = []
-        if row is not None:
-            texts += [(row.get(col), f"csv:{col}") for col in [*m.position_columns, *m.view_columns]]
-        if "position" in path:
-            texts.append(path["position"])
-        else:
-            texts += [(tags.get(tag), f"dicom:{tag}") for tag in c.position_tags if tags.get(tag)]
-        out["position"], out["position_source"] = self._position(tuple(texts), out["view"])
-
-        out["age_years"], out["age_source"] = self._age_field(row, tags, path)
-        out["age_group"] = h.age_group(out["age_years"], c.child_max_years)
-
-        sex, source = "unknown", "none"
-        if row is not None and m.sex_column:
-            sex, source = self._sex(row.get(m.sex_column), f"csv:{m.sex_column}")
-        if sex == "unknown" and "sex" in path:
-            sex, source = self._sex(*path["sex"])
-        if sex == "unknown" and tags.get("PatientSex"):
-            sex, source = self._sex(tags.get("PatientSex"), "dicom:PatientSex")
-        out["sex"], out["sex_source"] = sex, source
-
-        label, source = None, "none"
-        if row is not None and m.label_column:
-            label, source = self._label(row.get(m.label_column), f"csv:{m.label_column}")
-        elif c.label_default is not None:
-            label, source = c.label_default, "config:label_default"
-        out["label"], out["label_source"] = label, source
-        out["label_name"] = (m.label_name if m and m.label_name else None) or c.label_name
-
-        out["patient_key"], out["patient_key_source"] = self._patient_field(row, path, patient_id, fallback_id)
-
-        if "modality" in path:
-            raw = h.clean(path["modality"][0])
-            modality, source = (raw.upper(), path["modality"][1]) if raw else ("unknown", path["modality"][1])
-        else:
-            modality = tags.get("Modality") or "unknown"
-            source = "dicom:Modality" if tags.get("Modality") else "none"
-        if row is not None and m.modality_column:
-            raw = h.clean(row.get(m.modality_column))
-            if raw is not None:
-                mapped = {k.upper(): v for k, v in m.modality_map.items()}.get(raw.upper(), raw)
-                modality, source = mapped.upper(), f"csv:{m.modality_column}"
-        out["modality"], out["modality_source"] = modality, source
+        out["site"], out["site_source"] = self._resolve("site", image)
+        out["view"], out["view_source"] = self._resolve("view", image)
+        out["position"], out["position_source"] = self._position(self._position_texts(image), out["view"])
+        out["age_years"], out["age_source"] = self._resolve("age", image)
+        out["age_group"] = h.age_group(out["age_years"], self.config.child_max_years)
+        out["sex"], out["sex_source"] = self._resolve("sex", image)
+        out["label"], out["label_source"] = self._label_field(image.row)
+        mapping = self.mapping
+        out["label_name"] = (mapping.label_name if mapping and mapping.label_name else None) or self.config.label_name
+        patient, source = self._resolve("patient", image)
+        out["patient_key"], out["patient_key_source"] = patient_key(self._salt, patient), source
+        out["modality"], out["modality_source"] = self._resolve("modality", image)
         return out
+
+    def _image(self, row: Mapping[str, Any] | None, tags: Mapping[str, str] | None, patient_id: str | None,
+               fallback_id: str, relative: str | None) -> _Image:
+        path = self.path_values(relative or fallback_id)
+        tags = dict(tags or {})
+        for name, tag in (("site", self.config.site_tag), ("sex", "PatientSex"), ("age", "PatientAge"),
+                          ("modality", "Modality")):
+            if name in path:  # the configured pattern replaces the header's tag (position texts included)
+                tags.pop(tag, None)
+        row = row if (row is not None and self.mapping is not None) else None
+        return _Image(row=row, tags=tags, path=path, patient_id=patient_id, fallback_id=fallback_id)
+
+    def _resolve(self, name: str, image: _Image) -> Reading:
+        """Field ``name`` of ``image``: the first known reading in :data:`PRECEDENCE` order. Unknown: the reading of
+        the last source tried (view: the first, its own CSV column), else (unknown, 'none')."""
+        field = FIELDS[name]
+        tried: list[Reading] = []
+        path_decides = False
+        for source in PRECEDENCE[name]:
+            if path_decides and source not in AFTER_PATH:
+                continue
+            for value, origin in self._readers[name, source](image):
+                if field.known(value):
+                    return value, origin
+                tried.append((value, origin))
+            path_decides = source == "path" and name in image.path
+        if not tried:
+            return field.unknown, "none"
+        value, origin = tried[0] if name == "view" else tried[-1]
+        return (field.unknown if value is None else value), origin
+
+    def _position_texts(self, image: _Image) -> tuple[tuple[object, str], ...]:
+        """The free texts position keywords are searched in, in order: the CSV's position and view columns, then the
+        path's position or else the DICOM ``position_tags``."""
+        texts: list[tuple[object, str]] = []
+        if image.row is not None:
+            columns = [*self.mapping.position_columns, *self.mapping.view_columns]
+            texts += [(image.row.get(column), f"csv:{column}") for column in columns]
+        if "position" in image.path:
+            texts.append(image.path["position"])
+        else:
+            texts += [(image.tags.get(tag), f"dicom:{tag}") for tag in self.config.position_tags if image.tags.get(tag)]
+        return tuple(texts)
+
+    def _label_field(self, row: Mapping[str, Any] | None) -> Reading:
+        """The CSV's label column decides (a blank cell stays unknown); ``label_default`` only without one."""
+        if row is not None and self.mapping.label_column:
+            return self._label(row.get(self.mapping.label_column), f"csv:{self.mapping.label_column}")
+        if self.config.label_default is not None:
+            return self.config.label_default, "config:label_default"
+        return None, "none"
 
     def tag_values(
         self, tags: Mapping[str, str] | None, patient_id: str | None, view: str
@@ -150,64 +205,11 @@ class Harmoniser:
             out[name] = (value, f"path:{name}") if value else (None, f"path:{name}:unmatched")
         return out
 
-    def _site_field(self, row: Mapping[str, Any] | None, tags: Mapping[str, str], path: dict) -> tuple[str, str]:
-        m, c = self.mapping, self.config
-        site, source = None, "none"
-        if row is not None and m.site_column:
-            site, source = self._site_of(row.get(m.site_column), f"csv:{m.site_column}")
-        if site is None and "site" in path:
-            site, source = self._site_of(*path["site"])
-            return site or "unknown", source if site else path["site"][1]
-        if site is None and row is not None and m.site_constant:
-            site, source = self._site_of(m.site_constant, "mapping:site_constant")
-        if site is None and tags.get(c.site_tag):
-            site, source = self._site_of(tags.get(c.site_tag), f"dicom:{c.site_tag}")
-        if site is None and c.site_constant:
-            site, source = self._site_of(c.site_constant, "config:site_constant")
-        return site or "unknown", source
-
     def _site_of(self, raw: object, origin: str) -> tuple[str | None, str]:
         text = h.clean(raw)
         if text is not None:
             self.raw_sites.add(text)  # every site name the data gave: site_map keys must match one of them
         return self._site(raw, origin)
-
-    def _age_field(self, row: Mapping[str, Any] | None, tags: Mapping[str, str], path: dict) -> tuple[float, str]:
-        m = self.mapping
-        years, source = math.nan, "none"
-        if row is not None and m.age_column:
-            raw_age = h.clean(row.get(m.age_column))
-            if raw_age is not None and raw_age in m.age_missing_values:
-                raw_age = None  # a placeholder: cleaned before parsing, so 0 never survives as an age
-            years, source = self._age(raw_age, f"csv:{m.age_column}")
-        elif row is not None and m.age_from_birth is not None:
-            years, source = h.age_from_birth_year(
-                row.get(m.age_from_birth.birth_column), row.get(m.age_from_birth.date_column), "csv:birth_year"
-            )
-        if math.isnan(years) and "age" in path:
-            years, source = self._age(*path["age"])
-        if math.isnan(years) and tags.get("PatientAge"):
-            years, source = self._age(tags.get("PatientAge"), "dicom:PatientAge")
-        return years, source
-
-    def _patient_field(
-        self, row: Mapping[str, Any] | None, path: dict, patient_id: str | None, fallback_id: str
-    ) -> tuple[str, str]:
-        m = self.mapping
-        pid, source = None, "none"
-        if row is not None and m.patient_column:
-            pid, source = h.clean(row.get(m.patient_column)), f"csv:{m.patient_column}"
-        if pid is None and row is not None and m.patient_regex:
-            found = re.search(m.patient_regex, str(row.get(m.file_column, "")))
-            if found:
-                pid, source = found.group(1) if found.groups() else found.group(0), f"csv:{m.file_column}~regex"
-        if pid is None and "patient" in path:
-            pid, source = h.clean(path["patient"][0]), path["patient"][1]
-        elif pid is None and patient_id:
-            pid, source = h.clean(patient_id), "dicom:PatientID"  # hashed with the salt just below
-        if pid is None:  # without an ID every image is its own patient (the split cannot see relatives)
-            pid, source = f"file:{fallback_id}", "none:one_patient_per_image"
-        return patient_key(self._salt, pid), source
 
     def label_of(self, row: Mapping[str, Any]) -> tuple[int | None, str]:
         """(label, source) a CSV row maps to, before any decoding: source ends in ':missing' for a blank cell (kept
@@ -216,11 +218,114 @@ class Harmoniser:
             return None, "none"
         return self._label(row.get(self.mapping.label_column), f"csv:{self.mapping.label_column}")
 
-    def _first_view(self, candidates: list[tuple[object, str]]) -> tuple[str, str]:
-        fallback = None
-        for raw, origin in candidates:
-            value, source = self._view(h.clean(raw), origin)
-            if value != "unknown":
-                return value, source
-            fallback = fallback or (value, source)
-        return fallback
+    # The readers of PRECEDENCE: each returns the readings one source offers for one field ([] when it has none).
+
+    def _site_from_csv(self, image: _Image) -> list[Reading]:
+        column = self.mapping.site_column if image.row is not None else None
+        return [self._site_of(image.row.get(column), f"csv:{column}")] if column else []
+
+    def _site_from_path(self, image: _Image) -> list[Reading]:
+        if "site" not in image.path:
+            return []
+        raw, origin = image.path["site"]
+        site, source = self._site_of(raw, origin)
+        return [(site, source if site else origin)]  # unknown: 'path:site:unmatched', as counted in summary.json
+
+    def _site_from_mapping_constant(self, image: _Image) -> list[Reading]:
+        constant = self.mapping.site_constant if image.row is not None else None
+        return [self._site_of(constant, "mapping:site_constant")] if constant else []
+
+    def _site_from_dicom(self, image: _Image) -> list[Reading]:
+        tag = self.config.site_tag
+        return [self._site_of(image.tags[tag], f"dicom:{tag}")] if image.tags.get(tag) else []
+
+    def _site_from_config_constant(self, image: _Image) -> list[Reading]:
+        constant = self.config.site_constant
+        return [self._site_of(constant, "config:site_constant")] if constant else []
+
+    def _view_from_csv(self, image: _Image) -> list[Reading]:
+        columns = self.mapping.view_columns if image.row is not None else []
+        return [self._view(h.clean(image.row.get(column)), f"csv:{column}") for column in columns]
+
+    def _view_from_path(self, image: _Image) -> list[Reading]:
+        return [self._view(h.clean(image.path["view"][0]), image.path["view"][1])] if "view" in image.path else []
+
+    def _view_from_dicom(self, image: _Image) -> list[Reading]:
+        raw = image.tags.get("ViewPosition")
+        return [self._view(h.clean(raw), "dicom:ViewPosition")] if raw else []
+
+    def _age_from_csv(self, image: _Image) -> list[Reading]:
+        m, row = self.mapping, image.row
+        if row is not None and m.age_column:
+            raw_age = h.clean(row.get(m.age_column))
+            if raw_age is not None and raw_age in m.age_missing_values:
+                raw_age = None  # a placeholder: cleaned before parsing, so 0 never survives as an age
+            return [self._age(raw_age, f"csv:{m.age_column}")]
+        if row is not None and m.age_from_birth is not None:
+            birth, date = row.get(m.age_from_birth.birth_column), row.get(m.age_from_birth.date_column)
+            return [h.age_from_birth_year(birth, date, "csv:birth_year")]
+        return []
+
+    def _age_from_path(self, image: _Image) -> list[Reading]:
+        return [self._age(*image.path["age"])] if "age" in image.path else []
+
+    def _age_from_dicom(self, image: _Image) -> list[Reading]:
+        raw = image.tags.get("PatientAge")
+        return [self._age(raw, "dicom:PatientAge")] if raw else []
+
+    def _sex_from_csv(self, image: _Image) -> list[Reading]:
+        column = self.mapping.sex_column if image.row is not None else None
+        return [self._sex(image.row.get(column), f"csv:{column}")] if column else []
+
+    def _sex_from_path(self, image: _Image) -> list[Reading]:
+        return [self._sex(*image.path["sex"])] if "sex" in image.path else []
+
+    def _sex_from_dicom(self, image: _Image) -> list[Reading]:
+        raw = image.tags.get("PatientSex")
+        return [self._sex(raw, "dicom:PatientSex")] if raw else []
+
+    def _patient_from_csv(self, image: _Image) -> list[Reading]:
+        column = self.mapping.patient_column if image.row is not None else None
+        return [(h.clean(image.row.get(column)), f"csv:{column}")] if column else []
+
+    def _patient_from_csv_regex(self, image: _Image) -> list[Reading]:
+        m = self.mapping
+        if image.row is None or not m.patient_regex:
+            return []
+        found = re.search(m.patient_regex, str(image.row.get(m.file_column, "")))
+        if not found:
+            return []
+        return [(found.group(1) if found.groups() else found.group(0), f"csv:{m.file_column}~regex")]
+
+    def _patient_from_path(self, image: _Image) -> list[Reading]:
+        if "patient" not in image.path:
+            return []
+        raw, origin = image.path["patient"]
+        return [(h.clean(raw), origin)]
+
+    def _patient_from_dicom(self, image: _Image) -> list[Reading]:
+        # hashed with the salt by fields(): the ID itself never leaves
+        return [(h.clean(image.patient_id), "dicom:PatientID")] if image.patient_id else []
+
+    def _patient_from_file(self, image: _Image) -> list[Reading]:
+        # without an ID every image is its own patient (the split cannot see relatives)
+        return [(f"file:{image.fallback_id}", "none:one_patient_per_image")]
+
+    def _modality_from_csv(self, image: _Image) -> list[Reading]:
+        m = self.mapping
+        raw = h.clean(image.row.get(m.modality_column)) if image.row is not None and m.modality_column else None
+        if raw is None:
+            return []
+        mapped = {k.upper(): v for k, v in m.modality_map.items()}.get(raw.upper(), raw)
+        return [(mapped.upper(), f"csv:{m.modality_column}")]
+
+    def _modality_from_path(self, image: _Image) -> list[Reading]:
+        if "modality" not in image.path:
+            return []
+        raw, origin = image.path["modality"]
+        raw = h.clean(raw)
+        return [(raw.upper() if raw else "unknown", origin)]
+
+    def _modality_from_dicom(self, image: _Image) -> list[Reading]:
+        raw = image.tags.get("Modality")
+        return [(raw, "dicom:Modality")] if raw else []
