@@ -312,6 +312,8 @@ def _history_progress(job: dict[str, Any]) -> tuple[int, int]:
 
 def run(*, config: DemoConfig | str | Path, echo: Callable[[str], None] = print) -> DemoResult:
     """Run (or reuse) every stage; write the report and ``<report>/summary.json``; return the headline."""
+    from pipeline.artefacts.audit import AuditFile
+    from pipeline.artefacts.metrics import MetricsFile
     from pipeline.report.headline import headline
 
     base = Path(config).resolve().parent if not isinstance(config, DemoConfig) else Path.cwd()
@@ -327,15 +329,14 @@ def run(*, config: DemoConfig | str | Path, echo: Callable[[str], None] = print)
     echo(f"[5/5] report -> {cfg.report}/index.html")
     report = run_stage(orchestrator.stages.report(eval_dir, audit_dir, ingest_dir), echo=None).out
     index, missing = report / "index.html", read_stage(report).get("missing") or []
-    metrics = json.loads((eval_dir / "metrics.json").read_text())
-    audit = json.loads((audit_dir / "audit.json").read_text())
+    metrics, audit = MetricsFile.load(eval_dir), AuditFile.load(audit_dir)
     summary = {
         "report": str(index),
         "config": str(config) if not isinstance(config, DemoConfig) else None,
         "seeds": cfg.train.seeds,
-        "test_sites": metrics.get("sites"),
+        "test_sites": metrics.sites,
         "algorithms": headline(metrics, audit),
-        "metadata_baseline_auroc": metrics.get("metadata_baseline_auroc"),
+        "metadata_baseline_auroc": metrics.metadata_baseline_auroc,
         "timings": orchestrator.timings,
         "seconds": round(time.perf_counter() - started, 1),
         "missing": missing,

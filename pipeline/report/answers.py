@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from pipeline.artefacts.audit import AuditFile
 from pipeline.artefacts.metrics import MetricsFile
 from pipeline.protocol.selection import ORACLE, is_upper_bound
 from pipeline.report.baselines import threshold_text
-from pipeline.report.headline import as_audit, as_metrics, headline
+from pipeline.report.headline import headline, lung_masks, lungs_estimated
 from pipeline.report.site_metrics import conflict_words, rule_label
 from pipeline.report.tables import Cell, Table, is_number, mark_estimated, mean_std_text, not_measured
 from pipeline.report.verdict import (  # noqa: F401  (re-exported: summary.verdict is the documented entry)
@@ -75,10 +76,10 @@ def seed_words(numbers: dict[str, Any]) -> str:
 
 
 def sentence(algorithm: str, numbers: dict[str, Any], metrics: MetricsFile | None,
-             audit: dict[str, Any] | None = None) -> tuple[str, str, str]:
+             audit: AuditFile | None = None) -> tuple[str, str, str]:
     """(verdict, the numbers behind it as one sentence, css class) for one algorithm's headline ``numbers``."""
     judged, css = verdict(numbers, _aligned(metrics, numbers.get("models") or []),
-                          lung_masks=(audit or {}).get("lung_masks"), reasons=numbers.get("not_measured") or {})
+                          lung_masks=lung_masks(audit), reasons=numbers.get("not_measured") or {})
     rule = rule_label(numbers.get("selection_rule"))
     picked = f"No checkpoint selected by {rule}" if numbers.get("no_checkpoint") else f"Selected by {rule}"
     parts = [f"{picked}, {seed_words(numbers)}"]
@@ -116,35 +117,29 @@ def sentence(algorithm: str, numbers: dict[str, Any], metrics: MetricsFile | Non
     return judged, text, css
 
 
-def audited_part(names: list[str], audit: dict[str, Any] | None) -> str | None:
+def audited_part(names: list[str], audit: AuditFile | None) -> str | None:
     """What the audit measured for these runs (an audit-only report still says what exists)."""
-    entries = [((audit or {}).get("models") or {}).get(n) or {} for n in names]
-    methods = list(dict.fromkeys(m for e in entries for m in (e.get("methods") or {})))
     from pipeline.report.shortcut_audit import method_label
 
+    if audit is None:
+        return None
+    entries = [audit.models[n] for n in names if n in audit.models]
+    methods = list(dict.fromkeys(m for e in entries for m in e.methods))
     measured = []
     if methods:
         measured.append("attribution maps (" + ", ".join(method_label(m) for m in methods) + ")")
-    n = [((e.get("interventions") or {}).get("overall") or {}).get("n") for e in entries]
-    if any(is_number(v) for v in n):
-        measured.append(f"interventions on {max(int(v) for v in n if is_number(v))} images")
-    if any(e.get("probe_balanced_accuracy") for e in entries):
+    if entries:
+        measured.append(f"interventions on {max(e.interventions.overall.n for e in entries)} images")
+    if any(e.probe_balanced_accuracy for e in entries):
         measured.append("probes of the representation")
     if not measured:
         return None
-    return f"the audit measured {', '.join(measured)} on the {(audit or {}).get('split', 'test')} split (Section 4)"
+    return f"the audit measured {', '.join(measured)} on the {audit.split} split (Section 4)"
 
 
 HEADLINE_FIELDS = ("training_site_accuracy", "test_site_accuracy", "test_site_majority_accuracy", "test_site_auroc",
                    "conflict_accuracy", "counterfactual_flip_rate", "region_ablation_lungs",
                    "region_ablation_shortcuts", "ig_lung_mass_fraction")
-
-
-def lungs_estimated(audit: dict[str, Any] | None) -> bool:
-    """Whether any lung number of this audit rests on estimated lung masks."""
-    from pipeline.report.verdict import lung_mask_status
-
-    return lung_mask_status((audit or {}).get("lung_masks"))[0] == "estimated"
 
 
 LUNG_FIELDS = ("region_ablation_lungs", "ig_lung_mass_fraction")
@@ -221,10 +216,9 @@ def oracle_notes(lines: dict[str, dict[str, Any]]) -> list[str]:
     return notes
 
 
-def build_summary(metrics: MetricsFile | dict[str, Any] | None, audit: Any) -> dict[str, Any]:
+def build_summary(metrics: MetricsFile | None, audit: AuditFile | None) -> dict[str, Any]:
     """Section 1 of the page: the question, one answer per algorithm, the headline table and its notes
-    (``metrics``: evaluate's MetricsFile, a dict is validated into one; ``audit``: audit.json or None)."""
-    metrics, audit = as_metrics(metrics), as_audit(audit)
+    (``metrics``, ``audit``: evaluate's MetricsFile and audit's AuditFile; None: that stage's output is absent)."""
     lines = headline(metrics, audit)
     answers = []
     for algorithm, numbers in lines.items():
@@ -239,6 +233,6 @@ def build_summary(metrics: MetricsFile | dict[str, Any] | None, audit: Any) -> d
     notes.extend(oracle_notes(lines))
     table = headline_table(lines, estimated=lungs_estimated(audit), attribute=conflict_words(metrics),
                            split=metrics.split if metrics is not None else "test",
-                           audit_split=(audit or {}).get("split")) if lines else None
+                           audit_split=audit.split if audit is not None else None) if lines else None
     return {"question": QUESTION, "answers": answers, "headline": table,
             "notes": notes, "numbers": lines}

@@ -1,6 +1,6 @@
 """The headline numbers per algorithm and selection rule (mean and spread over seeds), shared by the report's
 summary and the demo's ``summary.json``: read from evaluate's :class:`~pipeline.artefacts.metrics.MetricsFile` and
-audit's ``audit.json``.
+audit's :class:`~pipeline.artefacts.audit.AuditFile`.
 """
 
 from __future__ import annotations
@@ -8,10 +8,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from pipeline.artefacts.audit import AuditFile, AuditModel, Localisation, RegionShares
 from pipeline.artefacts.metrics import MetricsFile, ModelEntry
 from pipeline.artefacts.seeds import SeedSpread
 from pipeline.protocol.selection import is_upper_bound, rule_order
-from pipeline.report.baselines import majority_accuracy
+from pipeline.report.baselines import fields, majority_accuracy
 from pipeline.report.shortcut_audit import shortcut_share
 from pipeline.report.tables import is_number, reason_of
 
@@ -44,16 +45,9 @@ def spread(values: list[Any]) -> dict[str, Any]:
     return {"mean": seeds.mean, "std": seeds.sd, "n": seeds.n, "values": list(seeds.values)}
 
 
-def as_metrics(metrics: MetricsFile | dict[str, Any] | None) -> MetricsFile | None:
-    """``metrics`` as the typed file (a dict is validated: a DataError names the first field that does not match)."""
-    if metrics is None or isinstance(metrics, MetricsFile):
-        return metrics
-    return MetricsFile.from_dict(metrics)
-
-
-def as_audit(audit: Any) -> dict[str, Any] | None:
-    """audit.json as a dict (an AuditFile gives its content): the headline reads the audit's blocks by name."""
-    return audit.to_json_dict() if hasattr(audit, "to_json_dict") else audit
+def lung_masks(audit: AuditFile | None) -> dict[str, int] | None:
+    """The audit's lung-mask counts {provided, estimated, absent} as verdict.lung_mask_status reads them."""
+    return audit.lung_masks.model_dump() if audit is not None else None
 
 
 def val_at_step(entry: ModelEntry) -> float | None:
@@ -113,7 +107,7 @@ def site_majority(entry: ModelEntry) -> float | None:
     """Mean over test sites of the always-majority accuracy (evaluate's value, else from the class counts)."""
     if entry.mean_site.majority_accuracy is not None:
         return entry.mean_site.majority_accuracy
-    values = [majority_accuracy(b.model_dump()) for b in entry.per_site.values()]
+    values = [majority_accuracy(b) for b in entry.per_site.values()]
     values = [v for v in values if v is not None]
     return sum(values) / len(values) if values else None
 
@@ -134,87 +128,93 @@ class Run:
     rule: str
     seed: int | None
     entry: ModelEntry | None
-    audited: dict[str, Any] | None
+    audited: AuditModel | None
 
 
-def _ablation(audited: dict[str, Any]) -> dict[str, Any]:
+def _ablation(audited: AuditModel | None) -> RegionShares | None:
     """Region ablation's overall absolute shares (signed drops cancel between images where a region is evidence for
-    and against the prediction)."""
-    return (audited.get("region_ablation_abs_share") or {}).get("overall") or {}
+    and against the prediction); None when not run."""
+    shares = audited.region_ablation_abs_share if audited is not None else None
+    return shares.overall if shares is not None else None
 
 
-def _audit_reasons(audited: dict[str, Any], audit: dict[str, Any]) -> dict[str, str | None]:
+def _ig(audited: AuditModel | None) -> Localisation | None:
+    method = audited.methods.get(IG) if audited is not None else None
+    return method.overall if method is not None else None
+
+
+def _audit_reasons(audited: AuditModel, audit: AuditFile) -> dict[str, str | None]:
     """Why each audit field of the headline is null for one audited model: audit's ``not_measured``/``skipped``."""
-    skipped = {str(s.get("metric")): str(s.get("reason")) for s in audit.get("skipped") or [] if isinstance(s, dict)}
-    blocks = [((audited.get("interventions") or {}).get("overall") or {}), _ablation(audited),
-              ((((audited.get("methods") or {}).get(IG) or {}).get("overall")) or {})]
+    skipped = {s.metric: s.reason for s in audit.skipped}
+    blocks = [audited.interventions.overall, _ablation(audited), _ig(audited)]
     reasons: dict[str, str | None] = {}
     for field, key in AUDIT_KEYS.items():
         found = [reason_of(b, key) or reason_of(b, field) for b in blocks] + [skipped.get(key), skipped.get(field)]
         if field.startswith("region_ablation"):  # audit names these "region_ablation_share.lungs" / ".<kinds>"
             found += [skipped.get(f"region_ablation_share.{key}"), reason_of(audited, "region_ablation_abs_share"),
                       reason_of(audited, "region_ablation_share"), skipped.get("region_ablation_share")]
-        if field.startswith("ig_") and IG not in (audited.get("methods") or {}):
+        if field.startswith("ig_") and IG not in audited.methods:
             found.insert(0, "method not run (audit.methods)")
         reasons[field] = next((r for r in found if r), None)
-    if audit.get("shortcut_masks") is False:
+    if not audit.shortcut_masks:
         reasons["region_ablation_shortcuts"] = "no shortcut mask in the cache"
     return reasons
 
 
-def _reasons(run: Run, audit: dict[str, Any]) -> dict[str, str]:
+def _reasons(run: Run, audit: AuditFile | None) -> dict[str, str]:
     """Why each headline field is null for one run: the stages' ``not_measured``/``skipped`` reasons."""
     if run.entry is None:
         reasons: dict[str, str | None] = dict.fromkeys(EVALUATE_FIELDS, NOT_EVALUATED)
     else:
         reasons = {field: run.entry.mean_site.not_measured.get(key) for field, key in MEAN_SITE_FIELDS.items()}
-    if run.audited is None:
+    if run.audited is None or audit is None:
         reasons.update(dict.fromkeys(AUDIT_KEYS, NOT_AUDITED))
     else:
         reasons.update(_audit_reasons(run.audited, audit))
     return {k: v for k, v in reasons.items() if v}
 
 
-def _estimated(audit: dict[str, Any]) -> bool:
+def lungs_estimated(audit: AuditFile | None) -> bool:
+    """Whether any lung number of this audit rests on estimated lung masks."""
     from pipeline.report.verdict import lung_mask_status
 
-    return lung_mask_status(audit.get("lung_masks"))[0] == "estimated"
+    return lung_mask_status(lung_masks(audit))[0] == "estimated"
 
 
-def _audit_sizes(audited: dict[str, Any] | None) -> tuple[Any, Any]:
+def _audit_sizes(audited: AuditModel | None) -> tuple[int | None, int | None]:
     """(counterfactual pairs, images region ablation averaged over) of one audited model; None where unrecorded."""
-    interventions = ((audited or {}).get("interventions") or {}).get("overall") or {}
-    return interventions.get("n_counterfactual"), _ablation(audited or {}).get("n")
+    ablation = _ablation(audited)
+    return (audited.interventions.overall.n_counterfactual if audited is not None else None,
+            ablation.n if ablation is not None else None)
 
 
 def _numbers(run: Run, shortcut_masks: bool) -> dict[str, Any]:
     """Every FIELDS value of one run (None where not measured)."""
-    entry, audited = run.entry, run.audited or {}
-    interventions = (audited.get("interventions") or {}).get("overall") or {}
-    ablation = _ablation(audited)
-    ig = ((audited.get("methods") or {}).get(IG) or {}).get("overall") or {}
+    entry, audited = run.entry, run.audited
+    interventions = audited.interventions.overall if audited is not None else None
+    ablation, ig = _ablation(audited), _ig(audited)
     return {
         "training_site_accuracy": val_at_step(entry) if entry else None,
         "test_site_accuracy": entry.mean_site.accuracy if entry else None,
         "test_site_auroc": entry.mean_site.auroc if entry else None,
         "conflict_accuracy": entry.mean_site.conflict_accuracy if entry else None,
-        "counterfactual_flip_rate": interventions.get("counterfactual_flip_rate"),
-        "region_ablation_lungs": ablation.get("lungs"),
+        "counterfactual_flip_rate": interventions.counterfactual_flip_rate if interventions else None,
+        "region_ablation_lungs": ablation.lungs if ablation else None,
         # Without shortcut masks the shortcut kinds' shares are not measurements, whatever number audit wrote.
-        "region_ablation_shortcuts": shortcut_share(ablation) if ablation and shortcut_masks else None,
-        "ig_lung_mass_fraction": ig.get("lung_mass_fraction"),
-        "ig_shortcut_mass_fraction": ig.get("shortcut_mass_fraction") if shortcut_masks else None,
+        "region_ablation_shortcuts": shortcut_share(fields(ablation)) if ablation and shortcut_masks else None,
+        "ig_lung_mass_fraction": ig.lung_mass_fraction if ig else None,
+        "ig_shortcut_mass_fraction": ig.shortcut_mass_fraction if ig and shortcut_masks else None,
         "test_site_majority_accuracy": site_majority(entry) if entry else None,
     }
 
 
-def _runs(metrics: MetricsFile | None, audited: dict[str, Any]) -> list[Run]:
+def _runs(metrics: MetricsFile | None, audit: AuditFile | None) -> list[Run]:
     """metrics.json's models plus every audited model evaluate did not score: an audit-only model still gets its
     audit numbers; its accuracies read "not measured"."""
     scored = metrics.models if metrics is not None else {}
+    audited = audit.models if audit is not None else {}
     runs = [Run(n, e.algorithm, e.selection_rule, e.seed, e, audited.get(n)) for n, e in scored.items()]
-    runs += [Run(n, str(a.get("algorithm", n)), str(a.get("selection_rule")), a.get("seed"), None, a)
-             for n, a in audited.items() if isinstance(a, dict) and n not in scored]
+    runs += [Run(n, a.algorithm, a.selection_rule, a.seed, None, a) for n, a in audited.items() if n not in scored]
     return runs
 
 
@@ -231,7 +231,7 @@ def _by_algorithm_and_rule(runs: list[Run]) -> tuple[dict[tuple[str, str], list[
     return ordered, primary
 
 
-def _group_reasons(members: list[Run], audit: dict[str, Any]) -> dict[str, str]:
+def _group_reasons(members: list[Run], audit: AuditFile | None) -> dict[str, str]:
     """Why each headline field is null for a group: the first member's reason wins."""
     reasons: dict[str, str] = {}
     for run in members:
@@ -247,9 +247,9 @@ def _any_smallest(values: list[Any]) -> int | None:
     return _smallest(values) if any(v is not None for v in values) else None
 
 
-def _rule_block(rule: str, members: list[Run], audit: dict[str, Any], split: str) -> dict[str, Any]:
+def _rule_block(rule: str, members: list[Run], audit: AuditFile | None, split: str) -> dict[str, Any]:
     """The headline numbers of one (algorithm, selection rule) over its runs (seeds)."""
-    numbers = [_numbers(r, audit.get("shortcut_masks") is not False) for r in members]
+    numbers = [_numbers(r, audit is None or audit.shortcut_masks) for r in members]
     scored = [r for r in members if r.entry is not None]
     sizes = [group_sizes(r.entry) for r in scored]
     counted = [_audit_sizes(r.audited) for r in members]
@@ -274,22 +274,21 @@ def _rule_block(rule: str, members: list[Run], audit: dict[str, Any], split: str
         "n_ablation": _any_smallest([c[1] for c in counted]),
         "not_measured": _group_reasons(members, audit),
         # lung numbers of this audit rest on estimated masks: every place that shows one says so
-        "lung_masks_estimated": _estimated(audit),
+        "lung_masks_estimated": lungs_estimated(audit),
         "thresholds": [r.entry.threshold for r in scored] + [None] * (len(members) - len(scored)),
         "threshold_source": next((r.entry.threshold_source for r in scored if r.entry.threshold_source), None),
         **{f: spread([x[f] for x in numbers]) for f in FIELDS},
     }
 
 
-def headline(metrics: MetricsFile | dict[str, Any] | None, audit: Any) -> dict[str, dict[str, Any]]:
+def headline(metrics: MetricsFile | None, audit: AuditFile | None) -> dict[str, dict[str, Any]]:
     """``{algorithm: {"selection_rule", "seeds", "models", <FIELDS as spreads>, "by_rule": {rule: {...}}}}``.
 
     The top level of each algorithm is the rule its runs were selected with (``model.pt``); ``by_rule`` holds every
     rule evaluate reported (``RUN/selected/<rule>.pt``), training-domain validation included. ``metrics``: evaluate's
-    MetricsFile (a dict is validated into one); ``audit``: audit.json (an AuditFile or its dict; None: no audit).
+    MetricsFile, ``audit``: audit's AuditFile (``.load`` them; None: that stage's output is absent).
     """
-    metrics, audit = as_metrics(metrics), as_audit(audit) or {}
-    groups, primary = _by_algorithm_and_rule(_runs(metrics, audit.get("models") or {}))
+    groups, primary = _by_algorithm_and_rule(_runs(metrics, audit))
     split = metrics.split if metrics is not None else "test"
     result: dict[str, dict[str, Any]] = {}
     for (algorithm, rule), members in groups.items():

@@ -413,11 +413,8 @@ def _thresholds_line(metrics: MetricsFile) -> str:
     return "; ".join(f"{name}: {text}" for name, text in texts.items())
 
 
-def build_evaluation(metrics: MetricsFile | dict[str, Any] | None, out: Path, cohort: Any = None) -> dict[str, Any]:
-    """Section 3 of the page from evaluate's metrics.json (a dict is validated into a MetricsFile)."""
-    from pipeline.report.headline import as_metrics
-
-    metrics = as_metrics(metrics)
+def build_evaluation(metrics: MetricsFile | None, out: Path, cohort: Any = None) -> dict[str, Any]:
+    """Section 3 of the page from evaluate's metrics.json (None: absent)."""
     if metrics is None or not metrics.models:
         return {"available": False,
                 "reason": "No evaluation results (metrics.json) were found: run `cxr-fishr evaluate`."}

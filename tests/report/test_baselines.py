@@ -3,6 +3,7 @@
 import pandas as pd
 import pytest
 
+from pipeline.artefacts.metrics import MetricsFile
 from pipeline.report.answers import oracle_notes
 from pipeline.report.baselines import class_counts, constant_predictor, half_width, majority_accuracy
 from pipeline.report.headline import headline
@@ -94,10 +95,10 @@ def test_small_test_site_warns_when_interval_wider_than_gap():
 def test_oracle_row_lower_than_headline_is_explained():
     metrics = metrics_json({"a": _entry("a", "erm", 0.7, [[3, 2], [1, 4]]),
                             "a@oracle": _entry("a@oracle", "erm", 0.6, [[3, 2], [2, 3]], rule="oracle")})
-    notes = oracle_notes(headline(metrics, None))
+    notes = oracle_notes(headline(MetricsFile.from_dict(metrics), None))
     assert len(notes) == 1 and "reads lower than the headline row" in notes[0] and "argmax" in notes[0]
     metrics["models"]["a@oracle"]["mean_site"]["accuracy"] = 0.8
-    assert oracle_notes(headline(metrics, None)) == []
+    assert oracle_notes(headline(MetricsFile.from_dict(metrics), None)) == []
 
 
 def test_accuracy_figure_caption_names_each_line_by_the_style_it_was_drawn_in(tmp_path):

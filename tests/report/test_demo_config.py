@@ -65,14 +65,17 @@ def test_format_headline_prints_not_measured_with_its_reason_never_a_dash():
 
 
 def test_format_headline_marks_a_lung_share_on_estimated_masks():
+    from pipeline.artefacts.audit import AuditFile
     from pipeline.demo import format_headline
     from pipeline.report.headline import headline
-    from tests.helpers.stage_outputs import metrics_json, model_entry
+    from tests.helpers.audit_outputs import audit_json, audit_model, region_shares
+    from tests.helpers.stage_outputs import metrics_file, model_entry
 
-    metrics = metrics_json({"erm": model_entry("erm")})
-    audit = {"lung_masks": "estimated",
-             "models": {"erm": {"region_ablation_abs_share": {"overall": {"lungs": 0.547, "n": 30}}}}}
+    metrics = metrics_file({"erm": model_entry("erm")})
+    models = {"erm": audit_model("erm", abs_share=region_shares(n=30, lungs=0.547))}
+    audit = AuditFile.from_dict(audit_json(models, lung_masks={"provided": 0, "estimated": 30, "absent": 0},
+                                           lung_source="estimated"))
     text = format_headline({"algorithms": headline(metrics, audit)})
     assert "54.7% est." in text and "ESTIMATED lung masks" in text
-    audit["lung_masks"] = "manifest"
+    audit = AuditFile.from_dict(audit_json(models, lung_masks={"provided": 30, "estimated": 0, "absent": 0}))
     assert "est." not in format_headline({"algorithms": headline(metrics, audit)})

@@ -30,7 +30,7 @@ def _entry(seed=0, *, block=MIXED, selected=False, val_at_step=None, name="m_erm
 
 
 def _metrics(models, split="test"):
-    return metrics_json(models, split=split, conflict_attribute="position")
+    return metrics_file(models, split=split, conflict_attribute="position")
 
 
 def _row(summary):
@@ -96,10 +96,16 @@ def test_evaluation_aggregate_table_counts_seeds_too():
     assert (row[2].text, row[3].text) == ("2", "1") and row[3].title == "seed values: 0"
 
 
-def test_an_older_metrics_json_is_refused_with_the_field_and_the_fix():
-    older = _metrics({"m_erm": _entry()})
+def test_an_older_metrics_json_is_refused_with_the_field_and_the_fix(tmp_path):
+    import json
+
+    from pipeline.report import run
+
+    older = metrics_json({"m_erm": _entry()})
     # before evaluate recorded train's check as its own fact, selection had no constant_at_selection
     del older["models"]["m_erm"]["selection"]["constant_at_selection"]
+    (tmp_path / "eval").mkdir()
+    (tmp_path / "eval" / "metrics.json").write_text(json.dumps(older))
     with pytest.raises(DataError, match=r"models\.m_erm\.selection\.constant_at_selection: Field required.*"
                                         r"Re-run `cxr-fishr evaluate`"):
-        build_summary(older, None)
+        run(evaluate_dir=tmp_path / "eval", audit_dir=None, out=tmp_path / "report")

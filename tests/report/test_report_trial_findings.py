@@ -156,29 +156,38 @@ def _metrics_and_audit(lung_masks):
     site = group_scores(n=40, n_pos=20, accuracy=0.7, conflict_accuracy=0.5, aligned_accuracy=0.8, n_conflict=15,
                         n_aligned=25, conflict_attribute="view")
     metrics = metrics_json({"erm": model_entry("erm", val_acc_at_step=0.9, per_site={"colb": site})})
-    audit = {"lung_masks": lung_masks, "shortcut_masks": False, "models": {"erm": {
-        "algorithm": "erm", "seed": 0, "methods": {"saliency": {"overall": {"lung_mass_fraction": 0.4}}},
-        "region_ablation_abs_share": {"overall": {"n": 40, "lungs": 0.547, "rest": 0.453}}}}}
+    from tests.helpers.audit_outputs import audit_json, audit_model, localisation, method, region_shares
+
+    counts = {"estimated": {"provided": 0, "estimated": 40, "absent": 0},
+              "manifest": {"provided": 40, "estimated": 0, "absent": 0}}[lung_masks]
+    model = audit_model("erm", methods={"saliency": method(overall=localisation(lung_mass_fraction=0.4))},
+                        abs_share=region_shares(n=40, lungs=0.547, rest=0.453))
+    audit = audit_json({"erm": model}, lung_masks=counts, lung_source=lung_masks, shortcut_masks=False)
     return metrics, audit
 
 
-def test_numbers_on_estimated_lung_masks_say_estimated_where_they_are_shown():
+def _summary(metrics, audit):
+    """Section 1 from the two files as the report loads them."""
+    from pipeline.artefacts.audit import AuditFile
+    from pipeline.artefacts.metrics import MetricsFile
     from pipeline.report.answers import build_summary
 
-    summary = build_summary(*_metrics_and_audit("estimated"))
+    return build_summary(MetricsFile.from_dict(metrics), AuditFile.from_dict(audit))
+
+
+def test_numbers_on_estimated_lung_masks_say_estimated_where_they_are_shown():
+    summary = _summary(*_metrics_and_audit("estimated"))
     answer = summary["answers"][0]
     assert "region ablation puts 54.7% (estimated: lung masks ESTIMATED) of its decision on the lungs" in \
         answer["sentence"]
     assert "54.7% (estimated)" in [c.text for c in summary["headline"].rows[0]]
-    plain = build_summary(*_metrics_and_audit("manifest"))
+    plain = _summary(*_metrics_and_audit("manifest"))
     assert "estimated" not in plain["answers"][0]["sentence"]
     assert "54.7%" in [c.text for c in plain["headline"].rows[0]]
 
 
 def test_summary_wording_conflict_attribute_n_shortcut_share_and_method_not_run():
-    from pipeline.report.answers import build_summary
-
-    summary = build_summary(*_metrics_and_audit("manifest"))
+    summary = _summary(*_metrics_and_audit("manifest"))
     answer = summary["answers"][0]
     assert "50.0% on its 15 images whose view contradicts the label (vs 25 aligned)" in answer["sentence"]
     assert "its share on shortcut regions is not measured (no shortcut mask in the cache)" in answer["sentence"]
@@ -189,18 +198,16 @@ def test_summary_wording_conflict_attribute_n_shortcut_share_and_method_not_run(
 
 
 def test_a_run_whose_selection_found_no_checkpoint_or_a_constant_predictor_is_said_so():
-    from pipeline.report.answers import build_summary
-
     metrics, audit = _metrics_and_audit("manifest")
     entry = metrics["models"]["erm"]
     entry["selection"].update(step=None, constant_predictor=False, selected=False,
                               reason="every evaluation predicted one class")
     entry["constant_on_split"] = True  # the scored predictions are constant (train's selection check is not that)
-    answer = build_summary(metrics, audit)["answers"][0]
+    answer = _summary(metrics, audit)["answers"][0]
     assert answer["verdict"].startswith("is a constant predictor (erm")
     assert answer["sentence"].startswith("No checkpoint selected by training-domain validation")
     entry["constant_on_split"] = False
-    assert build_summary(metrics, audit)["answers"][0]["verdict"].startswith(
+    assert _summary(metrics, audit)["answers"][0]["verdict"].startswith(
         "has no checkpoint selected (erm: every evaluation predicted one class)")
 
 

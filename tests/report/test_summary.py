@@ -2,7 +2,8 @@ import pytest
 
 from pipeline.report.answers import verdict
 from pipeline.report.headline import headline, spread
-from tests.helpers.stage_outputs import group_scores, metrics_json, model_entry
+from tests.helpers.audit_outputs import audit_json, audit_model, interventions
+from tests.helpers.stage_outputs import group_scores, metrics_file, model_entry
 
 
 def _numbers(**means):
@@ -39,10 +40,13 @@ def test_headline_groups_seeds_by_algorithm_and_rule_and_matches_audit_by_name()
     def entry(name, seed, rule, acc):
         return model_entry(name, seed=seed, selection_rule=rule, per_site={"harbour": group_scores(accuracy=acc)})
 
-    metrics = metrics_json({"erm-s0": entry("erm-s0", 0, "training_domain", 0.3),
+    from pipeline.artefacts.audit import AuditFile
+
+    metrics = metrics_file({"erm-s0": entry("erm-s0", 0, "training_domain", 0.3),
                             "erm-s1": entry("erm-s1", 1, "training_domain", 0.5),
                             "erm-s0@oracle": entry("erm-s0@oracle", 0, "oracle", 0.9)})
-    audit = {"models": {"erm-s0": {"interventions": {"overall": {"counterfactual_flip_rate": 0.6}}}}}
+    audit = AuditFile.from_dict(audit_json({"erm-s0": audit_model(
+        "erm-s0", overall=interventions(counterfactual_flip_rate=0.6))}))
     lines = headline(metrics, audit)
     erm = lines["erm"]
     assert erm["selection_rule"] == "training_domain" and erm["seeds"] == [0, 1]
