@@ -115,12 +115,6 @@ def _sections(inputs: ReportInputs, out: Path, *, results_dir: str | Path | None
     }
 
 
-def _as_dict(artefact: Any) -> dict[str, Any] | None:
-    """The file's dict of a typed artefact, for the section builders that still read dicts (compatibility while
-    they move to the models: drop each call when its builder takes the model)."""
-    return None if artefact is None else artefact.to_json_dict()
-
-
 def _subtitle(inputs: ReportInputs) -> str:
     parts = []
     if inputs.metrics is not None:
