@@ -57,6 +57,21 @@ def assign_splits(frame: pd.DataFrame, config: SplitConfig) -> SplitResult:
     """``frame`` needs columns site, domain, label, patient_key, pixel_sha256 (a RangeIndex is not required)."""
     import pandas as pd
 
+    roots = _units(frame)
+    roles = np.array([site_role(s, config) for s in frame["site"].astype(str)], dtype=object)
+    unit_role = _unit_roles(roots, roles)
+    split = np.array(["" for _ in range(len(frame))], dtype=object)
+    dropped = _held_out(split, frame.index.tolist(), roots, roles, unit_role)
+    training = [pos for pos in range(len(frame)) if unit_role[roots[pos]] == "train" and roles[pos] == "train"]
+    val_roots = _val_units(_training_strata(frame, roots, training), config)
+    for pos in training:
+        split[pos] = "val" if roots[pos] in val_roots else "train"
+    return SplitResult(split=pd.Series(split, index=frame.index), dropped=dropped,
+                       duplicate_group=_duplicate_groups(frame))
+
+
+def _units(frame: pd.DataFrame) -> np.ndarray:
+    """Each row's unit (the smallest row position in it): rows sharing a patient key or a pixel hash, transitively."""
     n = len(frame)
     uf = _UnionFind(n)
     for column in ("patient_key", "pixel_sha256"):
@@ -66,24 +81,36 @@ def assign_splits(frame: pd.DataFrame, config: SplitConfig) -> SplitResult:
                 uf.union(first[value], pos)
             else:
                 first[value] = pos
-    roots = np.array([uf.find(i) for i in range(n)], dtype=np.int64)
-    roles = np.array([site_role(s, config) for s in frame["site"].astype(str)], dtype=object)
-    split = np.array(["" for _ in range(n)], dtype=object)
-    dropped: dict[int, str] = {}
+    return np.array([uf.find(i) for i in range(n)], dtype=np.int64)
 
+
+def _unit_roles(roots: np.ndarray, roles: np.ndarray) -> dict[int, str]:
+    """Unit -> the strongest role of its rows' sites (test, then ood_val, then train)."""
     unit_role: dict[int, str] = {}
-    for pos in range(n):
-        best = unit_role.get(roots[pos])
-        if best is None or _ROLE_PRIORITY[roles[pos]] < _ROLE_PRIORITY[best]:
-            unit_role[roots[pos]] = roles[pos]
-    index = frame.index.tolist()
-    for pos in range(n):
-        role = unit_role[roots[pos]]
-        if roles[pos] != role:
-            dropped[index[pos]] = f"same patient or identical pixels as an image in a {role} site"
-        elif role != "train":
-            split[pos] = role
+    for root, role in zip(roots, roles, strict=True):
+        best = unit_role.get(root)
+        if best is None or _ROLE_PRIORITY[role] < _ROLE_PRIORITY[best]:
+            unit_role[root] = role
+    return unit_role
 
+
+def _held_out(split: np.ndarray, index: list, roots: np.ndarray, roles: np.ndarray,
+              unit_role: dict[int, str]) -> dict[int, str]:
+    """Rows of held-out units get their site's split (in place); a unit's rows in sites of another role are dropped:
+    returns row index -> why."""
+    dropped: dict[int, str] = {}
+    for pos, (root, role) in enumerate(zip(roots, roles, strict=True)):
+        unit = unit_role[root]
+        if role != unit:
+            dropped[index[pos]] = f"same patient or identical pixels as an image in a {unit} site"
+        elif unit != "train":
+            split[pos] = unit
+    return dropped
+
+
+def _training_strata(frame: pd.DataFrame, roots: np.ndarray,
+                     training: list[int]) -> dict[tuple[str, int], list[tuple[str, int]]]:
+    """(domain, the unit's highest known label or -1) -> its training units as (smallest pixel hash, unit)."""
     # nullable Int64 -> int with -1 for unknown: a unit's stratum is its highest known label, -1 when none is known
     labels = frame["label"].astype("Float64").fillna(-1).to_numpy(dtype=np.float64).astype(np.int64)
     domains = frame["domain"].astype(str).to_numpy()
@@ -91,14 +118,17 @@ def assign_splits(frame: pd.DataFrame, config: SplitConfig) -> SplitResult:
     # so the same images give the same split on every fresh ingest (the patient key changes with the salt).
     keys = frame["pixel_sha256"].astype(str).to_numpy()
     members_by_root: dict[int, list[int]] = {}
-    for pos in range(n):
-        if unit_role[roots[pos]] == "train" and roles[pos] == "train":
-            members_by_root.setdefault(int(roots[pos]), []).append(pos)
+    for pos in training:
+        members_by_root.setdefault(int(roots[pos]), []).append(pos)
     strata: dict[tuple[str, int], list[tuple[str, int]]] = {}
     for root, members in members_by_root.items():
         stratum = (str(domains[members[0]]), int(labels[members].max()))
         strata.setdefault(stratum, []).append((str(min(keys[members])), root))
+    return strata
 
+
+def _val_units(strata: dict[tuple[str, int], list[tuple[str, int]]], config: SplitConfig) -> set[int]:
+    """A seeded ``holdout`` share (rounded half up) of each stratum's units, strata in sorted order."""
     rng = np.random.default_rng(config.seed)
     val_roots: set[int] = set()
     for stratum in sorted(strata):
@@ -106,14 +136,16 @@ def assign_splits(frame: pd.DataFrame, config: SplitConfig) -> SplitResult:
         order = rng.permutation(len(units))
         n_val = int(np.floor(config.holdout * len(units) + 0.5))
         val_roots.update(units[i][1] for i in order[:n_val])
-    for pos in range(n):
-        if unit_role[roots[pos]] == "train" and roles[pos] == "train":
-            split[pos] = "val" if roots[pos] in val_roots else "train"
+    return val_roots
+
+
+def _duplicate_groups(frame: pd.DataFrame) -> pd.Series:
+    """Per row: the pixel hash's first 16 characters when the image occurs more than once, else ''."""
+    import pandas as pd
 
     hashes = frame["pixel_sha256"].astype(str)
     counts = hashes.map(hashes.value_counts())
-    duplicate_group = pd.Series(np.where(counts.to_numpy() > 1, hashes.str[:16].to_numpy(), ""), index=frame.index)
-    return SplitResult(split=pd.Series(split, index=frame.index), dropped=dropped, duplicate_group=duplicate_group)
+    return pd.Series(np.where(counts.to_numpy() > 1, hashes.str[:16].to_numpy(), ""), index=frame.index)
 
 
 def conflicting_duplicates(frame: pd.DataFrame) -> dict[int, str]:
