@@ -36,14 +36,12 @@ def choose_pairs(frame: Any, *, split: str, prefer: Sequence[str] = (), max_pair
     return chosen
 
 
-def pairs_figure(ingest_dir: Path, out: Path, *, split: str = "test", prefer: Sequence[str] = (),
-                 max_pairs: int = 4, synthetic: bool = False) -> dict[str, Any] | None:
-    """Write ``fig_counterfactual_pairs.png`` (None when the cache has no counterfactual images)."""
+def _pair_rows(ingest_dir: Path) -> tuple[Any, Any] | None:
+    """(the ingest's ImageCache, the manifest's PAIR_COLUMNS) when the cache holds counterfactual images, else None."""
     import pyarrow.parquet as pq
 
     from pipeline.cache import ImageCache
     from pipeline.errors import DataError
-    from pipeline.report.figures import pyplot, save_figure
 
     manifest = ingest_dir / "manifest.parquet"
     try:
@@ -52,13 +50,15 @@ def pairs_figure(ingest_dir: Path, out: Path, *, split: str = "test", prefer: Se
         return None
     if not cache.has_counterfactuals or not manifest.is_file():
         return None
-    names = set(pq.read_schema(manifest).names)
-    if not set(PAIR_COLUMNS) <= names:
+    if not set(PAIR_COLUMNS) <= set(pq.read_schema(manifest).names):
         return None
-    frame = pq.read_table(manifest, columns=list(PAIR_COLUMNS)).to_pandas()
-    chosen = choose_pairs(frame, split=split, prefer=prefer, max_pairs=max_pairs)
-    if not chosen:
-        return None
+    return cache, pq.read_table(manifest, columns=list(PAIR_COLUMNS)).to_pandas()
+
+
+def _draw_pairs(cache: Any, frame: Any, chosen: list[int], path: Path) -> None:
+    """Each chosen image beside its counterfactual, lungs outlined, written as a PNG at ``path``."""
+    from pipeline.report.figures import pyplot, save_figure
+
     plt = pyplot()
     fig, axes = plt.subplots(1, 2 * len(chosen), figsize=(2.0 * 2 * len(chosen), 2.5), squeeze=False)
     cf_lungs = cache.get("counterfactual_lung_masks")
@@ -77,7 +77,20 @@ def pairs_figure(ingest_dir: Path, out: Path, *, split: str = "test", prefer: Se
                                           if m == 0 else "\n(counterfactual)"), fontsize=8)
             ax.axis("off")
     fig.tight_layout()
-    save_figure(fig, out / "fig_counterfactual_pairs.png")
+    save_figure(fig, path)
+
+
+def pairs_figure(ingest_dir: Path, out: Path, *, split: str = "test", prefer: Sequence[str] = (),
+                 max_pairs: int = 4, synthetic: bool = False) -> dict[str, Any] | None:
+    """Write ``fig_counterfactual_pairs.png`` (None when the cache has no counterfactual images)."""
+    found = _pair_rows(ingest_dir)
+    if found is None:
+        return None
+    cache, frame = found
+    chosen = choose_pairs(frame, split=split, prefer=prefer, max_pairs=max_pairs)
+    if not chosen:
+        return None
+    _draw_pairs(cache, frame, chosen, out / "fig_counterfactual_pairs.png")
     return {"src": "fig_counterfactual_pairs.png", "alt": "counterfactual pairs",
             "caption": "Counterfactual pairs: each image (left) beside its counterfactual in the other position "
                        "(right). " + (SYNTHETIC_PAIRS if synthetic else SUPPLIED_PAIRS) + " Blue: lungs."}

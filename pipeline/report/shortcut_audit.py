@@ -474,6 +474,27 @@ def _flips_table(models: dict[str, AuditModel]) -> Table:
     return flips
 
 
+def _figures(models: dict[str, AuditModel], out: Path, *, shortcut_masks: bool, estimated: bool
+             ) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+    """The localisation and region-ablation figures (None: nothing measured to draw), captions saying when the lung
+    values rest on estimated masks."""
+    figures_drawn = _method_figure(models, out), _ablation_figure(models, out, shortcut_masks)
+    for figure in figures_drawn:
+        if figure and estimated:
+            figure["caption"] += " Lung values are estimated: they rest on ESTIMATED lung masks (fixed ellipses)."
+    return figures_drawn
+
+
+def _pairs(audit: AuditFile, ingest_dir: Path | None, out: Path, *, synthetic: bool) -> dict[str, Any] | None:
+    """The counterfactual pairs figure from the ingest cache (the gallery's images first), None without one."""
+    if ingest_dir is None or not audit.counterfactuals:
+        return None
+    from pipeline.report.pairs import pairs_figure
+
+    return pairs_figure(ingest_dir, out, split=audit.split, prefer=[o.image_id for o in audit.overlays],
+                        synthetic=synthetic)
+
+
 def build_audit(audit: AuditFile | None, audit_dir: Path | None, out: Path,
                 ingest_dir: Path | None = None, metrics: MetricsFile | None = None,
                 synthetic: bool = False) -> dict[str, Any]:
@@ -488,18 +509,10 @@ def build_audit(audit: AuditFile | None, audit_dir: Path | None, out: Path,
     galleries = gallery(audit, models, audit_dir, out, lungs_drawn=lung_status[0] != "absent",
                         image_size=cache_size(ingest_dir))
     estimated = lung_status[0] == "estimated"
-    localisation_figure, ablation_figure = _method_figure(models, out), _ablation_figure(models, out, masks)
-    for figure in (localisation_figure, ablation_figure):
-        if figure and estimated:
-            figure["caption"] += " Lung values are estimated: they rest on ESTIMATED lung masks (fixed ellipses)."
+    localisation_figure, ablation_figure = _figures(models, out, shortcut_masks=masks, estimated=estimated)
     probes = probe_table(models)
     interventions = interventions_table(models, metrics, estimated=estimated)
-    pairs = None
-    if ingest_dir is not None and audit.counterfactuals:
-        from pipeline.report.pairs import pairs_figure
-
-        pairs = pairs_figure(ingest_dir, out, split=audit.split, prefer=[o.image_id for o in audit.overlays],
-                             synthetic=synthetic)
+    pairs = _pairs(audit, ingest_dir, out, synthetic=synthetic)
     return {
         "available": True,
         "lines": _audit_lines(audit, metrics, lung_status),
