@@ -76,8 +76,8 @@ def field_tables() -> str:
                 continue
             seen.add(current)
             doc = " ".join((current.__doc__ or "").strip().split("\n\n")[0].split())
-            lines += [f"### `{current.__name__}`", "", doc, "", "| key | type | absent when None |", "|---|---|---|"]
-            omitted = getattr(current, "OMIT_WHEN_NONE", frozenset())
+            lines += [f"### `{current.__name__}`", "", doc, "", "| key | type | may be absent |", "|---|---|---|"]
+            omitted = getattr(current, "OMIT_WHEN_NONE", frozenset()) | getattr(current, "OMIT_WHEN_UNSET", frozenset())
             for name, info in current.model_fields.items():
                 key = info.alias or name
                 kind = _type_name(info.annotation).replace("|", "\\|")  # a bare | would split the table cell

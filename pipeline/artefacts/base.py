@@ -23,19 +23,25 @@ class Block(BaseModel):
     floats must be finite or None.
 
     ``OMIT_WHEN_NONE`` names the optional keys a writer leaves out of the file when they do not apply (e.g. the
-    oracle rule's ``label`` in selection.json): None there means "key absent", so a file round-trips exactly."""
+    oracle rule's ``label`` in selection.json): None there means "key absent", so a file round-trips exactly.
+    ``OMIT_WHEN_UNSET`` names keys that are absent unless given, even as None (history.jsonl's ``holdout_acc``:
+    present, possibly null, only for a run with a held-out domain)."""
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True, protected_namespaces=())
     OMIT_WHEN_NONE: ClassVar[frozenset[str]] = frozenset()
+    OMIT_WHEN_UNSET: ClassVar[frozenset[str]] = frozenset()
 
     @model_serializer(mode="wrap")
     def _omit_absent(self, handler: Any) -> Any:
         data = handler(self)
-        if self.OMIT_WHEN_NONE and isinstance(data, dict):
+        if isinstance(data, dict) and (self.OMIT_WHEN_NONE or self.OMIT_WHEN_UNSET):
+            fields = type(self).model_fields
             for name in self.OMIT_WHEN_NONE:
-                key = type(self).model_fields[name].alias or name
+                key = fields[name].alias or name
                 if data.get(key, 0) is None:
                     del data[key]
+            for name in self.OMIT_WHEN_UNSET - self.model_fields_set:
+                data.pop(fields[name].alias or name, None)
         return data
 
     @field_validator("*", mode="before")

@@ -52,8 +52,8 @@ class EvaluationLine(Block):
     """One evaluation of the run (monitor.evaluate): accuracies in [0, 1] of the thresholded arg-max predictions,
     None where the set is empty or absent. ``holdout_*`` only for runs with a held-out training domain."""
 
-    OMIT_WHEN_NONE: ClassVar[frozenset[str]] = frozenset(
-        {"holdout_acc", "holdout_conflict_acc", "fishr_distance_not_measured"})
+    OMIT_WHEN_UNSET: ClassVar[frozenset[str]] = frozenset({"holdout_acc", "holdout_conflict_acc"})
+    OMIT_WHEN_NONE: ClassVar[frozenset[str]] = frozenset({"fishr_distance_not_measured"})
 
     step: int
     val_acc: float | None  # pooled validation rows of the training domains

@@ -26,11 +26,14 @@ import numpy as np
 import torch
 
 from pipeline.algorithms import build
+from pipeline.artefacts.history import HistoryLine, TrainingLine, parse_history_line
+from pipeline.artefacts.model_meta import ModelMeta
+from pipeline.artefacts.selection import SelectionFile
 from pipeline.compat import TRAINED_ON_KEY, InputProfile, check_resume_compat
 from pipeline.errors import ConfigError, TrainingError
 from pipeline.models import build_network, save_model
 from pipeline.protocol.selection import SELECTION_METHODS, get_rule
-from pipeline.stage import StageRecord, atomic_path, dumps_strict, write_json_atomic, write_text_atomic
+from pipeline.stage import StageRecord, atomic_path, dumps_strict, write_text_atomic
 from pipeline.train.checkpoint import checkpoint_path, load_checkpoint, restore_rng_state, save_checkpoint
 from pipeline.train.config import TrainConfig
 from pipeline.train.distributed import (
@@ -107,6 +110,7 @@ class _Run:
 
     def meta(self, *, rule: str, step: int | None, score: float | None, constant: bool = False,
              threshold: float | None = None) -> dict[str, Any]:
+        """The model file's meta (pipeline/artefacts/model_meta.py ModelMeta), validated."""
         meta = {
             "algorithm": self.cfg.algorithm, "hparams": self.hparams, "seed": self.cfg.seed, "step": step,
             "selection_rule": rule, "selection_score": score, "training_domains": self.data.domains,
@@ -122,17 +126,24 @@ class _Run:
             y = np.concatenate([s.labels for s in self.data.val_sets]) if self.data.val_sets else np.empty(0)
             meta["threshold"] = {"value": threshold, "source": "train: val (training domains)", "step": step,
                                  "n": int(y.size), "n_pos": int((y == 1).sum()), "n_neg": int((y == 0).sum())}
-        return meta
+        return ModelMeta.from_meta(meta, where=f"{self.out} (being written)").to_dict()
 
     def open_history(self) -> None:
         if self.is_main:
             write_text_atomic(self.history_path, "".join(dumps_strict(line) + "\n" for line in self.history))
             self._history_file = open(self.history_path, "a", encoding="utf-8")
 
-    def log(self, line: dict[str, Any]) -> None:
-        self.history.append(line)
+    def log_training(self, step: int, terms: dict[str, float]) -> None:
+        self._log(TrainingLine(step=step, **terms))
+
+    def log_evaluation(self, step: int, evaluation: dict[str, Any]) -> None:
+        self._log(parse_history_line({"step": step, **evaluation}, where=f"{self.history_path} step {step}"))
+
+    def _log(self, line: HistoryLine) -> None:
+        data = line.model_dump(mode="json")
+        self.history.append(data)  # plain dicts: the resume checkpoint stores them
         if self._history_file is not None:
-            self._history_file.write(dumps_strict(line) + "\n")
+            self._history_file.write(dumps_strict(data) + "\n")
             self._history_file.flush()
 
     def close(self) -> None:
@@ -158,15 +169,62 @@ def train(*, ingest_dir: str | Path, cfg: TrainConfig, out: str | Path, resume: 
         return _train(ingest_dir=ingest_dir, cfg=cfg, out=out, resume=resume, progress=progress, dist=dist)
 
 
-def _train(*, ingest_dir: str | Path, cfg: TrainConfig, out: str | Path, resume: bool, progress: bool,
-           dist: DistInfo) -> TrainResult:
-    from tqdm import tqdm
+@dataclass
+class _Training:
+    """Everything one run carries from step to step (rank-local), and the writes that go with it."""
 
-    out, ingest_dir = Path(out), Path(ingest_dir)
+    cfg: TrainConfig
+    out: Path
+    ingest_dir: Path
+    dist: DistInfo
+    device: torch.device
+    amp: bool
+    data: TrainData
+    trained_on: InputProfile
+    algorithm: Any  # pipeline.algorithms.Algorithm
+    tracker: SelectionTracker
+    run: _Run
+    warnings: list[str]
+    step: int = 0
+    last_checkpoint: int = 0
+    resumed: bool = False
+
+    def checkpoint(self) -> None:
+        """Save the resume state at the current step (rank 0 writes; every rank remembers the step)."""
+        if self.dist.is_main:
+            save_checkpoint(self.out, algorithm=self.algorithm, step=self.step, loaders=self.data.loaders.state_dict(),
+                            history=self.run.history, selection=self.tracker.state_dict(),
+                            resume_key=self.cfg.resume_key(), trained_on=self.trained_on.model_dump(mode="json"))
+        self.last_checkpoint = self.step
+
+    def update(self, autocast: Any) -> dict[str, float]:
+        """One optimisation step (one minibatch per training domain); returns the logged loss terms."""
+        minibatches = [(x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True))
+                       for x, y in self.data.loaders.next()]
+        with autocast:
+            terms = {k: float(v) for k, v in self.algorithm.update(minibatches).items()}
+        terms = mean_terms(terms, self.dist, self.device)  # the union batch's values (rank 0 logs them)
+        self.step += 1
+        _check_finite(terms, self.step, self.out, self.last_checkpoint, self.cfg.algorithm)
+        self.run.log_training(self.step, terms)
+        return terms
+
+    def evaluate_and_select(self) -> None:
+        """Evaluate (rank 0), log the line, and save the checkpoint of every rule it improved."""
+        cfg, data = self.cfg, self.data
+        evaluation = evaluate(self.algorithm, val_sets=data.val_sets, ood_val=data.ood_val, test=data.test,
+                              holdout=data.holdout, device=self.device, amp=self.amp, batch_size=cfg.eval_batch_size)
+        self.run.log_evaluation(self.step, evaluation)
+        for rule in self.tracker.observe(self.step, evaluation):
+            self.run.save_selected(rule, self.algorithm.network, self.step, self.tracker.choices[rule].score,
+                                   threshold=evaluation.get("val_threshold"))
+
+
+def _setup(*, ingest_dir: Path, cfg: TrainConfig, out: Path, resume: bool, dist: DistInfo) -> _Training:
+    """Check the run folder and the rules, load the data, build the algorithm (seeded: replicas start equal)."""
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     device = resolve_rank_device(resolve_device(cfg.device), dist)
-    amp = cfg.amp and device.type == "cuda"
     hparams = cfg.typed_hparams()
     check_shards(batch_size=hparams.batch_size, algorithm=cfg.algorithm, info=dist)
     if checkpoint_path(out).exists() and not resume:
@@ -182,91 +240,99 @@ def _train(*, ingest_dir: str | Path, cfg: TrainConfig, out: str | Path, resume:
     network = build_network(cfg.model)
     algorithm = build(cfg.algorithm, network.featurizer, network.classifier, len(data.domains), cfg.hparams)
     algorithm.to(device)
-    tracker = SelectionTracker(rules)
-    run = _Run(cfg, out, ingest_dir, data, dist.is_main, trained_on)
-    warnings = list(data.warnings)
     inactive = hparams.inactive_penalty(steps=cfg.steps, algorithm=cfg.algorithm)
-    warnings += [inactive] if inactive else []
-    step = 0
-    resumed = resume and checkpoint_path(out).exists()
-    barrier(dist)  # every rank has looked at --out before rank 0 writes its first checkpoint
-    if resumed:
-        payload = load_checkpoint(out, cfg.resume_key(), map_location=device)
+    return _Training(cfg=cfg, out=out, ingest_dir=ingest_dir, dist=dist, device=device,
+                     amp=cfg.amp and device.type == "cuda", data=data, trained_on=trained_on, algorithm=algorithm,
+                     tracker=SelectionTracker(rules), run=_Run(cfg, out, ingest_dir, data, dist.is_main, trained_on),
+                     warnings=[*data.warnings, *([inactive] if inactive else [])])
+
+
+def _restore(training: _Training, *, resume: bool) -> None:
+    """Continue from ``checkpoints/last.pt`` when resuming (weights, loaders, history, selection, RNG), then give
+    every rank rank 0's weights."""
+    out = training.out
+    training.resumed = resume and checkpoint_path(out).exists()
+    barrier(training.dist)  # every rank has looked at --out before rank 0 writes its first checkpoint
+    if training.resumed:
+        payload = load_checkpoint(out, training.cfg.resume_key(), map_location=training.device)
         # before the loaders' own check: names what changed in the ingest (size, labels, domains, hash)
-        warnings += check_resume_compat(recorded=payload.get("trained_on"), current=trained_on,
-                                        checkpoint=checkpoint_path(out))
-        algorithm.load_state_dict(payload["algorithm"])
-        data.loaders.load_state_dict(payload["loaders"])
-        run.history = list(payload["history"])
-        tracker.load_state_dict(payload["selection"])
-        step = int(payload["step"])
+        training.warnings += check_resume_compat(recorded=payload.get("trained_on"), current=training.trained_on,
+                                                 checkpoint=checkpoint_path(out))
+        training.algorithm.load_state_dict(payload["algorithm"])
+        training.data.loaders.load_state_dict(payload["loaders"])
+        training.run.history = list(payload["history"])
+        training.tracker.load_state_dict(payload["selection"])
+        training.step = int(payload["step"])
         restore_rng_state(payload["rng"])
-    broadcast_state(algorithm)  # DDP's start: every rank holds rank 0's weights and buffers
-    last_checkpoint = step
+    broadcast_state(training.algorithm)  # DDP's start: every rank holds rank 0's weights and buffers
+    training.last_checkpoint = training.step
 
-    def checkpoint() -> None:
-        nonlocal last_checkpoint
-        if dist.is_main:
-            save_checkpoint(out, algorithm=algorithm, step=step, loaders=data.loaders.state_dict(),
-                            history=run.history, selection=tracker.state_dict(), resume_key=cfg.resume_key(),
-                            trained_on=trained_on.model_dump(mode="json"))
-        last_checkpoint = step
 
+def _loop(training: _Training, *, progress: bool) -> list[float]:
+    """Train up to ``cfg.steps``: evaluate every ``eval_every`` steps, checkpoint every ``checkpoint_every``; returns
+    the seconds of each optimisation step."""
+    from tqdm import tqdm
+
+    cfg, is_main = training.cfg, training.dist.is_main
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if training.amp else contextlib.nullcontext()
+    bar = tqdm(total=cfg.steps, initial=training.step, desc=f"train {cfg.algorithm}", file=sys.stderr,
+               disable=not (progress and is_main), dynamic_ncols=True, leave=False)
+    step_seconds: list[float] = []
+    training.algorithm.train()
+    try:
+        while training.step < cfg.steps:
+            t0 = time.perf_counter()
+            terms = training.update(autocast)
+            step_seconds.append(time.perf_counter() - t0)
+            bar.set_postfix(_format_terms(terms), refresh=False)
+            bar.update(1)
+            step = training.step
+            if is_main and (step % cfg.eval_every == 0 or step == cfg.steps):  # selection: rank 0
+                training.evaluate_and_select()
+            if step % cfg.checkpoint_every == 0 or step == cfg.steps:
+                training.checkpoint()
+    finally:
+        bar.close()
+        training.run.close()
+    return step_seconds
+
+
+def _finish(training: _Training, record: Any, step_seconds: list[float]) -> SelectionFile:
+    """The last checkpoint, model.pt, selection.json and stage.json's extras (rank 0 writes)."""
+    if training.step > training.last_checkpoint:
+        training.checkpoint()
+    selection = SelectionFile.from_dict(training.tracker.summary(), where=training.out / "selection.json")
+    if training.dist.is_main:
+        cfg, data = training.cfg, training.data
+        _write_model(training.run, training.algorithm, selection, training.step)
+        selection.write(training.out)
+        record.extra.update({
+            "algorithm": cfg.algorithm, "hparams": cfg.typed_hparams().to_dict(), "training_domains": data.domains,
+            "final_step": training.step, "selection": selection.to_json_dict(), "device": str(training.device),
+            "amp": training.amp, "median_step_seconds": statistics.median(step_seconds) if step_seconds else None,
+            "unlabelled_skipped": data.unlabelled_skipped, "warnings": training.warnings,
+            "n_warnings": len(training.warnings),
+        })
+    return selection
+
+
+def _train(*, ingest_dir: str | Path, cfg: TrainConfig, out: str | Path, resume: bool, progress: bool,
+           dist: DistInfo) -> TrainResult:
+    out, ingest_dir = Path(out), Path(ingest_dir)
+    training = _setup(ingest_dir=ingest_dir, cfg=cfg, out=out, resume=resume, dist=dist)
+    _restore(training, resume=resume)
     record_cm = (StageRecord("train", out, config=cfg, seed=cfg.seed, inputs={"ingest_dir": ingest_dir})
                  if dist.is_main else contextlib.nullcontext())
     with record_cm as record:
-        _announce(data, warnings, is_main=dist.is_main)
-        run.open_history()
-        if not resumed:
-            checkpoint()  # step 0: a NaN at the first steps still leaves a checkpoint
-        autocast = torch.autocast("cuda", dtype=torch.bfloat16) if amp else contextlib.nullcontext()
-        bar = tqdm(total=cfg.steps, initial=step, desc=f"train {cfg.algorithm}", file=sys.stderr,
-                   disable=not (progress and dist.is_main), dynamic_ncols=True, leave=False)
-        step_seconds: list[float] = []
-        algorithm.train()
-        try:
-            while step < cfg.steps:
-                t0 = time.perf_counter()
-                minibatches = [(x.to(device, non_blocking=True), y.to(device, non_blocking=True))
-                               for x, y in data.loaders.next()]
-                with autocast:
-                    terms = {k: float(v) for k, v in algorithm.update(minibatches).items()}
-                terms = mean_terms(terms, dist, device)  # the union batch's values (rank 0 logs them)
-                step += 1
-                _check_finite(terms, step, out, last_checkpoint, cfg.algorithm)
-                step_seconds.append(time.perf_counter() - t0)
-                run.log({"step": step, **terms})
-                bar.set_postfix(_format_terms(terms), refresh=False)
-                bar.update(1)
-                if dist.is_main and (step % cfg.eval_every == 0 or step == cfg.steps):  # selection: rank 0
-                    evaluation = evaluate(algorithm, val_sets=data.val_sets, ood_val=data.ood_val, test=data.test,
-                                          holdout=data.holdout, device=device, amp=amp,
-                                          batch_size=cfg.eval_batch_size)
-                    run.log({"step": step, **evaluation})
-                    for rule in tracker.observe(step, evaluation):
-                        run.save_selected(rule, algorithm.network, step, tracker.choices[rule].score,
-                                          threshold=evaluation.get("val_threshold"))
-                if step % cfg.checkpoint_every == 0 or step == cfg.steps:
-                    checkpoint()
-        finally:
-            bar.close()
-            run.close()
-        if step > last_checkpoint:
-            checkpoint()
-        summary = tracker.summary()
-        model_path = out / "model.pt"
-        if dist.is_main:
-            _write_model(run, algorithm, summary, step)
-            write_json_atomic(out / "selection.json", summary)
-            record.extra.update({
-                "algorithm": cfg.algorithm, "hparams": hparams.to_dict(), "training_domains": data.domains,
-                "final_step": step, "selection": summary, "device": str(device), "amp": amp,
-                "median_step_seconds": statistics.median(step_seconds) if step_seconds else None,
-                "unlabelled_skipped": data.unlabelled_skipped, "warnings": warnings, "n_warnings": len(warnings),
-            })
+        _announce(training.data, training.warnings, is_main=dist.is_main)
+        training.run.open_history()
+        if not training.resumed:
+            training.checkpoint()  # step 0: a NaN at the first steps still leaves a checkpoint
+        step_seconds = _loop(training, progress=progress)
+        selection = _finish(training, record, step_seconds)
     barrier(dist)  # rank 0's files are complete when any rank returns
-    return TrainResult(out=out, model_path=model_path, selection=summary, final_step=step,
-                       history_path=run.history_path)
+    return TrainResult(out=out, model_path=out / "model.pt", selection=selection.to_json_dict(),
+                       final_step=training.step, history_path=training.run.history_path)
 
 
 def _announce(data: TrainData, warnings: list[str], *, is_main: bool) -> None:
@@ -282,18 +348,19 @@ def _announce(data: TrainData, warnings: list[str], *, is_main: bool) -> None:
         print(text if text.startswith("warning:") else f"warning: {text}", file=sys.stderr)
 
 
-def _write_model(run: _Run, algorithm, summary: dict[str, dict[str, Any]], step: int) -> None:
+def _write_model(run: _Run, algorithm, selection: SelectionFile, step: int) -> None:
+    """model.pt: the configured rule's selected checkpoint, else the final weights flagged constant_predictor."""
     rule = run.cfg.selection
-    chosen = summary[rule]
+    chosen = selection.rules()[rule]
     selected = run.out / "selected" / f"{rule}.pt"
-    if chosen["step"] is not None and selected.is_file():
+    if chosen.step is not None and selected.is_file():
         with atomic_path(run.out / "model.pt") as tmp:
             shutil.copyfile(selected, tmp)
         return
     # Every evaluation under this rule predicted one class: keep the final weights, flagged, never "selected".
     print(f"warning: train: rule {rule!r} found no checkpoint that is not a constant predictor; model.pt holds "
           f"the final weights (step {step}) flagged constant_predictor.", file=sys.stderr)
-    last = next((line for line in reversed(run.history) if "val_acc" in line), {})
+    last = next((line for line in reversed(run.history) if "val_acc" in line), {})  # the last EvaluationLine
     save_model(run.out / "model.pt", algorithm.network, run.cfg.model,
                run.meta(rule=rule, step=step, score=None, constant=True,
                         threshold=last.get("val_threshold") if last.get("step") == step else None))
