@@ -97,3 +97,23 @@ def test_a_metrics_json_of_an_older_schema_exits_2_naming_the_file_and_the_fix(t
     err = capsys.readouterr().err
     assert str(tmp_path / "eval" / "metrics.json") in err and "ingest_dir: Field required" in err
     assert "Re-run `cxr-fishr evaluate`" in err and not (tmp_path / "report" / "index.html").exists()
+
+
+def test_the_synthetic_cohort_is_the_folder_the_ingest_summary_declares_as_its_source(tmp_path):
+    import pandas as pd
+
+    from tests.helpers.ingest_outputs import ingest_summary
+
+    synth = tmp_path / "cohort"
+    (synth / "dicom").mkdir(parents=True)
+    (synth / "stage.json").write_text(json.dumps({"stage": "synth", "seed": 3}))
+    ingest = tmp_path / "ingest"
+    ingest.mkdir()
+    pd.DataFrame({"site": ["harbour"], "split": ["test"], "label": [1]}).to_parquet(ingest / "manifest.parquet")
+    (ingest / "stage.json").write_text(json.dumps({"stage": "ingest", "inputs": {}}))  # records no input path
+    (ingest / "summary.json").write_text(json.dumps(ingest_summary(n_images=1, source=str(synth / "dicom"))))
+    inputs = load_inputs(evaluate_dir=None, audit_dir=None, ingest_dir=ingest)
+    assert inputs.synth_dir == synth and inputs.stages["synth"]["seed"] == 3
+    assert inputs.ingest_summary.n_images == 1
+    (ingest / "summary.json").write_text(json.dumps(ingest_summary(source=str(tmp_path / "elsewhere"))))
+    assert load_inputs(evaluate_dir=None, audit_dir=None, ingest_dir=ingest).synth_dir is None
