@@ -17,7 +17,7 @@ from pipeline.report.shortcut_audit import shortcut_share
 from pipeline.report.tables import is_number, reason_of
 
 IG = "integrated_gradients"
-# name in summary.json -> (source, how to read it from one model's entries)
+# the numbers of every headline row (summary.json's keys), each a spread over the row's runs (seeds)
 FIELDS = (
     "training_site_accuracy", "test_site_accuracy", "test_site_auroc", "conflict_accuracy",
     "counterfactual_flip_rate", "region_ablation_lungs", "region_ablation_shortcuts",
