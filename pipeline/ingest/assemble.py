@@ -33,6 +33,7 @@ from pipeline.ingest.sources import SourceInputs
 from pipeline.ingest.spellings import Merged, merge_spellings
 
 SERIAL_BELOW = 24  # a pool costs more than it saves on a handful of files
+REJECT_COLUMNS = ("path", "reason", "detail")  # rejects.csv
 
 
 def _results(tasks: list[Task], workers: int, progress: bool) -> Iterator[Processed]:
@@ -284,11 +285,13 @@ def ingest_into(
     ingest_dir: Path, *, sources: list[SourceInputs], config: IngestConfig, salt: str,
     cf_listing: SourceListing | None, inputs_hash: str, workers: int | None, progress: bool,
 ) -> IngestSummary:
+    """Find every source's files and CSV rows, decode the images into the cache, derive and harmonise the fields,
+    split, trim the cache to the kept rows, and write manifest.parquet, rejects.csv and summary.json into
+    ``ingest_dir``. DataError when no usable image is left."""
     import pandas as pd
 
-    from pipeline.ingest.splits import assign_splits
     from pipeline.ingest.summary import build_summary
-    from pipeline.manifest import COLUMNS, domain_values, write_manifest
+    from pipeline.manifest import write_manifest
 
     gathered = _gather(sources, salt)
     scrubber = PathScrubber(salt)
@@ -300,33 +303,83 @@ def ingest_into(
         workers=workers or min(os.cpu_count() or 1, 8), progress=progress, rejects=rejects,
         disagreements=disagreements, scrubber=scrubber,
     )
-    rejects_frame = pd.DataFrame(rejects, columns=["path", "reason", "detail"])
+    rejects_frame = pd.DataFrame(rejects, columns=REJECT_COLUMNS)
     where = ", ".join(repr(str(s.root)) for s in sources)
-    if not records:
-        top = rejects_frame["reason"].value_counts().head(5).to_dict()
-        raise DataError(
-            f"ingest: SOURCE must hold at least one usable image, got none of {gathered.n_files} files "
-            f"({where}; reasons: {top}{_skipped_text(gathered.skipped)}). Check the modality list, the metadata file "
-            "column and labels."
-        )
-    frame = pd.DataFrame.from_records(records)
-    frame["image_id"] = [scrubber.image_id(p, i) for p, i in zip(frame["path"], _image_ids(frame["path"].tolist()),
-                                                                  strict=True)]
-    names = gathered.names
-    config = _resolve_columns(frame, config, gathered, names)
-    merged = _merge_spellings(frame, config)
-    config = _resolve_sites(frame, config, names)
-    frame["domain"] = domain_values(frame, tuple(config.domain_columns))
+    _require_records(records, rejects_frame, gathered, where)
+    frame = _records_frame(records, scrubber)
+    config, merged = _harmonise_names(frame, config, gathered)
     frame, conflicting = _reject_conflicting_duplicates(frame, rejects_frame)
     if frame.empty:
         raise DataError(f"ingest: SOURCE must hold at least one usable image, got none of {gathered.n_files} files "
                         f"({where}): every image is an identical copy of another with a different label. Fix the labels.")
+    frame = _split(frame, config, rejects_frame)
+    frame = _trim_cache(frame, writer, config, inputs_hash)
+
+    write_manifest(frame, ingest_dir)
+    _write_rejects(rejects_frame, scrubber, ingest_dir)
+    single = sources[0] if len(sources) == 1 and not sources[0].name else None
+    summary = build_summary(
+        frame, rejects_frame, shortcut_attributes=list(config.shortcut_attributes),
+        min_group_size=config.min_group_size, warning_auroc=config.confounding_warning_auroc,
+        warning_lift=config.confounding_warning_lift,
+        extra=_account(single=single, gathered=gathered, cf_listing=cf_listing, frame=frame, config=config,
+                       merged=merged, conflicting=conflicting, scrubber=scrubber, disagreements=disagreements),
+        collections=frame["path"].str.split("/", n=1).str[0] if single is None else None,
+        scrub=scrubber.deep,  # examples (unmatched path_fields, CSV rows) may repeat a scrubbed name
+    )
+    summary.write(ingest_dir)
+    return summary
+
+
+def _require_records(records: list[dict[str, Any]], rejects_frame: Any, gathered: Gathered, where: str) -> None:
+    """DataError naming the sources and the top reject reasons when no image was kept."""
+    if records:
+        return
+    top = rejects_frame["reason"].value_counts().head(5).to_dict()
+    raise DataError(
+        f"ingest: SOURCE must hold at least one usable image, got none of {gathered.n_files} files "
+        f"({where}; reasons: {top}{_skipped_text(gathered.skipped)}). Check the modality list, the metadata file "
+        "column and labels."
+    )
+
+
+def _records_frame(records: list[dict[str, Any]], scrubber: PathScrubber) -> Any:
+    """The decoded images' records as a frame, with their image_id (unique, scrubbed of patient identifiers)."""
+    import pandas as pd
+
+    frame = pd.DataFrame.from_records(records)
+    ids = _image_ids(frame["path"].tolist())
+    frame["image_id"] = [scrubber.image_id(p, i) for p, i in zip(frame["path"], ids, strict=True)]
+    return frame
+
+
+def _harmonise_names(frame: Any, config: IngestConfig, gathered: Gathered) -> tuple[IngestConfig, Merged]:
+    """Config names resolved against the data, spellings merged (in place), then the ``domain`` column; returns the
+    config as the data spells it and the merges."""
+    from pipeline.manifest import domain_values
+
+    config = _resolve_columns(frame, config, gathered, gathered.names)
+    merged = _merge_spellings(frame, config)
+    config = _resolve_sites(frame, config, gathered.names)
+    frame["domain"] = domain_values(frame, tuple(config.domain_columns))
+    return config, merged
+
+
+def _split(frame: Any, config: IngestConfig, rejects_frame: Any) -> Any:
+    """``split`` and ``duplicate_group`` columns; rows leaking into a held-out site moved to the rejects."""
+    from pipeline.ingest.splits import assign_splits
 
     split = assign_splits(frame, config.splits)
     frame["split"], frame["duplicate_group"] = split.split, split.duplicate_group
     for index, why in split.dropped.items():
         rejects_frame.loc[len(rejects_frame)] = [frame.at[index, "path"], "leak_into_heldout", why]
-    frame = frame.drop(index=list(split.dropped)).reset_index(drop=True)
+    return frame.drop(index=list(split.dropped)).reset_index(drop=True)
+
+
+def _trim_cache(frame: Any, writer: CacheWriter, config: IngestConfig, inputs_hash: str) -> Any:
+    """Keep the cache rows of the kept images (cache.json written last), point the manifest at their new rows, and
+    give the manifest its dtypes and column order."""
+    from pipeline.manifest import COLUMNS
 
     keep_cf = sorted(i for i in frame["counterfactual_index"].tolist() if i >= 0)
     remap, remap_cf = writer.finish(frame["cache_index"].tolist(), keep_cf, {
@@ -337,40 +390,41 @@ def ingest_into(
     frame["counterfactual_index"] = frame["counterfactual_index"].map(lambda i: remap_cf.get(i, -1)).astype("int64")
     frame["label"] = frame["label"].astype("Int64")  # pd.NA = unknown (kept, split, never trained on)
     frame["age_years"] = frame["age_years"].astype("float64")
-    frame = frame[[*COLUMNS, *[c for c in frame.columns if c not in COLUMNS]]]
+    return frame[[*COLUMNS, *[c for c in frame.columns if c not in COLUMNS]]]
 
-    write_manifest(frame, ingest_dir)
+
+def _write_rejects(rejects_frame: Any, scrubber: PathScrubber, ingest_dir: Path) -> None:
     for column in ("path", "detail"):  # any identifier found in a file name, wherever a reject repeats it
         rejects_frame[column] = rejects_frame[column].astype(str).map(scrubber.text)
     rejects_frame.sort_values(["reason", "path"]).to_csv(ingest_dir / "rejects.csv", index=False)
-    single = sources[0] if len(sources) == 1 and not sources[0].name else None
-    summary = build_summary(
-        frame, rejects_frame, shortcut_attributes=list(config.shortcut_attributes),
-        min_group_size=config.min_group_size, warning_auroc=config.confounding_warning_auroc,
-        warning_lift=config.confounding_warning_lift,
-        extra={
-            "source": str(single.root) if single else [s["path"] for s in gathered.per_source],
-            "metadata": (str(single.metadata) if single.metadata else None) if single else
-            [s["metadata"] for s in gathered.per_source],
-            **({"sources": gathered.per_source} if single is None else {}),
-            "counterfactual_source": str(cf_listing.root) if cf_listing else None,
-            "n_counterfactual": int((frame["counterfactual_index"] >= 0).sum()),
-            **_report_json(gathered.report), "path_fields": gathered.path_fields,
-            "config_names_resolved": names.as_json(), "domain_columns": list(config.domain_columns),
-            "test_sites": list(config.splits.test_sites), "ood_val_sites": list(config.splits.ood_val_sites),
-            "cache_size": config.cache.size,
-            "skipped_non_image_files": {"n": len(gathered.skipped), "examples": gathered.skipped[:N_EXAMPLES]},
-            "merged_spellings": merged.spellings, "merged_spelling_images": merged.images,
-            "conflicting_duplicate_labels": conflicting,
-            "patient_identifiers_in_file_names": scrubber.as_json(),
-            "field_disagreements": summarise_disagreements(
-                disagreements, kept_paths=set(frame["path"]), heldout=_heldout_sides(config)),
-        },
-        collections=frame["path"].str.split("/", n=1).str[0] if single is None else None,
-        scrub=scrubber.deep,  # examples (unmatched path_fields, CSV rows) may repeat a scrubbed name
-    )
-    summary.write(ingest_dir)
-    return summary
+
+
+def _account(
+    *, single: SourceInputs | None, gathered: Gathered, cf_listing: SourceListing | None, frame: Any,
+    config: IngestConfig, merged: Merged, conflicting: dict[str, int], scrubber: PathScrubber,
+    disagreements: list[Disagreement],
+) -> dict[str, Any]:
+    """summary.json's account of the inputs (beside the counts of :func:`pipeline.ingest.summary.build_summary`):
+    sources, CSV rows, path fields, names resolved, spellings merged, conflicts, privacy, disagreements.
+    ``single``: the one unnamed SOURCE, None with ``sources:``."""
+    return {
+        "source": str(single.root) if single else [s["path"] for s in gathered.per_source],
+        "metadata": (str(single.metadata) if single.metadata else None) if single else
+        [s["metadata"] for s in gathered.per_source],
+        **({"sources": gathered.per_source} if single is None else {}),
+        "counterfactual_source": str(cf_listing.root) if cf_listing else None,
+        "n_counterfactual": int((frame["counterfactual_index"] >= 0).sum()),
+        **_report_json(gathered.report), "path_fields": gathered.path_fields,
+        "config_names_resolved": gathered.names.as_json(), "domain_columns": list(config.domain_columns),
+        "test_sites": list(config.splits.test_sites), "ood_val_sites": list(config.splits.ood_val_sites),
+        "cache_size": config.cache.size,
+        "skipped_non_image_files": {"n": len(gathered.skipped), "examples": gathered.skipped[:N_EXAMPLES]},
+        "merged_spellings": merged.spellings, "merged_spelling_images": merged.images,
+        "conflicting_duplicate_labels": conflicting,
+        "patient_identifiers_in_file_names": scrubber.as_json(),
+        "field_disagreements": summarise_disagreements(
+            disagreements, kept_paths=set(frame["path"]), heldout=_heldout_sides(config)),
+    }
 
 
 def _scrub_early_rejects(gathered: Gathered, scrubber: PathScrubber) -> list[tuple[str, str, str]]:
