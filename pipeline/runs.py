@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pipeline.artefacts.model_meta import ModelMeta
+from pipeline.artefacts.selection import SelectionFile, SelectionTruth
 from pipeline.errors import ConfigError, DataError
 from pipeline.protocol.selection import is_upper_bound
 
@@ -59,72 +61,67 @@ class ModelEntry:
         return load_model(self.checkpoint)
 
 
-def _read_meta(checkpoint: Path) -> dict[str, Any]:
+def _read_meta(checkpoint: Path) -> ModelMeta:
+    """The model file's meta, validated (pipeline/artefacts/model_meta.py); a DataError names the file."""
     import torch
 
     payload = torch.load(checkpoint, map_location="cpu", weights_only=False)
-    return dict(payload.get("meta", {})) if isinstance(payload, dict) else {}
+    return ModelMeta.from_meta(payload.get("meta", {}) if isinstance(payload, dict) else {}, where=str(checkpoint))
 
 
-def _read_selection(model_dir: Path) -> dict[str, Any] | None:
-    """RUN/selection.json (None when absent: a model file outside a run dir, or an older run)."""
-    path = Path(model_dir) / "selection.json"
-    if not path.is_file():
-        return None
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise DataError(f"evaluate: selection.json must be JSON, got a broken file at {path}. Re-run train.") from exc
-    return data if isinstance(data, dict) else None
+def _read_selection(model_dir: Path) -> SelectionFile | None:
+    """RUN/selection.json (None when absent: a model file outside a run dir, or an older run); a broken file is a
+    DataError naming it."""
+    path = SelectionFile.path_in(model_dir)
+    return SelectionFile.load(path) if path.is_file() else None
 
 
-def selection_truth(*, model_dir: Path, meta: dict[str, Any], rule: str, main: bool) -> dict[str, Any]:
-    """{rule, step, constant_predictor, selected, reason} of one checkpoint as the train stage decided it:
-    RUN/selection.json's entry for ``rule`` (``main``: model.pt), else the model file's meta. A rule that selected
-    nothing (every evaluation a constant predictor) stays unselected here: step None, never the final step."""
-    recorded = (_read_selection(model_dir) or {}).get(rule)
-    weights_step = meta.get("step")
-    if isinstance(recorded, dict):
-        step = recorded.get("step")
-        constant = bool(recorded.get("constant_predictor"))
-        reason = str(recorded.get("reason") or (
+def selection_truth(*, model_dir: Path, meta: ModelMeta | dict[str, Any], rule: str, main: bool) -> dict[str, Any]:
+    """{rule, step, constant_predictor, selected, reason, source, evaluations} of one checkpoint as the train stage
+    decided it (pipeline/artefacts/selection.py SelectionTruth): RUN/selection.json's entry for ``rule`` (``main``:
+    model.pt), else the model file's meta. A rule that selected nothing (every evaluation a constant predictor)
+    stays unselected here: step None, never the final step."""
+    meta = meta if isinstance(meta, ModelMeta) else ModelMeta.from_meta(meta, where=f"{model_dir} model meta")
+    selection = _read_selection(model_dir)
+    recorded = selection.rules().get(rule) if selection is not None else None
+    weights_step = meta.step
+    flagged = bool(meta.constant_predictor)
+    if recorded is not None:
+        step, constant, source = recorded.step, recorded.constant_predictor, "selection.json"
+        reason = recorded.reason or (  # selection.json of older versions records no reason
             f"selected at step {step} (selection.json)" if step is not None else
             "every evaluation predicted one class on the rule's selection set (constant predictor)" if constant else
-            "selection.json records no selected step"))
-        source = "selection.json"
+            "selection.json records no selected step")
     else:  # no selection.json: the meta train writes into every model file
-        constant = bool(meta.get("constant_predictor"))
+        constant, source = flagged, "model meta"
         step = None if constant else weights_step
         reason = ("the model file is flagged constant_predictor" if constant else
                   f"step {step} per the model file (no selection.json beside it)" if step is not None else
                   "the model file records no step")
-        source = "model meta"
     if step is None and main:
         reason = (f"no checkpoint selected: {reason}; model.pt holds the final weights (step {weights_step})"
                   if not reason.startswith("no checkpoint selected") else reason)
     # constant_predictor: train's selection found every evaluation constant (at its arg-max cut-off on the rule's
     # selection set); never evaluate's own flag on the scored split (selection_facts.py keeps the two apart)
-    evaluations = recorded.get("evaluations") if isinstance(recorded, dict) else None
-    return {"rule": rule, "step": step, "constant_predictor": constant or bool(meta.get("constant_predictor")),
-            "selected": step is not None, "reason": reason, "source": source,
-            "evaluations": int(evaluations) if isinstance(evaluations, int) else None}
+    truth = SelectionTruth(rule=rule, step=step, constant_predictor=constant or flagged, selected=step is not None,
+                           reason=reason, source=source,
+                           evaluations=recorded.evaluations if recorded is not None else None)
+    return truth.model_dump(mode="json")
 
 
 def _entry(name: str, run: str, model_dir: Path, checkpoint: Path, rule: str | None) -> ModelEntry:
     meta = _read_meta(checkpoint)
-    seed = meta.get("seed")
-    step = meta.get("step")
-    resolved = str(rule or meta.get("selection_rule") or "unknown")
+    resolved = str(rule or meta.selection_rule or "unknown")
     return ModelEntry(
         name=name,
         run=run,
         model_dir=model_dir,
         checkpoint=checkpoint,
         selection_rule=resolved,
-        algorithm=str(meta.get("algorithm", "unknown")),
-        seed=int(seed) if seed is not None else None,
-        step=int(step) if step is not None else None,
-        meta=meta,
+        algorithm=meta.algorithm or "unknown",
+        seed=meta.seed,
+        step=meta.step,
+        meta=meta.to_dict(),
         selection=selection_truth(model_dir=model_dir, meta=meta, rule=resolved, main=rule is None),
     )
 

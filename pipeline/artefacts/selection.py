@@ -17,18 +17,22 @@ from pipeline.errors import DataError
 
 
 class RuleChoice(Block):
-    """What one rule chose over a run's evaluations (train/selection.Choice.to_json)."""
+    """What one rule chose over a run's evaluations (train/selection.Choice.to_json). Files of older versions hold
+    only ``step``, ``score`` and ``constant_predictor``: the other keys are read as None and written back only when
+    they were given."""
 
     OMIT_WHEN_NONE: ClassVar[frozenset[str]] = frozenset({"label"})
+    OMIT_WHEN_UNSET: ClassVar[frozenset[str]] = frozenset(
+        {"selected", "constant_evaluations_skipped", "evaluations", "reason"})
 
     step: int | None  # the selected evaluation's step (None: nothing selected)
     score: float | None  # its score under the rule (accuracy in [0, 1])
-    selected: bool
+    selected: bool | None = None
     # True only when the rule found no non-constant checkpoint (then nothing is selected)
     constant_predictor: bool
-    constant_evaluations_skipped: int
-    evaluations: int
-    reason: str
+    constant_evaluations_skipped: int | None = None
+    evaluations: int | None = None
+    reason: str | None = None
     label: str | None = None  # oracle only: an upper bound, never a model selection
 
 
