@@ -2,44 +2,23 @@
 predict the label (the typed model of the file; docs/ingest.md describes the fields for users).
 
 Built by :func:`pipeline.ingest.summary.build_summary`, written by :func:`pipeline.ingest.assemble.ingest_into`, read
-by the ingest console account, :func:`pipeline.shortcuts.shortcut_attributes` and the report's cohort page. The
-measures under ``confounding.factors`` are defined in :mod:`pipeline.ingest.confounding`. Counts are images (rows of
-``manifest.parquet``) unless the name says rows of a CSV; a number that could not be measured is None with the
-reason under the nearest ``not_measured``.
+by the ingest console account, :func:`pipeline.protocol.shortcuts.shortcut_attributes` and the report's cohort
+page. The measures under ``confounding.factors`` are defined in :mod:`pipeline.ingest.confounding`. Counts are
+images (rows of ``manifest.parquet``) unless the name says rows of a CSV; a number that could not be measured is
+None with the reason under the nearest ``not_measured``.
 
 Some keys are written only in some cases (``sources`` only with several sources, a site's age quantiles only when
-some age is known, ...): those fields are None in the model and absent from the file (``OMIT_WHEN_NONE``). A
-factor's ``unknown_level`` is the one key that is either absent (the factor does not warn) or written, possibly as
-``null`` (it warns without an 'unknown' level beside known ones): absent exactly when the builder did not set it.
+some age is known, ...): those fields are None in the model and absent from the file (``Block.OMIT_WHEN_NONE``).
+A factor's ``unknown_level`` is the one key that is either absent (the factor does not warn) or written, possibly as
+``null`` (it warns and has no 'unknown' level beside known ones): absent exactly when the builder did not set it
+(``Block.OMIT_WHEN_UNSET``).
 """
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
-
-from pydantic import model_serializer
+from typing import ClassVar
 
 from pipeline.artefacts.base import Artefact, Block
-
-
-class _Sparse(Block):
-    """A block whose ``OMIT_WHEN_NONE`` fields are left out of the file when None, and whose ``OMIT_WHEN_UNSET``
-    fields are left out when the builder did not set them (a None it set is written as null). Field names here are
-    the file's keys (no aliases)."""
-
-    OMIT_WHEN_NONE: ClassVar[frozenset[str]] = frozenset()
-    OMIT_WHEN_UNSET: ClassVar[frozenset[str]] = frozenset()
-
-    @model_serializer(mode="wrap")
-    def _omit_absent(self, handler: Any) -> dict[str, Any]:
-        data = handler(self)
-        for name in self.OMIT_WHEN_NONE:
-            if data.get(name, 0) is None:
-                del data[name]
-        for name in self.OMIT_WHEN_UNSET:
-            if name not in self.model_fields_set:
-                data.pop(name, None)
-        return data
 
 
 class Examples(Block):
@@ -56,7 +35,7 @@ class GroupsImages(Block):
     images: int
 
 
-class AgeStats(_Sparse):
+class AgeStats(Block):
     """One site's age in years: ``n`` images, ``n_unknown`` without an age; mean and quantiles over the known ages
     (absent when none is known); ``age_group`` -> images."""
 
@@ -81,7 +60,7 @@ class Prevalence(Block):
     prevalence: float | None
 
 
-class LabelGivenValue(_Sparse):
+class LabelGivenValue(Block):
     """P(label = 1) among one site's images with one attribute value; None with a reason when none is labelled."""
 
     OMIT_WHEN_NONE: ClassVar[frozenset[str]] = frozenset({"not_measured"})
@@ -109,7 +88,7 @@ class UnknownLevel(Block):
     unknown_origin: dict[str, int]
 
 
-class Factor(_Sparse):
+class Factor(Block):
     """The measures of one factor in one scope ('all' or 'site=<name>'), from
     :func:`pipeline.ingest.confounding.measure_factor`: ``n`` labelled rows, factor-alone AUROC with its Hanley &
     McNeil 95% interval, bias-corrected Cramer's V with its BC bootstrap interval and the chi-square p-value, the
@@ -136,7 +115,7 @@ class Factor(_Sparse):
     unknown_level: UnknownLevel | None = None
 
 
-class Confounding(_Sparse):
+class Confounding(Block):
     """How strongly each acquisition factor alone predicts the label (:mod:`pipeline.ingest.summary`):
     ``p_label_given_attribute_per_site`` is attribute -> site -> value -> :class:`LabelGivenValue`;
     ``p_label_given_position_per_site`` repeats its ``position`` entry (older readers; written when position is a
@@ -223,7 +202,7 @@ class HeldoutMoves(Block):
     examples: list[HeldoutMove]
 
 
-class FieldDisagreements(_Sparse):
+class FieldDisagreements(Block):
     """One field's disagreements (count and first examples); ``heldout_moves`` is written for the site field when
     some disagreement moved an image across the held-out line."""
 
@@ -234,7 +213,7 @@ class FieldDisagreements(_Sparse):
     heldout_moves: HeldoutMoves | None = None
 
 
-class IngestSummary(Artefact, _Sparse):
+class IngestSummary(Artefact):
     """``<ingest>/summary.json``. Field order is the file's key order."""
 
     FILENAME: ClassVar[str] = "summary.json"

@@ -20,7 +20,6 @@ headline conflict/aligned numbers use the first measurable attribute (:func:`hea
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -98,7 +97,9 @@ def shortcut_attributes(ingest_dir: str | Path | None, frame: pd.DataFrame) -> t
     wanted: list[str] = list(DEFAULT_ATTRIBUTES)
     summary = Path(ingest_dir) / "summary.json" if ingest_dir is not None else None
     if summary is not None and summary.is_file():
-        listed = json.loads(summary.read_text(encoding="utf-8")).get("shortcut_attributes")
+        from pipeline.artefacts.ingest_summary import IngestSummary
+
+        listed = IngestSummary.load(summary).shortcut_attributes
         if isinstance(listed, list) and listed:
             wanted = [str(a) for a in listed]
         else:

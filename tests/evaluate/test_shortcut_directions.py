@@ -14,6 +14,7 @@ from pipeline.shortcuts import (
     labelled_mask,
     shortcut_attributes,
 )
+from tests.helpers.ingest_outputs import ingest_summary
 
 
 def _train(view_values, labels):
@@ -60,7 +61,7 @@ def test_shortcut_attributes_read_summary_and_note_missing_columns(tmp_path):
     frame = pd.DataFrame({"position": ["erect"], "view": ["PA"], "label": [1]})
     attributes, notes = shortcut_attributes(tmp_path, frame)
     assert attributes == ["position", "view"] and any("default" in n for n in notes)
-    (tmp_path / "summary.json").write_text(json.dumps({"shortcut_attributes": ["view", "scanner"]}))
+    (tmp_path / "summary.json").write_text(json.dumps(ingest_summary(shortcut_attributes=["view", "scanner"])))
     attributes, notes = shortcut_attributes(tmp_path, frame)
     assert attributes == ["view"] and any("scanner" in n for n in notes)
 
