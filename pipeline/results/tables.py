@@ -22,9 +22,8 @@ from typing import Any
 from pipeline.artefacts.seeds import SeedSpread
 from pipeline.errors import DataError
 from pipeline.protocol.across_runs import select_across_runs
-from pipeline.protocol.selection import RULE_NAMES
+from pipeline.protocol.selection import ORACLE, RULE_NAMES, get_rule, is_upper_bound
 from pipeline.stage import write_json_atomic, write_text_atomic
-from pipeline.train.selection import ORACLE_LABEL, rule_score
 
 TEST_SPLIT = "test"  # the column of a sweep without leave-one-hospital-out
 RULES = RULE_NAMES  # every rule, in table order (pipeline/protocol/selection.py)
@@ -45,7 +44,7 @@ class ResultsTables:
 
     def to_json(self) -> dict[str, Any]:
         return {"hospitals": self.hospitals, "algorithms": self.algorithms, "rules": self.rules,
-                "cells": self.cells, "summary": self.summary, "sweeps": self.sweeps, "notes": self.notes, "oracle_label": ORACLE_LABEL,
+                "cells": self.cells, "summary": self.summary, "sweeps": self.sweeps, "notes": self.notes, "oracle_label": ORACLE.note,
                 "metric": "test-hospital accuracy (%), mean and sample sd (n - 1) over n_seeds (sd null for 1 seed)",
                 "constant": "constant_seeds: seeds whose selected checkpoint predicts one class at the test "
                             "hospital; majority_baseline: that hospital's always-majority accuracy (%)"}
@@ -156,7 +155,7 @@ def _cell(runs: list[dict[str, Any]], rule: str, loho: bool) -> dict[str, Any]:
     """The chosen draw under ``rule`` and its test accuracy per seed (mean, sd in %), or nulls with a reason.
     ``runs``: one algorithm's runs of one test hospital (a plain sweep's include its LODO hold-out runs).
     ``constant_seeds``: seeds whose selected checkpoint predicts one class at the test hospital (the one
-    definition of pipeline.train.selection.rule_score, the one the oracle skips), with the hospital's
+    definition of pipeline.protocol.selection.SelectionMethod.score, the one the oracle skips), with the hospital's
     always-majority accuracy (``majority_baseline``) beside it."""
     source = _source_rule(rule, loho)
     if rule == "leave_one_domain_out" and not loho:
@@ -178,7 +177,7 @@ def _cell(runs: list[dict[str, Any]], rule: str, loho: bool) -> dict[str, Any]:
     chosen = [r for r in runs if r["draw"] == choice["draw"] and (loho or r.get("holdout") is None)]
     records = [(Path(r["dir"]), _test_record(Path(r["dir"]), r["selection"].get(source, {}).get("step"), key))
                for r in chosen]
-    scored = [(run_dir, *rule_score(record, test_rule)) for run_dir, record in records if record is not None]
+    scored = [(run_dir, *get_rule(test_rule).score(record)) for run_dir, record in records if record is not None]
     spread = SeedSpread.from_values([100.0 * value for _, value, _ in scored])
     constant = [(value, _num_classes(run_dir)) for run_dir, value, is_constant in scored if is_constant]
     cell = {"mean": spread.mean, "sd": spread.sd,
@@ -268,7 +267,7 @@ def constant_note(tables: ResultsTables, rule: str) -> str | None:
 
 
 def _rule_title(rule: str) -> str:
-    return f"{rule} ({ORACLE_LABEL})" if rule == "oracle" else rule
+    return f"{rule} ({ORACLE.note})" if is_upper_bound(rule) else rule
 
 
 def _hparams_text(hparams: dict[str, Any] | None) -> str:

@@ -14,7 +14,6 @@ STAGES = ("ingest", "train", "evaluate", "audit", "report", "results", "synth")
 ALLOWED = {
     ("report/landscape.py", "pipeline.audit.landscape.schema"),
     ("report/results.py", "pipeline.results.tables"),
-    ("results/tables.py", "pipeline.train.selection"),
     ("train/domains.py", "pipeline.ingest.names"),
 }
 
