@@ -95,24 +95,26 @@ def _domain_meaning_mismatch(model: InputProfile, ingest: InputProfile) -> bool:
 
 
 def model_profile(payload: dict[str, Any]) -> tuple[InputProfile, list[str]]:
-    """The profile a model file records, completed from its state dict for older files; also what is unknown."""
-    meta = dict(payload.get("meta") or {})
-    recorded = dict(meta.get(TRAINED_ON_KEY) or {})
-    profile = InputProfile.model_validate(recorded)
-    state = payload.get("state_dict") or {}
+    """The profile a model file records, completed from its state dict for older files; also what is unknown.
+    ``payload``: the model file's dict (``meta`` validated as pipeline/artefacts/model_meta.py ModelMeta)."""
+    from pipeline.artefacts.model_meta import ModelMeta  # it imports InputProfile from here
+
+    meta = ModelMeta.from_meta(payload.get("meta") or {}, where="the model file")
+    profile = meta.trained_on or InputProfile()
+    state = payload.get("state_dict") or {}  # torch's state dict, not an artefact: may be absent in a bare payload
     update: dict[str, Any] = {}
-    if profile.image_size is None and meta.get("image_size") is not None:
-        update["image_size"] = int(meta["image_size"])  # train wrote this key before trained_on existed
+    if profile.image_size is None and meta.image_size is not None:
+        update["image_size"] = int(meta.image_size)  # train wrote this key before trained_on existed
     if profile.channels is None:
         convs = [v for v in state.values() if getattr(v, "ndim", 0) == 4]
         in_chans = (payload.get("model_config") or {}).get("in_chans")
         update["channels"] = int(convs[0].shape[1]) if convs else in_chans
     if profile.num_classes is None and "classifier.weight" in state:
         update["num_classes"] = int(state["classifier.weight"].shape[0])
-    if profile.domain_columns is None and meta.get("domain_columns") is not None:
-        update["domain_columns"] = list(meta["domain_columns"])
-    if profile.domains is None and meta.get("training_domains") is not None:
-        update["domains"] = [str(d) for d in meta["training_domains"]]  # train's top-level key, older files too
+    if profile.domain_columns is None and meta.domain_columns is not None:
+        update["domain_columns"] = list(meta.domain_columns)
+    if profile.domains is None and meta.training_domains is not None:
+        update["domains"] = [str(d) for d in meta.training_domains]  # train's top-level key, older files too
     profile = profile.model_copy(update=update)
     unknown = [k for k in ("image_size", "channels", "label_names") if getattr(profile, k) is None]
     return profile, unknown
