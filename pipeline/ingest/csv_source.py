@@ -123,11 +123,6 @@ class MetadataIndex:
     rows: dict[str, list[tuple[int, dict[str, Any]]]] = field(default_factory=dict)
     n_rows: int = 0
 
-    @property
-    def duplicates(self) -> int:
-        """Rows beyond the first of their key."""
-        return sum(len(entries) - 1 for entries in self.rows.values())
-
 
 def index_metadata(frame: pd.DataFrame, mapping: MetadataMapping) -> MetadataIndex:
     index = MetadataIndex(n_rows=len(frame))

@@ -88,12 +88,6 @@ class Harmoniser:
         self._label = lru_cache(maxsize=65536)(
             lambda raw, origin: h.map_label(raw, self.mapping, origin) if self.mapping else (None, "none")
         )
-        # PRECEDENCE's readers, by name: '_<field>_from_<source>' (below)
-        self._readers: dict[tuple[str, str], Callable[[_Image], list[Reading]]] = {
-            (name, source): getattr(self, f"_{name}_from_{source}") for name, sources in PRECEDENCE.items()
-            for source in sources
-        }
-
     def fields(
         self, row: Mapping[str, Any] | None, tags: Mapping[str, str] | None, patient_id: str | None, fallback_id: str,
         *, relative: str | None = None,
@@ -137,7 +131,7 @@ class Harmoniser:
         for source in PRECEDENCE[name]:
             if path_decides and source not in AFTER_PATH:
                 continue
-            for value, origin in self._readers[name, source](image):
+            for value, origin in READERS[name, source](self, image):
                 if field.known(value):
                     return value, origin
                 tried.append((value, origin))
@@ -329,3 +323,30 @@ class Harmoniser:
     def _modality_from_dicom(self, image: _Image) -> list[Reading]:
         raw = image.tags.get("Modality")
         return [(raw, "dicom:Modality")] if raw else []
+
+
+# PRECEDENCE's readers: (field, source) -> the readings that source offers for that field of one image
+READERS: dict[tuple[str, str], Callable[[Harmoniser, _Image], list[Reading]]] = {
+    ("site", "csv"): Harmoniser._site_from_csv,
+    ("site", "path"): Harmoniser._site_from_path,
+    ("site", "mapping_constant"): Harmoniser._site_from_mapping_constant,
+    ("site", "dicom"): Harmoniser._site_from_dicom,
+    ("site", "config_constant"): Harmoniser._site_from_config_constant,
+    ("view", "csv"): Harmoniser._view_from_csv,
+    ("view", "path"): Harmoniser._view_from_path,
+    ("view", "dicom"): Harmoniser._view_from_dicom,
+    ("age", "csv"): Harmoniser._age_from_csv,
+    ("age", "path"): Harmoniser._age_from_path,
+    ("age", "dicom"): Harmoniser._age_from_dicom,
+    ("sex", "csv"): Harmoniser._sex_from_csv,
+    ("sex", "path"): Harmoniser._sex_from_path,
+    ("sex", "dicom"): Harmoniser._sex_from_dicom,
+    ("patient", "csv"): Harmoniser._patient_from_csv,
+    ("patient", "csv_regex"): Harmoniser._patient_from_csv_regex,
+    ("patient", "path"): Harmoniser._patient_from_path,
+    ("patient", "dicom"): Harmoniser._patient_from_dicom,
+    ("patient", "file"): Harmoniser._patient_from_file,
+    ("modality", "csv"): Harmoniser._modality_from_csv,
+    ("modality", "path"): Harmoniser._modality_from_path,
+    ("modality", "dicom"): Harmoniser._modality_from_dicom,
+}

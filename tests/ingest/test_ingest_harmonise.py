@@ -67,3 +67,44 @@ def test_map_site_uses_site_map_case_insensitively_and_keeps_unmapped_names():
         "harbour", "dicom:InstitutionName:site_map")
     assert h.map_site("Elsewhere", {}, "o") == ("Elsewhere", "o")
     assert h.map_site("", {}, "o") == (None, "o:missing")
+
+
+def test_every_precedence_source_has_a_reader():
+    from pipeline.ingest.fields import PRECEDENCE, READERS
+
+    assert set(READERS) == {(name, source) for name, sources in PRECEDENCE.items() for source in sources}
+
+
+def test_site_precedence_csv_then_path_then_mapping_constant_then_dicom_then_config_constant():
+    from pipeline.ingest.fields import Harmoniser
+
+    mapping = MetadataMapping(file_column="file", site_column="hospital", site_constant="from_mapping")
+    tags = {"InstitutionName": "From Tag"}
+
+    def site(config: IngestConfig, row: dict | None, relative: str = "x.dcm") -> tuple[str, str]:
+        fields = Harmoniser(config, "salt").fields(row, tags, None, relative, relative=relative)
+        return fields["site"], fields["site_source"]
+
+    with_csv = IngestConfig(metadata_mapping=mapping, site_constant="from_config")
+    assert site(with_csv, {"file": "x.dcm", "hospital": "North"}) == ("North", "csv:hospital")
+    assert site(with_csv, {"file": "x.dcm", "hospital": ""}) == ("from_mapping", "mapping:site_constant")
+    assert site(IngestConfig(site_constant="from_config"), None) == ("From Tag", "dicom:InstitutionName")
+    path = IngestConfig(metadata_mapping=mapping, path_fields={"site": r"^(?P<site>CR)_"}, site_constant="c")
+    assert site(path, {"file": "CR_1.dcm", "hospital": None}, "CR_1.dcm") == ("CR", "path:site")
+    # a configured path field decides: unmatched, the site is unknown, not the mapping constant nor the tag
+    assert site(path, {"file": "DX_1.dcm", "hospital": None}, "DX_1.dcm") == ("unknown", "path:site:unmatched")
+    assert site(path, {"file": "DX_1.dcm", "hospital": "South"}, "DX_1.dcm") == ("South", "csv:hospital")
+    no_tag = Harmoniser(IngestConfig(site_constant="from_config"), "salt").fields(None, {}, None, "x.dcm")
+    assert (no_tag["site"], no_tag["site_source"]) == ("from_config", "config:site_constant")
+
+
+def test_patient_key_falls_back_to_one_patient_per_image_even_when_a_path_field_decided():
+    from pipeline.ingest.fields import Harmoniser, patient_key
+
+    config = IngestConfig(path_fields={"patient": r"patient(?P<patient>\d+)"})
+    harmoniser = Harmoniser(config, "salt")
+    matched = harmoniser.fields(None, {}, "DICOM-ID", "patient7/a.dcm", relative="patient7/a.dcm")
+    assert (matched["patient_key"], matched["patient_key_source"]) == (patient_key("salt", "7"), "path:patient")
+    unmatched = harmoniser.fields(None, {}, "DICOM-ID", "b.dcm", relative="b.dcm")
+    assert unmatched["patient_key"] == patient_key("salt", "file:b.dcm")  # the DICOM ID is not read
+    assert unmatched["patient_key_source"] == "none:one_patient_per_image"
