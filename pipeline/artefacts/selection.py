@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 
 from pipeline.artefacts.base import Artefact, Block
 from pipeline.errors import DataError
+from pipeline.protocol.selection import RULE_NAMES
 
 
 class RuleChoice(Block):
@@ -42,8 +43,7 @@ class SelectionFile(Artefact):
     FILENAME: ClassVar[str] = "selection.json"
     STAGE: ClassVar[str] = "train"
     SCHEMA_VERSION: ClassVar[int] = 1
-    OMIT_WHEN_NONE: ClassVar[frozenset[str]] = frozenset(
-        {"training_domain", "leave_one_domain_out", "ood_validation", "oracle"})
+    OMIT_WHEN_NONE: ClassVar[frozenset[str]] = frozenset(RULE_NAMES)
 
     # in the order train evaluates them (pipeline/train/loop.py _rules_for)
     training_domain: RuleChoice | None = None

@@ -93,3 +93,12 @@ def test_a_run_tracks_the_rules_whose_split_it_has():
     assert _rules_for(data) == ["training_domain", "ood_validation"]
     data = SimpleNamespace(val_sets=[], holdout=object(), ood_val=None, test=object())
     assert _rules_for(data) == ["leave_one_domain_out", "oracle"]
+
+
+def test_the_typed_selection_files_have_one_field_per_rule():
+    # selection.json's models spell the rules as fields: a rule added or renamed here must appear there too
+    from pipeline.artefacts.selection import SelectionFile, SweepSelectionFile
+
+    assert tuple(name for name in SelectionFile.model_fields if name in RULES) == RULE_NAMES
+    assert set(SelectionFile.model_fields) >= set(RULE_NAMES) and set(SweepSelectionFile.model_fields) >= set(RULES)
+    assert SelectionFile.OMIT_WHEN_NONE == frozenset(RULE_NAMES)
