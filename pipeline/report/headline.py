@@ -12,7 +12,7 @@ from pipeline.artefacts.audit import AuditFile, AuditModel, Localisation, Region
 from pipeline.artefacts.metrics import MetricsFile, ModelEntry
 from pipeline.artefacts.seeds import SeedSpread
 from pipeline.protocol.selection import is_upper_bound, rule_order
-from pipeline.report.baselines import fields, majority_accuracy
+from pipeline.report.baselines import majority_accuracy
 from pipeline.report.shortcut_audit import shortcut_share
 from pipeline.report.tables import is_number, reason_of
 
@@ -201,7 +201,7 @@ def _numbers(run: Run, shortcut_masks: bool) -> dict[str, Any]:
         "counterfactual_flip_rate": interventions.counterfactual_flip_rate if interventions else None,
         "region_ablation_lungs": ablation.lungs if ablation else None,
         # Without shortcut masks the shortcut kinds' shares are not measurements, whatever number audit wrote.
-        "region_ablation_shortcuts": shortcut_share(fields(ablation)) if ablation and shortcut_masks else None,
+        "region_ablation_shortcuts": shortcut_share(ablation) if shortcut_masks else None,
         "ig_lung_mass_fraction": ig.lung_mass_fraction if ig else None,
         "ig_shortcut_mass_fraction": ig.shortcut_mass_fraction if ig and shortcut_masks else None,
         "test_site_majority_accuracy": site_majority(entry) if entry else None,

@@ -6,7 +6,6 @@ check; evaluate's accuracies of the same checkpoints come from the typed ``metri
 from __future__ import annotations
 
 import shutil
-from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -29,13 +28,11 @@ def method_label(method: str) -> str:
     return METHOD_LABELS.get(method, method)
 
 
-def shortcut_share(shares: RegionShares | Mapping[str, Any] | None) -> float | None:
-    """Sum of the region-ablation shares of every shortcut kind (None when none was measured or ``shares`` is None).
-    A mapping of region -> share is read too (the headline passes one until it passes the model)."""
+def shortcut_share(shares: RegionShares | None) -> float | None:
+    """Sum of the region-ablation shares of every shortcut kind (None when none was measured or ``shares`` is None)."""
     if shares is None:
         return None
-    get = shares.get if isinstance(shares, Mapping) else lambda kind: getattr(shares, kind)
-    values = [get(kind) for kind in SHORTCUT_KINDS.values() if is_number(get(kind))]
+    values = [getattr(shares, kind) for kind in SHORTCUT_KINDS.values() if is_number(getattr(shares, kind))]
     return float(sum(values)) if values else None
 
 
