@@ -5,7 +5,6 @@ Shared by ``evaluate`` and ``audit`` so both name, label and load models the sam
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -176,19 +175,3 @@ def _check_run_folders(model_dirs: Sequence[str | Path], names: Sequence[str] | 
                 + " --name ".join([*names, str(raw)]) + "." if names else "")
         raise DataError(f"{stage}: every model dir must be a run folder holding model.pt (or a .pt file), got "
                         f"{str(raw)!r}: {what}. Train with `cxr-fishr train` first.{hint}")
-
-
-def read_history(model_dir: Path) -> list[dict[str, Any]]:
-    """The lines of RUN/history.jsonl (empty when absent); a broken line is a DataError naming it."""
-    path = Path(model_dir) / "history.jsonl"
-    if not path.is_file():
-        return []
-    rows = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError as exc:
-            raise DataError(f"evaluate: history line must be JSON, got {line[:60]!r} ({path} line {number}).") from exc
-    return rows

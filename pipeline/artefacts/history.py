@@ -50,27 +50,41 @@ class FishrDistanceNotMeasured(Block):
 
 class EvaluationLine(Block):
     """One evaluation of the run (monitor.evaluate): accuracies in [0, 1] of the thresholded arg-max predictions,
-    None where the set is empty or absent. ``holdout_*`` only for runs with a held-out training domain."""
+    None where the set is empty or absent. ``holdout_*`` only for runs with a held-out training domain.
 
-    OMIT_WHEN_UNSET: ClassVar[frozenset[str]] = frozenset({"holdout_acc", "holdout_conflict_acc"})
-    OMIT_WHEN_NONE: ClassVar[frozenset[str]] = frozenset({"fishr_distance_not_measured"})
+    The train loop writes every key but ``holdout_*`` and ``fishr_distance_not_measured``; lines of older versions
+    (and hand-written ones) hold fewer, so every key but ``step`` and ``val_acc`` may be absent: read as None and
+    never written back when absent."""
+
+    OMIT_WHEN_UNSET: ClassVar[frozenset[str]] = frozenset({
+        "val_threshold", "val_acc_per_domain", "conflict_attribute", "ood_val_acc", "ood_val_conflict_acc",
+        "test_acc", "test_conflict_acc", "holdout_acc", "holdout_conflict_acc", "predicts_constant",
+        "fishr_distance", "fishr_distance_relative", "fishr_distance_not_measured"})
 
     step: int
     val_acc: float | None  # pooled validation rows of the training domains
-    val_threshold: float | None  # the balanced-accuracy threshold on those rows (None: one class only)
-    val_acc_per_domain: dict[str, float | None]  # training domain -> its validation accuracy
-    conflict_attribute: str | None  # the shortcut attribute of the *_conflict_acc keys (None: not measurable)
-    ood_val_acc: float | None
-    ood_val_conflict_acc: float | None
-    test_acc: float | None
-    test_conflict_acc: float | None
+    val_threshold: float | None = None  # the balanced-accuracy threshold on those rows (None: one class only)
+    val_acc_per_domain: dict[str, float | None] | None = None  # training domain -> its validation accuracy
+    conflict_attribute: str | None = None  # the shortcut attribute of the *_conflict_acc keys (None: not measurable)
+    ood_val_acc: float | None = None
+    ood_val_conflict_acc: float | None = None
+    test_acc: float | None = None
+    test_conflict_acc: float | None = None
     holdout_acc: float | None = None
     holdout_conflict_acc: float | None = None
     # split -> every prediction one class (None: empty set); open-ended: the splits this run evaluates
-    predicts_constant: dict[str, bool | None]
-    fishr_distance: float | None  # mean squared deviation of the domains' head-gradient variances
-    fishr_distance_relative: float | None
+    predicts_constant: dict[str, bool | None] | None = None
+    fishr_distance: float | None = None  # mean squared deviation of the domains' head-gradient variances
+    fishr_distance_relative: float | None = None
     fishr_distance_not_measured: FishrDistanceNotMeasured | None = None
+
+    def value(self, key: str) -> float | None:
+        """The number logged under ``key`` (e.g. ``test_acc``); None when this line did not log it."""
+        if key not in type(self).model_fields:
+            raise KeyError(f"history: {key!r} is not an evaluation-line key; expected one of "
+                           f"{sorted(type(self).model_fields)}")
+        value = getattr(self, key)
+        return value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
 HistoryLine = TrainingLine | EvaluationLine

@@ -180,12 +180,12 @@ def _open_cohort(ingest_dir: str | Path, split: str) -> _Cohort:
 
 def _score_model(entry: ModelEntry, cohort: _Cohort, settings: _Settings) -> tuple[dict[str, Any], str | None]:
     """(the model's metrics.json entry, its threshold warning or None) for one checkpoint."""
+    from pipeline.artefacts.history import read_history
     from pipeline.data.inference import predict_proba
     from pipeline.decision_threshold import model_threshold
     from pipeline.evaluate.history import summarise_history, value_at_step
     from pipeline.evaluate.scoring import GroupScorer, is_constant, score_frame
     from pipeline.evaluate.selection_facts import constant_at_selection, with_constant_fact
-    from pipeline.runs import read_history
 
     split = settings.split
     network, _, _ = entry.load()

@@ -5,9 +5,12 @@ over seeds it is pipeline/artefacts/seeds.py SeedSpread (sample sd)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+
+from pipeline.artefacts.history import EvaluationLine, HistoryLine
 
 HISTORY_KEYS = ("test_acc", "test_conflict_acc", "ood_val_acc", "val_acc")
 
@@ -24,28 +27,30 @@ def _stats(values: list[float]) -> dict[str, Any] | None:
     return out
 
 
-def summarise_history(rows: list[dict[str, Any]], last_k: int = 5, up_to_step: int | None = None) -> dict | None:
-    """Mean/std/min/max of the HISTORY_KEYS over the last ``last_k`` evaluation lines (those with ``val_acc``),
-    up to ``up_to_step`` (the selected checkpoint's step) when given. None when there is no evaluation line."""
-    evals = [r for r in rows if r.get("val_acc") is not None or r.get("test_acc") is not None]
+def summarise_history(lines: Sequence[HistoryLine], last_k: int = 5, up_to_step: int | None = None) -> dict | None:
+    """Mean/std/min/max of the HISTORY_KEYS over the last ``last_k`` evaluation lines of history.jsonl (typed lines,
+    pipeline/artefacts/history.py; those with val_acc or test_acc), up to ``up_to_step`` (the selected checkpoint's
+    step) when given. None when there is no evaluation line."""
+    evals = [line for line in lines if isinstance(line, EvaluationLine)
+             and (line.val_acc is not None or line.test_acc is not None)]
     if up_to_step is not None:
-        evals = [r for r in evals if r.get("step") is None or r["step"] <= up_to_step] or evals
+        evals = [line for line in evals if line.step <= up_to_step] or evals
     evals = evals[-last_k:] if last_k > 0 else evals
     if not evals:
         return None
     return {
         "last_k": last_k,
         "n_evaluations": len(evals),
-        "steps": [r.get("step") for r in evals],
-        **{key: _stats([r.get(key) for r in evals]) for key in HISTORY_KEYS},
+        "steps": [line.step for line in evals],
+        **{key: _stats([line.value(key) for line in evals]) for key in HISTORY_KEYS},
     }
 
 
-def value_at_step(rows: list[dict[str, Any]], step: int | None, key: str) -> float | None:
+def value_at_step(lines: Sequence[HistoryLine], step: int | None, key: str) -> float | None:
     """``key`` of the evaluation line logged at ``step`` (None when the run logged none there)."""
-    for row in rows:
-        if step is not None and row.get("step") == step and row.get(key) is not None:
-            return row[key]
+    for line in lines:
+        if step is not None and isinstance(line, EvaluationLine) and line.step == step and line.value(key) is not None:
+            return line.value(key)
     return None
 
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pipeline.artefacts.history import EvaluationLine, read_history
 from pipeline.artefacts.seeds import SeedSpread
 from pipeline.errors import DataError
 from pipeline.protocol.across_runs import select_across_runs
@@ -125,11 +126,11 @@ def _source_rule(rule: str, loho: bool) -> str:
 
 def _test_record(run_dir: Path, step: int | None, key: str) -> dict[str, Any] | None:
     """The evaluation line of history.jsonl logged at ``step`` with ``key`` (None when the run logged none)."""
-    history = run_dir / "history.jsonl"
-    if step is None or not history.is_file():
+    if step is None:
         return None
-    rows = [json.loads(line) for line in history.read_text(encoding="utf-8").splitlines() if line.strip()]
-    return next((row for row in rows if row.get("step") == step and row.get(key) is not None), None)
+    line = next((line for line in read_history(run_dir)  # typed lines; a broken one is a DataError naming it
+                 if isinstance(line, EvaluationLine) and line.step == step and line.value(key) is not None), None)
+    return line.model_dump(mode="json") if line is not None else None
 
 
 def _num_classes(run_dir: Path) -> int | None:

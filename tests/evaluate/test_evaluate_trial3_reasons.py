@@ -4,6 +4,7 @@ aggregate over one run has no spread (std null + reason), never 0.0."""
 import numpy as np
 import pandas as pd
 
+from pipeline.artefacts.history import parse_history_line
 from pipeline.commands.audit import _reasons as audit_reasons
 from pipeline.commands.evaluate import _num
 from pipeline.evaluate.history import aggregate_models, summarise_history
@@ -55,7 +56,7 @@ def test_one_run_aggregate_has_null_std_with_reason():
                                 "history": None} for n, s, a in (("a", 0, 0.2), ("b", 1, 0.4))})
     # sample sd over the two seeds (pipeline/artefacts/seeds.py): 0.1414, not the population sd 0.1
     assert abs(two["erm|r"]["mean_site_accuracy"]["std"] - 0.14142135623730953) < 1e-12
-    one_eval = summarise_history([{"step": 5, "val_acc": 0.5, "test_acc": 0.6}])
+    one_eval = summarise_history([parse_history_line({"step": 5, "val_acc": 0.5, "test_acc": 0.6}, where="test")])
     assert one_eval["test_acc"]["std"] is None and "no spread" in one_eval["test_acc"]["not_measured"]["std"]
 
 

@@ -2,6 +2,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from pipeline.artefacts.history import parse_history_line
 from pipeline.evaluate.baseline import MetadataBaseline
 from pipeline.evaluate.history import aggregate_models, summarise_history, value_at_step
 from pipeline.evaluate.scoring import GroupScorer, score_frame
@@ -58,18 +59,23 @@ def test_metadata_baseline_learns_the_position_shortcut():
     assert model.predict_proba(unseen).shape == (n,)
 
 
+def _lines(rows):
+    """history.jsonl lines as evaluate reads them (pipeline/artefacts/history.py)."""
+    return [parse_history_line(row, where="test line") for row in rows]
+
+
 def test_summarise_history_averages_last_evaluations_up_to_selected_step():
     rows = [{"step": s, "val_acc": 0.5, "test_acc": s / 100, "test_conflict_acc": None} for s in (10, 20, 30, 40)]
     rows.insert(1, {"step": 15, "loss": 1.0})
-    out = summarise_history(rows, last_k=2, up_to_step=30)
+    out = summarise_history(_lines(rows), last_k=2, up_to_step=30)
     assert out["steps"] == [20, 30]
     assert out["test_acc"]["mean"] == pytest.approx(0.25)
     assert out["test_conflict_acc"] is None
-    assert summarise_history([{"step": 1, "loss": 0.3}]) is None
+    assert summarise_history(_lines([{"step": 1, "loss": 0.3}])) is None
 
 
 def test_value_at_step_reads_the_evaluation_line_of_that_step_only():
-    rows = [{"step": 20, "loss": 0.4}, {"step": 20, "val_acc": 0.7}, {"step": 30, "val_acc": 0.8}]
+    rows = _lines([{"step": 20, "loss": 0.4}, {"step": 20, "val_acc": 0.7}, {"step": 30, "val_acc": 0.8}])
     assert value_at_step(rows, 20, "val_acc") == 0.7
     assert value_at_step(rows, 25, "val_acc") is None
     assert value_at_step(rows, None, "val_acc") is None

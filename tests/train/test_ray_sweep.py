@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import ray
 
+from pipeline.artefacts.history import read_history
 from pipeline.cli import main
 from pipeline.errors import ConfigError, DataError
 from pipeline.evaluate.history import value_at_step
@@ -34,10 +35,6 @@ def local_ray():
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield
     ray.shutdown()
-
-
-def _history(run_dir: str) -> list[dict]:
-    return [json.loads(line) for line in (Path(run_dir) / "history.jsonl").read_text().splitlines()]
 
 
 def test_ray_sweep_leave_one_hospital_out_then_results(local_ray, toy_ingest_dir, tmp_path, tiny_config, capsys):
@@ -88,7 +85,7 @@ def test_ray_sweep_leave_one_hospital_out_then_results(local_ray, toy_ingest_dir
                     continue
                 # recomputed here: the draw with the best selection score (the first on a tie), its test accuracy
                 best = max(group, key=lambda r: (r["selection"][source]["score"], -r["draw"]))
-                expected = 100 * value_at_step(_history(best["dir"]), best["selection"][source]["step"], "holdout_acc")
+                expected = 100 * value_at_step(read_history(best["dir"]), best["selection"][source]["step"], "holdout_acc")
                 assert cell["draw"] == best["draw"] and cell["hparams"] == best["hparams"]
                 assert cell["mean"] == pytest.approx(expected) and cell["sd"] is None and cell["n_seeds"] == 1
                 means.append(cell["mean"])
