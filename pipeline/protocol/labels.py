@@ -24,3 +24,8 @@ def label_name(value: Any) -> str:
         return LABEL_NAMES.get(int(value), UNKNOWN_NAME)
     except (TypeError, ValueError):
         return UNKNOWN_NAME
+
+
+def class_counts_text(n_pos: int, n_neg: int) -> str:
+    """``"48 COVID-19 / 72 no finding"``: a sample's classes as tables print them (thousands separated)."""
+    return f"{n_pos:,} {POSITIVE_NAME} / {n_neg:,} {NEGATIVE_NAME}"

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pipeline.protocol.labels import LABEL_NAMES as LABELS
+from pipeline.protocol.labels import NEGATIVE_NAME, POSITIVE_NAME
 from pipeline.report import figures
 from pipeline.report.loading import ReportInputs
 from pipeline.report.tables import Cell, Table, cell, ci_cell, is_number, num_cell, p_cell, rate_cell
@@ -132,8 +133,8 @@ def direction_sentence(frame: Any, *, trained: Trained | None = None) -> str:
         what = "cannot be computed" if pooled is None else "is zero"
         return f"At {where} the position–label direction {what}, so no site is compared with it."
     side = "supine" if pooled > 0 else "erect"
-    parts = [f"At {where} (pooled) {side} images are more often COVID "
-             f"(P(COVID | supine) − P(COVID | erect) = {pooled:+.2f})"]
+    parts = [f"At {where} (pooled) {side} images are more often {POSITIVE_NAME} "
+             f"(P({POSITIVE_NAME} | supine) − P({POSITIVE_NAME} | erect) = {pooled:+.2f})"]
     for site, role in roles.items():
         if site in pool:
             continue
@@ -179,8 +180,8 @@ def counts_table(frame: Any, *, trained: Trained | None = None) -> tuple[Table, 
     label_keys = ["0", "1"] + (["unknown"] if (labels == "unknown").any() else [])
     names = {"0": LABELS[0], "1": LABELS[1], "unknown": "label unknown"}
     combos = [(p, lab) for p in positions for lab in label_keys]
-    table = Table(["site", "role", "n", *[f"{p} · {names[lab]}" for p, lab in combos], "COVID share",
-                   "supine − erect COVID share", "position agrees with label"],
+    table = Table(["site", "role", "n", *[f"{p} · {names[lab]}" for p, lab in combos], f"{POSITIVE_NAME} share",
+                   f"supine − erect {POSITIVE_NAME} share", "position agrees with label"],
                   caption="Images per site, position and label",
                   numeric=[False, False, True, *[True] * len(combos), True, True, True])
     series: dict[str, list[int]] = {f"{p} · {names[lab]}": [] for p, lab in combos}
@@ -196,9 +197,9 @@ def counts_table(frame: Any, *, trained: Trained | None = None) -> tuple[Table, 
                    rate_cell(agree, css=css, reason=why)])
         for p, lab in combos:
             series[f"{p} · {names[lab]}"].append(counts.get((p, lab), 0))
-    table.note = ("Position agrees with label = share of the labelled images of known position that are COVID and "
-                  "supine, or no finding and erect: far from 50% means position predicts the label at that site "
-                  "(highlighted beyond 70% or 30%); not measured where position has fewer than two known levels. "
+    table.note = (f"Position agrees with label = share of the labelled images of known position that are "
+                  f"{POSITIVE_NAME} and supine, or {NEGATIVE_NAME} and erect: far from 50% means position predicts "
+                  "the label at that site (highlighted beyond 70% or 30%); not measured where position has fewer than two known levels. "
                   + _roles_note(trained) + direction_sentence(frame, trained=trained))
     return table, series
 
@@ -322,11 +323,11 @@ def factors_table(summary: IngestSummary | None, frame: Any = None) -> Table:
                    rate_cell(values["accuracy"], reason=reasons.get("accuracy")),
                    rate_cell(values["chance"], reason=reasons.get("chance")),
                    num_cell(lift, digits=2, css=css, reason=reasons.get("lift"))])
-    table.note = ("AUROC of the factor alone (its values ranked by their COVID share), Cramér's V of the factor × "
+    table.note = (f"AUROC of the factor alone (its values ranked by their {POSITIVE_NAME} share), Cramér's V of the factor × "
                   "label table, and the accuracy of predicting each value's majority label vs always predicting the "
                   "overall majority label (lift = the difference)"
                   + (f"; lift >= {threshold} is highlighted" if threshold is not None else "")
-                  + ". n counts labelled images (COVID / no finding); (small): fewer than ingest's min_group_size.")
+                  + f". n counts labelled images ({POSITIVE_NAME} / {NEGATIVE_NAME}); (small): fewer than ingest's min_group_size.")
     return table
 
 

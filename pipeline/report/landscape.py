@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pipeline.audit.landscape.schema import QUANTITIES, Estimate, LandscapeAudit, ModelLandscape, SiteLandscape
+from pipeline.protocol.labels import class_counts_text
 from pipeline.report import figures
 from pipeline.report.tables import Cell, Table, cell, ci_cell, is_number, not_measured, num_cell, rate_cell
 
@@ -246,10 +247,10 @@ def _ci(e: Estimate, ceiling: float | None = None) -> Cell:
 
 
 def _sample_cell(s: SiteLandscape) -> Cell:
-    """``8 of 9 (4 COVID / 4 no finding)``: the measured sample, the labelled pool it was drawn from, its classes."""
+    """``8 of 9 (4 COVID-19 / 4 no finding)``: the measured sample, the labelled pool it was drawn from, its classes."""
     text = f"{s.n} of {s.n_labelled}" if s.n != s.n_labelled else f"{s.n}"
     if s.n_pos is not None and s.n_neg is not None:
-        text += f" ({s.n_pos} COVID / {s.n_neg} no finding)"
+        text += f" ({class_counts_text(s.n_pos, s.n_neg)})"
     return Cell(text, float(s.n))
 
 

@@ -13,6 +13,7 @@ from typing import Any
 
 from pipeline.artefacts.metrics import Aggregate, GroupScores, MetricsFile, ModelEntry
 from pipeline.artefacts.seeds import SeedSpread
+from pipeline.protocol.labels import class_counts_text
 from pipeline.protocol.selection import is_upper_bound, rule_label, rule_order
 from pipeline.report import figures
 from pipeline.report.baselines import (
@@ -52,13 +53,13 @@ def _protocol(entry: ModelEntry, block: GroupScores) -> str:
 
 
 def n_cell(block: GroupScores | dict[str, Any]) -> Cell:
-    """``120 (48 COVID / 72 no finding)``: a sample's size with its classes (small samples are visible)."""
+    """``120 (48 COVID-19 / 72 no finding)``: a sample's size with its classes (small samples are visible)."""
     block = fields(block)
     n = block.get("n")
     pos, neg = class_counts(block)
     if not is_number(n):
         return cell(None, reason=reason_of(block, "n"))
-    text = f"{int(n):,}" + (f" ({pos:,} COVID / {neg:,} no finding)" if pos is not None else "")
+    text = f"{int(n):,}" + (f" ({class_counts_text(pos, neg)})" if pos is not None else "")
     return Cell(text, float(n))
 
 

@@ -3,7 +3,7 @@
 import numpy as np
 import pandas as pd
 
-from pipeline.protocol.labels import LABEL_NAMES, NEGATIVE, POSITIVE, label_name
+from pipeline.protocol.labels import LABEL_NAMES, NEGATIVE, POSITIVE, class_counts_text, label_name
 from pipeline.report import cohort, pairs, shortcut_audit
 
 
@@ -28,3 +28,7 @@ def test_cohort_counts_table_names_the_labels_as_the_protocol_does():
                           "label": pd.array([0, 1, 0, 1], dtype="Int64")})
     table, _ = cohort.counts_table(frame)
     assert table.columns[3:7] == ["erect · no finding", "erect · COVID-19", "supine · no finding", "supine · COVID-19"]
+
+
+def test_class_counts_name_the_positive_class_first():
+    assert class_counts_text(1234, 5) == "1,234 COVID-19 / 5 no finding"

@@ -49,7 +49,7 @@ def test_site_table_flags_constant_and_below_majority_and_shows_the_majority_rat
     rows = {r[0].text.split(" ")[0]: [c.text for c in r] for r in site_table(metrics).rows}
     assert rows["a"][5] == "92.0% (constant predictor)" and rows["a"][6] == "92.0%"
     assert rows["b"][5] == "60.0% (≤ majority)" and rows["b"][4] == "0.40"
-    assert rows["b"][3] == "25 (23 COVID / 2 no finding)"
+    assert rows["b"][3] == "25 (23 COVID-19 / 2 no finding)"
 
 
 def test_majority_line_is_the_majority_of_the_data_shown_not_fifty_percent():
