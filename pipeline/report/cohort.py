@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from pipeline.protocol.labels import LABEL_NAMES as LABELS
 from pipeline.protocol.labels import NEGATIVE_NAME, POSITIVE_NAME
+from pipeline.protocol.shortcuts import attribute_values
 from pipeline.report import figures
 from pipeline.report.loading import ReportInputs
 from pipeline.report.tables import Cell, Table, cell, ci_cell, is_number, num_cell, p_cell, rate_cell
@@ -26,9 +27,6 @@ def _site_order(frame: Any) -> list[str]:
     """Training sites first, then the validation hospital, then the test hospital."""
     role = frame.groupby("site")["split"].agg(lambda s: min(SPLIT_ORDER.get(str(v), 3) for v in s))
     return sorted(role.index.astype(str), key=lambda site: (role[site], site))
-
-
-UNKNOWN_VALUES = ("unknown", "", "nan", "None", "<NA>")
 
 
 @dataclass(frozen=True)
@@ -153,8 +151,8 @@ def known_levels(rows: Any, column: str) -> list[str]:
     """The known values of ``column`` among labelled rows (unknown spellings and unlabelled rows left out)."""
     if column not in rows:
         return []
-    values = rows.loc[label_text(rows) != "unknown", column].astype(str)
-    return sorted(set(values[~values.isin(UNKNOWN_VALUES)]))
+    values = attribute_values(rows.loc[label_text(rows) != "unknown"], column)  # unknown spellings read "unknown"
+    return sorted(set(values) - {"unknown"})
 
 
 def level_reason(column: str, levels: list[str]) -> str:

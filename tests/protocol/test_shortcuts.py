@@ -5,6 +5,7 @@ import pandas as pd
 
 import pipeline.shortcuts as old_path
 from pipeline.protocol.shortcuts import ShortcutDirection, conflict_aligned, estimate_direction
+from pipeline.report import cohort
 
 
 def _frame(positions, labels):
@@ -37,3 +38,9 @@ def test_the_old_import_path_is_the_same_definition():
     assert np.array_equal(old_path.conflict_aligned(_frame(["supine"], [0]),
                                                     ShortcutDirection("position", ("supine",), ("erect",), 0.5, 2))[0],
                           [True])
+
+
+def test_cohort_known_levels_use_the_shortcut_definition_of_unknown():
+    rows = pd.DataFrame({"position": ["erect", "Unknown", "NaN", None, "supine", "erect"],
+                         "label": pd.array([0, 1, 0, 1, 1, None], dtype="Int64")})
+    assert cohort.known_levels(rows, "position") == ["erect", "supine"]
