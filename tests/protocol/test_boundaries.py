@@ -14,7 +14,6 @@ STAGES = ("ingest", "train", "evaluate", "audit", "report", "results", "synth")
 ALLOWED = {
     ("report/landscape.py", "pipeline.audit.landscape.schema"),
     ("report/results.py", "pipeline.results.tables"),
-    ("train/domains.py", "pipeline.ingest.names"),
 }
 
 
