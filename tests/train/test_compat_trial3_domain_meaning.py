@@ -15,6 +15,7 @@ from pipeline.data.toy import write_toy_ingest
 from pipeline.errors import DataError
 from pipeline.manifest import domain_values, read_manifest, write_manifest
 from pipeline.train import run
+from tests.helpers.ingest_outputs import ingest_summary
 
 CONFIG = {"algorithm": "erm", "hparams": {"lr": 1e-3, "batch_size": 4},
           "model": {"backbone": "resnet10t", "norm_layer": "group"}, "steps": 2, "eval_every": 2,
@@ -23,7 +24,7 @@ CONFIG = {"algorithm": "erm", "hparams": {"lr": 1e-3, "batch_size": 4},
 
 def _with_domains(ingest, columns: list[str]):
     """Give the ingest the meaning ``columns`` for its domain column (summary.json and the manifest's values)."""
-    (ingest / "summary.json").write_text(json.dumps({"domain_columns": columns}))
+    (ingest / "summary.json").write_text(json.dumps(ingest_summary(domain_columns=columns)))
     frame = read_manifest(ingest)
     frame["domain"] = domain_values(frame, tuple(c.lower() for c in columns)).to_numpy()
     write_manifest(frame, ingest)
