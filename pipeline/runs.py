@@ -86,7 +86,7 @@ def selection_truth(*, model_dir: Path, meta: ModelMeta | dict[str, Any], rule: 
     weights_step = meta.step
     flagged = bool(meta.constant_predictor)
     if recorded is not None:
-        step, constant, source = recorded.step, recorded.constant_predictor, "selection.json"
+        step, constant, source = recorded.step, bool(recorded.constant_predictor), "selection.json"
         reason = recorded.reason or (  # selection.json of older versions records no reason
             f"selected at step {step} (selection.json)" if step is not None else
             "every evaluation predicted one class on the rule's selection set (constant predictor)" if constant else

@@ -18,19 +18,19 @@ from pipeline.protocol.selection import RULE_NAMES
 
 
 class RuleChoice(Block):
-    """What one rule chose over a run's evaluations (train/selection.Choice.to_json). Files of older versions hold
-    only ``step``, ``score`` and ``constant_predictor``: the other keys are read as None and written back only when
+    """What one rule chose over a run's evaluations (train/selection.Choice.to_json). Files of older versions (and
+    hand-written ones) hold only ``step`` and ``score``: the other keys are read as None and written back only when
     they were given."""
 
     OMIT_WHEN_NONE: ClassVar[frozenset[str]] = frozenset({"label"})
     OMIT_WHEN_UNSET: ClassVar[frozenset[str]] = frozenset(
-        {"selected", "constant_evaluations_skipped", "evaluations", "reason"})
+        {"selected", "constant_predictor", "constant_evaluations_skipped", "evaluations", "reason"})
 
     step: int | None  # the selected evaluation's step (None: nothing selected)
     score: float | None  # its score under the rule (accuracy in [0, 1])
     selected: bool | None = None
     # True only when the rule found no non-constant checkpoint (then nothing is selected)
-    constant_predictor: bool
+    constant_predictor: bool | None = None
     constant_evaluations_skipped: int | None = None
     evaluations: int | None = None
     reason: str | None = None

@@ -21,6 +21,7 @@ from typing import Any
 
 from pipeline.artefacts.history import EvaluationLine, read_history
 from pipeline.artefacts.seeds import SeedSpread
+from pipeline.artefacts.selection import SelectionFile
 from pipeline.errors import DataError
 from pipeline.protocol.across_runs import select_across_runs
 from pipeline.protocol.selection import ORACLE, RULE_NAMES, get_rule, is_upper_bound
@@ -111,12 +112,13 @@ def resolve_run_dir(recorded: str, sweep_file: Path) -> tuple[Path, str | None]:
 
 
 def _run_selection(run_dir: Path, sweep_file: Path) -> dict[str, Any]:
-    """A finished run's own selection.json (each rule's step and score)."""
-    path = run_dir / "selection.json"
+    """A finished run's own selection.json (each rule's step and score), validated as SelectionFile
+    (pipeline/artefacts/selection.py: a broken file is a DataError naming it); the dict select_across_runs reads."""
+    path = SelectionFile.path_in(run_dir)
     if not path.is_file():
         raise DataError(f"results: run {str(run_dir)!r} listed in {sweep_file} must have selection.json, got "
                         "none. Was the run directory moved? Relaunch the sweep to rewrite sweep.json.")
-    return json.loads(path.read_text(encoding="utf-8"))
+    return SelectionFile.load(path).to_json_dict()
 
 
 def _source_rule(rule: str, loho: bool) -> str:
