@@ -31,6 +31,7 @@ from pipeline.ingest.preprocess import Processed, Task, init_worker, process, re
 from pipeline.ingest.privacy import PathScrubber, header_tokens
 from pipeline.ingest.sources import SourceInputs
 from pipeline.ingest.spellings import Merged, merge_spellings
+from pipeline.names import norm_key
 
 SERIAL_BELOW = 24  # a pool costs more than it saves on a handful of files
 REJECT_COLUMNS = ("path", "reason", "detail")  # rejects.csv
@@ -441,8 +442,6 @@ def _scrub_early_rejects(gathered: Gathered, scrubber: PathScrubber) -> list[tup
 
 def _heldout_sides(config: IngestConfig) -> dict[str, str]:
     """Normalised held-out site name (as resolved, and each site_map key naming it) -> 'test' | 'ood_val'."""
-    from pipeline.names import norm_key
-
     sides = {}
     for side, sites in (("test", config.splits.test_sites), ("ood_val", config.splits.ood_val_sites)):
         for site in sites:
