@@ -181,6 +181,8 @@ def _open_cohort(ingest_dir: str | Path, split: str) -> _Cohort:
 def _score_model(entry: ModelEntry, cohort: _Cohort, settings: _Settings) -> tuple[dict[str, Any], str | None]:
     """(the model's metrics.json entry, its threshold warning or None) for one checkpoint."""
     from pipeline.artefacts.history import read_history
+    from pipeline.artefacts.model_meta import ModelMeta
+    from pipeline.artefacts.selection import SelectionTruth
     from pipeline.data.inference import predict_proba
     from pipeline.decision_threshold import model_threshold
     from pipeline.evaluate.history import summarise_history, value_at_step
@@ -197,9 +199,10 @@ def _score_model(entry: ModelEntry, cohort: _Cohort, settings: _Settings) -> tup
                          n_bootstrap=settings.n_bootstrap, seed=settings.seed, directions=cohort.directions)
     history = read_history(entry.model_dir)
     described = entry.describe()
-    fact = constant_at_selection(selection=described["selection"], meta=entry.meta, frame=cohort.frame,
-                                 same_ingest=_same_ingest(entry.meta, cohort.ingest_hash))
-    described["selection"] = with_constant_fact(described["selection"], fact, weights_step=entry.step)
+    truth = SelectionTruth.model_validate(described["selection"])
+    fact = constant_at_selection(selection=truth, meta=ModelMeta.from_meta(entry.meta, where=str(entry.checkpoint)),
+                                 frame=cohort.frame, same_ingest=_same_ingest(entry.meta, cohort.ingest_hash))
+    described["selection"] = with_constant_fact(truth, fact, weights_step=entry.step).model_dump(mode="json")
     constant_here = is_constant(prob >= chosen.value)
     model = {
         **described,

@@ -9,8 +9,11 @@ so it says nothing about whether the scored predictions are constant: metrics.js
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from pipeline.artefacts.metrics import EntrySelection
+from pipeline.artefacts.model_meta import ModelMeta
+from pipeline.artefacts.selection import ConstantAtSelection, SelectionTruth
 from pipeline.protocol.selection import RULES, TRAINING_DOMAIN
 
 if TYPE_CHECKING:
@@ -21,7 +24,7 @@ SPLIT_WORDS = {"val": "validation images of the training hospitals", "holdout": 
                "ood_val": "validation-hospital images", "test": "test images"}
 
 
-def _rule_rows(frame: pd.DataFrame, *, rule: str, meta: dict[str, Any]) -> pd.DataFrame:
+def _rule_rows(frame: pd.DataFrame, *, rule: str, meta: ModelMeta) -> pd.DataFrame:
     """The rows train scored for ``rule`` (pipeline/train/domains.py build_train_data), labelled ones only."""
     from pipeline.compat import model_profile
     from pipeline.manifest import domain_values, labelled
@@ -29,24 +32,24 @@ def _rule_rows(frame: pd.DataFrame, *, rule: str, meta: dict[str, Any]) -> pd.Da
     split = RULES[rule].split if rule in RULES else TRAINING_DOMAIN.split
     if split in ("test", "ood_val"):  # the oracle's and OOD validation's rows: a manifest split of their own
         return labelled(frame[frame["split"] == split])
-    profile, _ = model_profile({"meta": meta})
+    profile, _ = model_profile({"meta": meta.to_dict()})
     columns = tuple(profile.domain_columns or ("domain",))
     domains = domain_values(frame, columns)
     in_domain = frame["split"].isin(["train", "val"]).to_numpy()
     if split == "holdout":  # leave-one-domain-out: the held-out training domain
-        return labelled(frame[in_domain & (domains == meta.get("holdout_domain")).to_numpy()])
+        return labelled(frame[in_domain & (domains == meta.holdout_domain).to_numpy()])
     trained = domains.isin(profile.domains or []).to_numpy() if profile.domains else in_domain
     return labelled(frame[(frame["split"] == "val").to_numpy() & trained])
 
 
-def selection_set_size(*, frame: pd.DataFrame, meta: dict[str, Any], rule: str,
+def selection_set_size(*, frame: pd.DataFrame, meta: ModelMeta, rule: str,
                        same_ingest: bool) -> tuple[int | None, str | None]:
     """(number of labelled images train checked ``rule``'s predictions on, reason when unknown). The count comes
     from the threshold train stored (its pooled val rows) for training_domain, else from this manifest when it
     is the model's own training ingest (``same_ingest``); never from another cohort."""
-    stored = meta.get("threshold") if isinstance(meta.get("threshold"), dict) else {}
-    if rule == TRAINING_DOMAIN.name and str(stored.get("source", "")).startswith("train: val") and stored.get("n"):
-        return int(stored["n"]), None
+    stored = meta.threshold
+    if rule == TRAINING_DOMAIN.name and stored is not None and stored.source.startswith("train: val") and stored.n:
+        return stored.n, None
     if not same_ingest:
         return None, "the scored ingest is not the model's training ingest, so its selection set cannot be counted"
     try:
@@ -55,37 +58,34 @@ def selection_set_size(*, frame: pd.DataFrame, meta: dict[str, Any], rule: str,
         return None, f"the selection set cannot be counted here ({exc})"
 
 
-def constant_at_selection(*, selection: dict[str, Any], meta: dict[str, Any], frame: pd.DataFrame,
-                          same_ingest: bool) -> dict[str, Any] | None:
-    """The fact above for one model entry's ``selection`` (selection_truth), or None when train's selection did not
-    find every evaluation constant."""
-    if not selection.get("constant_predictor"):
+def constant_at_selection(*, selection: SelectionTruth, meta: ModelMeta, frame: pd.DataFrame,
+                          same_ingest: bool) -> ConstantAtSelection | None:
+    """The fact above for one model entry's ``selection`` (runs.selection_truth), or None when train's selection
+    did not find every evaluation constant."""
+    if not selection.constant_predictor:
         return None
-    rule = str(selection.get("rule"))
+    rule = selection.rule
     split = RULES[rule].split if rule in RULES else TRAINING_DOMAIN.split
     n, why = selection_set_size(frame=frame, meta=meta, rule=rule, same_ingest=same_ingest)
-    fact = {"rule": rule, "split": split, "threshold": TRAIN_THRESHOLD, "n": n,
-            "evaluations": selection.get("evaluations"), "n_not_measured": why}
-    return {**fact, "text": constant_text(fact)}
+    return ConstantAtSelection(rule=rule, split=split, threshold=TRAIN_THRESHOLD, n=n,
+                               evaluations=selection.evaluations, n_not_measured=why,
+                               text=constant_text(split=split, n=n, evaluations=selection.evaluations))
 
 
-def constant_text(fact: dict[str, Any]) -> str:
+def constant_text(*, split: str, n: int | None, evaluations: int | None, threshold: float = TRAIN_THRESHOLD) -> str:
     """"at selection, on 6 validation images of the training hospitals at threshold 0.5, every prediction was one
     class (all 3 evaluations)"."""
-    n = fact.get("n")
     count = f"{int(n)} " if isinstance(n, int) else ""
-    where = SPLIT_WORDS.get(str(fact.get("split")), f"{fact.get('split')} images")
-    evaluations = fact.get("evaluations")
+    where = SPLIT_WORDS.get(split, f"{split} images")
     every = f" (all {int(evaluations)} evaluations)" if isinstance(evaluations, int) else ""
-    return (f"at selection, on {count}{where} at threshold {fact.get('threshold', TRAIN_THRESHOLD):g}, every "
+    return (f"at selection, on {count}{where} at threshold {threshold:g}, every "
             f"prediction was one class{every}")
 
 
-def with_constant_fact(selection: dict[str, Any], fact: dict[str, Any] | None, *,
-                       weights_step: int | None) -> dict[str, Any]:
+def with_constant_fact(selection: SelectionTruth, fact: ConstantAtSelection | None, *,
+                       weights_step: int | None) -> EntrySelection:
     """``selection`` plus ``constant_at_selection``; its reason reworded from the fact when nothing was selected."""
-    out = {**selection, "constant_at_selection": fact}
-    if fact is not None and selection.get("step") is None:
-        out["reason"] = (f"no checkpoint selected: {fact['text']}; model.pt holds the final weights "
-                         f"(step {weights_step})")
-    return out
+    reason = selection.reason
+    if fact is not None and selection.step is None:
+        reason = f"no checkpoint selected: {fact.text}; model.pt holds the final weights (step {weights_step})"
+    return EntrySelection(**{**selection.model_dump(), "reason": reason, "constant_at_selection": fact})
