@@ -13,7 +13,7 @@ from typing import Any
 
 from pipeline.protocol.selection import ORACLE, RULES, get_rule
 
-# the sentence beside the oracle's choice in selection.json and meta.json (kept: results and tests import it here)
+# the sentence beside the oracle's choice in selection.json and meta.json (kept as a name: tests import it here)
 ORACLE_LABEL = ORACLE.note
 
 
@@ -65,10 +65,11 @@ class Choice:
 
 
 class SelectionTracker:
-    """Best evaluation so far per rule (earliest wins ties); ``observe`` returns the rules that improved."""
+    """Best evaluation so far per rule (earliest wins ties); ``observe`` returns the rules that improved. An unknown
+    rule name is a ConfigError listing the valid ones."""
 
     def __init__(self, rules: list[str]) -> None:
-        self.choices = {rule: Choice() for rule in rules}
+        self.choices = {get_rule(rule).name: Choice() for rule in rules}
 
     def observe(self, step: int, record: dict[str, Any]) -> list[str]:
         improved = []

@@ -102,3 +102,8 @@ def test_the_typed_selection_files_have_one_field_per_rule():
     assert tuple(name for name in SelectionFile.model_fields if name in RULES) == RULE_NAMES
     assert set(SelectionFile.model_fields) >= set(RULE_NAMES) and set(SweepSelectionFile.model_fields) >= set(RULES)
     assert SelectionFile.OMIT_WHEN_NONE == frozenset(RULE_NAMES)
+
+
+def test_tracker_refuses_an_unknown_rule_up_front():
+    with pytest.raises(ConfigError, match="'val_loss' is unknown; valid rules: training_domain"):
+        SelectionTracker(["training_domain", "val_loss"])
