@@ -125,3 +125,33 @@ def test_seed_spread_is_the_sample_sd():
 def test_artefacts_doc_lists_every_field():
     text = (REPO / "docs" / "design" / "artefacts.md").read_text(encoding="utf-8")
     assert field_tables() in text, "docs/design/artefacts.md is stale: run pipeline.artefacts.write_doc()"
+
+
+def test_sweep_selection_round_trips_both_shapes():
+    from pipeline.artefacts.selection import SweepSelectionFile
+    from pipeline.protocol.across_runs import select_across_runs
+
+    def run(draw, seed, score):
+        choice = {"step": 4 if score is not None else None, "score": score, "constant_predictor": score is None}
+        return {"draw": draw, "trial_seed": seed, "holdout": None, "dir": f"runs/d{draw}s{seed}",
+                "hparams": {"lr": 10.0 ** -(draw + 2), "batch_size": 8},
+                "selection": {"training_domain": choice, "ood_validation": dict(choice, score=None), "oracle": choice}}
+
+    chosen = select_across_runs([run(0, 0, 0.6), run(0, 1, 0.7), run(1, 0, 0.9), run(1, 1, None)],
+                                ["training_domain", "ood_validation", "oracle"])
+    model = SweepSelectionFile.from_dict(chosen)
+    assert json.dumps(model.to_json_dict()) == json.dumps(chosen)
+    assert model.training_domain.draw == 0 and model.training_domain.scores == [0.6, 0.7]  # draw 1 has a constant run
+    assert model.ood_validation.draw is None and model.ood_validation.note
+    assert model.oracle.label and model.leave_one_domain_out is None
+
+
+def test_sweep_selection_per_hospital_is_read_per_hospital(tmp_path):
+    from pipeline.artefacts.selection import SweepSelectionFile, read_sweep_selection
+
+    nothing = {"draw": None, "score": None, "note": "no run had a non-constant checkpoint"}
+    data = {"north": {"training_domain": nothing, "ood_validation": nothing, "oracle": dict(nothing, label="upper")}}
+    (tmp_path / "selection.json").write_text(json.dumps(data), encoding="utf-8")
+    read = read_sweep_selection(tmp_path)
+    assert list(read) == ["north"] and isinstance(read["north"], SweepSelectionFile)
+    assert read["north"].oracle.label == "upper"
