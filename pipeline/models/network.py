@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import torch
 from pydantic import SerializerFunctionWrapHandler, model_serializer
@@ -17,7 +17,8 @@ from pipeline.models.xrv import XRV_CACHE, XRV_PREFIX, create_xrv_featurizer
 
 MODEL_FILE_FORMAT = 1
 
-FINAL_NORM_CHOICES = ("keep", "identity")
+FinalNorm = Literal["keep", "identity"]
+FINAL_NORM_CHOICES: tuple[str, ...] = get_args(FinalNorm)
 # Where timm puts a backbone's last normalisation before the classifier: ConvNeXt's NormMlpClassifierHead pools and
 # then normalises (``head.norm``); ConvNeXt built with ``head_norm_first`` normalises and then pools (``norm_pre``).
 _FINAL_NORM_PLACES = ("head.norm", "norm_pre")
@@ -39,7 +40,7 @@ class ModelConfig(StrictModel):
     # ("identity": no final affine norm, so the pooled features reach the head unnormalised; docs/study/fishr_gap.md,
     # where convnext_atto's final LayerNorm may let Fishr shrink the features to a constant). Only for backbones
     # with a final norm timm exposes (ConvNeXt: ``head.norm`` or ``norm_pre``); others are a ConfigError.
-    final_norm: Literal["keep", "identity"] = "keep"
+    final_norm: FinalNorm = "keep"
 
     @model_serializer(mode="wrap")
     def _omit_default_final_norm(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
