@@ -1,7 +1,7 @@
 """``AUDIT/audit.json``: does each model look at the lungs or at shortcuts (written by pipeline/audit).
 
 Fractions and accuracies in [0, 1]; a number that could not be measured is None with its reason under the nearest
-``not_measured``. The ``landscape`` block is pipeline/audit/landscape/schema.py's :class:`LandscapeAudit`
+``not_measured``. The ``landscape`` block is pipeline/artefacts/landscape.py's :class:`LandscapeAudit`
 (``measured: false`` with the reason when the audit config leaves it off).
 """
 
@@ -10,10 +10,10 @@ from __future__ import annotations
 from typing import ClassVar
 
 from pipeline.artefacts.base import Artefact, Block
+from pipeline.artefacts.landscape import LandscapeAudit
 from pipeline.artefacts.metrics import ThresholdSet
 from pipeline.artefacts.selection import SelectionTruth
 from pipeline.audit.config import AuditConfig
-from pipeline.audit.landscape.schema import LandscapeAudit
 
 
 class Localisation(Block):

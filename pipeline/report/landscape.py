@@ -1,5 +1,5 @@
 """Report section "Same landscape at every hospital?": the audit's typed ``landscape`` block
-(pipeline/audit/landscape/schema.py) as a small-multiples figure, one computed sentence per model and two tables."""
+(pipeline/artefacts/landscape.py) as a small-multiples figure, one computed sentence per model and two tables."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pipeline.audit.landscape.schema import QUANTITIES, Estimate, LandscapeAudit, ModelLandscape, SiteLandscape
+from pipeline.artefacts.landscape import QUANTITIES, Estimate, LandscapeAudit, ModelLandscape, SiteLandscape
 from pipeline.protocol.labels import class_counts_text
 from pipeline.report import figures
 from pipeline.report.tables import Cell, Table, cell, ci_cell, is_number, not_measured, num_cell, rate_cell

@@ -7,13 +7,13 @@ import pytest
 import torch
 from torch import nn
 
+from pipeline.artefacts.landscape import QUANTITIES, Estimate, SiteLandscape
 from pipeline.audit.landscape.curvature import (
     backpack_head_hessian_diagonal,
     head_gradients,
     head_hessian_diagonal,
     hutchinson_trace,
 )
-from pipeline.audit.landscape.schema import QUANTITIES, Estimate, SiteLandscape
 from pipeline.audit.landscape.statistics import (
     SiteSample,
     all_summaries,

@@ -7,11 +7,11 @@ import pytest
 import torch
 from torch import nn
 
+from pipeline.artefacts.landscape import QUANTITIES, LandscapeAudit
 from pipeline.audit import run
 from pipeline.audit.config import AuditConfig, LandscapeConfig
 from pipeline.audit.data import AuditData
 from pipeline.audit.landscape.measure import measure_model, site_plans
-from pipeline.audit.landscape.schema import QUANTITIES, LandscapeAudit
 from pipeline.config import load_config
 from pipeline.errors import ConfigError
 from pipeline.models import load_model

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from pipeline.audit.landscape.schema import (
+from pipeline.artefacts.landscape import (
     QUANTITIES,
     DistanceMatrix,
     DistanceSummary,

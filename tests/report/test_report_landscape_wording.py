@@ -6,7 +6,7 @@ import re
 
 import numpy as np
 
-from pipeline.audit.landscape.schema import (
+from pipeline.artefacts.landscape import (
     QUANTITIES,
     DistanceMatrix,
     DistanceSummary,

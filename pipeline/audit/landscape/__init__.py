@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from pipeline.audit.landscape.schema import LandscapeAudit, ModelLandscape
+from pipeline.artefacts.landscape import LandscapeAudit, ModelLandscape
 
 if TYPE_CHECKING:
     from pipeline.audit.config import LandscapeConfig

@@ -11,8 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pipeline.audit.landscape.curvature import head_gradients, head_hessian_diagonal, hutchinson_trace
-from pipeline.audit.landscape.schema import (
+from pipeline.artefacts.landscape import (
     QUANTITIES,
     DistanceMatrix,
     DistanceSummary,
@@ -20,6 +19,7 @@ from pipeline.audit.landscape.schema import (
     ModelLandscape,
     SiteLandscape,
 )
+from pipeline.audit.landscape.curvature import head_gradients, head_hessian_diagonal, hutchinson_trace
 from pipeline.audit.landscape.statistics import (
     SiteSample,
     all_summaries,

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pipeline.audit.landscape.schema import QUANTITIES, Estimate
+from pipeline.artefacts.landscape import QUANTITIES, Estimate
 
 VECTOR_QUANTITIES = {"gradient_mean": "G", "gradient_variance": "V", "hessian_diagonal": "H"}
 
