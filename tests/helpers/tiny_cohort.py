@@ -1,10 +1,13 @@
-"""A tiny ingest directory built by hand (manifest + cache in pipeline/cache.py's layout) and hand-built networks
-whose evidence is known by construction: one reads only the lungs, one only a shortcut (a burned-in stamp)."""
+"""The tests' one factory of tiny ingest directories (manifest + cache in pipeline/cache.py's layout, built by hand,
+without the synth and ingest stages) and hand-built networks whose evidence is known by construction: one reads only
+the lungs, one only a shortcut (a burned-in stamp)."""
 
 from __future__ import annotations
 
 import json
 from collections import OrderedDict
+from collections.abc import Mapping
+from math import floor
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +26,15 @@ SITES = {
     "east": ("train", 0.8, 0.65),
     "valley": ("ood_val", 0.3, 0.80),
     "harbour": ("test", 0.75, 0.95),
+}
+# The training tests' cohort: three training hospitals (so leave-one-hospital-out has two left), the position
+# shortcut weakening from north to west and reversed at the held-out sites.
+TRAIN_SITES = {
+    "north": ("train", 0.9, 0.50),
+    "east": ("train", 0.8, 0.65),
+    "west": ("train", 0.7, 0.575),
+    "valley": ("ood_val", 0.3, 0.80),
+    "harbour": ("test", 0.1, 0.95),
 }
 
 
@@ -69,13 +81,29 @@ def render(rng: np.random.Generator, size: int, label: int, supine: bool, site_v
     return np.clip(image, 0, 1).astype(np.float32), lungs.astype(np.uint8), shortcuts
 
 
-def build_ingest(root: Path, *, size: int = 32, n_per_site: int = 16, with_lungs: bool = True,
-                 with_counterfactuals: bool = True, seed: int = 0) -> Path:
-    """An ingest dir: n_per_site images per site, labels balanced, position agreeing with the label at the site's
-    rate; training sites split 3:1 into train/val. Counterfactuals: same patient, other position."""
+def _is_val(rank: int, val_fraction: float) -> bool:
+    """Every (1 / val_fraction)-th image of a label goes to val, deterministically: 0.25 -> ranks 3, 7, 11, ..."""
+    return floor((rank + 1) * val_fraction) > floor(rank * val_fraction)
+
+
+def build_ingest(root: Path, *, size: int = 32, n_per_site: int = 16,
+                 sites: Mapping[str, tuple[str, float, float]] = SITES, val_fraction: float = 0.25,
+                 unlabelled: Mapping[str, float] | None = None, with_lungs: bool = True,
+                 with_counterfactuals: bool = True, inputs_hash: str | None = None, seed: int = 0) -> Path:
+    """An ingest dir at ``root``: ``n_per_site`` images (1 x ``size`` x ``size``, float16 in [0, 1]) per site of
+    ``sites`` (name -> (split plan, P(position agrees with label), site-mark intensity)), labels alternating 0/1, the
+    position (a 'SUPINE' stamp) agreeing with the label at the site's rate and a learnable disease signal (an opacity
+    patch inside the lungs, label 1 only). Split plan ``train`` sites are split into train/val (``val_fraction`` of
+    each label, deterministically); ``ood_val`` and ``test`` sites are held out whole.
+
+    ``unlabelled``: site -> fraction of its images whose label is unknown (``pd.NA``, as ingest writes it): its first
+    ``round(fraction * n_per_site)`` images, both classes alike; the images are unchanged.
+    ``with_counterfactuals``: the same patient (same noise, same opacity) in the other position, in the cache's
+    counterfactual arrays. ``inputs_hash``: written to cache.json when given (train records it as the ingest hash)."""
     rng = np.random.default_rng(seed)
     rows, images, lungs_all, shortcuts_all, cf_images, cf_lungs, cf_shortcuts = [], [], [], [], [], [], []
-    for site, (role, agree, site_value) in SITES.items():
+    for site, (role, agree, site_value) in sites.items():
+        n_unknown = round((unlabelled or {}).get(site, 0.0) * n_per_site)
         for i in range(n_per_site):
             label = i % 2
             rank = i // 2  # within-label index
@@ -85,14 +113,16 @@ def build_ingest(root: Path, *, size: int = 32, n_per_site: int = 16, with_lungs
             image, lungs, shortcuts = render(rng, size, label, supine, site_value)
             rng.bit_generator.state = state  # the same patient (same noise, same opacity) in the other position
             cf_image, cf_lung, cf_short = render(rng, size, label, not supine, site_value)
-            split = role if role != "train" else ("val" if rank % 4 == 3 else "train")
+            split = role if role != "train" else ("val" if _is_val(rank, val_fraction) else "train")
             child = site == "north" and label == 0 and rank % 3 == 0
+            known = i >= n_unknown
             rows.append({
                 "image_id": f"{site}-{i:04d}", "path": f"dicom/{site}/{site}-{i:04d}.dcm",
                 "patient_key": f"p-{site}-{i}", "site": site, "modality": "DX", "manufacturer": "Synth",
                 "view": "AP" if supine else "PA", "position": "supine" if supine else "erect",
                 "age_years": 8.0 if child else 50.0, "age_group": "child" if child else "adult",
-                "sex": "F" if i % 3 else "M", "label": label, "label_name": "COVID-19" if label else "No Finding",
+                "sex": "F" if i % 3 else "M", "label": label if known else pd.NA,
+                "label_name": ("COVID-19" if label else "No Finding") if known else "",
                 "domain": site, "split": split,
                 "lung_mask": f"dicom/{site}/{site}-{i:04d}_lungs.png" if with_lungs else "",
                 "shortcut_mask": f"dicom/{site}/{site}-{i:04d}_shortcuts.png", "lesion_mask": "",
@@ -116,8 +146,14 @@ def build_ingest(root: Path, *, size: int = 32, n_per_site: int = 16, with_lungs
                        "counterfactual_shortcut_masks": np.stack(cf_shortcuts)})
     for name, array in arrays.items():
         np.save(cache / f"{name}.npy", array)
-    write_cache_info(cache, {"n": len(rows), "size": size, "dtype": "float16", "arrays": sorted(arrays)})
-    write_manifest(pd.DataFrame(rows), root)
+    info = {"n": len(rows), "size": size, "dtype": "float16", "arrays": sorted(arrays)}
+    if inputs_hash is not None:
+        info["inputs_hash"] = inputs_hash
+    write_cache_info(cache, info)
+    frame = pd.DataFrame(rows)
+    if unlabelled:
+        frame["label"] = frame["label"].astype("Int64")  # pd.NA = unknown, as ingest writes it
+    write_manifest(frame, root)
     return root
 
 
