@@ -74,15 +74,14 @@ def ingest_profile(ingest_dir: str | Path, *, domain_columns: Sequence[str] = ("
 
 
 def _ingest_domain_columns(ingest_dir: str | Path) -> list[str] | None:
-    """The ingest's domain columns as its summary.json records them (None: no summary, or an older one)."""
-    import json
+    """The ingest's domain columns as its summary.json (pipeline/artefacts/ingest_summary.py) records them (None: no
+    summary, or one that does not validate, e.g. an older one)."""
+    from pipeline.artefacts.ingest_summary import IngestSummary
 
-    path = Path(ingest_dir) / "summary.json"
     try:
-        columns = json.loads(path.read_text()).get("domain_columns") if path.is_file() else None
-    except (OSError, ValueError):
-        return None  # an unreadable summary cannot tell the meaning; the domains check below still runs
-    return [str(c) for c in columns] if isinstance(columns, list) else None
+        return list(IngestSummary.load(Path(ingest_dir)).domain_columns)
+    except (DataError, OSError):
+        return None  # an absent or unreadable summary cannot tell the meaning; the domains check below still runs
 
 
 def _domain_meaning_mismatch(model: InputProfile, ingest: InputProfile) -> bool:

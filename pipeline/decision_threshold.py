@@ -44,7 +44,7 @@ class Threshold:
 
 def val_rows(manifest: pd.DataFrame) -> pd.DataFrame:
     """The labelled rows of the ``val`` split (unlabelled rows cannot choose a threshold)."""
-    from pipeline.shortcuts import labelled_mask
+    from pipeline.protocol.shortcuts import labelled_mask
 
     val = manifest[manifest["split"] == "val"]
     return val[labelled_mask(val)]
@@ -78,7 +78,7 @@ def checkpoint_threshold(*, network: nn.Module, images: np.ndarray, manifest: pd
     """The threshold of ``network`` on the labelled val rows of ``manifest`` (images from the cache array
     ``images``); pass a manifest already restricted to the model's training domains (:func:`model_threshold`)."""
     from pipeline.data.inference import predict_proba
-    from pipeline.shortcuts import label_values
+    from pipeline.protocol.shortcuts import label_values
 
     val = val_rows(manifest)
     y = label_values(val)

@@ -212,7 +212,7 @@ class MetadataBaseline(Block):
 
 
 class ShortcutDirectionBlock(Block):
-    """One attribute's direction estimated on the training rows (pipeline/shortcuts.ShortcutDirection.describe)."""
+    """One attribute's direction estimated on the training rows (pipeline/protocol/shortcuts.ShortcutDirection.describe)."""
 
     OMIT_WHEN_NONE: ClassVar[frozenset[str]] = frozenset({"not_measured"})
 

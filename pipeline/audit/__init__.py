@@ -116,8 +116,8 @@ def _audit_file(*, data: AuditData, cfg: AuditConfig, ingest_dir: str | Path, at
     from pipeline.artefacts.audit import AuditFile
     from pipeline.audit.landscape import landscape_settings, not_run
     from pipeline.config import dump_config
+    from pipeline.protocol.shortcuts import labelled_mask
     from pipeline.regions import SHORTCUT_KINDS
-    from pipeline.shortcuts import labelled_mask
     from pipeline.stage import to_jsonable
 
     models = audited.models
@@ -169,8 +169,8 @@ def run(
 
     from pipeline.audit.data import AuditData
     from pipeline.compat import check_models_compat
+    from pipeline.protocol.shortcuts import shortcut_attributes
     from pipeline.runs import collect_models
-    from pipeline.shortcuts import shortcut_attributes
     from pipeline.stage import StageRecord
 
     cfg = _audit_config(config)

@@ -85,13 +85,13 @@ class AuditData:
 
     def labelled(self, rows: np.ndarray) -> np.ndarray:
         """bool (B,): rows whose label is known."""
-        from pipeline.shortcuts import labelled_mask
+        from pipeline.protocol.shortcuts import labelled_mask
 
         return labelled_mask(self.frame)[rows]
 
     def labels(self, rows: np.ndarray) -> np.ndarray:
         """int64 (B,): 0/1, -1 where the label is unknown."""
-        from pipeline.shortcuts import label_values
+        from pipeline.protocol.shortcuts import label_values
 
         return label_values(self.frame)[rows]
 
@@ -141,7 +141,7 @@ class AuditData:
         return x, has
 
     def strata(self) -> np.ndarray:
-        from pipeline.shortcuts import label_strings
+        from pipeline.protocol.shortcuts import label_strings
 
         f = self.frame
         return (f["site"].astype(str) + "|" + f["position"].astype(str)).to_numpy() + "|" + label_strings(f)

@@ -30,7 +30,7 @@ from pipeline.decision_threshold import Threshold
 
 
 def _groups(frame, rows: np.ndarray) -> dict[str, dict[str, np.ndarray]]:
-    from pipeline.shortcuts import label_strings
+    from pipeline.protocol.shortcuts import label_strings
 
     sub = frame.iloc[rows]
     out: dict[str, dict[str, np.ndarray]] = {}
@@ -138,7 +138,7 @@ def probe_block(network: nn.Module, data: AuditData, cfg: AuditConfig,
                 attributes: list[str] | tuple[str, ...] = ()) -> dict[str, Any]:
     """Linear probes of the frozen features for site and every shortcut attribute (label-free: every row of the
     probe splits, labelled or not); per target the images per class, and null + reason where it cannot be fitted."""
-    from pipeline.shortcuts import attribute_values
+    from pipeline.protocol.shortcuts import attribute_values
 
     frame = data.manifest[data.manifest["split"].isin(cfg.probe_splits)].reset_index(drop=True)
     strata = (frame["site"].astype(str) + "|" + frame["position"].astype(str)).to_numpy()

@@ -34,7 +34,7 @@ class EvaluateResult:
 
 @dataclass(frozen=True)
 class _Cohort:
-    """The scored split of one ingest and its shortcut attributes (pipeline/shortcuts.py)."""
+    """The scored split of one ingest and its shortcut attributes (pipeline/protocol/shortcuts.py)."""
 
     ingest_dir: Path
     frame: Any  # the whole manifest (pd.DataFrame)
@@ -67,7 +67,7 @@ def _baseline(frame, evaluated, *, split: str, n_bootstrap: int, seed: int, dire
     from pipeline.decision_threshold import Threshold, threshold_from_probabilities, val_rows
     from pipeline.evaluate.baseline import METADATA_FEATURES, MetadataBaseline
     from pipeline.evaluate.scoring import GroupScorer, score_frame
-    from pipeline.shortcuts import label_values, labelled_mask
+    from pipeline.protocol.shortcuts import label_values, labelled_mask
 
     train = frame[frame["split"] == "train"]
     train = train[labelled_mask(train)]
@@ -132,7 +132,7 @@ def labelled_split(frame, split: str, *, ingest_dir) -> tuple[Any, int]:
     is a DataError naming the split, its counts and the fix."""
     from pipeline.errors import DataError
     from pipeline.manifest import split_rows
-    from pipeline.shortcuts import labelled_mask
+    from pipeline.protocol.shortcuts import labelled_mask
 
     rows = split_rows(frame, split, stage="evaluate", where=ingest_dir)
     known = labelled_mask(rows)
@@ -160,7 +160,7 @@ def _open_cohort(ingest_dir: str | Path, split: str) -> _Cohort:
     """The manifest, cache and labelled rows of ``split``, and the shortcut attributes with their directions."""
     from pipeline.cache import ImageCache
     from pipeline.manifest import read_manifest
-    from pipeline.shortcuts import (
+    from pipeline.protocol.shortcuts import (
         estimate_directions,
         headline_attribute,
         shortcut_attributes,

@@ -48,7 +48,7 @@ def separation_warnings(models: dict[str, dict[str, Any]], *, split: str = "test
 
 def split_warnings(*, manifest: pd.DataFrame, split: str, evaluated: pd.DataFrame) -> list[str]:
     """Size warnings for the threshold/selection sets (val, ood_val) and every evaluated site (labelled rows)."""
-    from pipeline.shortcuts import label_values, labelled_mask
+    from pipeline.protocol.shortcuts import label_values, labelled_mask
 
     out: list[str] = []
 

@@ -30,7 +30,7 @@ class TrainData:
 
 
 def _eval_set(name: str, cache: ImageCache, rows, direction=None) -> EvalSet:
-    # conflict rows by pipeline/shortcuts.py's one definition (the headline attribute measurable on train)
+    # conflict rows by pipeline/protocol/shortcuts.py's one definition (the headline attribute measurable on train)
     return make_eval_set(name, CacheDataset(cache, rows), rows, direction)
 
 

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from pipeline.data import CacheDataset, eval_loader
-from pipeline.shortcuts import ShortcutDirection
+from pipeline.protocol.shortcuts import ShortcutDirection
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -25,16 +25,16 @@ class EvalSet:
     name: str
     dataset: CacheDataset
     labels: np.ndarray
-    # bool (N,): shortcut-conflicting rows by pipeline/shortcuts.py (the headline attribute's direction on the
+    # bool (N,): shortcut-conflicting rows by pipeline/protocol/shortcuts.py (the headline attribute's direction on the
     # train split); None when no shortcut attribute is measurable (the conflict accuracy is then None)
     conflict: np.ndarray | None = None
     conflict_attribute: str | None = None
 
 
 def training_direction(ingest_dir: str | Path, frame: pd.DataFrame) -> ShortcutDirection | None:
-    """The headline shortcut direction (first measurable attribute, pipeline/shortcuts.py) of the manifest
+    """The headline shortcut direction (first measurable attribute, pipeline/protocol/shortcuts.py) of the manifest
     ``frame``, as evaluate uses it; None when no attribute is measurable."""
-    from pipeline.shortcuts import estimate_directions, headline_attribute, shortcut_attributes
+    from pipeline.protocol.shortcuts import estimate_directions, headline_attribute, shortcut_attributes
 
     attributes, _ = shortcut_attributes(ingest_dir, frame)
     directions = estimate_directions(frame, attributes)
@@ -46,7 +46,7 @@ def make_eval_set(name: str, dataset: CacheDataset, rows: pd.DataFrame,
                   direction: ShortcutDirection | None) -> EvalSet:
     """An EvalSet over the labelled manifest ``rows`` (the dataset's row order) with its conflict mask."""
     from pipeline.data.dataset import label_array
-    from pipeline.shortcuts import conflict_aligned
+    from pipeline.protocol.shortcuts import conflict_aligned
 
     conflict = conflict_aligned(rows, direction)[0] if direction is not None else None
     return EvalSet(name=name, dataset=dataset, labels=label_array(rows), conflict=conflict,
@@ -150,7 +150,7 @@ def evaluate(algorithm: torch.nn.Module, *, val_sets: list[EvalSet], ood_val: Ev
         record["val_threshold"] = _val_threshold(pooled_y, [with_features[s.name][2] for s in val_sets])
         record["val_acc_per_domain"] = {s.name: _acc(preds[s.name], s.labels) for s in val_sets}
         constant = {"val": _constant(pooled_pred)}
-        # the attribute of the *_conflict_acc keys (pipeline/shortcuts.py); None: not measurable, those keys None
+        # the attribute of the *_conflict_acc keys (pipeline/protocol/shortcuts.py); None: not measurable, those keys None
         record["conflict_attribute"] = next((s.conflict_attribute for s in (ood_val, test, holdout) if s is not None),
                                             None)
         for key, s in (("ood_val", ood_val), ("test", test), ("holdout", holdout)):

@@ -47,7 +47,7 @@ def test_audit_and_evaluate_on_synth_ingest_use_its_masks_and_counterfactuals(sy
 
 def test_synth_position_direction_reproduces_the_old_conflict_definition(synth_ingest):
     from pipeline.manifest import labelled, read_manifest
-    from pipeline.shortcuts import conflict_aligned, estimate_directions, shortcut_attributes
+    from pipeline.protocol.shortcuts import conflict_aligned, estimate_directions, shortcut_attributes
 
     frame = read_manifest(synth_ingest)
     attributes, _ = shortcut_attributes(synth_ingest, frame)

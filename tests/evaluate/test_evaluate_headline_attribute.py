@@ -9,7 +9,7 @@ from pipeline.data import CacheDataset
 from pipeline.evaluate.samples import separation_warnings, split_warnings
 from pipeline.evaluate.scoring import GroupScorer, score_frame, shortcut_block
 from pipeline.protocol.metrics import Accuracy
-from pipeline.shortcuts import (
+from pipeline.protocol.shortcuts import (
     conflict_aligned,
     direction_problem,
     estimate_directions,

@@ -6,7 +6,7 @@ from pipeline.artefacts.history import parse_history_line
 from pipeline.evaluate.baseline import MetadataBaseline
 from pipeline.evaluate.history import aggregate_models, summarise_history, value_at_step
 from pipeline.evaluate.scoring import GroupScorer, score_frame
-from pipeline.shortcuts import ShortcutDirection, conflict_aligned
+from pipeline.protocol.shortcuts import ShortcutDirection, conflict_aligned
 
 SUPINE_COVID = ShortcutDirection("position", ("supine",), ("erect",), 0.5, 10)
 

@@ -7,7 +7,7 @@ import pytest
 from pipeline.evaluate.scoring import GroupScorer, score_frame
 from pipeline.manifest import read_manifest
 from pipeline.protocol.metrics import is_constant, majority_accuracy
-from pipeline.shortcuts import (
+from pipeline.protocol.shortcuts import (
     conflict_aligned,
     estimate_direction,
     estimate_directions,

@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.evaluate.scoring import GroupScorer, score_frame
-from pipeline.shortcuts import estimate_direction
+from pipeline.protocol.shortcuts import estimate_direction
 
 
 def _train(sex: list[str], label: list[int]) -> pd.DataFrame:

@@ -1,9 +1,7 @@
 """The one definition of shortcut-conflicting and aligned images: inverting it (or the label's meaning) fails here."""
 
-import numpy as np
 import pandas as pd
 
-import pipeline.shortcuts as old_path
 from pipeline.protocol.shortcuts import ShortcutDirection, conflict_aligned, estimate_direction
 from pipeline.report import cohort
 
@@ -31,13 +29,6 @@ def test_unmeasurable_direction_marks_nothing():
     direction = ShortcutDirection("position", ("erect",), (), 1.0, 5)
     conflict, aligned = conflict_aligned(_frame(["erect", "erect"], [0, 1]), direction)
     assert not conflict.any() and not aligned.any()
-
-
-def test_the_old_import_path_is_the_same_definition():
-    assert old_path.conflict_aligned is conflict_aligned and old_path.ShortcutDirection is ShortcutDirection
-    assert np.array_equal(old_path.conflict_aligned(_frame(["supine"], [0]),
-                                                    ShortcutDirection("position", ("supine",), ("erect",), 0.5, 2))[0],
-                          [True])
 
 
 def test_cohort_known_levels_use_the_shortcut_definition_of_unknown():

@@ -68,7 +68,7 @@ def site_plans(manifest: pd.DataFrame, *, training_split: str,
     """One plan per site, sorted: a site with train/val rows is a training site (its ``training_split`` rows)
     unless ``trained_on`` leaves it out (role holdout, e.g. leave-one-domain-out: its train and val rows); any other
     site is new (role ood_val or test: its rows of that split)."""
-    from pipeline.shortcuts import labelled_mask
+    from pipeline.protocol.shortcuts import labelled_mask
 
     splits = manifest["split"].astype(str).to_numpy()
     sites = manifest["site"].astype(str).to_numpy()
@@ -91,7 +91,7 @@ def site_plans(manifest: pd.DataFrame, *, training_split: str,
 def sample_rows(manifest: pd.DataFrame, rows: np.ndarray, n: int, seed: int) -> np.ndarray:
     """Up to ``n`` of ``rows``, balanced over labels (round-robin), fixed by ``seed``."""
     from pipeline.audit.data import stratified_rows
-    from pipeline.shortcuts import label_strings
+    from pipeline.protocol.shortcuts import label_strings
 
     return rows[stratified_rows(label_strings(manifest.iloc[rows]), n, seed)]
 
@@ -228,7 +228,7 @@ def measure_model(network: nn.Module, *, manifest: pd.DataFrame, cache: ImageCac
     ``threshold``: the checkpoint's decision threshold (evaluate's, model_threshold) every accuracy uses;
     ``trained_on`` (trained_sites(meta)) tells a site the model left out from its training sites."""
     from pipeline.data.inference import image_batch
-    from pipeline.shortcuts import label_values
+    from pipeline.protocol.shortcuts import label_values
 
     start = time.perf_counter()
     network = network.eval()
