@@ -12,12 +12,28 @@ detached gradient sum to agree on the shift (the global mean), (2) all-reduces `
 then the variance over the global batch. In one process the shift is the local mean, so ``sum`` ~ 0 and no precision
 is lost; under torchrun it is the global mean (``global_domain_grad_stats``), so the penalty equals the
 single-process penalty on the union batch (tests/train/test_ddp_exact.py).
+
+Schedules. The penalty's weight is ``lambda`` from step ``penalty_anneal_iters`` on and ``warmup_penalty_weight``
+before. The defaults are DomainBed's Fishr (``domainbed/algorithms.py`` of the authors' repository, the numbers of
+docs/design/fishr.md): weight 0 before the switch, and Adam re-created at the switch (``optimizer_reset``). The
+paper's Colored MNIST protocol (Rame et al. 2022, appendix; the authors' ``coloredmnist/train_coloredmnist.py`` in
+github.com/alexrame/fishr, itself IRM's ``code/colored_mnist/main.py`` with the Fishr penalty added) differs in
+three ways, each an hparam here:
+
+- ``penalty_weight = (flags.penalty_weight if step >= flags.penalty_anneal_iters else 1.0)``: weight 1, not 0,
+  before the switch (``warmup_penalty_weight: 1.0``);
+- one ``optim.Adam`` for the whole run, never re-created (``optimizer_reset: false``);
+- ``if penalty_weight > 1.0: loss /= penalty_weight`` ("rescale the entire loss to keep gradients in a reasonable
+  range"), the L2 term included (``loss_rescale: true``; here weight decay lives in Adam and is not rescaled).
+
+That script has no moving average of the variances (the DomainBed code has): ``ema`` stays as configured.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -43,13 +59,38 @@ class FishrHParams(HParams):
                                        why="a number of steps")
     ema: float = hparam(0.95, search=lambda r: r.uniform(0.90, 0.99), ge=0, lt=1,
                         why="the moving average is divided by 1 - ema")
+    # The paper's Colored MNIST schedule (module docstring). Not searched: DomainBed's random search keeps its own
+    # schedule, and a draw takes these defaults.
+    warmup_penalty_weight: float = hparam(0.0, ge=0,
+                                          why="a negative weight rewards unequal gradient variances")
+    optimizer_reset: bool = hparam(True)
+    loss_rescale: bool = hparam(False)
+
+    # Left out of to_dict() at their defaults: the run directories and sweep hashes of configs written before these
+    # options existed stay byte-identical (as model.final_norm does in pipeline/models/network.py).
+    OMITTED_AT_DEFAULT: ClassVar[tuple[str, ...]] = ("warmup_penalty_weight", "optimizer_reset", "loss_rescale")
+
+    def to_dict(self) -> dict[str, Any]:
+        data = super().to_dict()
+        for f in dataclasses.fields(self):
+            if f.name in self.OMITTED_AT_DEFAULT and getattr(self, f.name) == f.default:
+                data.pop(f.name)
+        return data
+
+    def penalty_weight(self, step: int) -> float:
+        """The penalty's weight at ``step`` (0-based): ``lambda`` from ``penalty_anneal_iters`` on, the warm-up
+        weight before (0 in DomainBed, 1 in the paper's Colored MNIST code)."""
+        return self.lam if step >= self.penalty_anneal_iters else self.warmup_penalty_weight
 
     def inactive_penalty(self, *, steps: int, algorithm: str) -> str | None:
-        # the penalty's weight is 0 before penalty_anneal_iters (IRM and V-REx use weight 1 there instead)
-        if self.penalty_anneal_iters >= steps:
+        if self.penalty_anneal_iters < steps:
+            return None
+        if self.warmup_penalty_weight == 0.0:
             return (f"{algorithm}: hparam penalty_anneal_iters {self.penalty_anneal_iters} >= steps {steps}: the "
                     "penalty never switches on and the run is plain ERM. Lower penalty_anneal_iters or train longer.")
-        return None
+        return (f"{algorithm}: hparam penalty_anneal_iters {self.penalty_anneal_iters} >= steps {steps}: the penalty "
+                f"keeps its warm-up weight {self.warmup_penalty_weight} for the whole run and lambda {self.lam} is "
+                "never used. Lower penalty_anneal_iters or train longer.")
 
 
 @dataclass
@@ -91,7 +132,10 @@ def global_domain_grad_stats(grads: torch.Tensor, sizes: list[int]) -> DomainGra
 
 @register_algorithm("fishr")
 class Fishr(Algorithm[FishrHParams]):
-    """ERM + lambda * distance between per-domain variances of head gradients (moving averages per domain)."""
+    """ERM + lambda * distance between per-domain variances of head gradients (moving averages per domain).
+
+    ``update`` returns ``loss`` (the objective backpropagated, divided by the weight under ``loss_rescale``), ``nll``
+    (mean cross-entropy over the concatenated batch) and ``penalty`` (unweighted)."""
 
     HPARAMS = FishrHParams
 
@@ -113,7 +157,7 @@ class Fishr(Algorithm[FishrHParams]):
         x = torch.cat([x for x, _ in minibatches])
         y = torch.cat([y for _, y in minibatches])
         hp = self.hparams
-        weight = hp.lam if step >= hp.penalty_anneal_iters else 0.0
+        weight = hp.penalty_weight(step)
         features = self.featurizer(x)
         # The head and its per-sample gradients in float32 even under bf16 autocast (a no-op in float32).
         with torch.autocast(features.device.type, enabled=False):
@@ -123,10 +167,13 @@ class Fishr(Algorithm[FishrHParams]):
             # With weight 0 the penalty's gradient would be multiplied by 0: skip its double backward (same numbers)
             penalty = self.penalty(z, logits, y, [len(y_e) for _, y_e in minibatches],
                                    differentiable=weight != 0.0)
-        if step == hp.penalty_anneal_iters != 0:
+        if hp.optimizer_reset and step == hp.penalty_anneal_iters != 0:
             self.optimizer = self.make_optimizer(self.parameters())  # Adam dislikes the jump in gradient scale
 
         objective = nll + weight * penalty
+        if hp.loss_rescale and weight > 1.0:
+            # the paper's alternative to the reset: the gradients keep their scale, so Adam's moments stay valid
+            objective = objective / weight
         self.optimizer.zero_grad()
         objective.backward()
         self.optimizer.step()

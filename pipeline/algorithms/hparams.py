@@ -79,7 +79,11 @@ def _external_name(f: dataclasses.Field) -> str:
 def _convert(f: dataclasses.Field, key: str, value: Any, algorithm: str) -> Any:
     """``value`` as the field's type; an int hparam given a fraction (1.5) is refused rather than truncated."""
     kind = type(f.default)
-    if kind not in (int, float, bool):
+    if kind is bool:  # bool("false") and bool(0.5) are True: a switch takes YAML's true/false only
+        if not isinstance(value, bool):
+            raise ConfigError(f"train: hparam {key} must be true or false, got {value!r} ({algorithm}).")
+        return value
+    if kind not in (int, float):
         return value
     try:
         converted = kind(value)

@@ -78,6 +78,8 @@ def test_erm_trains_on_one_domain():
 def test_every_numeric_hparam_declares_a_range_with_a_reason(name):
     cls = get_algorithm_class(name).HPARAMS
     for f in dataclasses.fields(cls):
+        if type(f.default) is bool:
+            continue  # a switch (Fishr's optimizer_reset): both values are valid, _convert refuses non-bools
         bound = f.metadata.get("bound")
         assert bound is not None and bound.why, f"{name}.{f.name} has no declared range"
 
