@@ -29,6 +29,7 @@ ARTEFACTS: tuple[tuple[str, str], ...] = (
     ("RUN/model.pt meta", "pipeline.artefacts.model_meta:ModelMeta"),
     ("RUN/selection.json", "pipeline.artefacts.selection:SelectionFile"),
     ("SWEEP/selection.json", "pipeline.artefacts.selection:SweepSelectionFile"),
+    ("SWEEP/results.json", "pipeline.artefacts.results:ResultsFile"),
     ("EVALUATE/metrics.json", "pipeline.artefacts.metrics:MetricsFile"),
     ("AUDIT/audit.json", "pipeline.artefacts.audit:AuditFile"),
 )

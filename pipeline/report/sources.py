@@ -17,15 +17,14 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from pipeline.artefacts.results import ResultsFile
 from pipeline.errors import DataError
 from pipeline.report.loading import ReportInputs
 
-RESULTS_KEYS = ("hospitals", "algorithms", "rules", "cells", "summary")
 
-
-def check_paths(*, results_dir: str | Path | None, ingest_dir: str | Path | None) -> dict[str, Any] | None:
+def check_paths(*, results_dir: str | Path | None, ingest_dir: str | Path | None) -> ResultsFile | None:
     """DataError for an explicit ``--results`` or ``--ingest`` path that is not what it must be (module docstring);
-    returns the parsed results.json (None without ``--results``) so that it is read once per report."""
+    returns the loaded results.json (None without ``--results``) so that it is read once per report."""
     results = _check_results(Path(results_dir)) if results_dir is not None else None
     if ingest_dir is not None:
         path = Path(ingest_dir)
@@ -38,13 +37,13 @@ def check_paths(*, results_dir: str | Path | None, ingest_dir: str | Path | None
     return results
 
 
-def _check_results(path: Path) -> dict[str, Any]:
+def _check_results(path: Path) -> ResultsFile:
     fix = "Pass a sweep folder (the --out of `cxr-fishr train --sweep`) after `cxr-fishr results SWEEP_DIR`."
     if not path.is_dir():
         what = "no such folder" if not path.exists() else "a file, not a folder"
         raise DataError(f"report: --results must be a sweep folder holding results.json, got {str(path)!r}: {what}. "
                         f"{fix}")
-    results = path / "results.json"
+    results = ResultsFile.path_in(path)
     if not results.is_file():
         what = ("a training run folder (model.pt), not a sweep" if (path / "model.pt").is_file() else
                 "a sweep whose results are not tabulated yet (sweep.json, no results.json): run `cxr-fishr results "
@@ -53,15 +52,10 @@ def _check_results(path: Path) -> dict[str, Any]:
         raise DataError(f"report: --results must be a sweep folder holding results.json, got {str(path)!r}: {what}. "
                         f"{fix}")
     try:
-        data = json.loads(results.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise DataError(f"report: --results must hold a readable results.json, got {results} ({exc}). Re-run "
-                        f"`cxr-fishr results {path}`.") from exc
-    missing = [k for k in RESULTS_KEYS if not isinstance(data, dict) or k not in data]
-    if missing:
-        raise DataError(f"report: --results must hold the results.json of `cxr-fishr results`, got {results} "
-                        f"without {missing}. Re-run `cxr-fishr results {path}`.")
-    return data
+        return ResultsFile.load(results)
+    except (OSError, DataError) as exc:
+        raise DataError(f"report: --results must hold the results.json of `cxr-fishr results`, got {results}: {exc}"
+                        ) from None
 
 
 @dataclass(frozen=True)
@@ -144,11 +138,20 @@ def _read(path: Path) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
-def sweep_ingests(results_dir: Path, results: dict[str, Any] | None = None) -> list[IngestRef]:
+def _recorded_sweeps(results_dir: Path) -> list[str]:
+    """The sweep.json files results.json names ([] when it is absent or does not validate: the section then says
+    why on its own)."""
+    try:
+        return ResultsFile.load(results_dir).sweeps
+    except (OSError, DataError):
+        return []
+
+
+def sweep_ingests(results_dir: Path, results: ResultsFile | None = None) -> list[IngestRef]:
     """The ingest(s) the sweeps behind ``results_dir/results.json`` trained on (their stage.json inputs);
-    ``results``: that file already parsed (read here when None)."""
-    data = results if results is not None else _read(results_dir / "results.json") or {}
-    folders = [results_dir, *(Path(s).parent for s in data.get("sweeps") or [] if isinstance(s, str)),
+    ``results``: that file already loaded (loaded here when None)."""
+    sweeps = results.sweeps if results is not None else _recorded_sweeps(results_dir)
+    folders = [results_dir, *(Path(s).parent for s in sweeps),
                *sorted(p.parent for p in results_dir.glob("*/sweep.json"))]
     refs: list[IngestRef] = []
     for folder in folders:
@@ -159,9 +162,9 @@ def sweep_ingests(results_dir: Path, results: dict[str, Any] | None = None) -> l
 
 
 def section_ingests(inputs: ReportInputs, results_dir: str | Path | None,
-                    results: dict[str, Any] | None = None) -> dict[str, list[IngestRef]]:
+                    results: ResultsFile | None = None) -> dict[str, list[IngestRef]]:
     """{section: its ingest(s)} for "evaluate", "audit", "sweep results" and "cohort" (sections without one left
-    out). ``inputs``: the report's ReportInputs; ``results``: results_dir's results.json already parsed."""
+    out). ``inputs``: the report's ReportInputs; ``results``: results_dir's results.json already loaded."""
     found: dict[str, list[IngestRef]] = {}
     metrics, audit = inputs.metrics, inputs.audit
     # each artefact declares its ingest (folder and cache hash); evaluate also names the sites it scored

@@ -15,41 +15,20 @@ from __future__ import annotations
 import csv
 import io
 import json
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from pipeline.artefacts.history import EvaluationLine, read_history
+from pipeline.artefacts.results import NOT_MEASURED, ResultCell, ResultsFile, ResultSummary
 from pipeline.artefacts.seeds import SeedSpread
 from pipeline.artefacts.selection import SelectionFile
 from pipeline.errors import DataError
 from pipeline.protocol.across_runs import select_across_runs
 from pipeline.protocol.selection import ORACLE, RULE_NAMES, get_rule, is_upper_bound
-from pipeline.stage import write_json_atomic, write_text_atomic
+from pipeline.stage import write_text_atomic
 
 TEST_SPLIT = "test"  # the column of a sweep without leave-one-hospital-out
 RULES = RULE_NAMES  # every rule, in table order (pipeline/protocol/selection.py)
-NOT_MEASURED = "not measured"
-
-
-@dataclass
-class ResultsTables:
-    """``cells[rule][algorithm][hospital]`` and ``summary[rule][algorithm]`` ({average, worst}), JSON-ready."""
-
-    hospitals: list[str]
-    algorithms: list[str]
-    rules: list[str]
-    cells: dict[str, dict[str, dict[str, dict[str, Any]]]] = field(default_factory=dict)
-    summary: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
-    sweeps: list[str] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)  # e.g. run folders read from an older sweep.json's paths
-
-    def to_json(self) -> dict[str, Any]:
-        return {"hospitals": self.hospitals, "algorithms": self.algorithms, "rules": self.rules,
-                "cells": self.cells, "summary": self.summary, "sweeps": self.sweeps, "notes": self.notes, "oracle_label": ORACLE.note,
-                "metric": "test-hospital accuracy (%), mean and sample sd (n - 1) over n_seeds (sd null for 1 seed)",
-                "constant": "constant_seeds: seeds whose selected checkpoint predicts one class at the test "
-                            "hospital; majority_baseline: that hospital's always-majority accuracy (%)"}
 
 
 def _sweep_files(sweep_dir: Path) -> list[Path]:
@@ -210,7 +189,7 @@ def _summary(cells: dict[str, dict[str, Any]], hospitals: list[str]) -> dict[str
 
 
 def build_tables(runs: list[dict[str, Any]], sweeps: list[str] | None = None,
-                 notes: list[str] | None = None) -> ResultsTables:
+                 notes: list[str] | None = None) -> ResultsFile:
     """Tables over finished runs (``collect_runs``). Runs held out for leave-one-domain-out selection are not test
     results (they only rank draws under that rule); hospital columns and the test split can sit side by side."""
     loho_runs = [r for r in runs if r.get("test_hospital")]
@@ -222,51 +201,27 @@ def build_tables(runs: list[dict[str, Any]], sweeps: list[str] | None = None,
     rules = [rule for rule in RULES if rule in present and not (rule == "leave_one_domain_out" and loho_runs)]
     if loho_runs and "oracle" not in rules:
         rules.append("oracle")
-    tables = ResultsTables(hospitals=hospitals, algorithms=algorithms, rules=rules, sweeps=list(sweeps or []),
-                           notes=list(notes or []))
+    cells: dict[str, dict[str, dict[str, ResultCell]]] = {}
+    summary: dict[str, dict[str, ResultSummary]] = {}
     for rule in rules:
-        tables.cells[rule], tables.summary[rule] = {}, {}
+        cells[rule], summary[rule] = {}, {}
         for algorithm in algorithms:
             row = {}
             for hospital in hospitals:
                 group = [r for r in (plain_runs if hospital == TEST_SPLIT else loho_runs)
                          if r["algorithm"] == algorithm and (hospital == TEST_SPLIT or r["test_hospital"] == hospital)]
                 row[hospital] = _cell(group, rule, loho=hospital != TEST_SPLIT)
-            tables.cells[rule][algorithm] = row
-            tables.summary[rule][algorithm] = _summary(row, hospitals)
-    return tables
+            # validated with only the keys _cell/_summary set, so absent keys stay absent in the file
+            cells[rule][algorithm] = {h: ResultCell.model_validate(c) for h, c in row.items()}
+            summary[rule][algorithm] = ResultSummary.model_validate(_summary(row, hospitals))
+    return ResultsFile(hospitals=hospitals, algorithms=algorithms, rules=rules, cells=cells, summary=summary,
+                       sweeps=list(sweeps or []), notes=list(notes or []))
 
 
 def _fmt(mean: float | None, sd: float | None = None) -> str:
     if mean is None:
         return NOT_MEASURED
     return f"{mean:.1f}" if sd is None else f"{mean:.1f} ± {sd:.1f}"
-
-
-def cell_text(cell: dict[str, Any], *, unit: str = "", pm: str = "±") -> str:
-    """One results cell as text: "70.0 ± 10.0 (n=2)", "92.3 (n=1, constant 1/1; majority 92.3)" (a checkpoint
-    predicting one class at the test hospital, next to that hospital's always-majority accuracy), or
-    "not measured". ``unit``: appended to numbers ("%" in the report); ``pm``: the plus-minus sign."""
-    if cell["mean"] is None:
-        return NOT_MEASURED
-    text = f"{cell['mean']:.1f}{unit}" + ("" if cell["sd"] is None else f" {pm} {cell['sd']:.1f}")
-    note = f"n={cell['n_seeds']}"
-    if cell.get("constant_seeds"):
-        baseline = cell.get("majority_baseline")
-        note += (f", constant {cell['constant_seeds']}/{cell['n_seeds']}; majority "
-                 + (NOT_MEASURED if baseline is None else f"{baseline:.1f}{unit}"))
-    return f"{text} ({note})"
-
-
-def constant_note(tables: ResultsTables, rule: str) -> str | None:
-    """A sentence for the cells of ``rule`` whose selected checkpoint predicts one class at the test hospital."""
-    flagged = [f"{a} at {h}" for a in tables.algorithms for h in tables.hospitals
-               if tables.cells[rule][a][h].get("constant_seeds")]
-    if not flagged:
-        return None
-    return (f"Constant: the selected checkpoint predicts one class at the test hospital ({'; '.join(flagged)}): "
-            "its accuracy is that hospital's class balance, not a measurement of the model; the hospital's "
-            "always-majority accuracy stands beside it. Averages and worst include these cells.")
 
 
 def _rule_title(rule: str) -> str:
@@ -278,7 +233,7 @@ def _hparams_text(hparams: dict[str, Any] | None) -> str:
                                                           for k, v in sorted(hparams.items()))
 
 
-def to_markdown(tables: ResultsTables) -> str:
+def to_markdown(tables: ResultsFile) -> str:
     lines = ["# Results", "", "Test-hospital accuracy (%), mean ± sd over n seeds (sample sd, n - 1; none for n=1), of the "
              "hparam draw each selection rule chose per algorithm and test hospital.", ""]
     for rule in tables.rules:
@@ -287,19 +242,18 @@ def to_markdown(tables: ResultsTables) -> str:
                   "|---|" + "---|" * (len(tables.hospitals) + 2)]
         for algorithm in tables.algorithms:
             row, summary = tables.cells[rule][algorithm], tables.summary[rule][algorithm]
-            worst = _fmt(summary["worst"]) + (f" ({summary['worst_hospital']})" if summary["worst"] is not None else "")
-            lines.append(f"| {algorithm} | " + " | ".join(cell_text(row[h]) for h in tables.hospitals)
-                         + f" | {_fmt(summary['average'])} | {worst} |")
-        note = constant_note(tables, rule)
+            worst = _fmt(summary.worst) + (f" ({summary.worst_hospital})" if summary.worst is not None else "")
+            lines.append(f"| {algorithm} | " + " | ".join(row[h].text() for h in tables.hospitals)
+                         + f" | {_fmt(summary.average)} | {worst} |")
+        note = tables.constant_note(rule)
         lines += ["", note] if note else []
         lines += ["", "Chosen hparams:", "", "| Algorithm | Test hospital | Draw | Seeds | Hparams |",
                   "|---|---|---|---|---|"]
         for algorithm in tables.algorithms:
             for hospital in tables.hospitals:
-                cell = tables.cells[rule][algorithm][hospital]
-                draw = NOT_MEASURED if cell["draw"] is None else str(cell["draw"])
-                lines.append(f"| {algorithm} | {hospital} | {draw} | {cell['n_seeds']} | "
-                             f"{_hparams_text(cell['hparams'])} |")
+                cell = tables.cell(rule, algorithm, hospital)
+                draw = NOT_MEASURED if cell.draw is None else str(cell.draw)
+                lines.append(f"| {algorithm} | {hospital} | {draw} | {cell.n_seeds} | {_hparams_text(cell.hparams)} |")
         lines.append("")
     lines += [f"Note: {note}" for note in tables.notes]
     return "\n".join(lines)
@@ -320,7 +274,7 @@ def _tex_cell(mean: float | None, sd: float | None = None) -> str:
     return f"{mean:.1f}" if sd is None else f"{mean:.1f} $\\pm$ {sd:.1f}"
 
 
-def to_latex(tables: ResultsTables) -> str:
+def to_latex(tables: ResultsFile) -> str:
     out = ["% cxr-fishr results: test-hospital accuracy (%), mean $\\pm$ sample sd (n - 1) over seeds"]
     for rule in tables.rules:
         out += [f"% selection: {_rule_title(rule)}", "\\begin{tabular}{l" + "c" * (len(tables.hospitals) + 2) + "}",
@@ -328,17 +282,17 @@ def to_latex(tables: ResultsTables) -> str:
                 "\\midrule"]
         for algorithm in tables.algorithms:
             row, summary = tables.cells[rule][algorithm], tables.summary[rule][algorithm]
-            out.append(f"{_tex(algorithm)} & " + " & ".join(_tex(cell_text(row[h])).replace("±", "$\\pm$")
+            out.append(f"{_tex(algorithm)} & " + " & ".join(_tex(row[h].text()).replace("±", "$\\pm$")
                                                            for h in tables.hospitals)
-                       + f" & {_tex_cell(summary['average'])} & {_tex_cell(summary['worst'])} \\\\")
+                       + f" & {_tex_cell(summary.average)} & {_tex_cell(summary.worst)} \\\\")
         out += ["\\bottomrule", "\\end{tabular}"]
-        note = constant_note(tables, rule)
+        note = tables.constant_note(rule)
         out += [f"% {note}"] if note else []
         out.append("")
     return "\n".join(out)
 
 
-def to_csv(tables: ResultsTables) -> str:
+def to_csv(tables: ResultsFile) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow(["selection_rule", "algorithm", "test_hospital", "accuracy_mean", "accuracy_sd", "n_seeds",
@@ -346,28 +300,27 @@ def to_csv(tables: ResultsTables) -> str:
     for rule in tables.rules:
         for algorithm in tables.algorithms:
             for hospital in tables.hospitals:
-                c = tables.cells[rule][algorithm][hospital]
-                writer.writerow([rule, algorithm, hospital, "" if c["mean"] is None else c["mean"],
-                                 "" if c["sd"] is None else c["sd"], c["n_seeds"],
-                                 "" if c["draw"] is None else c["draw"],
-                                 "" if c["hparams"] is None else json.dumps(c["hparams"], sort_keys=True), "",
-                                 c.get("constant_seeds", 0),
-                                 "" if c.get("majority_baseline") is None else c["majority_baseline"],
-                                 c.get("not_measured") or c.get("sd_not_measured", "")])
+                c = tables.cell(rule, algorithm, hospital)
+                writer.writerow([rule, algorithm, hospital, "" if c.mean is None else c.mean,
+                                 "" if c.sd is None else c.sd, c.n_seeds, "" if c.draw is None else c.draw,
+                                 "" if c.hparams is None else json.dumps(c.hparams, sort_keys=True), "",
+                                 c.constant_seeds, "" if c.majority_baseline is None else c.majority_baseline,
+                                 c.not_measured or c.sd_not_measured or ""])
             s = tables.summary[rule][algorithm]
-            for name in ("average", "worst"):
-                worst = (s.get("worst_hospital") or "") if name == "worst" else ""
-                writer.writerow([rule, algorithm, name, "" if s[name] is None else s[name], "", "", "", "", worst,
-                                 len(s.get("constant_hospitals") or []), "", s.get("not_measured", "")])
+            for name, value in (("average", s.average), ("worst", s.worst)):
+                worst = (s.worst_hospital or "") if name == "worst" else ""
+                writer.writerow([rule, algorithm, name, "" if value is None else value, "", "", "", "", worst,
+                                 len(s.constant_hospitals or []), "", s.not_measured or ""])
     return buffer.getvalue()
 
 
-def write_tables(tables: ResultsTables, out: str | Path) -> dict[str, Path]:
-    """results.json (strict), results.md, results.tex, results.csv in ``out`` (each written atomically)."""
+def write_tables(tables: ResultsFile, out: str | Path) -> dict[str, Path]:
+    """results.json (strict, pipeline/artefacts/results.py), results.md, results.tex, results.csv in ``out`` (each
+    written atomically)."""
     out = Path(out)
     paths = {"json": out / "results.json", "markdown": out / "results.md", "latex": out / "results.tex",
              "csv": out / "results_table.csv"}
-    write_json_atomic(paths["json"], tables.to_json())
+    tables.write(paths["json"])
     write_text_atomic(paths["markdown"], to_markdown(tables))
     write_text_atomic(paths["latex"], to_latex(tables))
     write_text_atomic(paths["csv"], to_csv(tables))

@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from pipeline.cli import main
-from pipeline.data.toy import write_toy_ingest
 from pipeline.evaluate import run as evaluate_run
 from pipeline.models import load_model
+from tests.helpers.tiny_cohort import TRAIN_SITES, build_ingest
 
 CONFIG = {"algorithm": "erm", "hparams": {"lr": 1e-12, "batch_size": 8},
           "model": {"backbone": "resnet10t", "norm_layer": "group"}, "augment": {"enabled": False},
@@ -21,7 +21,7 @@ CONFIG = {"algorithm": "erm", "hparams": {"lr": 1e-12, "batch_size": 8},
 def constant_run(tmp_path_factory):
     torch.set_num_threads(1)
     root = tmp_path_factory.mktemp("constant")
-    ingest = write_toy_ingest(root / "ingest", n_per_site=12, size=32, seed=0)
+    ingest = build_ingest(root / "ingest", sites=TRAIN_SITES, n_per_site=12, size=32, seed=0)
     config = root / "erm_lr0.yaml"
     config.write_text(json.dumps(CONFIG))  # JSON is YAML
     return ingest, config, root / "run"

@@ -36,7 +36,8 @@ def _ingest(root, *, inputs_hash, test_site):
 
 RESULTS = {"hospitals": ["north"], "algorithms": ["erm"], "rules": ["training_domain"], "sweeps": [],
            "oracle_label": "oracle", "cells": {"training_domain": {"erm": {"north": {
-               "mean": 50.0, "sd": None, "n_seeds": 1, "draw": 0, "hparams": {}}}}},
+               "mean": 50.0, "sd": None, "n_seeds": 1, "draw": 0, "hparams": {}, "constant_seeds": 0,
+               "majority_baseline": None}}}},
            "summary": {"training_domain": {"erm": {"average": 50.0, "worst": 50.0, "worst_hospital": "north"}}}}
 
 
@@ -80,7 +81,7 @@ def test_a_bad_results_path_exits_2_naming_it(cohort, capsys, kind):
     assert not (root / "rep" / "index.html").exists()
     expected = {"missing": "no such folder", "run folder": "a training run folder (model.pt), not a sweep",
                 "sweep without results": "run `cxr-fishr results", "a file": "a file, not a folder",
-                "not results": "without ['hospitals'"}[kind]
+                "not results": "hospitals: Field required"}[kind]
     assert expected in err
 
 

@@ -1,8 +1,9 @@
 """Tiny ingest directories for the training tests (32 px).
 
 ``ingest_dir``: the synthetic cohort (synth, n_per_site 40, 64 px) ingested at 32 px, once per session, when both
-``pipeline.synth.run`` and ``pipeline.ingest.run`` exist; until then, the generated toy ingest directory of
-``pipeline.data.toy`` (same design: a lung-field signal and a position shortcut that reverses at the test site).
+``pipeline.synth.run`` and ``pipeline.ingest.run`` exist; until then, ``toy_ingest_dir``. ``toy_ingest_dir``: the
+tests' tiny ingest (tests/helpers/tiny_cohort.py, three training hospitals; same design: a lung-field signal and a
+position shortcut that reverses at the test site).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.data.toy import write_toy_ingest
+from tests.helpers.tiny_cohort import TRAIN_SITES, build_ingest
 
 TINY_MODEL = {"backbone": "resnet10t", "norm_layer": "group"}
 REPO = Path(__file__).resolve().parents[2]
@@ -30,7 +31,7 @@ def _synth_and_ingest_available() -> bool:
 
 @pytest.fixture(scope="session")
 def toy_ingest_dir(tmp_path_factory):
-    return write_toy_ingest(tmp_path_factory.mktemp("toy_ingest"), n_per_site=40, size=32, seed=0)
+    return build_ingest(tmp_path_factory.mktemp("toy_ingest"), sites=TRAIN_SITES, n_per_site=40, size=32, seed=0)
 
 
 @pytest.fixture(scope="session")
@@ -49,8 +50,8 @@ def ingest_dir(toy_ingest_dir, tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def one_domain_ingest_dir(tmp_path_factory):
-    return write_toy_ingest(tmp_path_factory.mktemp("one_domain"), n_per_site=12, size=32,
-                            sites=(("north", "train", 0.9), ("harbour", "test", 0.1)))
+    sites = {name: TRAIN_SITES[name] for name in ("north", "harbour")}
+    return build_ingest(tmp_path_factory.mktemp("one_domain"), sites=sites, n_per_site=12, size=32)
 
 
 @pytest.fixture

@@ -11,11 +11,11 @@ import pytest
 import torch
 
 from pipeline.cli import main
-from pipeline.data.toy import write_toy_ingest
 from pipeline.errors import DataError
 from pipeline.manifest import domain_values, read_manifest, write_manifest
 from pipeline.train import run
 from tests.helpers.ingest_outputs import ingest_summary
+from tests.helpers.tiny_cohort import TRAIN_SITES, build_ingest
 
 CONFIG = {"algorithm": "erm", "hparams": {"lr": 1e-3, "batch_size": 4},
           "model": {"backbone": "resnet10t", "norm_layer": "group"}, "steps": 2, "eval_every": 2,
@@ -34,7 +34,7 @@ def _with_domains(ingest, columns: list[str]):
 @pytest.fixture(scope="module")
 def site_model(tmp_path_factory):
     root = tmp_path_factory.mktemp("meaning")
-    ingest = _with_domains(write_toy_ingest(root / "ing", n_per_site=12, size=32, seed=0), ["Site"])
+    ingest = _with_domains(build_ingest(root / "ing", sites=TRAIN_SITES, n_per_site=12, size=32, seed=0), ["Site"])
     model = run(ingest_dir=ingest, config=CONFIG, out=root / "run", progress=False).out
     return ingest, model
 

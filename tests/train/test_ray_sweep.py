@@ -18,7 +18,7 @@ from pipeline.stage import is_fresh, read_stage
 from pipeline.train import load_train_config
 from pipeline.train.sweep import loho_hospitals, plan_jobs, run_sweep
 
-HOSPITALS = ["east", "north", "west"]  # pipeline.data.toy's training sites
+HOSPITALS = ["east", "north", "west"]  # tests/helpers/tiny_cohort.py's TRAIN_SITES training hospitals
 
 
 def _config(tiny_config, algorithm: str):

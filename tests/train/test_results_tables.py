@@ -7,6 +7,7 @@ import csv
 import json
 from pathlib import Path
 
+from pipeline.artefacts.results import ResultsFile
 from pipeline.cli import main
 from pipeline.results import build_tables, collect_runs
 
@@ -55,14 +56,14 @@ def test_rule_picks_best_mean_draw_and_reports_sample_sd_over_seeds(tmp_path):
     tables = build_tables(*collect_runs(root))
     assert tables.hospitals == ["test"]
     assert tables.rules == ["training_domain", "leave_one_domain_out", "oracle"]
-    lodo = tables.cells["leave_one_domain_out"]["erm"]["test"]
-    assert lodo["draw"] == 0 and lodo["mean"] == 50.0 and lodo["n_seeds"] == 2  # draw 0's full runs
-    cell = tables.cells["training_domain"]["erm"]["test"]
-    assert cell["draw"] == 1 and cell["hparams"] == {"lr": 0.1} and cell["n_seeds"] == 2
+    lodo = tables.cell("leave_one_domain_out", "erm", "test")
+    assert lodo.draw == 0 and lodo.mean == 50.0 and lodo.n_seeds == 2  # draw 0's full runs
+    cell = tables.cell("training_domain", "erm", "test")
+    assert cell.draw == 1 and cell.hparams == {"lr": 0.1} and cell.n_seeds == 2
     # seeds 60% and 80%: sample sd (n - 1, pipeline/artefacts/seeds.py) 14.14, not the population sd 10.0
-    assert abs(cell["mean"] - 70.0) < 1e-9 and abs(cell["sd"] - 14.142135623730951) < 1e-9
-    oracle = tables.cells["oracle"]["erm"]["test"]
-    assert oracle["draw"] == 1 and abs(oracle["mean"] - 70.0) < 1e-9
+    assert abs(cell.mean - 70.0) < 1e-9 and abs(cell.sd - 14.142135623730951) < 1e-9
+    oracle = tables.cell("oracle", "erm", "test")
+    assert oracle.draw == 1 and abs(oracle.mean - 70.0) < 1e-9
 
 
 def test_leave_one_hospital_out_columns_average_worst_and_not_measured(tmp_path):
@@ -110,3 +111,32 @@ def test_report_shows_the_result_tables(tmp_path):
     assert "Hparams chosen under training_domain" in html
     without = report(evaluate_dir=None, audit_dir=None, out=tmp_path / "plain").index.read_text()
     assert '<section id="results">' not in without
+
+
+def test_results_json_round_trips_exactly_through_its_model(tmp_path):
+    """results.json as `cxr-fishr results` writes it (a measured and a not-measured hospital, two algorithms) is
+    reproduced key for key, in order, by ResultsFile; a wrong schema_version or a missing cell key is a DataError."""
+    import pytest
+
+    from pipeline.errors import DataError
+
+    root = tmp_path / "sweeps"
+    for algorithm, values in (("erm", {"a_b": (0.7, 0.6), "c&d": (0.8, 0.9)}),
+                              ("fishr", {"a_b": (0.7, 0.75), "c&d": (None, None)})):
+        sweep = root / algorithm
+        _sweep(sweep, [_entry(sweep, algorithm, 0, s, val=v, test=t, hospital=h) for h, (v, t) in values.items()
+                       for s in (0, 1)])
+    assert main(["results", str(root), "--out", str(tmp_path / "tables")]) == 0
+    path = tmp_path / "tables" / "results.json"
+    text = path.read_text(encoding="utf-8")
+    loaded = ResultsFile.load(path)
+    assert json.dumps(loaded.to_json_dict(), indent=2) + "\n" == text
+    assert loaded.schema_version == 1 and loaded.cell("training_domain", "erm", "a_b").text() == "60.0 ± 0.0 (n=2)"
+    assert loaded.cell("training_domain", "fishr", "c&d").not_measured.startswith("no draw had a non-constant")
+    assert loaded.summary["training_domain"]["erm"].worst_hospital == "a_b"
+    data = json.loads(text)
+    with pytest.raises(DataError, match="schema_version 2"):
+        ResultsFile.from_dict({**data, "schema_version": 2}, where=path)
+    del data["cells"]["training_domain"]["erm"]["a_b"]["n_seeds"]
+    with pytest.raises(DataError, match="n_seeds"):
+        ResultsFile.from_dict(data, where=path)

@@ -11,18 +11,19 @@ import torch
 
 from pipeline.cli import main
 from pipeline.compat import InputProfile, check_models_compat, compare, ingest_profile
-from pipeline.data.toy import write_toy_ingest
 from pipeline.errors import ConfigError, DataError
 from pipeline.manifest import read_manifest, write_manifest
 from pipeline.models import ModelConfig, build_network, save_model
 from pipeline.train import run
+from tests.helpers.tiny_cohort import TRAIN_SITES, build_ingest
 
 
 @pytest.fixture(scope="module")
 def ingests(tmp_path_factory):
     root = tmp_path_factory.mktemp("sizes")
     # the same images (same seed and rows) cached at 32 and at 64 px
-    return {size: write_toy_ingest(root / f"px{size}", n_per_site=12, size=size, seed=0) for size in (32, 64)}
+    return {size: build_ingest(root / f"px{size}", sites=TRAIN_SITES, n_per_site=12, size=size, seed=0,
+                               inputs_hash="tiny") for size in (32, 64)}
 
 
 def _config(**overrides):
@@ -44,7 +45,7 @@ def test_model_meta_records_what_it_was_trained_on(trained32, ingests):
     assert trained_on["image_size"] == 32 and trained_on["channels"] == 1 and trained_on["num_classes"] == 2
     assert trained_on["label_values"] == [0, 1] and trained_on["label_names"] == ["COVID-19", "No Finding"]
     assert trained_on["domain_columns"] == ["domain"] and trained_on["domains"] == ["east", "north", "west"]
-    assert trained_on["ingest_hash"] == "toy"
+    assert trained_on["ingest_hash"] == "tiny"
 
 
 def test_evaluate_api_refuses_64px_ingest_for_32px_model_naming_both(trained32, ingests, tmp_path):
@@ -126,8 +127,8 @@ def test_resume_on_another_ingest_is_refused_naming_both(ingests, tmp_path):
     with pytest.raises(DataError, match=r"^train: image size \(px\) of the ingest must match the model's, got 64 "
                                         r".* trained on 32"):
         run(ingest_dir=ingests[64], config=_config(steps=3), out=out, resume=True, progress=False)
-    fewer = write_toy_ingest(tmp_path / "fewer", n_per_site=12, size=32, seed=0,
-                             sites=(("north", "train", 0.9), ("east", "train", 0.8), ("harbour", "test", 0.1)))
+    fewer = build_ingest(tmp_path / "fewer", n_per_site=12, size=32, seed=0,
+                         sites={name: TRAIN_SITES[name] for name in ("north", "east", "harbour")})
     with pytest.raises(DataError, match=r"domains of the ingest must match the model's, got \['east', 'north'\] "
                                         r".* \['east', 'north', 'west'\]"):
         run(ingest_dir=fewer, config=_config(steps=3), out=out, resume=True, progress=False)

@@ -11,20 +11,20 @@ import torch
 import yaml
 
 from pipeline.cli import main
-from pipeline.data.toy import write_toy_ingest
 from pipeline.errors import DataError
 from pipeline.manifest import SPLITS, read_manifest
 from pipeline.train import load_train_config, run
 from pipeline.train.distributed import DistInfo
 from pipeline.train.domains import build_train_data
+from tests.helpers.tiny_cohort import TRAIN_SITES, build_ingest
 
 UNLABELLED = {"north": 0.25, "east": 0.5, "valley": 0.5, "harbour": 0.25}
 
 
 @pytest.fixture(scope="module")
 def partly_labelled(tmp_path_factory):
-    return write_toy_ingest(tmp_path_factory.mktemp("partly"), n_per_site=16, size=32, seed=3,
-                            unlabelled=UNLABELLED)
+    return build_ingest(tmp_path_factory.mktemp("partly"), sites=TRAIN_SITES, n_per_site=16, size=32, seed=3,
+                        unlabelled=UNLABELLED)
 
 
 def test_build_train_data_serves_labelled_rows_only_and_counts_the_rest(partly_labelled, tiny_config):
@@ -55,7 +55,7 @@ def test_train_reports_skipped_unlabelled_per_split(partly_labelled, tmp_path, t
 
 
 def test_training_domain_without_labelled_images_is_a_data_error(tmp_path, tiny_config):
-    ingest = write_toy_ingest(tmp_path / "ing", n_per_site=12, size=32, unlabelled={"east": 1.0})
+    ingest = build_ingest(tmp_path / "ing", sites=TRAIN_SITES, n_per_site=12, size=32, unlabelled={"east": 1.0})
     frame = read_manifest(ingest)
     east = frame[frame["site"] == "east"]
     n_train, n_val = int((east["split"] == "train").sum()), int((east["split"] == "val").sum())
@@ -69,9 +69,9 @@ def test_training_domain_without_labelled_images_is_a_data_error(tmp_path, tiny_
 
 def test_domain_below_the_algorithms_minimum_batch_is_refused_and_erm_warns(tmp_path, tiny_config, capsys):
     # one labelled train image in 'east' (val_fraction 0: every training-site image is in split train)
-    ingest = write_toy_ingest(tmp_path / "ing", n_per_site=12, size=32, val_fraction=0.0,
-                              sites=(("north", "train", 0.9), ("east", "train", 0.8), ("harbour", "test", 0.1)),
-                              unlabelled={"east": 11 / 12})
+    ingest = build_ingest(tmp_path / "ing", n_per_site=12, size=32, val_fraction=0.0,
+                          sites={name: TRAIN_SITES[name] for name in ("north", "east", "harbour")},
+                          unlabelled={"east": 11 / 12})
     with pytest.raises(DataError, match=r"training domain 'east' must have >= 2 labelled images in split 'train' "
                                         r"for coral \(the per-domain feature covariance .*\), got 1"):
         run(ingest_dir=ingest, config=tiny_config(algorithm="coral", hparams={"batch_size": 4}),

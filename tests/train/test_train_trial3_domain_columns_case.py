@@ -8,9 +8,9 @@ import torch
 import yaml
 
 from pipeline.cli import main
-from pipeline.data.toy import write_toy_ingest
 from pipeline.errors import ConfigError
 from pipeline.train import run
+from tests.helpers.tiny_cohort import TRAIN_SITES, build_ingest
 
 CONFIG = {"algorithm": "erm", "hparams": {"lr": 1e-3, "batch_size": 4},
           "model": {"backbone": "resnet10t", "norm_layer": "group"}, "steps": 2, "eval_every": 2,
@@ -19,7 +19,7 @@ CONFIG = {"algorithm": "erm", "hparams": {"lr": 1e-3, "batch_size": 4},
 
 @pytest.fixture(scope="module")
 def ingest(tmp_path_factory):
-    return write_toy_ingest(tmp_path_factory.mktemp("case") / "ing", n_per_site=12, size=32, seed=0)
+    return build_ingest(tmp_path_factory.mktemp("case") / "ing", sites=TRAIN_SITES, n_per_site=12, size=32, seed=0)
 
 
 def test_upper_case_domain_columns_resolve_and_are_said(ingest, tmp_path, capsys):
