@@ -17,7 +17,7 @@ from pipeline.errors import DataError
 
 
 class StoredThreshold(Block):
-    """The decision threshold train chose on its pooled val rows at the checkpoint's step (pipeline/thresholds.py
+    """The decision threshold train chose on its pooled val rows at the checkpoint's step (pipeline/decision_threshold.py
     uses it on an ingest that is not the model's own)."""
 
     value: float  # P(label = 1) >= value predicts positive
