@@ -6,8 +6,12 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
+
+if TYPE_CHECKING:
+    from pipeline.train.config import TrainConfig
 
 
 def train_command(
@@ -36,7 +40,7 @@ def train_command(
 ) -> None:
     """Train a domain-generalisation algorithm (or sweep its hparams) on an ingest directory."""
     from pipeline.errors import ConfigError
-    from pipeline.train import load_train_config, run
+    from pipeline.train import load_train_config
 
     cfg = load_train_config(config, {"steps": steps, "seed": seed, "device": device})
     is_sweep = sweep or seeds > 1 or leave_one_out or leave_one_hospital_out
@@ -44,17 +48,9 @@ def train_command(
         raise ConfigError(f"train: --nproc must be >= 1 and only for a single run (a sweep parallelises runs with "
                           f"--workers or --engine ray), got {nproc}{' with a sweep' if is_sweep else ''}.")
     if is_sweep:
-        from pipeline.train.sweep import run_sweep
-
-        result = run_sweep(ingest_dir=ingest_dir, config=cfg, out=out, n_hparams=max(sweep, 1), seeds=seeds,
-                           leave_one_out=leave_one_out, workers=workers, leave_one_hospital_out=leave_one_hospital_out,
-                           engine=engine, address=address, cpus_per_run=cpus_per_run, gpus_per_run=gpus_per_run)
-        typer.echo(f"train: sweep ran {result.ran} runs, skipped {result.skipped} done, {len(result.failed)} failed "
-                   f"-> {result.out}")
-        for path, message in result.failed.items():
-            typer.echo(f"  failed {path}: {message}", err=True)
-        for warning in result.warnings or []:
-            typer.echo(f"  warning: {warning}", err=True)
+        _sweep(ingest_dir, cfg, out, n_hparams=max(sweep, 1), seeds=seeds, leave_one_out=leave_one_out,
+               leave_one_hospital_out=leave_one_hospital_out, workers=workers, engine=engine, address=address,
+               cpus_per_run=cpus_per_run, gpus_per_run=gpus_per_run)
         return
     if nproc > 1 and "WORLD_SIZE" not in os.environ:
         from pipeline.train.distributed import DistInfo, check_shards
@@ -63,6 +59,30 @@ def train_command(
         check_shards(batch_size=cfg.typed_hparams().batch_size, algorithm=cfg.algorithm,
                      info=DistInfo(world_size=nproc))
         raise typer.Exit(_torchrun(nproc, ingest_dir, config, out, resume, steps, seed, device))
+    _single_run(ingest_dir, cfg, out, resume=resume)
+
+
+def _sweep(ingest_dir: Path, cfg: TrainConfig, out: Path, *, n_hparams: int, seeds: int, leave_one_out: bool,
+           leave_one_hospital_out: bool, workers: int, engine: str, address: str | None, cpus_per_run: float,
+           gpus_per_run: float) -> None:
+    """Run the sweep (pipeline/train/sweep.py run_sweep) and print what ran, what failed and the warnings."""
+    from pipeline.train.sweep import run_sweep
+
+    result = run_sweep(ingest_dir=ingest_dir, config=cfg, out=out, n_hparams=n_hparams, seeds=seeds,
+                       leave_one_out=leave_one_out, workers=workers, leave_one_hospital_out=leave_one_hospital_out,
+                       engine=engine, address=address, cpus_per_run=cpus_per_run, gpus_per_run=gpus_per_run)
+    typer.echo(f"train: sweep ran {result.ran} runs, skipped {result.skipped} done, {len(result.failed)} failed "
+               f"-> {result.out}")
+    for path, message in result.failed.items():
+        typer.echo(f"  failed {path}: {message}", err=True)
+    for warning in result.warnings or []:
+        typer.echo(f"  warning: {warning}", err=True)
+
+
+def _single_run(ingest_dir: Path, cfg: TrainConfig, out: Path, *, resume: bool) -> None:
+    """Train one run (this process, or one rank under torchrun) and, on rank 0, print the selected step."""
+    from pipeline.train import run
+
     result = run(ingest_dir=ingest_dir, config=cfg, out=out, resume=resume)
     if int(os.environ.get("RANK", "0")) != 0:
         return  # rank 0 reports

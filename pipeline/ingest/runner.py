@@ -150,24 +150,10 @@ def run(
 ) -> IngestResult:
     """Ingest SOURCE (or the config's ``sources:``) into ``out``; returns counts (``reused`` when unchanged inputs
     found a finished cache). Prints a summary of what was kept, rejected, unlabelled and left unmatched."""
-    from pipeline.ingest.assemble import ingest_into
-
     out = Path(out).expanduser().resolve()
     cfg = _load(config, size)
-    sources = _sources(source, metadata, cfg)
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"ingest: --out must be a folder, got the file {str(out)!r}. Choose another path.")
-    for src in sources:
-        src.check(out)
-    cf_root = None
-    if cfg.counterfactual_source:
-        if cfg.sources:
-            raise ConfigError("ingest: counterfactual_source must be used with a single SOURCE, got `sources:` too. "
-                              "Ingest the collection with counterfactuals on its own.")
-        cf_root = (sources[0].root / Path(cfg.counterfactual_source).expanduser()).resolve()
-    if cf_root is not None and not cf_root.is_dir():  # by design (synth_demo.yaml): an export may have none
-        print(f"ingest: counterfactual_source {str(cf_root)!r} not found; no counterfactuals cached.", file=sys.stderr)
-        cf_root = None
+    sources = _checked_sources(source, metadata, cfg, out)
+    cf_root = _counterfactual_root(cfg, sources)
     salt, generated = _salt(cfg, out)
     for src in sources:
         src.listing = SourceListing.of(src.root)
@@ -178,6 +164,46 @@ def run(
     if previous is not None:
         print(f"ingest: inputs unchanged, reusing {out} ({previous.n_images} images).", file=sys.stderr)
         return IngestResult(out, previous, reused=True)
+    summary = _ingest_and_swap(out, sources=sources, cfg=cfg, salt=salt, generated=generated, cf_listing=cf_listing,
+                               metadata_hashes=metadata_hashes, inputs_hash=inputs_hash, workers=workers,
+                               progress=progress)
+    for line in console_lines(summary, out):
+        print(line, file=sys.stderr)
+    return IngestResult(out, summary)
+
+
+def _checked_sources(source: str | Path | None, metadata: str | Path | None, cfg: IngestConfig,
+                     out: Path) -> list[SourceInputs]:
+    """The SOURCE(s) to ingest, each checked against ``out``; ConfigError when ``out`` is a file."""
+    sources = _sources(source, metadata, cfg)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"ingest: --out must be a folder, got the file {str(out)!r}. Choose another path.")
+    for src in sources:
+        src.check(out)
+    return sources
+
+
+def _counterfactual_root(cfg: IngestConfig, sources: list[SourceInputs]) -> Path | None:
+    """The folder of counterfactual images (relative to the one SOURCE), None when the config names none or it is
+    absent (a note is printed); ConfigError with ``sources:``."""
+    if not cfg.counterfactual_source:
+        return None
+    if cfg.sources:
+        raise ConfigError("ingest: counterfactual_source must be used with a single SOURCE, got `sources:` too. "
+                          "Ingest the collection with counterfactuals on its own.")
+    cf_root = (sources[0].root / Path(cfg.counterfactual_source).expanduser()).resolve()
+    if not cf_root.is_dir():  # by design (synth_demo.yaml): an export may have none
+        print(f"ingest: counterfactual_source {str(cf_root)!r} not found; no counterfactuals cached.", file=sys.stderr)
+        return None
+    return cf_root
+
+
+def _ingest_and_swap(out: Path, *, sources: list[SourceInputs], cfg: IngestConfig, salt: str, generated: bool,
+                     cf_listing: SourceListing | None, metadata_hashes: list[str], inputs_hash: str,
+                     workers: int | None, progress: bool) -> IngestSummary:
+    """Ingest into a fresh temporary folder beside ``out`` (stage.json last), then swap it in for ``out``; a failed
+    ingest leaves ``out`` as it was."""
+    from pipeline.ingest.assemble import ingest_into
 
     out.parent.mkdir(parents=True, exist_ok=True)
     for stale in [*out.parent.glob(f".{out.name}.tmp.*"), *out.parent.glob(f".{out.name}.old.*")]:
@@ -201,9 +227,7 @@ def run(
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
-    for line in console_lines(summary, out):
-        print(line, file=sys.stderr)
-    return IngestResult(out, summary)
+    return summary
 
 
 def _stage_inputs(sources: list[SourceInputs], metadata_hashes: list[str]) -> tuple[dict, dict]:

@@ -32,3 +32,13 @@ def test_shipped_train_configs_validate():
     for path in configs:
         cfg = load_train_config(path)
         assert path.stem == cfg.algorithm or path.stem.startswith(f"{cfg.algorithm}_")  # fishr_xrv: a variant
+
+
+def test_train_command_sweep_prints_what_ran_and_a_relaunch_skips_it(toy_ingest_dir, tmp_path, tiny_config, capsys):
+    config = tmp_path / "erm.yaml"
+    config.write_text(yaml.safe_dump(tiny_config(steps=2, eval_every=2, checkpoint_every=2)))
+    args = ["train", str(toy_ingest_dir), "--config", str(config), "--out", str(tmp_path / "sw"), "--seeds", "2"]
+    assert main(args) == 0
+    assert "train: sweep ran 2 runs, skipped 0 done, 0 failed" in capsys.readouterr().out
+    assert main(args) == 0
+    assert "train: sweep ran 0 runs, skipped 2 done, 0 failed" in capsys.readouterr().out
