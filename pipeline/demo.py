@@ -20,10 +20,12 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
+from pipeline.artefacts.stage_file import StageFile, load_stage
 from pipeline.config import StrictModel, load_config, read_yaml
+from pipeline.errors import DataError
 from pipeline.executor import Job, raise_failures, run_jobs
 from pipeline.protocol.selection import is_upper_bound
-from pipeline.stage import Stage, StageRun, read_stage, run_stage, write_json_atomic
+from pipeline.stage import Stage, StageRun, run_stage, write_json_atomic
 
 
 class CohortStep(StrictModel):
@@ -281,9 +283,17 @@ class _Orchestrator:
         self.parallel(todo, workers=min(self.cfg.workers, 2))
         for stage in stages:
             ran = stage.name in names
-            self.timings[stage.name] = {"seconds": read_stage(stage.out).get("seconds") if ran else 0.0,
+            self.timings[stage.name] = {"seconds": _stage_file(stage.out).seconds if ran else 0.0,
                                         "reused": not ran}
         return stages[0].out, stages[1].out
+
+
+def _stage_file(out: Path) -> StageFile:
+    """The stage.json a stage that just ran wrote (the runner writes one after every compute step)."""
+    record = load_stage(out)
+    if record is None:
+        raise DataError(f"demo: {out} must hold the stage.json its stage wrote, got none. Re-run `cxr-fishr demo`.")
+    return record
 
 
 def _steps(stage: Stage) -> int:
@@ -328,7 +338,7 @@ def run(*, config: DemoConfig | str | Path, echo: Callable[[str], None] = print)
     eval_dir, audit_dir = orchestrator.evaluate_and_audit(ingest_dir, runs)
     echo(f"[5/5] report -> {cfg.report}/index.html")
     report = run_stage(orchestrator.stages.report(eval_dir, audit_dir, ingest_dir), echo=None).out
-    index, missing = report / "index.html", read_stage(report).get("missing") or []
+    index, missing = report / "index.html", _stage_file(report).missing or []
     metrics, audit = MetricsFile.load(eval_dir), AuditFile.load(audit_dir)
     summary = {
         "report": str(index),

@@ -251,7 +251,9 @@ def _record(stage: str, *, config: Any, seed: int | None, started: str, seconds:
 
 
 def read_stage(out_dir: str | Path) -> dict[str, Any]:
-    """``<out_dir>/stage.json`` as a dict; {} when there is none (the stage never finished there)."""
+    """``<out_dir>/stage.json`` as a dict; {} when there is none (the stage never finished there). The runner's own
+    view (it completes a record with the fingerprint); readers load the typed
+    pipeline/artefacts/stage_file.py ``load_stage``."""
     path = Path(out_dir) / STAGE_FILE
     return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
 

@@ -23,6 +23,7 @@ TABLES_MARK = "## "  # the generated part of DOC starts at its first level-2 hea
 
 # (file as found in a stage folder, "module:Class") of every typed artefact, in pipeline order
 ARTEFACTS: tuple[tuple[str, str], ...] = (
+    ("STAGE/stage.json (every stage)", "pipeline.artefacts.stage_file:StageFile"),
     ("INGEST/summary.json", "pipeline.artefacts.ingest_summary:IngestSummary"),
     ("RUN/history.jsonl (one line each)", "pipeline.artefacts.history:TrainingLine"),
     ("RUN/history.jsonl (one line each)", "pipeline.artefacts.history:EvaluationLine"),

@@ -19,6 +19,7 @@ from pipeline.report.tables import Cell, Table, cell, ci_cell, is_number, num_ce
 
 if TYPE_CHECKING:
     from pipeline.artefacts.ingest_summary import IngestSummary
+    from pipeline.artefacts.stage_file import StageFile
 
 SPLIT_ORDER = {"train": 0, "val": 0, "ood_val": 1, "test": 2}
 
@@ -39,7 +40,7 @@ class Trained:
     domains: tuple[str, ...]
 
 
-def trained_sites(frame: Any, stages: dict[str, dict[str, Any]]) -> Trained | None:
+def trained_sites(frame: Any, stages: dict[str, StageFile]) -> Trained | None:
     """None when no train stage with ``training_domains`` was found or its domain columns are not in the
     manifest columns the report reads (then roles come from the ingest splits and say so)."""
     from pipeline.manifest import domain_values
@@ -47,10 +48,11 @@ def trained_sites(frame: Any, stages: dict[str, dict[str, Any]]) -> Trained | No
     sites: set[str] = set()
     runs, domains = [], []
     for label, stage in stages.items():
-        names = stage.get("training_domains") if label.startswith("train") else None
-        if not isinstance(names, list):
+        names = stage.training_domains if label.startswith("train") else None
+        if names is None:
             continue
-        columns = tuple((stage.get("config") or {}).get("domain_columns") or ("domain",))
+        # the run's train config (a dict here: the report does not import the train stage's config model)
+        columns = tuple((stage.config or {}).get("domain_columns") or ("domain",))
         if not all(c in frame.columns for c in columns):
             return None
         values = domain_values(frame, columns)

@@ -11,11 +11,11 @@ the field and the stage to re-run.
 from __future__ import annotations
 
 import csv
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pipeline.artefacts.stage_file import StageFile, load_stage
 from pipeline.errors import DataError
 
 if TYPE_CHECKING:
@@ -38,20 +38,9 @@ class ReportInputs:
     ingest_summary: IngestSummary | None = None
     rejects: list[dict[str, str]] | None = None
     cohort: Any = None  # pandas DataFrame: the manifest's non-identifying columns (COHORT_COLUMNS), or None
-    stages: dict[str, dict[str, Any]] = field(default_factory=dict)  # label -> stage.json
+    stages: dict[str, StageFile] = field(default_factory=dict)  # label -> stage.json
     run_dirs: dict[str, Path] = field(default_factory=dict)  # training run name -> directory
     missing: list[str] = field(default_factory=list)
-
-
-def read_json(path: Path) -> dict[str, Any] | None:
-    """A stage.json (or other JSON object) at ``path``; None when absent or not an object; DataError when broken."""
-    if not path.is_file():
-        return None
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise DataError(f"report: {path} must be valid JSON, got an unreadable file ({exc}). Re-run its stage.") from exc
-    return data if isinstance(data, dict) else None
 
 
 def _declared_ingest(metrics: MetricsFile | None, audit: AuditFile | None) -> Path | None:
@@ -80,8 +69,8 @@ def _declared_synth(summary: IngestSummary | None) -> Path | None:
     sources = summary.source if isinstance(summary.source, list) else [summary.source]
     for source in sources:
         for candidate in (Path(source), Path(source).parent):
-            stage = read_json(candidate / "stage.json")
-            if stage and stage.get("stage") == "synth":
+            stage = load_stage(candidate)
+            if stage is not None and stage.stage == "synth":
                 return candidate
     return None
 
@@ -122,7 +111,7 @@ def _load_given(got: ReportInputs, label: str, directory: str | Path | None) -> 
                         f"Run `cxr-fishr {label} ... --out {directory}` first.")
     path = model.path_in(directory)
     data = model.load(path) if path.is_file() else None
-    stage = read_json(directory / "stage.json")
+    stage = load_stage(directory)
     if data is None:
         got.missing.append(f"{path} does not exist: the {label} stage did not finish there.")
     if stage is None:
@@ -144,12 +133,13 @@ def _load_ingest(got: ReportInputs, ingest_dir: Path) -> None:
         got.missing.append(f"{summary} does not exist: cohort counts unavailable.")
     got.rejects = _read_rejects(ingest_dir / "rejects.csv")
     got.cohort = _read_cohort(ingest_dir)
-    ingest_stage = read_json(ingest_dir / "stage.json")
-    if ingest_stage:
+    ingest_stage = load_stage(ingest_dir)
+    if ingest_stage is not None:
         got.stages["ingest"] = ingest_stage
         got.synth_dir = _declared_synth(got.ingest_summary)
-        if got.synth_dir is not None:
-            got.stages["synth"] = read_json(got.synth_dir / "stage.json") or {}
+        synth_stage = load_stage(got.synth_dir) if got.synth_dir is not None else None
+        if synth_stage is not None:
+            got.stages["synth"] = synth_stage
 
 
 def load_inputs(
@@ -167,7 +157,7 @@ def load_inputs(
         _load_ingest(got, found_ingest)
     got.run_dirs = _declared_runs(got.metrics, got.audit)
     for name, directory in sorted(got.run_dirs.items()):
-        stage = read_json(directory / "stage.json")
-        if stage:
+        stage = load_stage(directory)
+        if stage is not None:
             got.stages[f"train: {name}"] = stage
     return got

@@ -6,6 +6,7 @@ import json
 import re
 from typing import Any
 
+from pipeline.artefacts.stage_file import StageFile
 from pipeline.report.loading import ReportInputs
 from pipeline.report.tables import Cell, Table, cell, num_cell
 
@@ -15,8 +16,6 @@ _SECRET_KEY = re.compile(
     r"salt|secret|password|token|api_?key|patient_?(name|id)|birth_?date|date_?of_?birth", re.IGNORECASE
 )
 REDACTED = "[redacted]"
-# stage.json keys (beyond the standard ones) that say what a stage estimated, approximated or skipped.
-_NOTE_KEYS = ("skipped", "estimated", "approximations", "warnings", "notes", "limitations")
 
 
 def redact(value: Any) -> Any:
@@ -33,35 +32,19 @@ def redact(value: Any) -> Any:
 COMMAND_WIDTH = 80  # characters of a command shown in the table; the whole command is its tooltip
 
 
-def command_text(argv: Any) -> str:
+def command_text(argv: list[str]) -> str:
     """A stage's command as read from its start: the program's name without its directory, then the arguments;
     a long one is cut at the right with "…" (cutting the left would hide the subcommand)."""
-    if not isinstance(argv, list) or not argv:
+    if not argv:
         return ""
     words = [str(argv[0]).replace("\\", "/").rsplit("/", 1)[-1], *(str(a) for a in argv[1:])]
     text = " ".join(words)
     return text if len(text) <= COMMAND_WIDTH else text[:COMMAND_WIDTH - 1] + "…"
 
 
-def _seed_text(stage: dict[str, Any]) -> Cell:
-    seed = stage.get("seed")
-    return cell(seed if isinstance(seed, int) else None)
-
-
-def _notes(label: str, stage: dict[str, Any]) -> list[str]:
-    lines = []
-    for key in _NOTE_KEYS:
-        value = redact(stage.get(key))
-        if not value:
-            continue
-        if isinstance(value, dict):
-            items = [f"{k}: {v}" for k, v in value.items()]
-        elif isinstance(value, list):
-            items = [str(v) for v in value]
-        else:
-            items = [str(value)]
-        lines.extend(f"{label} ({key}): {item}" for item in items)
-    return lines
+def _notes(label: str, stage: StageFile) -> list[str]:
+    """The warnings a stage recorded (train, the sweep, the report), one line each."""
+    return [f"{label} (warnings): {item}" for item in redact(stage.warnings or [])]
 
 
 def _result_notes(inputs: ReportInputs) -> list[str]:
@@ -104,20 +87,18 @@ def build_provenance(inputs: ReportInputs) -> dict[str, Any]:
     versions: dict[str, str] = {}
     commits = set()
     for label, stage in sorted(inputs.stages.items(), key=lambda kv: _order(kv[0])):
-        if not stage:
-            continue
-        commit = stage.get("git_commit")
+        commit = stage.git_commit
         commits.add(commit)
-        command = " ".join(str(a) for a in stage.get("command") or [])
-        shown = command_text(stage.get("command"))
-        stages.add([label, cell(stage.get("started")), num_cell(stage.get("seconds"), digits=1), _seed_text(stage),
+        command = " ".join(stage.command)
+        shown = command_text(stage.command)
+        stages.add([label, cell(stage.started), num_cell(stage.seconds, digits=1), cell(stage.seed),
                     cell(commit[:12] + ("-dirty" if str(commit).endswith("-dirty") else "") if commit else None),
                     Cell(shown, command, "muted small", command)])
         notes.extend(_notes(label, stage))
-        config = redact(stage.get("config"))
+        config = redact(stage.config)
         if config:
             configs.append({"label": label, "text": json.dumps(config, indent=2, sort_keys=True, default=str)})
-        for name, version in (stage.get("versions") or {}).items():
+        for name, version in stage.versions.items():
             versions.setdefault(str(name), str(version))
     if len({c for c in commits if c}) > 1:
         notes.append("The stages were produced by different git commits (see the table): compare with care.")

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.artefacts.results import ResultsFile
+from pipeline.artefacts.stage_file import StageFile, load_stage
 from pipeline.errors import DataError
 from pipeline.report.loading import ReportInputs
 
@@ -119,23 +120,14 @@ def ingest_ref(candidates: list[Any], inputs_hash: str | None = None) -> IngestR
     return IngestRef(found, inputs_hash or _cache_hash(found), _test_sites(found))
 
 
-def _stage_ingest_paths(stage: dict[str, Any] | None) -> list[Path]:
+def _stage_ingest_paths(stage: StageFile | None) -> list[Path]:
     """Ingest folders a sweep's stage.json declares as its ``ingest``/``ingest_dir`` input (a folder or its
-    manifest; stage.json records ``{"key": {"path": ..., "hash": ...}}``)."""
+    manifest)."""
     found = []
-    for key, value in ((stage or {}).get("inputs") or {}).items():
-        path = value.get("path") if isinstance(value, dict) else value
-        if key in ("ingest", "ingest_dir") and isinstance(path, str) and path:
-            found.append(Path(path).parent if path.endswith(".parquet") else Path(path))
+    for key, value in (stage.inputs if stage is not None else {}).items():
+        if key in ("ingest", "ingest_dir") and value.path:
+            found.append(Path(value.path).parent if value.path.endswith(".parquet") else Path(value.path))
     return found
-
-
-def _read(path: Path) -> dict[str, Any] | None:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
-    except (OSError, json.JSONDecodeError):
-        return None
-    return data if isinstance(data, dict) else None
 
 
 def _recorded_sweeps(results_dir: Path) -> list[str]:
@@ -155,7 +147,7 @@ def sweep_ingests(results_dir: Path, results: ResultsFile | None = None) -> list
                *sorted(p.parent for p in results_dir.glob("*/sweep.json"))]
     refs: list[IngestRef] = []
     for folder in folders:
-        ref = ingest_ref(_stage_ingest_paths(_read(folder / "stage.json")))
+        ref = ingest_ref(_stage_ingest_paths(load_stage(folder)))
         if ref is not None and not any(ref.same_as(r) for r in refs):
             refs.append(ref)
     return refs

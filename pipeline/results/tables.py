@@ -22,6 +22,7 @@ from pipeline.artefacts.history import EvaluationLine, read_history
 from pipeline.artefacts.results import NOT_MEASURED, ResultCell, ResultsFile, ResultSummary
 from pipeline.artefacts.seeds import SeedSpread
 from pipeline.artefacts.selection import SelectionFile
+from pipeline.artefacts.stage_file import load_stage
 from pipeline.errors import DataError
 from pipeline.protocol.across_runs import select_across_runs
 from pipeline.protocol.selection import ORACLE, RULE_NAMES, get_rule, is_upper_bound
@@ -115,12 +116,10 @@ def _test_record(run_dir: Path, step: int | None, key: str) -> dict[str, Any] | 
 
 
 def _num_classes(run_dir: Path) -> int | None:
-    """model.num_classes of the run's stage.json (None when absent)."""
-    path = run_dir / "stage.json"
-    if not path.is_file():
-        return None
-    model = (json.loads(path.read_text(encoding="utf-8")).get("config") or {}).get("model") or {}
-    return model.get("num_classes")
+    """model.num_classes of the run's train config in its stage.json (None without one)."""
+    stage = load_stage(run_dir)
+    # the train config as a dict: results does not import the train stage's config model
+    return ((stage.config or {}).get("model") or {}).get("num_classes") if stage is not None else None
 
 
 def _majority(constant_accs: list[tuple[float, int | None]]) -> tuple[float | None, str | None]:

@@ -155,3 +155,27 @@ def test_sweep_selection_per_hospital_is_read_per_hospital(tmp_path):
     read = read_sweep_selection(tmp_path)
     assert list(read) == ["north"] and isinstance(read["north"], SweepSelectionFile)
     assert read["north"].oracle.label == "upper"
+
+
+def test_stage_json_of_train_evaluate_audit_and_report_round_trips(pipeline_dirs, tmp_path):
+    """stage.json as each stage writes it (standard keys, the runner's fingerprint where there is one, the stage's
+    extras) is StageFile's content, key for key; an unknown key is a DataError naming the file."""
+    import pipeline.report as report
+    from pipeline.artefacts.stage_file import StageFile, load_stage
+
+    report.run(evaluate_dir=pipeline_dirs["evaluate"], audit_dir=pipeline_dirs["audit"], out=tmp_path / "report")
+    folders = {"train": pipeline_dirs["runs"][0], "evaluate": pipeline_dirs["evaluate"],
+               "audit": pipeline_dirs["audit"], "report": tmp_path / "report"}
+    for stage, folder in folders.items():
+        loaded = load_stage(folder)
+        assert loaded.to_json_dict() == _file(folder / "stage.json"), stage
+        assert loaded.stage == stage and loaded.inputs and loaded.seconds >= 0
+    assert load_stage(folders["train"]).training_domains and load_stage(folders["train"]).final_step == 4
+    assert len(load_stage(folders["evaluate"]).models) == 6 and load_stage(folders["audit"]).models == ["erm_0"]
+    assert load_stage(folders["report"]).figures
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "stage.json").write_text(json.dumps({**_file(folders["audit"] / "stage.json"), "typo": 1}))
+    with pytest.raises(DataError, match=r"broken/stage.json does not match StageFile: typo"):
+        load_stage(broken)
+    assert load_stage(tmp_path / "nowhere") is None and StageFile.FILENAME == "stage.json"

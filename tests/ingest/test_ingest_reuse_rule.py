@@ -41,3 +41,14 @@ def test_a_record_without_the_fingerprint_is_ingested_again(cohort, tmp_path):
     (tmp_path / "ingest" / STAGE_FILE).write_text(json.dumps(record))
     again = _ingest(cohort, tmp_path / "ingest")
     assert not again.reused and read_stage(tmp_path / "ingest")["fingerprint"]
+
+
+def test_synth_and_ingest_stage_json_round_trip_through_stage_file(cohort, tmp_path):
+    from pipeline.artefacts.stage_file import load_stage
+
+    _ingest(cohort, tmp_path / "ingest")
+    for folder, stage in ((cohort, "synth"), (tmp_path / "ingest", "ingest")):
+        loaded = load_stage(folder)
+        assert loaded.to_json_dict() == json.loads((folder / STAGE_FILE).read_text(encoding="utf-8"))
+        assert loaded.stage == stage and loaded.fingerprint == read_stage(folder)["fingerprint"]
+    assert load_stage(cohort).rendered == 10 and load_stage(tmp_path / "ingest").counts["n_images"] == 10

@@ -1,9 +1,11 @@
 from pipeline.artefacts.audit import AuditFile
 from pipeline.artefacts.metrics import MetricsFile
+from pipeline.artefacts.stage_file import StageFile
 from pipeline.report.loading import ReportInputs
 from pipeline.report.provenance import REDACTED, build_provenance, redact
 from tests.helpers.audit_outputs import audit_json
 from tests.helpers.stage_outputs import group_scores, metrics_json, model_entry
+from tests.helpers.stage_record import stage_json
 
 
 def test_redact_nested_salt_and_patient_keys_are_replaced():
@@ -16,13 +18,13 @@ def test_redact_nested_salt_and_patient_keys_are_replaced():
 
 
 def test_build_provenance_configs_never_contain_salt_values():
-    stage = {"stage": "ingest", "config": {"salt": "do-not-show", "size": 64}, "seconds": 1.5, "seed": 0,
-             "git_commit": "abc123", "versions": {"torch": "2.14.1"}, "command": ["cxr-fishr", "ingest"],
-             "skipped": ["lesion masks: none found"]}
-    section = build_provenance(ReportInputs(stages={"ingest": stage}))
+    stage = StageFile.from_dict(stage_json(
+        "train", config={"salt": "do-not-show", "size": 64}, seconds=1.5, seed=0, git_commit="abc123",
+        versions={"torch": "2.14.1"}, warnings=["lesion masks: none found"]))
+    section = build_provenance(ReportInputs(stages={"train: m": stage}))
     text = " ".join(c["text"] for c in section["configs"])
     assert "do-not-show" not in text and "64" in text
-    assert any("lesion masks" in line for line in section["notes"])
+    assert section["notes"] == ["train: m (warnings): lesion masks: none found"]
     assert section["versions"] == [("torch", "2.14.1")]
 
 
@@ -51,7 +53,8 @@ def test_command_column_reads_from_the_start_and_switches_are_not_redacted():
     shown = command_text(argv)
     assert shown.startswith("cxr-fishr ingest --config /very/long/path/") and shown.endswith("…")
     assert len(shown) == COMMAND_WIDTH
-    stage = {"command": argv, "config": {"age_from_birth": True, "birth_date": "1950-01-01"}}
+    stage = StageFile.from_dict(stage_json("ingest", command=argv,
+                                           config={"age_from_birth": True, "birth_date": "1950-01-01"}))
     section = build_provenance(ReportInputs(stages={"ingest": stage}))
     cell = section["stages"].rows[0][-1]
     assert cell.text == shown and cell.title == " ".join(argv)

@@ -7,6 +7,7 @@ from pipeline.errors import DataError
 from pipeline.report import run
 from pipeline.report.loading import load_inputs
 from tests.helpers.stage_outputs import group_scores, metrics_json, model_entry
+from tests.helpers.stage_record import stage_json
 
 
 class _Collect(HTMLParser):
@@ -74,13 +75,13 @@ def test_the_ingest_and_runs_are_found_from_what_metrics_json_declares(tmp_path)
         ingest / "manifest.parquet")
     run_dir = tmp_path / "elsewhere" / "erm-s0"
     run_dir.mkdir(parents=True)
-    (run_dir / "stage.json").write_text(json.dumps({"stage": "train", "seed": 7}))
+    (run_dir / "stage.json").write_text(json.dumps(stage_json("train", seed=7)))
     (tmp_path / "eval").mkdir()
     (tmp_path / "eval" / "metrics.json").write_text(json.dumps(metrics_json(
         {"erm-s0": model_entry("erm-s0", model_dir=str(run_dir))}, ingest_dir=str(ingest))))
     inputs = load_inputs(evaluate_dir=tmp_path / "eval", audit_dir=None)
     assert inputs.ingest_dir == ingest and len(inputs.cohort) == 3
-    assert inputs.run_dirs == {"erm-s0": run_dir} and inputs.stages["train: erm-s0"]["seed"] == 7
+    assert inputs.run_dirs == {"erm-s0": run_dir} and inputs.stages["train: erm-s0"].seed == 7
     assert f"{ingest / 'summary.json'} does not exist: cohort counts unavailable." in inputs.missing
     result = run(evaluate_dir=tmp_path / "eval", audit_dir=None, out=tmp_path / "report")
     assert "3 images" in result.index.read_text()
@@ -106,14 +107,14 @@ def test_the_synthetic_cohort_is_the_folder_the_ingest_summary_declares_as_its_s
 
     synth = tmp_path / "cohort"
     (synth / "dicom").mkdir(parents=True)
-    (synth / "stage.json").write_text(json.dumps({"stage": "synth", "seed": 3}))
+    (synth / "stage.json").write_text(json.dumps(stage_json("synth", seed=3)))
     ingest = tmp_path / "ingest"
     ingest.mkdir()
     pd.DataFrame({"site": ["harbour"], "split": ["test"], "label": [1]}).to_parquet(ingest / "manifest.parquet")
-    (ingest / "stage.json").write_text(json.dumps({"stage": "ingest", "inputs": {}}))  # records no input path
+    (ingest / "stage.json").write_text(json.dumps(stage_json("ingest")))  # records no input path
     (ingest / "summary.json").write_text(json.dumps(ingest_summary(n_images=1, source=str(synth / "dicom"))))
     inputs = load_inputs(evaluate_dir=None, audit_dir=None, ingest_dir=ingest)
-    assert inputs.synth_dir == synth and inputs.stages["synth"]["seed"] == 3
+    assert inputs.synth_dir == synth and inputs.stages["synth"].seed == 3
     assert inputs.ingest_summary.n_images == 1
     (ingest / "summary.json").write_text(json.dumps(ingest_summary(source=str(tmp_path / "elsewhere"))))
     assert load_inputs(evaluate_dir=None, audit_dir=None, ingest_dir=ingest).synth_dir is None

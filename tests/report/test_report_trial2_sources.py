@@ -16,6 +16,7 @@ from pipeline.report.loading import ReportInputs
 from pipeline.report.sources import compare_ingests, section_ingests
 from tests.helpers.audit_outputs import audit_json
 from tests.helpers.stage_outputs import metrics_json
+from tests.helpers.stage_record import stage_json
 
 
 def _write(path, data):
@@ -43,7 +44,7 @@ RESULTS = {"hospitals": ["north"], "algorithms": ["erm"], "rules": ["training_do
 
 def _sweep(root, ingest, *, results=True):
     _write(root / "sweep.json", [])
-    _write(root / "stage.json", {"stage": "train_sweep", "inputs": {"ingest_dir": {"path": str(ingest), "hash": "x"}}})
+    _write(root / "stage.json", stage_json("train_sweep", inputs={"ingest_dir": {"path": str(ingest), "hash": "x"}}))
     if results:
         _write(root / "results.json", RESULTS)
     return root
@@ -51,8 +52,8 @@ def _sweep(root, ingest, *, results=True):
 
 def _evaluate(root, ingest):
     _write(root / "metrics.json", metrics_json({}, sites=["colb"], ingest_dir=str(ingest)))
-    _write(root / "stage.json", {"stage": "evaluate", "inputs": {"ingest": {"path": str(ingest / "manifest.parquet"),
-                                                                            "hash": "y"}}})
+    _write(root / "stage.json", stage_json("evaluate", inputs={"ingest": {"path": str(ingest / "manifest.parquet"),
+                                                                           "hash": "y"}}))
     return root
 
 

@@ -3,8 +3,10 @@ stage outputs (a manifest, metrics.json, audit.json, stage.json files) and check
 
 import pandas as pd
 
+from pipeline.artefacts.stage_file import StageFile
 from pipeline.report.cohort import counts_table, direction_sentence, factors_table, trained_sites
 from tests.helpers.stage_outputs import group_scores, metrics_file, metrics_json, model_entry
+from tests.helpers.stage_record import stage_json
 
 
 def _frame(rows):
@@ -55,7 +57,7 @@ def test_factor_association_with_one_known_level_in_a_scope_is_not_measured():
 
 
 def _train_stage(domains, columns=("domain",)):
-    return {"stage": "train", "training_domains": list(domains), "config": {"domain_columns": list(columns)}}
+    return stage_json("train", training_domains=list(domains), config={"domain_columns": list(columns)})
 
 
 def test_roles_come_from_the_training_runs_else_say_ingest_split():
@@ -65,13 +67,13 @@ def test_roles_come_from_the_training_runs_else_say_ingest_split():
     unknown = roles(None)
     assert unknown["Site One"] == "ingest split train" and unknown["Site Two"] == "ingest split val"
     assert "training" not in " ".join(unknown.values())
-    other = trained_sites(frame, {"train: m_erm": _train_stage(["east", "nord"])})
+    other = trained_sites(frame, {"train: m_erm": StageFile.from_dict(_train_stage(["east", "nord"]))})
     assert other is not None and not other.sites
     assert roles(other)["Site One"] == "ingest split train; not trained on"
     assert "No site of this ingest is one of the training hospitals" in direction_sentence(frame, trained=other)
-    mine = trained_sites(frame, {"train: m": _train_stage(["Site Two"])})
+    mine = trained_sites(frame, {"train: m": StageFile.from_dict(_train_stage(["Site Two"]))})
     assert roles(mine)["Site Two"] == "training" and roles(mine)["Site One"] == "ingest split train; not trained on"
-    assert trained_sites(frame, {"train: m": _train_stage(["x"], columns=("manufacturer",))}) is None
+    assert trained_sites(frame, {"train: m": StageFile.from_dict(_train_stage(["x"], columns=("manufacturer",)))}) is None
 
 
 def _write_json(path, data):
@@ -107,8 +109,8 @@ def _audit_only_outputs(tmp_path):
                    "prediction": 0, "methods": ["saliency", "grad_cam"], "file": "overlays/a.png"}]))
     (audit / "overlays").mkdir()
     (audit / "overlays" / "a.png").write_bytes(b"\x89PNG\r\n\x1a\n")
-    _write_json(audit / "stage.json", {"stage": "audit", "inputs": {"model": {"path": str(run_dir / "model.pt")}},
-                                       "command": ["cxr-fishr", "audit"]})
+    _write_json(audit / "stage.json", stage_json("audit", inputs={"model": {"path": str(run_dir / "model.pt"),
+                                                                         "hash": "m"}}))
     return audit
 
 

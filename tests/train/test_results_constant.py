@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 
 from pipeline.cli import main
+from tests.helpers.stage_record import stage_json
 
 
 def _loho_run(sweep: Path, name: str, *, hospital: str, seed: int, holdout_acc: float, constant: bool) -> dict:
@@ -22,7 +23,7 @@ def _loho_run(sweep: Path, name: str, *, hospital: str, seed: int, holdout_acc: 
     row = {"step": 4, "val_acc": 0.6, "holdout_acc": holdout_acc,
            "predicts_constant": {"val": False, "holdout": constant}}
     (run_dir / "history.jsonl").write_text(json.dumps({"step": 4, "loss": 0.3}) + "\n" + json.dumps(row) + "\n")
-    (run_dir / "stage.json").write_text(json.dumps({"config": {"model": {"num_classes": 2}}}))
+    (run_dir / "stage.json").write_text(json.dumps(stage_json("train", config={"model": {"num_classes": 2}})))
     return {"algorithm": "erm", "draw": 0, "trial_seed": seed, "holdout": hospital, "test_hospital": hospital,
             "dir": f"runs/{name}", "hparams": {"lr": 0.001}}
 
@@ -75,7 +76,7 @@ def test_plain_sweep_flags_a_checkpoint_constant_on_the_test_split(tmp_path):
                                                             "oracle": {"step": 2, "score": acc}}))
         row = {"step": 2, "val_acc": 0.7, "test_acc": acc, "predicts_constant": {"val": False, "test": constant}}
         (run_dir / "history.jsonl").write_text(json.dumps(row) + "\n")
-        (run_dir / "stage.json").write_text(json.dumps({"config": {"model": {"num_classes": 2}}}))
+        (run_dir / "stage.json").write_text(json.dumps(stage_json("train", config={"model": {"num_classes": 2}})))
         entries.append({"algorithm": "fishr", "draw": 0, "trial_seed": seed, "holdout": None, "test_hospital": None,
                         "dir": f"runs/r{seed}", "hparams": {"lr": 0.01}})
     (sweep / "sweep.json").write_text(json.dumps(entries))

@@ -1,3 +1,5 @@
+import json
+
 import yaml
 
 from pipeline.cli import main
@@ -42,3 +44,8 @@ def test_train_command_sweep_prints_what_ran_and_a_relaunch_skips_it(toy_ingest_
     assert "train: sweep ran 2 runs, skipped 0 done, 0 failed" in capsys.readouterr().out
     assert main(args) == 0
     assert "train: sweep ran 0 runs, skipped 2 done, 0 failed" in capsys.readouterr().out
+    from pipeline.artefacts.stage_file import load_stage
+
+    record = load_stage(tmp_path / "sw")  # the sweep's own stage.json, typed
+    assert record.stage == "train_sweep" and (record.jobs, record.ran, record.n_failed) == (2, 0, 0)
+    assert record.to_json_dict() == json.loads((tmp_path / "sw" / "stage.json").read_text(encoding="utf-8"))
