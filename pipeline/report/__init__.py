@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from pipeline.errors import DataError
 
 if TYPE_CHECKING:
+    from pipeline.artefacts.results import ResultsFile
     from pipeline.report.loading import ReportInputs
 
 
@@ -60,7 +61,7 @@ def run(
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise DataError(f"report: --out must be a directory, got the file {str(out)!r}. Choose another path.")
-    # explicit paths: wrong ones are exit 2; the parsed results.json is passed on so that it is read once
+    # explicit paths: wrong ones are exit 2; the loaded results.json is passed on so that it is read once
     results = check_paths(results_dir=results_dir, ingest_dir=ingest_dir)
     inputs = load_inputs(evaluate_dir=evaluate_dir, audit_dir=audit_dir, ingest_dir=ingest_dir)
     ingests = section_ingests(inputs, results_dir, results)
@@ -87,7 +88,7 @@ def _stage_inputs(inputs: ReportInputs, results_dir: str | Path | None) -> dict[
                               ("ingest", inputs.ingest_dir), ("results", results_dir)) if v is not None}
 
 
-def _sections(inputs: ReportInputs, out: Path, *, results_dir: str | Path | None, results: dict[str, Any] | None
+def _sections(inputs: ReportInputs, out: Path, *, results_dir: str | Path | None, results: ResultsFile | None
               ) -> dict[str, Any]:
     """The template's context for every section (figures are written into ``out`` on the way)."""
     from pipeline import __version__

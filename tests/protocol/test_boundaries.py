@@ -59,3 +59,14 @@ def test_stages_import_each_other_only_through_neutral_modules():
     new = sorted(crossing - ALLOWED)
     assert not new, (f"stage packages import another stage's modules: {new}; move the shared piece to a neutral "
                      "module (pipeline/protocol, pipeline/data, pipeline/runs.py, ...) and import it from there")
+
+
+# audit.json records the audit config it ran with, typed by the audit stage's own config model
+ARTEFACT_ALLOWED = {("audit.py", "pipeline.audit.config")}
+
+
+@pytest.mark.parametrize("path", sorted((PIPELINE / "artefacts").rglob("*.py")), ids=lambda p: p.name)
+def test_artefacts_import_no_stage_package(path):
+    stages = sorted((path.name, m) for m in imported_modules(path) if stage_of(m))
+    assert set(stages) <= ARTEFACT_ALLOWED, (f"pipeline/artefacts/{path.name} imports stage modules {stages}: the "
+                                             "artefact models must stay neutral (every stage reads them)")
