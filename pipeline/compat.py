@@ -201,15 +201,14 @@ def absent_domains_warning(model: InputProfile, ingest_dir: str | Path, *, stage
 def check_models_compat(*, checkpoints: Sequence[str | Path], ingest_dir: str | Path, stage: str) -> list[str]:
     """Check each model file against ``ingest_dir`` (DataError on a mismatch); return the printed warnings (older
     model files, training domains absent from the ingest): the caller counts them."""
-    import torch
-
     from pipeline.manifest import read_manifest
+    from pipeline.models.network import read_torch_file
 
     warnings: list[str] = []
     ingest: InputProfile | None = None
     frame = None  # the ingest's manifest, read once for every checkpoint's absent-domains check
     for checkpoint in checkpoints:
-        payload = torch.load(checkpoint, map_location="cpu", weights_only=False)
+        payload = read_torch_file(checkpoint, stage=stage)
         profile, unknown = model_profile(payload)
         if profile.ingest_domain_columns is None and profile.ingest_dir and Path(profile.ingest_dir).is_dir():
             # a model file from before ingest_domain_columns: its training ingest, where still present, tells

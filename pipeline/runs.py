@@ -60,11 +60,11 @@ class ModelEntry:
         return load_model(self.checkpoint)
 
 
-def _read_meta(checkpoint: Path) -> ModelMeta:
+def _read_meta(checkpoint: Path, *, stage: str = "evaluate") -> ModelMeta:
     """The model file's meta, validated (pipeline/artefacts/model_meta.py); a DataError names the file."""
-    import torch
+    from pipeline.models.network import read_torch_file
 
-    payload = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    payload = read_torch_file(checkpoint, stage=stage)
     return ModelMeta.from_meta(payload.get("meta", {}) if isinstance(payload, dict) else {}, where=str(checkpoint))
 
 
@@ -108,8 +108,8 @@ def selection_truth(*, model_dir: Path, meta: ModelMeta | dict[str, Any], rule: 
     return truth.model_dump(mode="json")
 
 
-def _entry(name: str, run: str, model_dir: Path, checkpoint: Path, rule: str | None) -> ModelEntry:
-    meta = _read_meta(checkpoint)
+def _entry(name: str, run: str, model_dir: Path, checkpoint: Path, rule: str | None, *, stage: str) -> ModelEntry:
+    meta = _read_meta(checkpoint, stage=stage)
     resolved = str(rule or meta.selection_rule or "unknown")
     return ModelEntry(
         name=name,
@@ -144,7 +144,7 @@ def collect_models(
         checkpoint = path if path.is_file() else path / "model.pt"
         model_dir = path.parent if path.is_file() else path
         run = names[i] if names is not None else (path.stem if path.is_file() else path.name)
-        main = _entry(run, run, model_dir, checkpoint, None)
+        main = _entry(run, run, model_dir, checkpoint, None, stage=stage)
         entries.append(main)
         selected = model_dir / "selected"
         if include_selected and path.is_dir() and selected.is_dir():
@@ -152,7 +152,7 @@ def collect_models(
                 rule = rule_file.stem
                 if rule == main.selection_rule:
                     continue  # model.pt already is this rule's choice
-                entries.append(_entry(f"{run}@{rule}", run, model_dir, rule_file, rule))
+                entries.append(_entry(f"{run}@{rule}", run, model_dir, rule_file, rule, stage=stage))
     seen: set[str] = set()
     for entry in entries:
         if entry.name in seen:

@@ -8,7 +8,8 @@ from pipeline.models.network import (
     ModelConfig,
     build_network,
     load_model,
+    read_torch_file,
     save_model,
 )
 
-__all__ = ["Classifier", "ModelConfig", "build_network", "load_model", "save_model"]
+__all__ = ["Classifier", "ModelConfig", "build_network", "load_model", "read_torch_file", "save_model"]

@@ -172,6 +172,24 @@ def save_model(path: str | Path, network: nn.Module, cfg: ModelConfig, meta: dic
         torch.save(payload, tmp)
 
 
+def read_torch_file(path: str | Path, *, stage: str, what: str = "cxr-fishr model file",
+                    fix: str = "re-run `cxr-fishr train` to write it again",
+                    map_location: str | torch.device = "cpu") -> Any:
+    """The payload ``torch.load`` reads from ``path`` (a model.pt, selected/*.pt or a train checkpoint). A file torch
+    cannot read (truncated, half-copied, not a torch file: OSError, RuntimeError, EOFError, UnpicklingError) is a
+    DataError naming the file, what it must be, torch's message and ``fix``; the one reader every .pt goes through."""
+    import pickle
+
+    try:
+        return torch.load(path, map_location=map_location, weights_only=False)
+    except (OSError, RuntimeError, EOFError, pickle.UnpicklingError, ValueError) as exc:
+        size = Path(path).stat().st_size if Path(path).is_file() else None
+        got = f"{size} bytes torch cannot read" if size is not None else "nothing"
+        raise DataError(f"{stage}: {path} must be a readable {what}, got {got} ({type(exc).__name__}: "
+                        f"{str(exc).splitlines()[0][:160] if str(exc) else 'no message'}); the file is truncated "
+                        f"or damaged. Fix: {fix}.") from None
+
+
 def load_model(path: str | Path) -> tuple[Classifier, ModelConfig, dict[str, Any]]:
     """Load ``model.pt`` (or ``<dir>/model.pt``) into an eval-mode network on CPU."""
     path = Path(path)
@@ -179,9 +197,11 @@ def load_model(path: str | Path) -> tuple[Classifier, ModelConfig, dict[str, Any
         path = path / "model.pt"
     if not path.is_file():
         raise DataError(f"model: {path} must exist, got nothing. Train with `cxr-fishr train` first.")
-    payload = torch.load(path, map_location="cpu", weights_only=False)
-    if payload.get("format") != MODEL_FILE_FORMAT:
-        raise DataError(f"model: {path} must be format {MODEL_FILE_FORMAT}, got {payload.get('format')!r}.")
+    payload = read_torch_file(path, stage="model")
+    if not isinstance(payload, dict) or payload.get("format") != MODEL_FILE_FORMAT:
+        found = payload.get("format") if isinstance(payload, dict) else type(payload).__name__
+        raise DataError(f"model: {path} must be a cxr-fishr model file of format {MODEL_FILE_FORMAT}, got "
+                        f"{found!r}. Re-run `cxr-fishr train` to write it again.")
     cfg = ModelConfig.model_validate({**payload["model_config"], "pretrained": None})
     network = build_network(cfg)
     network.load_state_dict(payload["state_dict"])

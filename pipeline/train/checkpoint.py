@@ -71,9 +71,13 @@ def load_checkpoint(out: str | Path, resume_key: dict, map_location: str | torch
     path = checkpoint_path(out)
     if not path.is_file():
         raise DataError(f"train: {path} must exist to resume, got nothing. Run without --resume.")
-    payload = torch.load(path, map_location=map_location, weights_only=False)
-    if payload.get("format") != CHECKPOINT_FORMAT:
-        raise DataError(f"train: {path} must be checkpoint format {CHECKPOINT_FORMAT}, got {payload.get('format')!r}.")
+    from pipeline.models.network import read_torch_file
+
+    payload = read_torch_file(path, stage="train", what="train checkpoint", map_location=map_location,
+                              fix="run again without --resume (training restarts at step 0)")
+    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
+        found = payload.get("format") if isinstance(payload, dict) else type(payload).__name__
+        raise DataError(f"train: {path} must be checkpoint format {CHECKPOINT_FORMAT}, got {found!r}.")
     if payload["resume_key"] != resume_key:
         changed = sorted(k for k in set(resume_key) | set(payload["resume_key"])
                          if resume_key.get(k) != payload["resume_key"].get(k))
