@@ -48,12 +48,17 @@ class ImageCache:
 
     @classmethod
     def open(cls, ingest_dir: str | Path) -> ImageCache:
+        """The cache of a finished ingest (pipeline/manifest.py ``require_finished_ingest``). Raises DataError naming
+        the file when cache.json or a required array is missing, or the ingest did not finish (no stage.json)."""
+        from pipeline.manifest import require_finished_ingest
+
         root = Path(ingest_dir) / CACHE_DIRNAME
         info_path = root / "cache.json"
         if not info_path.is_file():
             raise DataError(
                 f"cache: {info_path} must exist, got nothing there. Run `cxr-fishr ingest` into {ingest_dir} first."
             )
+        require_finished_ingest(ingest_dir)
         info = json.loads(info_path.read_text(encoding="utf-8"))
         arrays: dict[str, np.ndarray] = {}
         for name in REQUIRED_ARRAYS + OPTIONAL_ARRAYS:

@@ -59,12 +59,26 @@ def validate_manifest(frame: pd.DataFrame, where: str = "manifest") -> None:
         )
 
 
+def require_finished_ingest(ingest_dir: str | Path) -> None:
+    """DataError when ``ingest_dir`` has no ``stage.json``: ingest writes it last (pipeline/stage.py), so an ingest
+    without one was interrupted or failed and its manifest and cache may be incomplete. The one check every stage
+    that opens an ingest passes through (:func:`read_manifest`, :meth:`pipeline.cache.ImageCache.open`)."""
+    from pipeline.stage import STAGE_FILE
+
+    if not (Path(ingest_dir) / STAGE_FILE).is_file():
+        raise DataError(f"ingest at {ingest_dir} did not finish: no {STAGE_FILE} (ingest writes it last; its manifest "
+                        f"and cache may be incomplete). Re-run `cxr-fishr ingest SOURCE --out {ingest_dir}`.")
+
+
 def read_manifest(ingest_dir: str | Path) -> pd.DataFrame:
+    """The manifest of a finished ingest (:func:`require_finished_ingest`), validated; ``label`` as nullable Int64.
+    Raises DataError naming the file when it is missing, the ingest did not finish or a rule is broken."""
     import pandas as pd
 
     path = Path(ingest_dir) / MANIFEST_FILENAME
     if not path.is_file():
         raise DataError(f"manifest: {path} must exist, got nothing. Run `cxr-fishr ingest SOURCE --out {ingest_dir}`.")
+    require_finished_ingest(ingest_dir)
     frame = pd.read_parquet(path)
     validate_manifest(frame, where=str(path))
     frame["label"] = frame["label"].astype("Int64")  # manifests written before unlabelled rows existed held int64

@@ -20,6 +20,7 @@ def _frame(n: int = 4) -> pd.DataFrame:
 def test_write_then_read_manifest_round_trips(tmp_path):
     frame = _frame()
     write_manifest(frame, tmp_path)
+    (tmp_path / "stage.json").write_text("{}")  # a finished ingest (read_manifest refuses one without)
     back = read_manifest(tmp_path)
     assert back["image_id"].tolist() == frame["image_id"].tolist()
     assert back["label"].tolist() == frame["label"].tolist()

@@ -95,6 +95,7 @@ def test_training_time_conflict_uses_the_same_definition(tmp_path):
     for name, array in arrays.items():
         np.save(cache_dir / f"{name}.npy", array)
     write_cache_info(cache_dir, {"n": len(frame), "size": 8, "dtype": "float16", "arrays": sorted(arrays)})
+    (tmp_path / "stage.json").write_text("{}")  # a finished ingest (ImageCache.open refuses one without)
     frame = frame.assign(cache_index=np.arange(len(frame)))
     directions = estimate_directions(frame, ["position", "view"])
     test = frame[frame["split"] == "test"]

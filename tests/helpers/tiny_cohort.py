@@ -19,6 +19,7 @@ from pipeline.cache import write_cache_info
 from pipeline.manifest import write_manifest
 from pipeline.models import Classifier, ModelConfig, build_network, save_model
 from pipeline.regions import SHORTCUT_CODES
+from tests.helpers.stage_record import stage_json
 
 # site -> (split plan, P(position agrees with label), site-mark intensity)
 SITES = {
@@ -99,7 +100,8 @@ def build_ingest(root: Path, *, size: int = 32, n_per_site: int = 16,
     ``unlabelled``: site -> fraction of its images whose label is unknown (``pd.NA``, as ingest writes it): its first
     ``round(fraction * n_per_site)`` images, both classes alike; the images are unchanged.
     ``with_counterfactuals``: the same patient (same noise, same opacity) in the other position, in the cache's
-    counterfactual arrays. ``inputs_hash``: written to cache.json when given (train records it as the ingest hash)."""
+    counterfactual arrays. ``inputs_hash``: written to cache.json when given (train records it as the ingest hash).
+    A stage.json is written last (tests/helpers/stage_record.py), as ingest does."""
     rng = np.random.default_rng(seed)
     rows, images, lungs_all, shortcuts_all, cf_images, cf_lungs, cf_shortcuts = [], [], [], [], [], [], []
     for site, (role, agree, site_value) in sites.items():
@@ -154,6 +156,8 @@ def build_ingest(root: Path, *, size: int = 32, n_per_site: int = 16,
     if unlabelled:
         frame["label"] = frame["label"].astype("Int64")  # pd.NA = unknown, as ingest writes it
     write_manifest(frame, root)
+    # last, as ingest writes it: an ingest without stage.json did not finish and no stage opens it
+    (root / "stage.json").write_text(json.dumps(stage_json("ingest", seed=seed)), encoding="utf-8")
     return root
 
 
