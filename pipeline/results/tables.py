@@ -52,7 +52,7 @@ def collect_runs(sweep_dir: str | Path) -> tuple[list[dict[str, Any]], list[str]
     runs, notes = [], []
     for path in files:
         older = []
-        for entry in json.loads(path.read_text(encoding="utf-8")):
+        for entry in _read_sweep_file(path):
             if "algorithm" not in entry:
                 raise DataError(f"results: every run of {path} must name its algorithm, got an entry without one "
                                 "(a sweep.json from before leave-one-hospital-out). Relaunch the same sweep: "
@@ -63,6 +63,26 @@ def collect_runs(sweep_dir: str | Path) -> tuple[list[dict[str, Any]], list[str]
         # one note per sweep.json: its first case as the example, the count for the rest
         notes += [older[0] + (f" ({len(older)} run folders of {path} read so.)" if len(older) > 1 else "")] if older else []
     return runs, [str(f) for f in files], notes
+
+
+def _read_sweep_file(path: Path) -> list[dict[str, Any]]:
+    """The entries of one sweep.json (a JSON list of objects, each with at least ``dir``, as the sweep writes it).
+    DataError naming the file when it is not readable JSON (truncated, half-copied) or not such a list."""
+    fix = ("Relaunch the same sweep (`cxr-fishr train ... --sweep N --out` its folder): finished runs are skipped and "
+           "sweep.json is rewritten.")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataError(f"results: {path} must be a readable sweep.json, got {type(exc).__name__}: {exc}. {fix}"
+                        ) from None
+    except json.JSONDecodeError as exc:
+        raise DataError(f"results: {path} must be valid JSON (the sweep's list of runs), got {exc.msg} at line "
+                        f"{exc.lineno} column {exc.colno}: the file is truncated or damaged. {fix}") from None
+    bad = next((e for e in data if not isinstance(e, dict) or "dir" not in e), None) if isinstance(data, list) else data
+    if not isinstance(data, list) or bad is not None:
+        raise DataError(f"results: {path} must be a JSON list of runs, each an object with a 'dir', got "
+                        f"{json.dumps(bad)[:80]}. {fix}")
+    return data
 
 
 def _inside(path: Path, folder: Path) -> bool:
