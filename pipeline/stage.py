@@ -209,6 +209,7 @@ class StageRecord:
         self.input_hashes = dict(input_hashes or {})
         self.fingerprint = fingerprint
         self.extra: dict[str, Any] = {}
+        self.seconds_before = 0.0  # a resumed stage's earlier sessions (train --resume), added to ``seconds``
         self._t0 = 0.0
         self._started = ""
 
@@ -225,8 +226,8 @@ class StageRecord:
         if exc_type is not None:
             return
         record = _record(self.stage, config=self.config, seed=self.seed, started=self._started,
-                         seconds=time.perf_counter() - self._t0, inputs=self.inputs, input_hashes=self.input_hashes,
-                         fingerprint=self.fingerprint, extra=self.extra)
+                         seconds=self.seconds_before + time.perf_counter() - self._t0, inputs=self.inputs,
+                         input_hashes=self.input_hashes, fingerprint=self.fingerprint, extra=self.extra)
         write_json_atomic(self.out_dir / STAGE_FILE, record)
 
 
