@@ -167,6 +167,8 @@ def _check_run_folders(model_dirs: Sequence[str | Path], names: Sequence[str] | 
     rather than read it as a model dir."""
     for raw in model_dirs:
         path = Path(raw)
+        if path.is_dir() and ((path / "sweep.json").is_file() or any(path.glob("*/sweep.json"))):
+            raise DataError(_sweep_folder_message(path, stage=stage))
         if (path.is_file() and path.suffix == ".pt") or (path / "model.pt").is_file():
             continue
         what = "no such file or folder" if not path.exists() else (
@@ -175,3 +177,15 @@ def _check_run_folders(model_dirs: Sequence[str | Path], names: Sequence[str] | 
                 + " --name ".join([*names, str(raw)]) + "." if names else "")
         raise DataError(f"{stage}: every model dir must be a run folder holding model.pt (or a .pt file), got "
                         f"{str(raw)!r}: {what}. Train with `cxr-fishr train` first.{hint}")
+
+
+def _sweep_folder_message(path: Path, *, stage: str) -> str:
+    """Why a sweep's folder (its sweep.json; or a folder of per-algorithm sweeps) is not a model dir, and which
+    folders to pass instead: its run folders (a few named) or `cxr-fishr results` for the sweep's tables."""
+    runs = sorted(p.parent for p in path.glob("runs/*/model.pt")) or sorted(
+        p.parent for p in path.glob("*/runs/*/model.pt"))
+    shown = " ".join(str(r) for r in runs[:3]) + (f" ... ({len(runs)} run folders)" if len(runs) > 3 else "")
+    what = "a sweep folder (sweep.json)" if (path / "sweep.json").is_file() else "a folder of sweeps (*/sweep.json)"
+    return (f"{stage}: every model dir must be a training run folder holding model.pt, got {str(path)!r}: {what}, "
+            f"whose selection.json and model.pt are the sweep's choice across its runs, not one run's. Pass its run "
+            f"folders instead ({shown or 'under runs/'}), or tabulate the sweep with `cxr-fishr results {path}`.")
