@@ -18,7 +18,9 @@ def report_command(
                                                                 "results.json: its tables get a section (any other "
                                                                 "path: exit 2)."),
 ) -> None:
-    """Write a self-contained HTML report (no network needed) that says what is missing instead of failing."""
+    """Write a self-contained HTML report (no network needed). A missing optional input is noted in the page; an
+    input given explicitly that is not what its flag needs (no such folder, no metrics.json/audit.json, another
+    stage's output) is an error (exit 2)."""
     from pipeline.errors import ConfigError
     from pipeline.report import run
 

@@ -1,4 +1,5 @@
-"""Find and read everything a report can show, tolerating any subset: a missing input becomes a sentence.
+"""Find and read everything a report can show, tolerating any subset: an input not given or not found becomes a
+sentence; an input given explicitly that is not its stage's output is a DataError.
 
 The evaluate and audit directories are given; everything else is found through what their typed outputs declare
 (pipeline/artefacts): the ingest directory is ``MetricsFile.ingest_dir`` (else ``AuditFile.ingest_dir``) unless
@@ -110,16 +111,43 @@ def _load_given(got: ReportInputs, label: str, directory: str | Path | None) -> 
         raise DataError(f"report: --{label} must be an existing directory, got {str(directory)!r}. "
                         f"Run `cxr-fishr {label} ... --out {directory}` first.")
     path = model.path_in(directory)
-    data = model.load(path) if path.is_file() else None
     stage = load_stage(directory)
-    if data is None:
-        got.missing.append(f"{path} does not exist: the {label} stage did not finish there.")
+    if (stage is not None and stage.stage != label) or not path.is_file():
+        raise DataError(_wrong_input_message(label, directory, path, stage))
+    data = model.load(path)
     if stage is None:
         got.missing.append(f"{directory / 'stage.json'} does not exist: provenance of the {label} stage unknown.")
     else:
         got.stages[label] = stage
     setattr(got, f"{label}_dir", directory)
     setattr(got, "metrics" if label == "evaluate" else "audit", data)
+
+
+# what a folder holds, by the file each stage writes there (used when it has no stage.json to say so)
+_STAGE_FILES = (("metrics.json", "evaluate"), ("audit.json", "audit"), ("manifest.parquet", "ingest"),
+                ("sweep.json", "train --sweep"), ("model.pt", "train"), ("results.json", "results"),
+                ("index.html", "report"))
+
+
+def _wrong_input_message(label: str, directory: Path, path: Path, stage: StageFile | None) -> str:
+    """Why the folder given as ``--<label>`` is not that stage's output: what it holds (its stage.json's stage, else
+    the stage whose file it holds, else nothing) and the fix."""
+    other = "audit" if label == "evaluate" else "evaluate"
+    held = stage.stage if stage is not None else next(
+        (name for file, name in _STAGE_FILES if (directory / file).exists()), None)
+    held = "train --sweep" if held == "train_sweep" else held  # the stage name a sweep's stage.json records
+    if held == label:  # the stage.json says so, but its file is absent: the stage did not finish writing it
+        what = f"the output of an unfinished `cxr-fishr {label}` (stage.json, no {path.name})"
+        fix = f"Re-run `cxr-fishr {label} ... --out {directory}`"
+    elif held is not None:
+        source = "its stage.json" if stage is not None else "the files in it"
+        what = f"the output of `cxr-fishr {held}` ({source}), not of {label}"
+        fix = (f"Were --{label} and --{other} swapped? Pass the --out of `cxr-fishr {label}` to --{label}"
+               if held == other else f"Pass the --out of `cxr-fishr {label}` to --{label}")
+    else:
+        what = f"no {path.name} and no stage.json" + ("" if any(directory.iterdir()) else " (an empty folder)")
+        fix = f"Run `cxr-fishr {label} ... --out {directory}` first, or leave --{label} out"
+    return f"report: --{label} must be a folder holding {path.name}, got {str(directory)!r}: {what}. {fix}."
 
 
 def _load_ingest(got: ReportInputs, ingest_dir: Path) -> None:
@@ -145,8 +173,9 @@ def _load_ingest(got: ReportInputs, ingest_dir: Path) -> None:
 def load_inputs(
     *, evaluate_dir: str | Path | None, audit_dir: str | Path | None, ingest_dir: str | Path | None = None
 ) -> ReportInputs:
-    """Read what exists; every absent piece is named in ``missing`` (the report says so instead of failing).
-    DataError: a given folder that does not exist, or an artefact that does not match its model."""
+    """Read what exists; every absent optional piece is named in ``missing`` (the report says so). DataError: a
+    given --evaluate/--audit folder that does not exist, lacks its file (metrics.json, audit.json) or holds another
+    stage's output (its stage.json), or an artefact that does not match its model."""
     got = ReportInputs()
     _load_given(got, "evaluate", evaluate_dir)
     _load_given(got, "audit", audit_dir)

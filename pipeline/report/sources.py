@@ -46,10 +46,11 @@ def _check_results(path: Path) -> ResultsFile:
                         f"{fix}")
     results = ResultsFile.path_in(path)
     if not results.is_file():
-        what = ("a training run folder (model.pt), not a sweep" if (path / "model.pt").is_file() else
-                "a sweep whose results are not tabulated yet (sweep.json, no results.json): run `cxr-fishr results "
-                f"{path}` first" if (path / "sweep.json").is_file() else "a folder with neither results.json nor "
-                "sweep.json")
+        # a sweep folder holds model.pt too (a copy of its chosen model): sweep.json decides, so test it first
+        what = ("a sweep without results.json: run `cxr-fishr results "
+                f"{path}` first" if (path / "sweep.json").is_file() else
+                "a training run folder (model.pt), not a sweep" if (path / "model.pt").is_file() else
+                "a folder with neither results.json nor sweep.json")
         raise DataError(f"report: --results must be a sweep folder holding results.json, got {str(path)!r}: {what}. "
                         f"{fix}")
     try:

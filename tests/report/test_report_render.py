@@ -32,16 +32,24 @@ def _parse(path):
     return parser
 
 
-def test_run_empty_directories_renders_page_that_names_what_is_missing(tmp_path):
+def test_run_without_stage_json_or_ingest_renders_page_that_names_what_is_missing(tmp_path):
     (tmp_path / "eval").mkdir()
-    (tmp_path / "audit").mkdir()
-    result = run(evaluate_dir=tmp_path / "eval", audit_dir=tmp_path / "audit", out=tmp_path / "report")
+    (tmp_path / "eval" / "metrics.json").write_text(json.dumps(metrics_json({}, ingest_dir=str(tmp_path / "gone"))))
+    result = run(evaluate_dir=tmp_path / "eval", audit_dir=None, out=tmp_path / "report")
     page = _parse(result.index)
     text = " ".join(page.text)
-    assert "metrics.json does not exist" in text and "audit.json does not exist" in text
+    assert "stage.json does not exist: provenance of the evaluate stage unknown" in text
+    assert "No audit directory was given" in text
     assert "ingest directory was not found" in text
     assert page.srcs == []
     assert (tmp_path / "report" / "stage.json").is_file()
+
+
+def test_run_given_empty_directories_raises_data_error(tmp_path):
+    # an explicitly given folder without its stage's file is exit 2 (tests/report/test_report_wrong_inputs.py)
+    (tmp_path / "eval").mkdir()
+    with pytest.raises(DataError, match="--evaluate must be a folder holding metrics.json"):
+        run(evaluate_dir=tmp_path / "eval", audit_dir=None, out=tmp_path / "report")
 
 
 def test_run_missing_evaluate_directory_raises_data_error(tmp_path):
