@@ -198,9 +198,61 @@ def absent_domains_warning(model: InputProfile, ingest_dir: str | Path, *, stage
     return text
 
 
-def check_models_compat(*, checkpoints: Sequence[str | Path], ingest_dir: str | Path, stage: str) -> list[str]:
-    """Check each model file against ``ingest_dir`` (DataError on a mismatch); return the printed warnings (older
-    model files, training domains absent from the ingest): the caller counts them."""
+# splits scored as hospitals the model never saw (an ingest's test_sites / ood_val_sites): a row of a training domain
+# there would report in-distribution accuracy as "at the test hospital"
+NEW_SITE_SPLITS = ("test", "ood_val")
+_IN_DISTRIBUTION_FIX = {"evaluate": "--split val", "audit": "`split: val` in the audit config"}
+
+
+def _domains_are_sites(model: InputProfile) -> bool:
+    """Whether the model's domains say which hospital a row is from: the site is one of the domain's parts (e.g.
+    ['site'] or ['site', 'position']; the manifest's ``domain`` column by the ingest's domain columns, where the model
+    records them; unrecorded: the ingest default ['site']). A domain of other parts only (e.g. ['position']) cannot
+    tell a training hospital from a new one."""
+    parts = [c.lower() for c in model.domain_columns or ["domain"]]
+    if parts == ["domain"]:
+        if model.ingest_domain_columns is None:
+            return True
+        parts = [c.lower() for c in model.ingest_domain_columns]
+    return "site" in parts
+
+
+def check_new_sites(model: InputProfile, scored: Any, *, split: str, stage: str, model_name: str,
+                    ingest_dir: str | Path, holdout_domain: str | None = None) -> None:
+    """DataError (exit 2) when ``split`` is scored as new hospitals (``test``, ``ood_val``) but a row of ``scored``
+    (the split's scored rows, a manifest frame) is of one of the model's training domains (``model.domains``, the
+    hold-out of a leave-one-domain-out run excluded: train never trained on it).
+
+    Not checked: other splits (``val``/``train`` measure in-distribution by design), models that record no training
+    domains, and domains without the site among their parts (:func:`_domains_are_sites`)."""
+    from pipeline.manifest import domain_values
+
+    if split not in NEW_SITE_SPLITS or not model.domains or scored is None or len(scored) == 0:
+        return
+    columns = tuple(model.domain_columns or ("domain",))
+    if any(c not in scored.columns for c in columns) or not _domains_are_sites(model):
+        return  # missing columns: compare() already refused them
+    trained = sorted(set(model.domains) - {holdout_domain})
+    domains = domain_values(scored, columns).astype(str)
+    hit = domains.isin(trained).to_numpy()
+    if not hit.any():
+        return
+    sites = sorted(scored.loc[hit, "site"].astype(str).unique()) if "site" in scored.columns else None
+    where = f"sites {sites}, domains {sorted(domains[hit].unique())}" if sites else \
+        f"domains {sorted(domains[hit].unique())}"
+    raise DataError(
+        f"{stage}: split {split!r} must hold only sites {model_name} never trained on (it is reported as new "
+        f"hospitals), got {int(hit.sum())} rows of its training {where} (domain columns {list(columns)}) in "
+        f"{ingest_dir}; the model trained on {trained}. Re-ingest with {split}_sites that are not among the "
+        f"model's training sites, or measure in-distribution with {_IN_DISTRIBUTION_FIX.get(stage, '--split val')}.")
+
+
+def check_models_compat(*, checkpoints: Sequence[str | Path], ingest_dir: str | Path, stage: str,
+                        split: str | None = None, scored: Any = None) -> list[str]:
+    """Check each model file against ``ingest_dir`` (DataError on a mismatch) and, given the scored ``split`` and
+    its rows ``scored`` (a manifest frame), that a new-hospital split holds none of the model's training domains
+    (:func:`check_new_sites`); return the printed warnings (older model files, training domains absent from the
+    ingest): the caller counts them."""
     from pipeline.manifest import read_manifest
     from pipeline.models.network import read_torch_file
 
@@ -216,6 +268,9 @@ def check_models_compat(*, checkpoints: Sequence[str | Path], ingest_dir: str | 
         if ingest is None or tuple(profile.domain_columns or ()) != tuple(ingest.domain_columns or ()):
             ingest = ingest_profile(ingest_dir, domain_columns=profile.domain_columns or ("domain",))
         compare(profile, ingest, stage=stage, model_name=str(checkpoint))
+        if split is not None:
+            check_new_sites(profile, scored, split=split, stage=stage, model_name=str(checkpoint),
+                            ingest_dir=ingest_dir, holdout_domain=(payload.get("meta") or {}).get("holdout_domain"))
         if unknown:
             warnings.append(_warn(stage, str(checkpoint), unknown, ingest))
         # not printed here: evaluate and audit count it in their warnings and the commands print those

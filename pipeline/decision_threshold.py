@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from torch import nn
 
 VAL_SOURCE = "val (training domains)"
-DEFAULT_SOURCE = "default 0.5 (no val split with both labels)"
+DEFAULT_SOURCE = "the 0.5 default (no val split with both labels)"
 THRESHOLD_META_KEY = "threshold"  # model meta: {"value", "source", "n", "n_pos", "n_neg", "step"} (train)
 
 
@@ -97,13 +97,15 @@ def stored_threshold(meta: dict[str, Any]) -> dict[str, Any] | None:
 
 
 def fallback_threshold(meta: dict[str, Any], why: str) -> Threshold:
-    """The stored threshold when there is one, else 0.5 with a warning; ``why`` (no own val rows here) is in both."""
+    """The stored threshold when there is one, else 0.5 with a warning; ``why`` (no own val rows here) is in both.
+    ``source`` reads after "threshold 0.54 from ..." (the report, audit's console)."""
     stored = stored_threshold(meta)
     if stored is not None:
-        return Threshold(float(stored["value"]), f"stored with the model (train's val rows at step "
-                         f"{stored.get('step')}): {why}", int(stored.get("n") or 0), int(stored.get("n_pos") or 0),
-                         int(stored.get("n_neg") or 0))
-    source = f"default 0.5: {why}, and the model stores no threshold"
+        step = stored.get("step")
+        rows = "train's val rows" + (f" at step {step}" if step is not None else "")
+        return Threshold(float(stored["value"]), f"{rows} (stored with the model, as {why})",
+                         int(stored.get("n") or 0), int(stored.get("n_pos") or 0), int(stored.get("n_neg") or 0))
+    source = f"the 0.5 default, as {why} and the model stores no threshold"
     return Threshold(0.5, source, 0, 0, 0, warning=f"threshold is {source}; thresholded metrics use 0.5, not a "
                                                     "chosen threshold")
 
@@ -117,11 +119,11 @@ def model_threshold(*, network: nn.Module, images: np.ndarray, manifest: pd.Data
 
     profile, _ = model_profile({"meta": meta})
     if profile.ingest_hash is not None and ingest_hash is not None and profile.ingest_hash != ingest_hash:
-        return fallback_threshold(meta, f"this ingest is not the model's training ingest (inputs hash "
-                                        f"{ingest_hash[:12]}, the model's {profile.ingest_hash[:12]})")
+        return fallback_threshold(meta, f"this ingest is not the model's training ingest: inputs hash "
+                                        f"{ingest_hash[:12]}, the model's {profile.ingest_hash[:12]}")
     if split == "val":
-        return fallback_threshold(meta, "the scored split is val, the threshold's own split (a threshold is never "
-                                        "chosen on the rows it scores)")
+        return fallback_threshold(meta, "the scored split is val, the threshold's own split: a threshold is never "
+                                        "chosen on the rows it scores")
     if profile.domains is None:
         rows, source = manifest, "val (all sites: the model records no training domains)"
     else:

@@ -179,7 +179,8 @@ def run(
     attributes, attribute_notes = shortcut_attributes(ingest_dir, data.manifest)
     entries = collect_models(model_dirs, names, include_selected=include_selected, stage="audit")
     audited = _Audited(warnings=list(check_models_compat(checkpoints=[e.checkpoint for e in entries],
-                                                         ingest_dir=ingest_dir, stage="audit")))
+                                                         ingest_dir=ingest_dir, stage="audit", split=cfg.split,
+                                                         scored=data.frame)))
     inputs = {"ingest": Path(ingest_dir) / "manifest.parquet", **{f"model:{e.name}": e.checkpoint for e in entries}}
     with StageRecord("audit", out, config=cfg, seed=cfg.seed, inputs=inputs) as record:
         for entry in tqdm(entries, desc="audit", leave=False):

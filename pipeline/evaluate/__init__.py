@@ -81,7 +81,7 @@ def _baseline(frame, evaluated, *, split: str, n_bootstrap: int, seed: int, dire
     val = val_rows(frame)
     threshold = threshold_from_probabilities(label_values(val), model.predict_proba(val))
     if split == "val":  # never chosen on the rows it scores
-        threshold = Threshold(0.5, "default 0.5: the scored split is val, the threshold's own split", 0, 0, 0)
+        threshold = Threshold(0.5, "the 0.5 default, as the scored split is val, the threshold's own split", 0, 0, 0)
     scorer = GroupScorer(threshold=threshold.value, selection_rule="none", split=split, n_bootstrap=n_bootstrap,
                          seed=seed, directions=directions)
     scored = score_frame(evaluated, model.predict_proba(evaluated), scorer)
@@ -307,7 +307,7 @@ def run(
     cohort = _open_cohort(ingest_dir, split)
     entries = collect_models(model_dirs, names, include_selected=include_selected)
     compat_warnings = check_models_compat(checkpoints=[e.checkpoint for e in entries], ingest_dir=ingest_dir,
-                                          stage="evaluate")
+                                          stage="evaluate", split=split, scored=cohort.evaluated)
     config = {"split": split, "n_bootstrap": n_bootstrap, "seed": seed, "last_k": last_k,
               "include_selected": include_selected, "batch_size": batch_size}
     inputs = {"ingest": Path(ingest_dir) / "manifest.parquet",

@@ -34,5 +34,7 @@ def test_audit_console_and_threshold_on_a_foreign_ingest(ingest_dir, tmp_path, c
     audit = json.loads((out / "audit.json").read_text())
     threshold = audit["models"]["erm"]["threshold"]
     assert threshold["value"] == 0.5 and "not the model's training ingest" in threshold["source"]
-    assert audit["n_warnings"] == 1 and audit["warnings"][0].startswith("erm: threshold is default 0.5")
-    assert "warning: erm: threshold is default 0.5" in console
+    assert audit["n_warnings"] == 1 and audit["warnings"][0].startswith("erm: threshold is the 0.5 default, as this")
+    assert "warning: erm: threshold is the 0.5 default" in console
+    # the console's "threshold X from SOURCE" reads as a sentence (new-user trial: "from stored with the model (...)")
+    assert ", threshold 0.500 from the 0.5 default, as this ingest is not the model's training ingest: " in console

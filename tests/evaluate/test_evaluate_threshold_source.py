@@ -72,8 +72,10 @@ def test_foreign_ingest_uses_the_stored_threshold_never_the_scored_split(setup, 
     _, other, stored, _ = setup
     _, entry = _entry(stored, other, tmp_path, "val")
     assert entry["threshold"] == pytest.approx(0.37)
-    assert entry["threshold_source"].startswith("stored with the model")
-    assert "not the model's training ingest" in entry["threshold_source"]
+    # it reads after "threshold 0.37 from ..." (report, audit console): where the number came from, then why
+    assert entry["threshold_source"] == (f"train's val rows at step 40 (stored with the model, as this ingest is not "
+                                         f"the model's training ingest: inputs hash {OTHER[:12]}, the model's "
+                                         f"{OWN[:12]})")
 
 
 def test_scoring_val_of_the_own_ingest_does_not_choose_on_val(setup, tmp_path):
@@ -85,9 +87,9 @@ def test_scoring_val_of_the_own_ingest_does_not_choose_on_val(setup, tmp_path):
 def test_without_a_stored_threshold_it_is_half_with_a_counted_warning(setup, tmp_path):
     _, other, _, bare = setup
     metrics, entry = _entry(bare, other, tmp_path, "test")
-    assert entry["threshold"] == 0.5 and entry["threshold_source"].startswith("default 0.5: this ingest is not")
+    assert entry["threshold"] == 0.5 and entry["threshold_source"].startswith("the 0.5 default, as this ingest is not")
     assert entry["threshold_set"]["warning"]
-    assert any(w.startswith("bare: threshold is default 0.5") for w in metrics["warnings"])
+    assert any(w.startswith("bare: threshold is the 0.5 default, as") for w in metrics["warnings"])
 
 
 def test_name_given_once_with_two_values_names_the_fix(eval_runs, eval_ingest, tmp_path, capsys):
