@@ -1,7 +1,7 @@
 """Resume state: everything an uninterrupted run carries from one step to the next, in one file.
 
 ``checkpoints/last.pt`` holds the algorithm's state_dict (weights, buffers such as Fishr's moving averages, and the
-optimizer), the step, the RNG states of torch (CPU and CUDA), numpy and python, the loaders' positions, the history
+optimizer), the step, the seconds trained so far, the RNG states of torch (CPU and CUDA), numpy and python, the loaders' positions, the history
 so far and the selection tracker. It is replaced atomically, so a run killed while writing keeps the previous one.
 """
 
@@ -47,8 +47,10 @@ def restore_rng_state(state: dict[str, Any]) -> None:
 
 
 def save_checkpoint(out: str | Path, *, algorithm: torch.nn.Module, step: int, loaders: dict, history: list,
-                    selection: dict, resume_key: dict, trained_on: dict | None = None) -> Path:
-    """``trained_on``: the run's :class:`pipeline.compat.InputProfile` as a dict (checked on resume)."""
+                    selection: dict, resume_key: dict, trained_on: dict | None = None,
+                    seconds: float | None = None) -> Path:
+    """``trained_on``: the run's :class:`pipeline.compat.InputProfile` as a dict (checked on resume). ``seconds``:
+    wall-clock seconds trained up to this step over every session (a resumed run's stage.json adds them)."""
     path = checkpoint_path(out)
     payload = {
         "format": CHECKPOINT_FORMAT,
@@ -60,6 +62,7 @@ def save_checkpoint(out: str | Path, *, algorithm: torch.nn.Module, step: int, l
         "selection": selection,
         "resume_key": resume_key,
         "trained_on": trained_on,
+        "seconds": seconds,
     }
     with atomic_path(path) as tmp:
         torch.save(payload, tmp)

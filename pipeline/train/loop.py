@@ -18,7 +18,7 @@ import shutil
 import statistics
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -188,13 +188,22 @@ class _Training:
     step: int = 0
     last_checkpoint: int = 0
     resumed: bool = False
+    # wall-clock seconds of the sessions before this one (from the checkpoint resumed from) and this session's start:
+    # a resumed run's stage.json counts its whole training time, not only the last session's
+    seconds_before: float = 0.0
+    session_start: float = field(default_factory=time.perf_counter)
+
+    def seconds(self) -> float:
+        """Wall-clock seconds this run has trained so far, over every session."""
+        return self.seconds_before + time.perf_counter() - self.session_start
 
     def checkpoint(self) -> None:
         """Save the resume state at the current step (rank 0 writes; every rank remembers the step)."""
         if self.dist.is_main:
             save_checkpoint(self.out, algorithm=self.algorithm, step=self.step, loaders=self.data.loaders.state_dict(),
                             history=self.run.history, selection=self.tracker.state_dict(),
-                            resume_key=self.cfg.resume_key(), trained_on=self.trained_on.model_dump(mode="json"))
+                            resume_key=self.cfg.resume_key(), trained_on=self.trained_on.model_dump(mode="json"),
+                            seconds=self.seconds())
         self.last_checkpoint = self.step
 
     def update(self, autocast: Any) -> dict[str, float]:
@@ -264,8 +273,16 @@ def _restore(training: _Training, *, resume: bool) -> None:
         training.tracker.load_state_dict(payload["selection"])
         training.step = int(payload["step"])
         restore_rng_state(payload["rng"])
+        # a checkpoint from before the seconds were kept: its earlier sessions' time is unknown, counted as 0
+        training.seconds_before = float(payload.get("seconds") or 0.0)
+        if training.dist.is_main:
+            left = (f"{training.cfg.steps - training.step} steps to go" if training.step < training.cfg.steps else
+                    "already finished: model.pt, selection.json and stage.json are rewritten, no step is trained")
+            print(f"train: resuming {out} from step {training.step} of {training.cfg.steps} "
+                  f"({checkpoint_path(out)}); {left}.", file=sys.stderr)
     broadcast_state(training.algorithm)  # DDP's start: every rank holds rank 0's weights and buffers
     training.last_checkpoint = training.step
+    training.session_start = time.perf_counter()  # as stage.json's clock: the session's training, not its setup
 
 
 def _loop(training: _Training, *, progress: bool) -> list[float]:
@@ -324,11 +341,20 @@ def _train(*, ingest_dir: str | Path, cfg: TrainConfig, out: str | Path, resume:
     record_cm = (StageRecord("train", out, config=cfg, seed=cfg.seed, inputs={"ingest_dir": ingest_dir})
                  if dist.is_main else contextlib.nullcontext())
     with record_cm as record:
+        if record is not None:
+            record.seconds_before = training.seconds_before
         _announce(training.data, training.warnings, is_main=dist.is_main)
         training.run.open_history()
         if not training.resumed:
             training.checkpoint()  # step 0: a NaN at the first steps still leaves a checkpoint
-        step_seconds = _loop(training, progress=progress)
+        try:
+            step_seconds = _loop(training, progress=progress)
+        except KeyboardInterrupt:
+            if dist.is_main:  # Ctrl-C: say where the run stands and how to continue (the CLI then exits 130)
+                print(f"train: interrupted at step {training.step} of {cfg.steps}; the last checkpoint is step "
+                      f"{training.last_checkpoint} ({checkpoint_path(out)}). Rerun with --resume to continue "
+                      "from it.", file=sys.stderr)
+            raise
         selection = _finish(training, record, step_seconds)
     barrier(dist)  # rank 0's files are complete when any rank returns
     return TrainResult(out=out, model_path=out / "model.pt", selection=selection.to_json_dict(),
