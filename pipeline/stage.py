@@ -184,6 +184,31 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
+def _command_words(stage: str) -> str:
+    """The command that writes a stage.json's ``stage`` (the sweep records ``train_sweep``)."""
+    return "train --sweep" if stage == "train_sweep" else stage
+
+
+def check_out_folder(out: str | Path, *, stage: str) -> None:
+    """ConfigError (exit 2) when ``out`` holds another stage's output: a ``stage.json`` whose ``stage`` is not
+    ``stage``. Writing there would overwrite that record (and a resumable or swapped-in stage would remove the
+    folder). An absent, unreadable or nameless stage.json passes: the stage rewrites it, as :func:`is_fresh` treats
+    it. Called by :class:`StageRecord` on entry and by :func:`run_stage` before anything is written."""
+    path = Path(out) / STAGE_FILE
+    try:
+        recorded = json.loads(path.read_text(encoding="utf-8")).get("stage") if path.is_file() else None
+    except (OSError, ValueError, AttributeError):
+        return
+    if recorded and recorded != stage:
+        from pipeline.errors import ConfigError
+
+        raise ConfigError(
+            f"{_command_words(stage)}: --out must be an empty folder or an earlier output of `cxr-fishr "
+            f"{_command_words(stage)}`, got {str(out)!r}, which holds the output of `cxr-fishr "
+            f"{_command_words(recorded)}` ({path} records stage {recorded!r}). Writing there would overwrite it: "
+            f"choose an empty folder or another {_command_words(stage)} folder for --out.")
+
+
 class StageRecord:
     """Context manager writing ``<out>/stage.json`` when the stage finishes successfully (written last)."""
 
@@ -197,10 +222,13 @@ class StageRecord:
         inputs: Mapping[str, str | Path] | None = None,
         input_hashes: Mapping[str, str] | None = None,
         fingerprint: str | None = None,
+        replaces: str | Path | None = None,
     ) -> None:
         """``input_hashes``: hashes the stage already computed for some of ``inputs`` (by name), not recomputed.
         ``fingerprint``: what :func:`is_fresh` compares (:func:`fingerprint`, or a stage's own, e.g. ingest's
-        inputs hash); None leaves it out (such an output is never reused by the runner)."""
+        inputs hash); None leaves it out (such an output is never reused by the runner). ``replaces``: the folder
+        ``out_dir`` will be swapped in for (ingest writes into a temporary folder): checked like ``out_dir`` by
+        :func:`check_out_folder` on entry."""
         self.stage = stage
         self.out_dir = Path(out_dir)
         self.config = config
@@ -208,12 +236,16 @@ class StageRecord:
         self.inputs = dict(inputs or {})
         self.input_hashes = dict(input_hashes or {})
         self.fingerprint = fingerprint
+        self.replaces = Path(replaces) if replaces is not None else None
         self.extra: dict[str, Any] = {}
         self.seconds_before = 0.0  # a resumed stage's earlier sessions (train --resume), added to ``seconds``
         self._t0 = 0.0
         self._started = ""
 
     def __enter__(self) -> StageRecord:
+        for folder in (self.out_dir, self.replaces):
+            if folder is not None:
+                check_out_folder(folder, stage=self.stage)
         self.out_dir.mkdir(parents=True, exist_ok=True)
         stale = self.out_dir / STAGE_FILE
         if stale.exists():  # a half-rewritten directory must not look finished
@@ -355,6 +387,7 @@ def run_stage(stage: Stage, *, echo: Callable[[str], None] | None = print) -> St
     ``echo``; None prints nothing). stage.json is written (or completed with the fingerprint) only after
     ``compute`` returned, so an interrupted stage never looks finished. Errors of ``compute`` propagate."""
     out = Path(stage.out)
+    check_out_folder(out, stage=stage.name)  # before a resumable stage may remove the folder
     fp = stage.fingerprint()
     if stage.reuse and is_fresh(out, fp):
         if echo is not None:

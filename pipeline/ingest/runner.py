@@ -215,7 +215,7 @@ def _ingest_and_swap(out: Path, *, sources: list[SourceInputs], cfg: IngestConfi
     try:
         inputs, known = _stage_inputs(sources, metadata_hashes)
         with StageRecord("ingest", tmp, config=_redacted(cfg), seed=cfg.splits.seed, inputs=inputs,
-                         input_hashes=known, fingerprint=inputs_hash) as record:
+                         input_hashes=known, fingerprint=inputs_hash, replaces=out) as record:
             summary = ingest_into(
                 tmp, sources=sources, config=cfg, salt=salt, cf_listing=cf_listing,
                 inputs_hash=inputs_hash, workers=workers or cfg.workers, progress=progress,
