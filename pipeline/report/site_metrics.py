@@ -353,24 +353,39 @@ def _group_reason(metrics: MetricsFile, group: str) -> str:
 
 def sample_size_warnings(metrics: MetricsFile, cohort: Any = None) -> list[str]:
     """Where a test site, or the validation set that chose the threshold and the checkpoint, is too small to
-    separate the algorithms: the 95% interval of one accuracy is wider than the gap between them."""
+    separate the algorithms: the 95% interval of one accuracy is wider than the gap between them. An algorithm's
+    accuracy is its mean over its runs (seeds), as the aggregate table averages them (SeedSpread's mean), never one
+    seed's."""
     from pipeline.report.headline import val_at_step
 
-    primary = {e.algorithm: e for n, e in metrics.models.items() if "@" not in n}
+    primary: dict[str, list[Any]] = {}  # algorithm -> its runs' primary entries (model.pt; "@" names other rules)
+    for name, entry in metrics.models.items():
+        if "@" not in name:
+            primary.setdefault(entry.algorithm, []).append(entry)
     if len(primary) < 2:
         return []
     lines = []
     for site in metrics.sites:
-        blocks = {a: e.per_site[site] for a, e in primary.items() if site in e.per_site}
-        accs = {a: b.accuracy for a, b in blocks.items() if b.accuracy is not None}
-        n = next((b.n for b in blocks.values()), None)
+        blocks = [e.per_site[site] for entries in primary.values() for e in entries if site in e.per_site]
+        accs = _seed_means({a: [e.per_site[site].accuracy for e in entries if site in e.per_site]
+                            for a, entries in primary.items()})
+        n = next((b.n for b in blocks), None)
         lines += _gap_warning(f"{metrics.split} site {site}", accs, n)
     if cohort is not None and len(cohort) and "split" in cohort:
         n_val = int((cohort["split"].astype(str) == "val").sum())
-        accs = {a: val_at_step(e) for a, e in primary.items() if val_at_step(e) is not None}
+        accs = _seed_means({a: [val_at_step(e) for e in entries] for a, entries in primary.items()})
         lines += _gap_warning("the training hospitals' validation set (it chose the threshold and the "
                               "training-domain checkpoint)", accs, n_val)
     return lines
+
+
+def _seed_means(values: dict[str, list[float | None]]) -> dict[str, float]:
+    """algorithm -> the mean of its runs' measured values (pipeline/artefacts/seeds.py SeedSpread, the aggregate
+    table's estimator); an algorithm with none measured is left out."""
+    from pipeline.artefacts.seeds import SeedSpread
+
+    means = {a: SeedSpread.from_values(v).mean for a, v in values.items()}
+    return {a: m for a, m in means.items() if m is not None}
 
 
 def _gap_warning(what: str, accuracies: dict[str, float], n: Any) -> list[str]:

@@ -113,3 +113,19 @@ def test_accuracy_figure_caption_names_each_line_by_the_style_it_was_drawn_in(tm
     caption = _headline_figure(metrics_file(entries, metadata_baseline=baseline), tmp_path)["caption"]
     assert "dashed: metadata-only baseline; dotted brown: the accuracy of always predicting" in caption
     assert (tmp_path / "fig_accuracy_per_site.png").is_file()
+
+
+def test_sample_size_gap_is_between_seed_means_not_the_last_seed():
+    """New-user trial 4, F-B: with two seeds per algorithm the warning named the last seeds' 8.0-point gap; the seed
+    means (what the aggregate table shows) are 1.0 point apart: erm (0.60 + 0.70) / 2, fishr (0.66 + 0.62) / 2."""
+    def seeded(name, algorithm, seed, accuracy, val):
+        block = group_scores(accuracy=accuracy, confusion_matrix=[[3, 2], [2, 3]])
+        return model_entry(name, algorithm=algorithm, seed=seed, per_site={"harbour": block}, val_acc_at_step=val)
+
+    metrics = _metrics(seeded("erm-s0", "erm", 0, 0.60, 0.80), seeded("erm-s1", "erm", 1, 0.70, 0.84),
+                       seeded("fishr-s0", "fishr", 0, 0.66, 0.83), seeded("fishr-s1", "fishr", 1, 0.62, 0.79),
+                       seeded("erm-s1@oracle", "erm", 1, 0.99, 0.99))  # another rule's checkpoint: not compared
+    cohort = pd.DataFrame({"split": ["val"] * 40})
+    site, val = sample_size_warnings(metrics, cohort)
+    assert "test site harbour: n=10" in site and "the 1.0-point gap between erm and fishr" in site
+    assert "validation set" in val and "n=40" in val and "the 1.0-point gap between erm and fishr" in val
