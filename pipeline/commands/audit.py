@@ -24,10 +24,13 @@ def audit_command(
     lung-only / lungs-removed accuracy, counterfactual flips, region ablation, linear probes, randomisation check."""
     from pipeline.audit import run
     from pipeline.audit.config import AuditConfig
+    from pipeline.commands.flags import check_config_flags
     from pipeline.config import load_config, validate_config
 
     overrides = {"max_images": max_images,
-                 "methods": [m.strip() for m in methods.split(",") if m.strip()] if methods else None}
+                 "methods": [m.strip() for m in methods.split(",") if m.strip()] if methods is not None else None}
+    check_config_flags("audit", AuditConfig, {"max_images": ("--max-images", max_images),
+                                              "methods": ("--methods", overrides["methods"])})
     default = Path("configs/audit/default.yaml")
     if config is None and not default.is_file():
         cfg = validate_config(AuditConfig, {k: v for k, v in overrides.items() if v is not None}, "<defaults>")

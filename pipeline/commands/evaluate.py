@@ -23,6 +23,13 @@ def evaluate_command(
 ) -> None:
     """Per-site and per site x position metrics (accuracy, balanced accuracy, AUROC with bootstrap CI, ECE,
     conflict/aligned accuracy), mean and worst site, and the metadata-only baseline, for every model."""
+    from pipeline.commands.flags import check_flag
+    from pipeline.manifest import SPLITS
+
+    check_flag("evaluate", "--split", split, ok=split in SPLITS, must=f"be one of {', '.join(SPLITS)}")
+    check_flag("evaluate", "--n-bootstrap", n_bootstrap, ok=n_bootstrap >= 0, must="be >= 0 (0: no AUROC interval)")
+    check_flag("evaluate", "--last-k", last_k, ok=last_k >= 1, must="be >= 1")
+    check_flag("evaluate", "--batch-size", batch_size, ok=batch_size >= 1, must="be >= 1")
     from pipeline.evaluate import run
 
     result = run(model_dirs=model_dirs, ingest_dir=ingest, out=out, split=split, names=name or None,

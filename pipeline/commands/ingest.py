@@ -18,6 +18,11 @@ def ingest_command(
     workers: int | None = typer.Option(None, "--workers", help="Decoding processes (default: all cores, at most 8)."),
 ) -> None:
     """Decode, harmonise, split and cache a chest X-ray source; rejected files are listed in OUT/rejects.csv."""
+    from pipeline.commands.flags import check_flag
+
+    if workers is not None:
+        check_flag("ingest", "--workers", workers, ok=workers >= 1, must="be >= 1",
+                   fix="Leave it out to use every core (at most 8).")
     from pipeline.ingest import run
 
     run(source=source, out=out, metadata=metadata, config=config, size=size, workers=workers)

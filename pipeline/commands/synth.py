@@ -19,6 +19,14 @@ def synth_command(
     workers: int = typer.Option(None, "--workers", help="Processes (default: every core)."),
 ) -> None:
     """Render the synthetic cohort: DICOM files + masks per site, labels.csv, truth.csv, cohort.yaml."""
+    from pipeline.commands.flags import check_config_flags, check_flag
+    from pipeline.synth.config import CohortConfig, SiteConfig
+
+    check_config_flags("synth", SiteConfig, {"n": ("--n-per-site", n_per_site)}, prefix="sites[*].")
+    check_config_flags("synth", CohortConfig, {"size": ("--size", size), "seed": ("--seed", seed),
+                                               "counterfactual": ("--counterfactual", counterfactual)})
+    if workers is not None:
+        check_flag("synth", "--workers", workers, ok=workers >= 1, must="be >= 1", fix="Leave it out to use every core.")
     from pipeline.synth import run
 
     result = run(config=config, out=out, n_per_site=n_per_site, size=size, seed=seed, counterfactual=counterfactual,

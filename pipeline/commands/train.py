@@ -42,6 +42,8 @@ def train_command(
     from pipeline.errors import ConfigError
     from pipeline.train import load_train_config
 
+    _check_flags(steps=steps, seed=seed, device=device, sweep=sweep, seeds=seeds, workers=workers,
+                 cpus_per_run=cpus_per_run, gpus_per_run=gpus_per_run)
     cfg = load_train_config(config, {"steps": steps, "seed": seed, "device": device})
     is_sweep = sweep or seeds > 1 or leave_one_out or leave_one_hospital_out
     if nproc < 1 or (nproc > 1 and is_sweep):
@@ -60,6 +62,22 @@ def train_command(
                      info=DistInfo(world_size=nproc))
         raise typer.Exit(_torchrun(nproc, ingest_dir, config, out, resume, steps, seed, device))
     _single_run(ingest_dir, cfg, out, resume=resume)
+
+
+def _check_flags(*, steps: int | None, seed: int | None, device: str | None, sweep: int, seeds: int, workers: int,
+                 cpus_per_run: float, gpus_per_run: float) -> None:
+    """ConfigError naming the first invalid flag and its valid values, before the config or the ingest is read."""
+    from pipeline.commands.flags import check_config_flags, check_flag
+    from pipeline.train.config import TrainConfig
+
+    check_config_flags("train", TrainConfig, {"steps": ("--steps", steps), "seed": ("--seed", seed),
+                                              "device": ("--device", device)})
+    check_flag("train", "--sweep", sweep, ok=sweep >= 0, must="be >= 0 (hparam draws; 0: no hparam search)")
+    check_flag("train", "--seeds", seeds, ok=seeds >= 1, must="be >= 1 (seeds per hparam draw)")
+    check_flag("train", "--workers", workers, ok=workers >= 1, must="be >= 1 (parallel runs of a sweep)")
+    check_flag("train", "--cpus-per-run", cpus_per_run, ok=cpus_per_run > 0, must="be > 0 (CPUs Ray reserves per run)")
+    check_flag("train", "--gpus-per-run", gpus_per_run, ok=gpus_per_run >= 0,
+               must="be >= 0 (GPUs Ray reserves per run)")
 
 
 def _sweep(ingest_dir: Path, cfg: TrainConfig, out: Path, *, n_hparams: int, seeds: int, leave_one_out: bool,
