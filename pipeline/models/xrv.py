@@ -73,7 +73,7 @@ def _read_xrv_file(path: Path) -> dict[str, torch.Tensor]:
         state: Any = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:
         state = _load_pickled_module(path)
-    except (RuntimeError, ValueError, EOFError) as exc:
+    except (OSError, RuntimeError, ValueError, EOFError) as exc:  # OSError: a truncated zip (Errno 22)
         raise ConfigError(f"model: pretrained must be a torchxrayvision weight file, got {str(path)!r} "
                           f"({exc}).") from exc
     if isinstance(state, nn.Module):

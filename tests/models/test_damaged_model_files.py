@@ -55,3 +55,14 @@ def test_resume_from_a_truncated_checkpoint_is_a_data_error(tmp_path):
     path.write_bytes(b"PK\x03\x04 half a zip")
     with pytest.raises(DataError, match="must be a readable train checkpoint.*run again without --resume"):
         load_checkpoint(tmp_path, resume_key={})
+
+
+def test_a_truncated_torchxrayvision_weight_file_is_a_config_error(tmp_path):
+    from pipeline.errors import ConfigError
+    from pipeline.models.xrv import _read_xrv_file
+
+    path = tmp_path / "xrv.pt"
+    torch.save({"w": torch.zeros(10000)}, path)
+    os.truncate(path, 10000)
+    with pytest.raises(ConfigError, match="pretrained must be a torchxrayvision weight file, got .*xrv.pt"):
+        _read_xrv_file(path)
