@@ -129,13 +129,20 @@ _STAGE_FILES = (("metrics.json", "evaluate"), ("audit.json", "audit"), ("manifes
                 ("index.html", "report"))
 
 
+def folder_holds(directory: Path, stage: StageFile | None = None) -> str | None:
+    """The command whose output ``directory`` holds: its stage.json's stage (``stage``, loaded here when None), else
+    the stage whose file lies there (``_STAGE_FILES``); None when neither tells."""
+    stage = stage if stage is not None else load_stage(directory)
+    held = stage.stage if stage is not None else next(
+        (name for file, name in _STAGE_FILES if (directory / file).exists()), None)
+    return "train --sweep" if held == "train_sweep" else held  # the stage name a sweep's stage.json records
+
+
 def _wrong_input_message(label: str, directory: Path, path: Path, stage: StageFile | None) -> str:
     """Why the folder given as ``--<label>`` is not that stage's output: what it holds (its stage.json's stage, else
     the stage whose file it holds, else nothing) and the fix."""
     other = "audit" if label == "evaluate" else "evaluate"
-    held = stage.stage if stage is not None else next(
-        (name for file, name in _STAGE_FILES if (directory / file).exists()), None)
-    held = "train --sweep" if held == "train_sweep" else held  # the stage name a sweep's stage.json records
+    held = folder_holds(directory, stage)
     if held == label:  # the stage.json says so, but its file is absent: the stage did not finish writing it
         what = f"the output of an unfinished `cxr-fishr {label}` (stage.json, no {path.name})"
         fix = f"Re-run `cxr-fishr {label} ... --out {directory}`"

@@ -20,7 +20,7 @@ from typing import Any
 from pipeline.artefacts.results import ResultsFile
 from pipeline.artefacts.stage_file import StageFile, load_stage
 from pipeline.errors import DataError
-from pipeline.report.loading import ReportInputs
+from pipeline.report.loading import ReportInputs, folder_holds
 
 
 def check_paths(*, results_dir: str | Path | None, ingest_dir: str | Path | None) -> ResultsFile | None:
@@ -30,8 +30,9 @@ def check_paths(*, results_dir: str | Path | None, ingest_dir: str | Path | None
     if ingest_dir is not None:
         path = Path(ingest_dir)
         if not (path / "manifest.parquet").is_file():
-            what = "no such folder" if not path.exists() else "a folder without manifest.parquet" if path.is_dir() \
-                else "a file, not a folder"
+            what = "no such folder" if not path.exists() else "a file, not a folder" if not path.is_dir() else (
+                f"the output of `cxr-fishr {held}`, without manifest.parquet" if (held := folder_holds(path))
+                else "a folder without manifest.parquet")
             raise DataError(f"report: --ingest must be an ingest folder holding manifest.parquet, got {str(path)!r}: "
                             f"{what}. Pass the --out of `cxr-fishr ingest`, or leave --ingest out to use the one "
                             "evaluate/audit recorded.")
@@ -50,7 +51,8 @@ def _check_results(path: Path) -> ResultsFile:
         what = ("a sweep without results.json: run `cxr-fishr results "
                 f"{path}` first" if (path / "sweep.json").is_file() else
                 "a training run folder (model.pt), not a sweep" if (path / "model.pt").is_file() else
-                "a folder with neither results.json nor sweep.json")
+                f"the output of `cxr-fishr {held}`, with neither results.json nor sweep.json"
+                if (held := folder_holds(path)) is not None else "a folder with neither results.json nor sweep.json")
         raise DataError(f"report: --results must be a sweep folder holding results.json, got {str(path)!r}: {what}. "
                         f"{fix}")
     try:

@@ -82,3 +82,12 @@ def test_results_on_a_sweep_without_results_json_says_run_results(outputs, capsy
     assert code == 2
     assert f"a sweep without results.json: run `cxr-fishr results {sweep}` first" in err
     assert "training run folder" not in err
+
+
+@pytest.mark.parametrize("flag", ["--results", "--ingest"])
+def test_results_or_ingest_given_another_stages_folder_names_what_it_holds(outputs, capsys, flag):
+    root, evaluate, audit = outputs
+    code = main(["report", "--evaluate", str(evaluate), flag, str(audit), "--out", str(root / "rep")])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert f"{flag} must be" in err and f"got {str(audit)!r}: the output of `cxr-fishr audit`" in err
