@@ -33,7 +33,7 @@ from pipeline.compat import TRAINED_ON_KEY, InputProfile, check_resume_compat
 from pipeline.errors import ConfigError, TrainingError
 from pipeline.models import build_network, save_model
 from pipeline.protocol.selection import SELECTION_METHODS, get_rule
-from pipeline.stage import StageRecord, atomic_path, dumps_strict, write_text_atomic
+from pipeline.stage import StageRecord, atomic_path, dumps_strict, read_stage, write_text_atomic
 from pipeline.train.checkpoint import checkpoint_path, load_checkpoint, restore_rng_state, save_checkpoint
 from pipeline.train.config import TrainConfig
 from pipeline.train.distributed import (
@@ -273,8 +273,7 @@ def _restore(training: _Training, *, resume: bool) -> None:
         training.tracker.load_state_dict(payload["selection"])
         training.step = int(payload["step"])
         restore_rng_state(payload["rng"])
-        # a checkpoint from before the seconds were kept: its earlier sessions' time is unknown, counted as 0
-        training.seconds_before = float(payload.get("seconds") or 0.0)
+        training.seconds_before = _seconds_before(payload, out)
         if training.dist.is_main:
             left = (f"{training.cfg.steps - training.step} steps to go" if training.step < training.cfg.steps else
                     "already finished: model.pt, selection.json and stage.json are rewritten, no step is trained")
@@ -283,6 +282,19 @@ def _restore(training: _Training, *, resume: bool) -> None:
     broadcast_state(training.algorithm)  # DDP's start: every rank holds rank 0's weights and buffers
     training.last_checkpoint = training.step
     training.session_start = time.perf_counter()  # as stage.json's clock: the session's training, not its setup
+
+
+def _seconds_before(payload: dict[str, Any], out: Path) -> float:
+    """Seconds trained before this session: the checkpoint's; a checkpoint from before they were kept falls back to
+    the run's stage.json when it finished at the checkpoint's step (a finished run resumed), else 0 (unknown)."""
+    if payload.get("seconds") is not None:
+        return float(payload["seconds"])
+    try:
+        record = read_stage(out)
+    except (OSError, ValueError):
+        return 0.0
+    same_step = record.get("final_step") == payload.get("step")
+    return float(record.get("seconds") or 0.0) if same_step else 0.0
 
 
 def _loop(training: _Training, *, progress: bool) -> list[float]:

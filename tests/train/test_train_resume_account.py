@@ -46,6 +46,22 @@ def test_resuming_a_finished_run_keeps_its_training_seconds_and_says_the_step(to
     assert 1000.0 <= again["seconds"] < 1000.0 + 3600  # the earlier session's 1000 s plus this session's
 
 
+def test_a_checkpoint_without_seconds_takes_them_from_the_finished_runs_stage_json(toy_ingest_dir, tmp_path,
+                                                                                   tiny_config):
+    config = tmp_path / "erm.yaml"
+    config.write_text(yaml.safe_dump(tiny_config(steps=2, eval_every=2, checkpoint_every=2)))
+    out = tmp_path / "run"
+    assert _train(toy_ingest_dir, config, out) == 0
+    payload = torch.load(checkpoint_path(out), map_location="cpu", weights_only=False)
+    del payload["seconds"]  # as checkpoints written before the seconds were kept
+    torch.save(payload, checkpoint_path(out))
+    record = json.loads((out / "stage.json").read_text())
+    (out / "stage.json").write_text(json.dumps({**record, "seconds": 500.0}))
+
+    assert _train(toy_ingest_dir, config, out, "--resume") == 0
+    assert 500.0 <= json.loads((out / "stage.json").read_text())["seconds"] < 500.0 + 3600
+
+
 def test_resuming_an_interrupted_run_says_how_many_steps_are_left(toy_ingest_dir, tmp_path, tiny_config, capsys):
     config = tmp_path / "erm.yaml"
     config.write_text(yaml.safe_dump(tiny_config(steps=2, eval_every=2, checkpoint_every=2)))
