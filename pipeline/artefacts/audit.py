@@ -48,11 +48,15 @@ class MethodAttribution(Block):
 
 class Interventions(Block):
     """Accuracy on the images as they are, with only the lungs, with the lungs removed (each with its majority
-    baseline and constant flag), and the counterfactual flip rate (pipeline/audit/interventions.py)."""
+    baseline and constant flag), and the counterfactual flip rate (pipeline/audit/interventions.py).
+
+    Each number's n: ``accuracy`` on ``n_labelled`` images, the lung variants on ``n_labelled_lung_masks`` (labelled
+    and with a lung mask), the flip rate on ``n_counterfactual``; ``n``: every image of the group, labelled or not."""
 
     n: int
     n_labelled: int
     n_lung_masks: int
+    n_labelled_lung_masks: int
     not_measured: dict[str, str]
     accuracy: float | None
     majority_accuracy: float | None

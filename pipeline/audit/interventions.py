@@ -96,12 +96,14 @@ def intervention_summary(preds: dict[str, np.ndarray], y: np.ndarray, has_cf: np
                          select: np.ndarray | None = None, has_lungs: np.ndarray | None = None) -> dict[str, Any]:
     """accuracy, lung_only_accuracy, lungs_removed_accuracy (labelled rows only: ``y`` is -1 where unknown; the
     lung variants also only rows with a lung mask, ``has_lungs``), each with its majority accuracy and constant
-    flag, and counterfactual_flip_rate (label-free: every row). None/NaN where unavailable, reason in not_measured."""
+    flag, and counterfactual_flip_rate (label-free: every row). ``n_labelled``: the rows of ``accuracy``;
+    ``n_labelled_lung_masks``: the rows of the lung variants; ``n_counterfactual``: the rows of the flip rate. None/NaN where unavailable, reason in not_measured."""
     sel = np.ones(y.size, dtype=bool) if select is None else select
     lungs = np.ones(y.size, dtype=bool) if has_lungs is None else has_lungs
     labelled = sel & (y >= 0)
     out: dict[str, Any] = {"n": int(sel.sum()), "n_labelled": int(labelled.sum()),
-                           "n_lung_masks": int((sel & lungs).sum()), "not_measured": {}}
+                           "n_lung_masks": int((sel & lungs).sum()),
+                           "n_labelled_lung_masks": int((labelled & lungs).sum()), "not_measured": {}}
     for key, name, prefix in VARIANTS:
         _variant(out, preds, y, labelled & (lungs if key != "original" else True), key, name, prefix)
     if "counterfactual" in preds and has_cf is not None:

@@ -194,13 +194,15 @@ def _evaluate_block(metrics: MetricsFile | None, name: str, scope: str) -> Group
 def interventions_table(models: dict[str, AuditModel], metrics: MetricsFile | None = None, *,
                         estimated: bool = False) -> Table:
     """Per model and scope: evaluate's accuracy of the checkpoint (one accuracy per checkpoint on the page) and the
-    audit's accuracies with lungs only / lungs removed, each beside its always-majority rate."""
+    audit's accuracies with lungs only / lungs removed, each beside its always-majority rate. Every rate sits beside
+    the n it was computed on: the labelled images evaluate scored (the audit's labelled images where evaluate did
+    not score the checkpoint), the labelled images with a lung mask, the counterfactual pairs."""
     from pipeline.report.site_metrics import accuracy_cell, majority_cell
 
-    table = Table(["model", "scope", "n", "accuracy (evaluate)", "always-majority", "lungs only", "lungs removed",
-                   "counterfactual flip rate", "pairs"],
+    table = Table(["model", "scope", "n labelled", "accuracy (evaluate)", "always-majority",
+                   "n labelled (lung mask)", "lungs only", "lungs removed", "counterfactual flip rate", "pairs"],
                   caption="Interventions: accuracy when image regions are replaced",
-                  numeric=[False, False, True, True, True, True, True, True, True])
+                  numeric=[False, False, True, True, True, True, True, True, True, True])
     for name, entry in models.items():
         blocks = entry.interventions
         for scope, block in [("overall", blocks.overall), *blocks.per_site.items()]:
@@ -209,17 +211,20 @@ def interventions_table(models: dict[str, AuditModel], metrics: MetricsFile | No
             accuracy = accuracy_cell(evaluated) if evaluated else cell(None, reason=unlabelled or "not in metrics.json")
             majority = majority_cell(evaluated) if evaluated else rate_cell(
                 block.majority_accuracy, css="muted", reason=reason_of(block, "majority_accuracy") or unlabelled)
-            table.add([name, scope, cell(block.n), accuracy, majority,
+            table.add([name, scope, cell(evaluated.n if evaluated else block.n_labelled), accuracy, majority,
+                       cell(block.n_labelled_lung_masks),
                        mark_estimated(_variant_cell(block, "lung_only_accuracy", "lung_only_"), estimated),
                        mark_estimated(_variant_cell(block, "lungs_removed_accuracy", "lungs_removed_"), estimated),
                        rate_cell(block.counterfactual_flip_rate, reason=reason_of(block, "counterfactual_flip_rate")),
                        cell(block.n_counterfactual)])
-    table.note = ("Accuracy: evaluate's thresholded accuracy of the same checkpoint (Section 3). Lungs only: "
-                  "everything outside the lungs replaced (a lung-reading model keeps its accuracy). Lungs removed: "
-                  "the lungs replaced (a lung-reading model falls to the always-majority rate or below). A variant "
-                  "whose predictions are all one class, or that does not beat the majority rate of its images, is "
-                  "flagged. Flip rate: share of images whose prediction changes when only the acquisition position "
-                  "changes.")
+    table.note = ("Accuracy: evaluate's thresholded accuracy of the same checkpoint (Section 3), on the labelled "
+                  "images evaluate scored (n labelled; the audit's labelled images where evaluate did not score it). "
+                  "Lungs only: everything outside the lungs replaced (a lung-reading model keeps its accuracy). Lungs "
+                  "removed: the lungs replaced (a lung-reading model falls to the always-majority rate or below); "
+                  "both on the labelled images with a lung mask (n labelled (lung mask)). A variant whose "
+                  "predictions are all one class, or that does not beat the majority rate of its images, is flagged. "
+                  "Flip rate: share of images whose prediction changes when only the acquisition position changes, "
+                  "labelled or not (pairs).")
     return table
 
 

@@ -39,7 +39,7 @@ def method(*, overall: dict[str, Any] | None = None, **given: Any) -> dict[str, 
 
 def interventions(*, n: int = 10, not_measured: dict[str, str] | None = None, **given: Any) -> dict[str, Any]:
     """One Interventions block: ``n`` labelled images, every accuracy in ``given`` as stated."""
-    block: dict[str, Any] = {"n": n, "n_labelled": n, "n_lung_masks": n, **dict.fromkeys(INTERVENTIONS),
+    block: dict[str, Any] = {"n": n, "n_labelled": n, "n_lung_masks": n, "n_labelled_lung_masks": n, **dict.fromkeys(INTERVENTIONS),
                              "constant_predictor": None, "lung_only_constant_predictor": None,
                              "lungs_removed_constant_predictor": None, "n_counterfactual": 0, **given}
     block["not_measured"] = _reasons(block, INTERVENTIONS, not_measured)

@@ -80,7 +80,7 @@ def test_intervention_variant_at_the_class_prior_is_flagged_constant():
     texts = [c.text for c in interventions_table(audit_models, metrics).rows[0]]
     assert texts[3] == "75.0%"  # evaluate's accuracy, not the audit's 70%
     assert texts[4] == "60.0%"
-    assert texts[5] == "60.0% (constant predictor)" and texts[6] == "55.0% (≤ majority 60.0%)"
+    assert texts[6] == "60.0% (constant predictor)" and texts[7] == "55.0% (≤ majority 60.0%)"
 
 
 def test_small_test_site_warns_when_interval_wider_than_gap():

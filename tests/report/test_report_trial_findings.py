@@ -100,7 +100,7 @@ def _audit_only_outputs(tmp_path):
     nm = {"lung_mass_fraction": "no lung mask for these images"}
     maps = method(overall=localisation(n=3, n_valid=0, not_measured=nm))
     model = audit_model("m_erm", split="val", model_dir=str(run_dir), methods={"saliency": maps, "grad_cam": maps},
-                        overall=interventions(n=3, n_labelled=0, n_lung_masks=0))
+                        overall=interventions(n=3, n_labelled=0, n_lung_masks=0, n_labelled_lung_masks=0))
     _write_json(audit / "audit.json", audit_json(
         {"m_erm": model}, split="val", ingest_dir=str(ingest), lung_masks={"provided": 0, "estimated": 0, "absent": 3},
         lung_source="none", shortcut_masks=False,
