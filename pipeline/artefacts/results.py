@@ -83,16 +83,23 @@ class ResultsFile(Artefact):
     summary: dict[str, dict[str, ResultSummary]] = {}
     sweeps: list[str] = []  # the sweep.json files read
     notes: list[str] = []  # e.g. run folders read from an older sweep.json's paths
+    # hospital key -> the name tables print: "test" (a plain sweep's test split) -> its ingest's test sites,
+    # e.g. "harbour (test)" ("test" when the ingest could not be read, with a note); other keys print as they are
+    hospital_labels: dict[str, str] = {}
     oracle_label: str = ORACLE.note
     metric: str = METRIC
     constant: str = CONSTANT
+
+    def label(self, hospital: str) -> str:
+        """The name a hospital column prints under (``hospital_labels``, else the key itself)."""
+        return self.hospital_labels.get(hospital, hospital)
 
     def cell(self, rule: str, algorithm: str, hospital: str) -> ResultCell:
         return self.cells[rule][algorithm][hospital]
 
     def constant_note(self, rule: str) -> str | None:
         """A sentence for the cells of ``rule`` whose selected checkpoint predicts one class at the test hospital."""
-        flagged = [f"{a} at {h}" for a in self.algorithms for h in self.hospitals
+        flagged = [f"{a} at {self.label(h)}" for a in self.algorithms for h in self.hospitals
                    if self.cell(rule, a, h).constant_seeds]
         if not flagged:
             return None

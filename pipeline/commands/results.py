@@ -21,6 +21,8 @@ def results_command(
     for note in notes:
         typer.echo(f"note: {note}", err=True)
     tables = build_tables(runs, sweeps, notes)
+    for note in tables.notes[len(notes):]:  # build_tables' own, e.g. a test column whose ingest could not be read
+        typer.echo(f"note: {note}", err=True)
     paths = write_tables(tables, out or sweep_dir)
     typer.echo(f"results: {len(runs)} runs of {len(tables.algorithms)} algorithms over {len(tables.hospitals)} test "
                f"hospitals, {len(tables.rules)} selection rules -> {paths['markdown']}, {paths['latex']}, "

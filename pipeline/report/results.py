@@ -30,7 +30,8 @@ def _rule_tables(results: ResultsFile, rule: str) -> tuple[Table, Table]:
     hospitals = results.hospitals
     title = f"{rule} ({results.oracle_label})" if is_upper_bound(rule) else rule
     note = results.constant_note(rule)
-    scores = Table(columns=["Algorithm", *hospitals, "Average", "Worst"], numeric=[False] + [True] * (len(hospitals) + 2),
+    scores = Table(columns=["Algorithm", *map(results.label, hospitals), "Average", "Worst"],
+                   numeric=[False] + [True] * (len(hospitals) + 2),
                    caption=f"Selection: {title}. Test-hospital accuracy, mean ± sd over n seeds (no sd for n=1)."
                    + (f" {note}" if note else ""))
     chosen = Table(columns=["Algorithm", "Test hospital", "Draw", "Seeds", "Hparams"], collapsed=True,
@@ -42,17 +43,19 @@ def _rule_tables(results: ResultsFile, rule: str) -> tuple[Table, Table]:
         scores.add([algorithm, *(_hospital_cell(row[h]) for h in hospitals),
                     _acc_cell(summary.average, summary.not_measured),
                     _acc_cell(worst, summary.not_measured) if worst is None
-                    else Cell(f"{worst:.1f}% ({summary.worst_hospital})", float(worst), "worst")])
+                    else Cell(f"{worst:.1f}% ({results.label(summary.worst_hospital)})", float(worst), "worst")])
         for hospital in hospitals:
             c = row[hospital]
             hparams = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
                                 for k, v in sorted((c.hparams or {}).items()))
-            chosen.add([algorithm, hospital, c.draw, c.n_seeds, hparams or not_measured(c.not_measured)])
+            chosen.add([algorithm, results.label(hospital), c.draw, c.n_seeds,
+                        hparams or not_measured(c.not_measured)])
     return scores, chosen
 
 
 def build_results(results_dir: str | Path | None, results: ResultsFile | None = None) -> dict[str, Any]:
-    """{available, reason, tables: [(scores, chosen) per rule], source}; absent (with why) without results.json.
+    """{available, reason, tables: [(scores, chosen) per rule], source, notes (results.json's, as results.md writes
+    them)}; absent (with why) without results.json.
     ``results``: results_dir's results.json already loaded (loaded here when None; a broken file is a DataError)."""
     if results_dir is None:
         return {"available": False, "reason": "no --results given"}
@@ -61,5 +64,5 @@ def build_results(results_dir: str | Path | None, results: ResultsFile | None = 
         if not path.is_file():
             return {"available": False, "reason": f"{path} not found: run `cxr-fishr results {results_dir}` first."}
         results = ResultsFile.load(path)
-    return {"available": True, "source": str(path),
+    return {"available": True, "source": str(path), "notes": results.notes,
             "tables": [_rule_tables(results, rule) for rule in results.rules]}

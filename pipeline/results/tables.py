@@ -4,7 +4,8 @@ rule chose for that algorithm and hospital (``pipeline.train.sweep.select_across
 score over seeds), with the chosen hparams beside it.
 
 A sweep with ``--leave-one-hospital-out`` has one column per held-out hospital (its ``holdout_acc``); a plain sweep
-has one column, the ingest's test split (``test_acc``). The oracle rule selects on the test hospital itself: an upper
+has one column, the ingest's test split (``test_acc``), keyed "test" and named by the test sites of the runs' ingest
+("harbour (test)"; plain "test" with a note when that ingest cannot be read). The oracle rule selects on the test hospital itself: an upper
 bound, labelled so. The spread over seeds is ``pipeline.artefacts.seeds.SeedSpread`` (one estimator for the
 project: the sample standard deviation, n - 1, since the seeds are a sample of the training randomness; none for one
 seed). A value that cannot be computed is null with a reason (JSON) and reads "not measured" in the tables, never 0.
@@ -207,6 +208,42 @@ def _summary(cells: dict[str, dict[str, Any]], hospitals: list[str]) -> dict[str
             "constant_hospitals": constant}
 
 
+def _run_test_sites(run_dir: Path) -> list[str] | None:
+    """The test sites of the ingest a run was trained on (its stage.json's ``ingest_dir`` input: the ingest's
+    summary.json, else its manifest's ``split == "test"`` rows); None when that ingest cannot be read."""
+    from pipeline.artefacts.ingest_summary import IngestSummary
+    from pipeline.manifest import read_manifest
+
+    try:
+        stage = load_stage(run_dir)
+        ingest = stage.inputs.get("ingest_dir") if stage is not None else None
+        if ingest is None:
+            return None
+        if IngestSummary.path_in(ingest.path).is_file():
+            return sorted(IngestSummary.load(ingest.path).test_sites)
+        frame = read_manifest(ingest.path)
+        return sorted(str(site) for site in frame.loc[frame["split"] == "test", "site"].unique())
+    except (DataError, OSError):
+        return None
+
+
+def test_split_label(runs: list[dict[str, Any]]) -> tuple[str, str | None]:
+    """(column name of a plain sweep's test split, note): "<site>, <site> (test)" from the ingest every plain run
+    was trained on; "test" with a note saying why when any run's ingest cannot be read or the runs disagree."""
+    plain = [r for r in runs if not r.get("test_hospital") and r.get("holdout") is None]
+    found = {r["dir"]: _run_test_sites(Path(r["dir"])) for r in plain}
+    unread = [d for d, sites in found.items() if not sites]
+    if unread:
+        return TEST_SPLIT, (f"results: the test column is named {TEST_SPLIT!r}: the ingest of run {unread[0]!r} "
+                            "could not be read (no stage.json naming its ingest_dir, or that ingest's summary.json "
+                            "and manifest are missing or damaged), so its test sites are unknown.")
+    kinds = {tuple(sites) for sites in found.values() if sites}
+    if len(kinds) != 1:
+        return TEST_SPLIT, (f"results: the test column is named {TEST_SPLIT!r}: the runs were trained on ingests "
+                            f"with different test sites ({sorted(', '.join(k) for k in kinds)}).")
+    return f"{', '.join(kinds.pop())} ({TEST_SPLIT})", None
+
+
 def build_tables(runs: list[dict[str, Any]], sweeps: list[str] | None = None,
                  notes: list[str] | None = None) -> ResultsFile:
     """Tables over finished runs (``collect_runs``). Runs held out for leave-one-domain-out selection are not test
@@ -233,8 +270,12 @@ def build_tables(runs: list[dict[str, Any]], sweeps: list[str] | None = None,
             # validated with only the keys _cell/_summary set, so absent keys stay absent in the file
             cells[rule][algorithm] = {h: ResultCell.model_validate(c) for h, c in row.items()}
             summary[rule][algorithm] = ResultSummary.model_validate(_summary(row, hospitals))
+    labels, notes = {}, list(notes or [])
+    if TEST_SPLIT in hospitals:
+        labels[TEST_SPLIT], note = test_split_label(runs)
+        notes += [note] if note else []
     return ResultsFile(hospitals=hospitals, algorithms=algorithms, rules=rules, cells=cells, summary=summary,
-                       sweeps=list(sweeps or []), notes=list(notes or []))
+                       sweeps=list(sweeps or []), notes=notes, hospital_labels=labels)
 
 
 def _fmt(mean: float | None, sd: float | None = None) -> str:
@@ -257,11 +298,12 @@ def to_markdown(tables: ResultsFile) -> str:
              "hparam draw each selection rule chose per algorithm and test hospital.", ""]
     for rule in tables.rules:
         lines += [f"## Selection: {_rule_title(rule)}", "",
-                  "| Algorithm | " + " | ".join(tables.hospitals) + " | Average | Worst |",
+                  "| Algorithm | " + " | ".join(map(tables.label, tables.hospitals)) + " | Average | Worst |",
                   "|---|" + "---|" * (len(tables.hospitals) + 2)]
         for algorithm in tables.algorithms:
             row, summary = tables.cells[rule][algorithm], tables.summary[rule][algorithm]
-            worst = _fmt(summary.worst) + (f" ({summary.worst_hospital})" if summary.worst is not None else "")
+            worst = _fmt(summary.worst) + (f" ({tables.label(summary.worst_hospital)})" if summary.worst is not None
+                                           else "")
             lines.append(f"| {algorithm} | " + " | ".join(row[h].text() for h in tables.hospitals)
                          + f" | {_fmt(summary.average)} | {worst} |")
         note = tables.constant_note(rule)
@@ -272,7 +314,7 @@ def to_markdown(tables: ResultsFile) -> str:
             for hospital in tables.hospitals:
                 cell = tables.cell(rule, algorithm, hospital)
                 draw = NOT_MEASURED if cell.draw is None else str(cell.draw)
-                lines.append(f"| {algorithm} | {hospital} | {draw} | {cell.n_seeds} | {_hparams_text(cell.hparams)} |")
+                lines.append(f"| {algorithm} | {tables.label(hospital)} | {draw} | {cell.n_seeds} | {_hparams_text(cell.hparams)} |")
         lines.append("")
     lines += [f"Note: {note}" for note in tables.notes]
     return "\n".join(lines)
@@ -297,7 +339,7 @@ def to_latex(tables: ResultsFile) -> str:
     out = ["% cxr-fishr results: test-hospital accuracy (%), mean $\\pm$ sample sd (n - 1) over seeds"]
     for rule in tables.rules:
         out += [f"% selection: {_rule_title(rule)}", "\\begin{tabular}{l" + "c" * (len(tables.hospitals) + 2) + "}",
-                "\\toprule", "Algorithm & " + " & ".join(_tex(h) for h in tables.hospitals) + " & Avg & Worst \\\\",
+                "\\toprule", "Algorithm & " + " & ".join(_tex(tables.label(h)) for h in tables.hospitals) + " & Avg & Worst \\\\",
                 "\\midrule"]
         for algorithm in tables.algorithms:
             row, summary = tables.cells[rule][algorithm], tables.summary[rule][algorithm]
@@ -320,14 +362,14 @@ def to_csv(tables: ResultsFile) -> str:
         for algorithm in tables.algorithms:
             for hospital in tables.hospitals:
                 c = tables.cell(rule, algorithm, hospital)
-                writer.writerow([rule, algorithm, hospital, "" if c.mean is None else c.mean,
+                writer.writerow([rule, algorithm, tables.label(hospital), "" if c.mean is None else c.mean,
                                  "" if c.sd is None else c.sd, c.n_seeds, "" if c.draw is None else c.draw,
                                  "" if c.hparams is None else json.dumps(c.hparams, sort_keys=True), "",
                                  c.constant_seeds, "" if c.majority_baseline is None else c.majority_baseline,
                                  c.not_measured or c.sd_not_measured or ""])
             s = tables.summary[rule][algorithm]
             for name, value in (("average", s.average), ("worst", s.worst)):
-                worst = (s.worst_hospital or "") if name == "worst" else ""
+                worst = tables.label(s.worst_hospital) if name == "worst" and s.worst_hospital else ""
                 writer.writerow([rule, algorithm, name, "" if value is None else value, "", "", "", "", worst,
                                  len(s.constant_hospitals or []), "", s.not_measured or ""])
     return buffer.getvalue()
