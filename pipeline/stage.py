@@ -307,13 +307,16 @@ def input_fingerprint(path: str | Path) -> str:
 def fingerprint(*, name: str, config: Any = None, inputs: Mapping[str, str | Path] | None = None,
                 code: str = "") -> str:
     """sha256 hex of the stage's name, its resolved config (strict JSON, keys sorted), each input's
-    :func:`input_fingerprint` by input name, the cxr-fishr version and ``code`` (a digest of the stage's own code,
-    for a stage whose outputs must not outlive a code change, e.g. ingest's decoder)."""
+    :func:`input_fingerprint` by input name, the cxr-fishr version, the formats of the files the stage writes
+    (:func:`pipeline.artefacts.format_digest`: a folder in an older format is recomputed, not reused and then
+    refused by its reader) and ``code`` (a digest of the stage's own code, for a stage whose outputs must not
+    outlive a code change, e.g. ingest's decoder)."""
     from pipeline import __version__
+    from pipeline.artefacts import format_digest
 
     payload = {"stage": name, "config": to_jsonable(config),
                "inputs": {k: input_fingerprint(v) for k, v in sorted((inputs or {}).items())},
-               "version": __version__, "code": code}
+               "version": __version__, "formats": format_digest(name), "code": code}
     return hashlib.sha256(dumps_strict(payload, sort_keys=True).encode("utf-8")).hexdigest()
 
 

@@ -177,3 +177,29 @@ def test_reuse_false_always_computes(tmp):
                   compute=functools.partial(_double, source=tmp / "source.txt", factor=1, calls=calls))
     run_stage(stage, echo=None)
     assert not run_stage(stage, echo=None).reused and len(calls) == 2
+
+
+def test_a_changed_file_format_makes_the_stage_recompute_instead_of_reusing(tmp_path, monkeypatch):
+    # a folder written in an older format must not be reused and then refused by its reader (found when a required
+    # field was added to audit.json and `make demo` reused the old audit)
+    import pipeline.artefacts as artefacts
+    from pipeline.stage import fingerprint
+
+    before = fingerprint(name="audit", config={"a": 1})
+    other = tuple((where, "pipeline.artefacts.metrics:MetricsFile" if where.startswith("AUDIT/") else spec)
+                  for where, spec in artefacts.ARTEFACTS)
+    artefacts.format_digest.cache_clear()
+    monkeypatch.setattr(artefacts, "ARTEFACTS", other)
+    try:
+        assert fingerprint(name="audit", config={"a": 1}) != before
+        # a stage whose files did not change keeps its fingerprint
+        assert artefacts.format_digest("ingest") == artefacts.format_digest.__wrapped__("ingest")
+    finally:
+        artefacts.format_digest.cache_clear()
+
+
+def test_every_stage_fingerprint_covers_stage_json_and_only_its_own_files():
+    from pipeline.artefacts import format_digest
+
+    digests = {s: format_digest(s) for s in ("ingest", "train", "evaluate", "audit", "results", "synth")}
+    assert len(set(digests.values())) == len(digests)  # synth writes stage.json only; each other stage its files

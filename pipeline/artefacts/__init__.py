@@ -8,6 +8,9 @@ never walk nested dicts with ``.get(..) or {}``. Import the model from its modul
 
 from __future__ import annotations
 
+import functools
+import hashlib
+import json
 import types
 import typing
 from typing import Any
@@ -16,7 +19,8 @@ from pydantic import BaseModel
 
 from pipeline.artefacts.base import Artefact, Block
 
-__all__ = ["ARTEFACTS", "DOC", "Artefact", "Block", "artefact_models", "field_tables", "write_doc"]
+__all__ = ["ARTEFACTS", "DOC", "STAGE_FILES", "Artefact", "Block", "artefact_models", "field_tables", "format_digest",
+           "write_doc"]
 
 DOC = "docs/design/artefacts.md"  # relative to the repository root
 TABLES_MARK = "## "  # the generated part of DOC starts at its first level-2 heading
@@ -34,6 +38,25 @@ ARTEFACTS: tuple[tuple[str, str], ...] = (
     ("EVALUATE/metrics.json", "pipeline.artefacts.metrics:MetricsFile"),
     ("AUDIT/audit.json", "pipeline.artefacts.audit:AuditFile"),
 )
+
+
+# stage name -> the prefixes of ARTEFACTS' files that stage writes (stage.json: every stage)
+STAGE_FILES: dict[str, tuple[str, ...]] = {
+    "ingest": ("INGEST/",), "train": ("RUN/",), "train_sweep": ("SWEEP/selection",), "evaluate": ("EVALUATE/",),
+    "audit": ("AUDIT/",), "results": ("SWEEP/results",),
+}
+
+
+@functools.cache
+def format_digest(stage: str) -> str:
+    """sha256 hex of the JSON schemas of the files ``stage`` writes (its artefact models, and ``stage.json``).
+
+    Part of every stage's reuse fingerprint (:func:`pipeline.stage.fingerprint`): when a file's format changes, a
+    folder written in the old format is recomputed instead of reused and then refused by its reader."""
+    prefixes = ("STAGE/", *STAGE_FILES.get(stage, ()))
+    schemas = {f"{where}:{model.__name__}": model.model_json_schema()
+               for where, model in artefact_models() if where.startswith(prefixes)}
+    return hashlib.sha256(json.dumps(schemas, sort_keys=True, default=str).encode("utf-8")).hexdigest()
 
 
 def artefact_models() -> list[tuple[str, type[BaseModel]]]:
