@@ -18,6 +18,12 @@ from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, mo
 from pipeline.errors import DataError
 
 
+def validation_problems(exc: ValidationError, *, limit: int = 5) -> str:
+    """The first ``limit`` problems of a pydantic ValidationError as ``field.path: message; ...`` (for the
+    DataErrors that name the file and its bad fields)."""
+    return "; ".join(f"{'.'.join(str(p) for p in e['loc']) or '(top)'}: {e['msg']}" for e in exc.errors()[:limit])
+
+
 class Block(BaseModel):
     """A nested part of an artefact: unknown keys are refused (a typo is an error, not a silently dropped number),
     floats must be finite or None.
@@ -48,7 +54,7 @@ class Block(BaseModel):
     @classmethod
     def _finite(cls, value: Any) -> Any:
         if isinstance(value, float) and not math.isfinite(value):
-            raise ValueError(f"must be a finite number or None (with the reason under not_measured), got {value}")
+            raise ValueError(f"must be finite or None (a number, or None with the reason under not_measured), got {value}")
         return value
 
 
@@ -77,8 +83,7 @@ class Artefact(Block):
         try:
             return cls.model_validate(data)
         except ValidationError as exc:
-            problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or '(top)'}: {e['msg']}"
-                                 for e in exc.errors()[:5])
+            problems = validation_problems(exc)
             raise DataError(f"{cls.STAGE}: {where} does not match {cls.__name__} (schema_version "
                             f"{cls.SCHEMA_VERSION}): {problems}. Re-run `cxr-fishr {cls.STAGE}` to rewrite it.") from None
 

@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 
 from pydantic import ConfigDict, ValidationError, model_validator
 
-from pipeline.artefacts.base import Block
+from pipeline.artefacts.base import Block, validation_problems
 from pipeline.errors import DataError
 
 HISTORY_FILENAME = "history.jsonl"
@@ -98,8 +98,7 @@ def parse_history_line(data: Any, *, where: str) -> HistoryLine:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or '(top)'}: {e['msg']}"
-                             for e in exc.errors()[:5])
+        problems = validation_problems(exc)
         raise DataError(f"train: {where} does not match {model.__name__}: {problems}. Re-run `cxr-fishr train`.") \
             from None
 

@@ -5,10 +5,11 @@ Strict JSON: a number that could not be measured is None, with the reason under 
 
 from __future__ import annotations
 
-import math
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, field_validator
+from pydantic import ConfigDict
+
+from pipeline.artefacts.base import Block
 
 LANDSCAPE_SCHEMA_VERSION = 1
 # the distances between sites, in the order the report draws them
@@ -16,16 +17,10 @@ QUANTITIES: tuple[str, ...] = ("risk", "gradient_mean", "gradient_variance", "he
 Role = Literal["training", "holdout", "ood_val", "test"]  # holdout: a train/val site the model left out
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    @field_validator("*", mode="before")
-    @classmethod
-    def _no_nan(cls, value: object) -> object:
-        # NaN/inf never reach audit.json: a non-finite float is refused here (the builder writes None + reason)
-        if isinstance(value, float) and not math.isfinite(value):
-            raise ValueError(f"must be finite or None, got {value}")
-        return value
+class _Strict(Block):
+    # Block refuses unknown keys and non-finite floats (the builder writes None + reason); landscape blocks are
+    # also immutable once measured
+    model_config = ConfigDict(frozen=True)
 
 
 class Estimate(_Strict):

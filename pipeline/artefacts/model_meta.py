@@ -11,7 +11,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from pipeline.artefacts.base import Block
+from pipeline.artefacts.base import Block, validation_problems
 from pipeline.compat import InputProfile
 from pipeline.errors import DataError
 
@@ -60,8 +60,7 @@ class ModelMeta(Block):
         try:
             return cls.model_validate(meta)
         except ValidationError as exc:
-            problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or '(top)'}: {e['msg']}"
-                                 for e in exc.errors()[:5])
+            problems = validation_problems(exc)
             raise DataError(f"models: {where} meta does not match ModelMeta: {problems}. Re-train the model with "
                             "`cxr-fishr train`.") from None
 

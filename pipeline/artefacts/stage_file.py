@@ -15,7 +15,7 @@ from typing import Any, ClassVar, Self
 
 from pydantic import ValidationError
 
-from pipeline.artefacts.base import Artefact, Block
+from pipeline.artefacts.base import Artefact, Block, validation_problems
 from pipeline.errors import DataError
 
 # stage name -> the extra keys it writes (pipeline/<stage>: ``record.extra``), for the reader and the round-trip test
@@ -108,8 +108,7 @@ class StageFile(Artefact):
         try:
             return cls.model_validate(data)
         except ValidationError as exc:
-            problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or '(top)'}: {e['msg']}"
-                                 for e in exc.errors()[:5])
+            problems = validation_problems(exc)
             raise DataError(f"stage.json: {where} does not match StageFile: {problems}. {fix}") from None
 
 
